@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# Make sure the programs the integration tests run are installed: OpenSSH's
+# sshd, ssh, ssh-keygen, ssh-agent, ssh-add, and curl. Idempotent: when all are
+# present it changes nothing. Installs with apt-get (Debian/Ubuntu), via sudo
+# when not root. Run by `npm test` through the pretest script.
+set -euo pipefail
+
+missing=()
+[[ -x /usr/sbin/sshd ]] || missing+=("/usr/sbin/sshd")
+for tool in ssh ssh-keygen ssh-agent ssh-add curl; do
+  command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
+done
+
+if [[ ${#missing[@]} -eq 0 ]]; then
+  echo "ensure-test-tools: sshd, ssh, ssh-keygen, ssh-agent, ssh-add and curl already installed"
+  exit 0
+fi
+
+fail() {
+  echo "ensure-test-tools: missing ${missing[*]}: $1" >&2
+  echo "ensure-test-tools: install openssh-server, openssh-client and curl yourself, then run the tests again" >&2
+  exit 1
+}
+
+command -v apt-get >/dev/null 2>&1 || fail "no apt-get on this machine"
+
+as_root=()
+if [[ $(id -u) -ne 0 ]]; then
+  command -v sudo >/dev/null 2>&1 || fail "not root and no sudo"
+  # Without a terminal a password prompt could only hang: ask sudo not to prompt.
+  if [[ -t 0 ]]; then as_root=(sudo); else as_root=(sudo -n); fi
+fi
+
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+if ! "${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update >"$log" 2>&1; then
+  tail -n 20 "$log" >&2
+  fail "apt-get update failed"
+fi
+if ! "${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends openssh-server openssh-client curl >"$log" 2>&1; then
+  tail -n 20 "$log" >&2
+  fail "apt-get install failed"
+fi
+
+still=()
+[[ -x /usr/sbin/sshd ]] || still+=("/usr/sbin/sshd")
+for tool in ssh ssh-keygen ssh-agent ssh-add curl; do
+  command -v "$tool" >/dev/null 2>&1 || still+=("$tool")
+done
+[[ ${#still[@]} -eq 0 ]] || fail "still missing after apt-get install: ${still[*]}"
+
+echo "ensure-test-tools: installed openssh-server, openssh-client and curl with apt-get (was missing ${missing[*]})"

@@ -1,0 +1,305 @@
+/**
+ * Command line to a plain Plan (no sockets, no files).
+ *
+ * OpenSSH's short flags go through a getopt pass of our own that matches
+ * ssh(1): flags may be clustered (`-NvD 9001`), a value may be attached
+ * (`-D9001`) or separate, options may follow the destination, and the first
+ * word after the destination starts a remote command. cac's parser (mri)
+ * cannot do that: it turns values like `007` into numbers and does not know
+ * which flags take a value. cac keeps what it is good at: the command
+ * registry, long options (`--allow-ip`, `--json`), help and version.
+ *
+ * Every flag becomes an ssh_config line (`-p 2222` is `Port 2222`), in
+ * OpenSSH's precedence: the command line comes before any file, first value
+ * wins, so the rest of the program only ever reads resolved config.
+ */
+import { cac } from "cac";
+import { TunnelError } from "./errors.ts";
+
+export const VERSION = "0.1.0";
+
+export interface ConfigLine {
+  keyword: string;
+  args: string[];
+  /** Where it came from, for error messages: "-p", "-o", ... */
+  source: string;
+}
+
+export interface TunnelPlan {
+  command: "tunnel";
+  /** As typed: `host`, `user@host` or `ssh://user@host:port`. */
+  destination: string;
+  /** Command-line settings as ssh_config lines, highest precedence first. */
+  configLines: ConfigLine[];
+  /** -F: replaces ~/.ssh/config and the system file. */
+  configFile: string | undefined;
+  /** -1 for -q, 0 by default, +1 per -v. */
+  verbosity: number;
+  json: boolean;
+  /** --allow-ip values, not yet parsed. */
+  allowIp: string[];
+  /** Lines to print before starting (ignored flags and the like). */
+  warnings: string[];
+}
+
+export type Plan = TunnelPlan | { command: "help"; text: string } | { command: "version"; text: string };
+
+/** ssh(1) flags that take a value, and those that do not. */
+const WITH_VALUE = new Set("BbcDEeFIiJLlmOoPpQRSWw".split(""));
+const WITHOUT_VALUE = new Set("46AaCfGgKkhMNnqsTtVvXxYy".split(""));
+
+/** Flags we implement; the others are accepted and named in a warning, as the issue asks. */
+const SUPPORTED = new Set("46DFghiJLlNopqRVv".split(""));
+
+const IGNORED_REASON: Record<string, string> = {
+  A: "agent forwarding",
+  a: "agent forwarding",
+  C: "compression",
+  f: "going to the background",
+  G: "printing the configuration",
+  K: "GSSAPI",
+  k: "GSSAPI",
+  M: "connection sharing",
+  n: "stdin redirection",
+  s: "subsystems",
+  T: "terminals",
+  t: "terminals",
+  X: "X11 forwarding",
+  x: "X11 forwarding",
+  Y: "X11 forwarding",
+  y: "syslog",
+  B: "bind interfaces",
+  b: "choosing the source address",
+  c: "cipher selection",
+  E: "log files",
+  e: "escape characters",
+  I: "PKCS#11",
+  m: "MAC selection",
+  O: "control commands",
+  P: "tags",
+  Q: "queries",
+  S: "control sockets",
+  W: "stdio forwarding",
+  w: "tun devices",
+};
+
+interface ShortFlag {
+  flag: string;
+  value?: string;
+}
+
+/** Split argv into short flags, long options, the destination and any remote command. */
+function getopt(argv: string[]): { flags: ShortFlag[]; long: string[]; positional: string[] } {
+  const flags: ShortFlag[] = [];
+  const long: string[] = [];
+  const positional: string[] = [];
+  let i = 0;
+  let optionsDone = false;
+  while (i < argv.length) {
+    const arg = argv[i]!;
+    i++;
+    if (optionsDone || arg === "-" || !arg.startsWith("-")) {
+      positional.push(arg);
+      // Options may follow the destination; after a second word, all is command.
+      if (positional.length >= 2) optionsDone = true;
+      continue;
+    }
+    if (arg === "--") {
+      optionsDone = true;
+      continue;
+    }
+    if (arg.startsWith("--")) {
+      long.push(arg);
+      // cac options that take a separate value.
+      if (!arg.includes("=") && LONG_WITH_VALUE.has(arg) && i < argv.length) long.push(argv[i++]!);
+      continue;
+    }
+    for (let j = 1; j < arg.length; j++) {
+      const flag = arg[j]!;
+      if (WITH_VALUE.has(flag)) {
+        let value = arg.slice(j + 1);
+        if (value === "") {
+          if (i >= argv.length) throw usage(`option requires an argument -- ${flag}`);
+          value = argv[i++]!;
+        }
+        flags.push({ flag, value });
+        break;
+      }
+      if (!WITHOUT_VALUE.has(flag)) throw usage(`unknown option -- ${flag}`);
+      flags.push({ flag });
+    }
+  }
+  return { flags, long, positional };
+}
+
+const LONG_WITH_VALUE = new Set(["--allow-ip"]);
+
+function usage(problem: string): TunnelError {
+  return new TunnelError("USAGE", `${problem}; see 'safetunnel --help'`);
+}
+
+/**
+ * @example
+ * parseCommandLine(["-D", "9001", "user@home"]).command // "tunnel"
+ */
+export function parseCommandLine(argv: string[]): Plan {
+  const { flags, long, positional } = getopt(argv);
+
+  const cli = cac("safetunnel");
+  cli
+    .command("[destination]", "Connect to [user@]host and forward ports through it (SOCKS5 with -D)")
+    .usage("[options] [user@]host")
+    .option("--allow-ip <cidrs>", "Let these IP literals through the SOCKS proxy (comma-separated CIDRs; repeatable)")
+    .option("--json", "Log one JSON object per line instead of text")
+    .example("safetunnel -D 9001 user@home")
+    .example("safetunnel -N -L 9001:wikileaks.org:80 user@home");
+  // Our own help and version: cac's would print as a side effect of parse().
+  cli.option("-h, --help", "Show this help").option("--version", "Print the version");
+
+  let parsed;
+  try {
+    parsed = cli.parse(["node", "safetunnel", ...long], { run: false });
+    cli.matchedCommand?.checkUnknownOptions();
+  } catch (err) {
+    throw usage((err as Error).message.replace(/`/g, "'").replace(/^Unknown option/, "unknown option"));
+  }
+  const longOptions = parsed.options as { help?: boolean; version?: boolean; json?: boolean; allowIp?: unknown };
+
+  if (longOptions.help || flags.some((f) => f.flag === "h")) return { command: "help", text: HELP_TEXT };
+  if (longOptions.version || flags.some((f) => f.flag === "V")) return { command: "version", text: `safetunnel ${VERSION}` };
+
+  const warnings: string[] = [];
+  const configLines: ConfigLine[] = [];
+  const optionLines: ConfigLine[] = [];
+  let configFile: string | undefined;
+  let verbosity = 0;
+  let quiet = false;
+  for (const { flag, value } of flags) {
+    const v = value ?? "";
+    switch (flag) {
+      case "v": verbosity++; break;
+      case "q": quiet = true; break;
+      case "N": break; // We never run a remote command; -N is what we always do.
+      case "V": break;
+      case "4": configLines.push({ keyword: "addressfamily", args: ["inet"], source: "-4" }); break;
+      case "6": configLines.push({ keyword: "addressfamily", args: ["inet6"], source: "-6" }); break;
+      case "g": configLines.push({ keyword: "gatewayports", args: ["yes"], source: "-g" }); break;
+      case "p": configLines.push({ keyword: "port", args: [v], source: "-p" }); break;
+      case "l": configLines.push({ keyword: "user", args: [v], source: "-l" }); break;
+      case "i": configLines.push({ keyword: "identityfile", args: [v], source: "-i" }); break;
+      case "J": configLines.push({ keyword: "proxyjump", args: [v], source: "-J" }); break;
+      case "D": configLines.push({ keyword: "dynamicforward", args: [v], source: "-D" }); break;
+      case "L": configLines.push({ keyword: "localforward", args: [v], source: "-L" }); break;
+      case "R": configLines.push({ keyword: "remoteforward", args: [v], source: "-R" }); break;
+      case "F": configFile = v; break;
+      case "o": optionLines.push(parseDashO(v)); break;
+      default:
+        if (!SUPPORTED.has(flag)) warnings.push(`-${flag} (${IGNORED_REASON[flag] ?? "not supported"}) is an ssh option safetunnel does not support; ignoring it.`);
+    }
+  }
+
+  const [destination, ...command] = positional;
+  if (destination === undefined) throw usage("no destination given: safetunnel [options] [user@]host, e.g. safetunnel -D 9001 user@home");
+  if (command.length > 0) {
+    throw usage(`safetunnel runs no remote commands ('${command.join(" ")}'); it only forwards ports. Remove the command (or use ssh for it)`);
+  }
+  const hasForward = configLines.some((l) => l.keyword.endsWith("forward"));
+  if (!hasForward) {
+    // Not an error: ssh_config may hold DynamicForward/LocalForward for this host.
+  }
+  return {
+    command: "tunnel",
+    destination,
+    // -o lines come after the flags: in OpenSSH `-p` overrides `-o Port` whatever the order.
+    configLines: [...configLines, ...optionLines],
+    configFile,
+    verbosity: quiet ? -1 : verbosity,
+    json: Boolean(longOptions.json),
+    allowIp: toStrings(longOptions.allowIp),
+    warnings,
+  };
+}
+
+function toStrings(value: unknown): string[] {
+  if (value === undefined || value === false) return [];
+  const list = Array.isArray(value) ? value : [value];
+  return list.map((v) => String(v));
+}
+
+/** Keywords we act on (ssh_config names, lower case). */
+export const SUPPORTED_KEYWORDS = new Set([
+  "addressfamily", "batchmode", "connecttimeout", "dynamicforward", "exitonforwardfailure", "gatewayports",
+  "globalknownhostsfile", "hashknownhosts", "hostkeyalias", "hostname", "identitiesonly", "identityagent",
+  "identityfile", "localforward", "numberofpasswordprompts", "port", "preferredauthentications", "proxyjump",
+  "remoteforward", "serveralivecountmax", "serveraliveinterval", "stricthostkeychecking", "user",
+  "userknownhostsfile",
+]);
+
+/** Every other ssh_config keyword OpenSSH 9.2 knows: accepted with a warning on -o, silently in files. */
+export const OTHER_SSH_KEYWORDS = new Set([
+  "addkeystoagent", "bindaddress", "bindinterface", "canonicaldomains", "canonicalizefallbacklocal",
+  "canonicalizehostname", "canonicalizemaxdots", "canonicalizepermittedcnames", "casignaturealgorithms",
+  "certificatefile", "checkhostip", "ciphers", "clearallforwardings", "compression", "controlmaster",
+  "controlpath", "controlpersist", "enableescapecommandline", "enablesshkeysign", "escapechar", "fingerprinthash",
+  "forkafterauthentication", "forwardagent", "forwardx11", "forwardx11timeout", "forwardx11trusted",
+  "gssapiauthentication", "gssapidelegatecredentials", "hostbasedacceptedalgorithms", "hostbasedauthentication",
+  "hostkeyalgorithms", "ignoreunknown", "include", "ipqos", "kbdinteractiveauthentication", "kbdinteractivedevices",
+  "kexalgorithms", "knownhostscommand", "localcommand", "loglevel", "logverbose", "macs", "nohostauthenticationforlocalhost",
+  "passwordauthentication", "permitlocalcommand", "permitremoteopen", "pkcs11provider", "proxycommand",
+  "proxyusefdpass", "pubkeyacceptedalgorithms", "pubkeyacceptedkeytypes", "pubkeyauthentication", "rekeylimit",
+  "remotecommand", "requesttty", "requiredrsasize", "revokedhostkeys", "securitykeyprovider", "sendenv",
+  "serveralivecountmax", "sessiontype", "setenv", "stdinnull", "streamlocalbindmask", "streamlocalbindunlink",
+  "syslogfacility", "tcpkeepalive", "tunnel", "tunneldevice", "updatehostkeys", "usekeychain", "verifyhostkeydns",
+  "visualhostkey", "xauthlocation", "match", "host", "protocol", "challengeresponseauthentication",
+]);
+
+/** `-o Keyword=value` or `-o "Keyword value"`, as ssh_config reads one line. */
+function parseDashO(text: string): ConfigLine {
+  const match = /^\s*([A-Za-z0-9]+)\s*(?:=\s*|\s+)(.*?)\s*$/.exec(text);
+  if (!match || match[2] === "") throw usage(`bad -o option '${text}': expected -o Keyword=value, e.g. -o Port=2222`);
+  const keyword = match[1]!.toLowerCase();
+  if (!SUPPORTED_KEYWORDS.has(keyword) && !OTHER_SSH_KEYWORDS.has(keyword)) {
+    throw usage(`-o ${match[1]}: Bad configuration option (not an ssh_config keyword)`);
+  }
+  const value = match[2]!.replace(/^"(.*)"$/, "$1");
+  // Multi-argument keywords (known_hosts file lists) split on spaces; forwards take "port host:port".
+  const args = value.split(/\s+/);
+  return { keyword, args, source: "-o" };
+}
+
+export const HELP_TEXT = `usage: safetunnel [-46gNqVv] [-D [bind_address:]port] [-F configfile] [-i identity_file]
+                  [-J destination] [-L spec] [-l login_name] [-o option] [-p port]
+                  [-R spec] [--allow-ip cidr[,cidr...]] [--json] [user@]host
+
+A SOCKS5 proxy through SSH that never leaks DNS: names go through the tunnel
+and are resolved by the SSH server; requests that carry an IP address (the app
+resolved the name locally) are refused with SOCKS reply 0x02 and a log line
+saying how to fix the app.
+
+  -D [bind_address:]port   SOCKS4a/5 proxy on this port (loopback unless -g)
+  -L [bind_address:]port:host:hostport
+                           Forward a local port to host:hostport via the server
+                           (also port/host/hostport)
+  -R [bind_address:]port:host:hostport
+                           Forward a port on the server back to host:hostport
+  -N                       Accepted for ssh compatibility (no command is ever run)
+  -p port                  SSH port of the server
+  -l login_name            User to log in as
+  -i identity_file         Private key to try (repeatable)
+  -F configfile            Use this ssh_config instead of ~/.ssh/config
+  -J [user@]host[:port][,...]
+                           Connect through these jump hosts
+  -o Option=value          Any supported ssh_config option, e.g. -o Port=2222
+  -g                       Allow other hosts to connect to forwarded ports
+  -4 / -6                  Use IPv4 / IPv6 only for the SSH connection
+  -v                       More detail (repeat for more)
+  -q                       Quiet: errors only
+  -V, --version            Print the version
+  -h, --help               This help
+  --allow-ip cidrs         Let these IP-literal destinations through the proxy
+  --json                   JSON log lines
+
+Browser: Firefox: SOCKS v5 host 127.0.0.1 port N, "Proxy DNS when using SOCKS v5"
+(network.proxy.socks5_remote_dns = true). Chromium: --proxy-server=socks5://127.0.0.1:N.
+curl: --socks5-hostname 127.0.0.1:N or -x socks5h://127.0.0.1:N.
+`;

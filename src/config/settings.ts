@@ -1,0 +1,234 @@
+/**
+ * From resolved ssh_config values (command line first, then files; first
+ * value wins) to the typed settings the connection needs. Pure: the local
+ * environment (home, user name, SSH_AUTH_SOCK) is passed in.
+ *
+ * Defaults and value spellings follow ssh_config(5) for OpenSSH 9.2.
+ */
+import { TunnelError } from "../errors.ts";
+import { expandTilde, expandTokens } from "./ssh-config.ts";
+import type { HopSettings } from "../ssh/connection.ts";
+import type { StrictHostKeyChecking } from "../ssh/host-key.ts";
+import type { IdentityFile } from "../ssh/auth.ts";
+
+/** Read access to one host's resolved options (keywords lower case). */
+export interface OptionLookup {
+  /** Arguments of the first directive that set `keyword`. */
+  first(keyword: string): string[] | undefined;
+  /** Every directive's arguments, in order (IdentityFile, DynamicForward...). */
+  all(keyword: string): string[][];
+}
+
+export interface LocalEnvironment {
+  homeDir: string;
+  localUser: string;
+  /** SSH_AUTH_SOCK */
+  agentSocket: string | undefined;
+  platform: string;
+}
+
+export interface JumpHost {
+  user?: string;
+  host: string;
+  port?: number;
+}
+
+export interface DestinationSettings extends HopSettings {
+  /** ProxyJump hops, outermost first. */
+  jumps: JumpHost[];
+  gatewayPorts: boolean;
+  exitOnForwardFailure: boolean;
+  dynamicForwards: string[][];
+  localForwards: string[][];
+  remoteForwards: string[][];
+}
+
+const DEFAULT_IDENTITIES = ["~/.ssh/id_ed25519", "~/.ssh/id_ecdsa", "~/.ssh/id_rsa"];
+
+/**
+ * @example
+ * resolveDestination("home", lookup, { homeDir: "/home/me", localUser: "me", agentSocket: undefined, platform: "linux" });
+ */
+export function resolveDestination(alias: string, options: OptionLookup, local: LocalEnvironment): DestinationSettings {
+  const hop = resolveHop(alias, options, local);
+  const proxyJump = options.first("proxyjump")?.[0];
+  return {
+    ...hop,
+    jumps: proxyJump === undefined || proxyJump.toLowerCase() === "none" ? [] : parseJumpList(proxyJump),
+    gatewayPorts: yesNo(options, "gatewayports", false),
+    exitOnForwardFailure: yesNo(options, "exitonforwardfailure", false),
+    dynamicForwards: options.all("dynamicforward"),
+    localForwards: options.all("localforward"),
+    remoteForwards: options.all("remoteforward"),
+  };
+}
+
+/** Settings for one SSH hop (a jump host or the destination). */
+export function resolveHop(alias: string, options: OptionLookup, local: LocalEnvironment): HopSettings {
+  const port = parsePort(options.first("port")?.[0] ?? "22", "Port");
+  const user = options.first("user")?.[0] ?? local.localUser;
+  const base = { p: String(port), r: user, u: local.localUser, d: local.homeDir, n: alias };
+  const hostname = expandTokens(options.first("hostname")?.[0] ?? alias, { ...base, h: alias });
+  const tokens = { ...base, h: hostname };
+  const path = (raw: string): string => expandTilde(expandTokens(raw, tokens), local.homeDir);
+
+  const batchMode = yesNo(options, "batchmode", false);
+  const hostKeyAlias = options.first("hostkeyalias")?.[0];
+  const identityFiles = identityFilesFor(options, path);
+  return {
+    alias,
+    hostname,
+    port,
+    user,
+    addressFamily: addressFamily(options.first("addressfamily")?.[0]),
+    connectTimeoutMs: seconds(options, "connecttimeout"),
+    serverAliveIntervalMs: seconds(options, "serveraliveinterval") ?? 0,
+    serverAliveCountMax: integer(options, "serveralivecountmax", 3),
+    hostKey: {
+      // OpenSSH: HostKeyAlias is looked up as given, with no [host]:port form.
+      host: (hostKeyAlias ?? hostname).toLowerCase(),
+      port: hostKeyAlias === undefined ? port : 22,
+      userKnownHostsFiles: fileList(options.first("userknownhostsfile") ?? ["~/.ssh/known_hosts", "~/.ssh/known_hosts2"], path),
+      globalKnownHostsFiles: fileList(options.first("globalknownhostsfile") ?? ["/etc/ssh/ssh_known_hosts", "/etc/ssh/ssh_known_hosts2"], path),
+      strict: strictness(options.first("stricthostkeychecking")?.[0]),
+      hashKnownHosts: options.first("hashknownhosts") === undefined ? undefined : yesNo(options, "hashknownhosts", false),
+      batchMode,
+    },
+    auth: {
+      identityFiles,
+      identitiesOnly: yesNo(options, "identitiesonly", false),
+      agent: agentFor(options.first("identityagent")?.[0], local, path),
+      batchMode,
+      passwordPrompts: integer(options, "numberofpasswordprompts", 3),
+      preferredAuthentications: options.first("preferredauthentications")?.[0]?.split(","),
+    },
+  };
+}
+
+function identityFilesFor(options: OptionLookup, path: (raw: string) => string): IdentityFile[] {
+  const named = options.all("identityfile").map((args) => args[0]!).filter((p) => p.toLowerCase() !== "none");
+  // OpenSSH adds the default names only when no IdentityFile was given at all.
+  const files = named.length > 0 ? named.map((p) => ({ path: path(p), explicit: true })) : DEFAULT_IDENTITIES.map((p) => ({ path: path(p), explicit: false }));
+  const seen = new Set<string>();
+  return files.filter((f) => (seen.has(f.path) ? false : (seen.add(f.path), true)));
+}
+
+function agentFor(setting: string | undefined, local: LocalEnvironment, path: (raw: string) => string): string | undefined {
+  if (setting !== undefined) {
+    if (setting.toLowerCase() === "none") return undefined;
+    if (setting === "SSH_AUTH_SOCK") return local.agentSocket;
+    if (setting.startsWith("$")) return undefined;
+    return path(setting);
+  }
+  if (local.agentSocket) return local.agentSocket;
+  // Windows: Pageant when no OpenSSH agent socket is named.
+  return local.platform === "win32" ? "pageant" : undefined;
+}
+
+/**
+ * ProxyJump / -J: `[user@]host[:port]` or `ssh://[user@]host[:port]`, comma-separated.
+ *
+ * @example
+ * parseJumpList("me@bastion:2222,inner") // [{ user: "me", host: "bastion", port: 2222 }, { host: "inner" }]
+ */
+export function parseJumpList(text: string): JumpHost[] {
+  return text.split(",").map((item) => parseDestination(item.trim(), "ProxyJump"));
+}
+
+/**
+ * A destination as ssh takes it: `[user@]host`, `[user@]host:port` (ProxyJump
+ * only), `[user@][v6]:port`, or `ssh://[user@]host[:port]`.
+ */
+export function parseDestination(text: string, what = "destination"): JumpHost {
+  let rest = text;
+  const uri = rest.startsWith("ssh://");
+  if (uri) rest = rest.slice("ssh://".length).replace(/\/$/, "");
+  const at = rest.lastIndexOf("@");
+  const user = at >= 0 ? rest.slice(0, at) : undefined;
+  rest = at >= 0 ? rest.slice(at + 1) : rest;
+  let host = rest;
+  let port: number | undefined;
+  const bracket = /^\[([^\]]+)\](?::(\d+))?$/.exec(rest);
+  if (bracket) {
+    host = bracket[1]!;
+    if (bracket[2] !== undefined) port = parsePort(bracket[2], what);
+  } else if ((uri || what === "ProxyJump") && /^[^:]+:\d+$/.test(rest)) {
+    const colon = rest.lastIndexOf(":");
+    host = rest.slice(0, colon);
+    port = parsePort(rest.slice(colon + 1), what);
+  }
+  if (host === "" || (user !== undefined && user === "")) {
+    throw new TunnelError("USAGE", `Bad ${what} '${text}': expected [user@]host${what === "ProxyJump" ? "[:port]" : ""}`);
+  }
+  return { ...(user !== undefined ? { user } : {}), host, ...(port !== undefined ? { port } : {}) };
+}
+
+function parsePort(text: string, what: string): number {
+  const n = /^\d{1,5}$/.test(text) ? Number(text) : NaN;
+  if (!(n >= 1 && n <= 65535)) throw new TunnelError("BAD_CONFIG", `Bad port '${text}' for ${what}: expected a number from 1 to 65535`);
+  return n;
+}
+
+function yesNo(options: OptionLookup, keyword: string, fallback: boolean): boolean {
+  const value = options.first(keyword)?.[0];
+  if (value === undefined) return fallback;
+  const v = value.toLowerCase();
+  if (v === "yes" || v === "true") return true;
+  if (v === "no" || v === "false") return false;
+  // GatewayPorts also takes "clientspecified" on the server side; on the client it means yes.
+  if (keyword === "gatewayports" && v === "clientspecified") return true;
+  throw new TunnelError("BAD_CONFIG", `Bad value '${value}' for ${keyword}: expected yes or no`);
+}
+
+function seconds(options: OptionLookup, keyword: string): number | undefined {
+  const value = options.first(keyword)?.[0];
+  if (value === undefined || value.toLowerCase() === "none") return undefined;
+  const n = /^\d+$/.test(value) ? Number(value) : NaN;
+  if (!Number.isFinite(n)) throw new TunnelError("BAD_CONFIG", `Bad value '${value}' for ${keyword}: expected a number of seconds`);
+  return n === 0 ? undefined : n * 1000;
+}
+
+function integer(options: OptionLookup, keyword: string, fallback: number): number {
+  const value = options.first(keyword)?.[0];
+  if (value === undefined) return fallback;
+  if (!/^\d+$/.test(value)) throw new TunnelError("BAD_CONFIG", `Bad value '${value}' for ${keyword}: expected a whole number`);
+  return Number(value);
+}
+
+function strictness(value: string | undefined): StrictHostKeyChecking {
+  switch (value?.toLowerCase()) {
+    case undefined:
+    case "ask":
+      return "ask";
+    case "yes":
+    case "true":
+      return "yes";
+    case "no":
+    case "off":
+    case "false":
+      return "no";
+    case "accept-new":
+      return "accept-new";
+    default:
+      throw new TunnelError("BAD_CONFIG", `Bad value '${value}' for StrictHostKeyChecking: expected yes, accept-new, no or ask`);
+  }
+}
+
+function addressFamily(value: string | undefined): HopSettings["addressFamily"] {
+  switch (value?.toLowerCase()) {
+    case undefined:
+    case "any":
+      return "any";
+    case "inet":
+      return "inet";
+    case "inet6":
+      return "inet6";
+    default:
+      throw new TunnelError("BAD_CONFIG", `Bad value '${value}' for AddressFamily: expected any, inet or inet6`);
+  }
+}
+
+function fileList(args: string[], path: (raw: string) => string): string[] {
+  if (args.length === 1 && args[0]!.toLowerCase() === "none") return [];
+  return args.map(path);
+}

@@ -1,0 +1,47 @@
+/**
+ * One error type for everything the user may see. `code` is stable (tests and
+ * `--json` logs match on it); `message` is one line that names the problem and
+ * the fix; `exitCode` follows OpenSSH (255 for connection and set-up errors).
+ */
+export type ErrorCode =
+  | "USAGE"
+  | "BAD_FORWARD_SPEC"
+  | "BAD_CONFIG"
+  | "BAD_KEY"
+  | "KEY_UNREADABLE"
+  | "AUTH_FAILED"
+  | "HOST_KEY_CHANGED"
+  | "HOST_KEY_REVOKED"
+  | "HOST_KEY_UNKNOWN"
+  | "HOST_UNREACHABLE"
+  | "CONNECT_TIMEOUT"
+  | "SSH_DISCONNECTED"
+  | "PORT_IN_USE"
+  | "BIND_FAILED"
+  | "FORWARD_FAILED"
+  | "CHANNEL_OPEN_FAILED"
+  | "SOCKS_IP_REFUSED"
+  | "INTERNAL";
+
+export class TunnelError extends Error {
+  readonly code: ErrorCode;
+  readonly exitCode: number;
+
+  constructor(code: ErrorCode, message: string, options: { exitCode?: number; cause?: unknown } = {}) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.name = "TunnelError";
+    this.code = code;
+    this.exitCode = options.exitCode ?? 255;
+  }
+}
+
+/** True for a TunnelError with the given code (or any code when omitted). */
+export function isTunnelError(err: unknown, code?: ErrorCode): err is TunnelError {
+  return err instanceof TunnelError && (code === undefined || err.code === code);
+}
+
+/** A short, single-line description of any thrown value, for logs. */
+export function describeError(err: unknown): string {
+  if (err instanceof Error) return err.message.replace(/\s*\n\s*/g, " ");
+  return String(err);
+}

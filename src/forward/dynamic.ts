@@ -1,0 +1,188 @@
+/**
+ * -D: a SOCKS front end whose CONNECTs become direct-tcpip channels.
+ *
+ * One request reads straight through: socks/server.ts parses it,
+ * socks/policy.ts decides whether it may go out (names yes, IP literals only
+ * with --allow-ip), the session opens a channel (the name is resolved by the
+ * SSH server), the reply goes back, pipe.ts joins the two.
+ */
+import type { Socket } from "node:net";
+import type { Duplex } from "node:stream";
+import { serveSocksSocket, type ConnectOutcome, type SocksClient } from "../socks/server.ts";
+import { Socks5Reply, type Socks5ReplyCode, type SocksRequest } from "../socks/codec.ts";
+import { decideDestination, type Cidr } from "../socks/policy.ts";
+import type { ChannelFailureKind, TunnelSession } from "../ssh/session.ts";
+import { ChannelOpenError } from "../ssh/session.ts";
+import { joinStreams } from "./pipe.ts";
+import { listenAll, type Listener } from "./listen.ts";
+import type { Logger } from "../log.ts";
+import type { TrafficStats } from "./stats.ts";
+import { describeError } from "../errors.ts";
+
+export interface DynamicForwardOptions {
+  /** "-D 9001", for messages. */
+  label: string;
+  hosts: string[];
+  port: number;
+  session: TunnelSession;
+  allowIp: readonly Cidr[];
+  log: Logger;
+  stats: TrafficStats;
+  handshakeTimeoutMs?: number;
+  /** Names the local program behind a client socket (Linux /proc), for refusal lines. */
+  describePeer?: (client: SocksClient) => Promise<string | undefined>;
+}
+
+export interface DynamicForward extends Listener {
+  /** Close the listener and every connection it carries. */
+  shutdown(): Promise<void>;
+}
+
+/** SOCKS reply for each way a channel open can fail (the mapping the issue fixes). */
+export const REPLY_FOR_FAILURE: Record<ChannelFailureKind, Socks5ReplyCode> = {
+  refused: Socks5Reply.CONNECTION_REFUSED,
+  unreachable: Socks5Reply.HOST_UNREACHABLE,
+  "network-unreachable": Socks5Reply.NETWORK_UNREACHABLE,
+  prohibited: Socks5Reply.NOT_ALLOWED,
+  "connection-down": Socks5Reply.NETWORK_UNREACHABLE,
+  other: Socks5Reply.GENERAL_FAILURE,
+};
+
+const DEFAULT_HANDSHAKE_TIMEOUT_MS = 30_000;
+
+/**
+ * @example
+ * const forward = await startDynamicForward({ label: "-D 9001", hosts: ["127.0.0.1"], port: 9001, session, allowIp: [], log, stats });
+ */
+export async function startDynamicForward(options: DynamicForwardOptions): Promise<DynamicForward> {
+  const { session, log, stats } = options;
+  const live = new Set<Duplex>();
+
+  const onConnect = async (request: SocksRequest, client: SocksClient, signal: AbortSignal): Promise<ConnectOutcome> => {
+    const { destination } = request;
+    const target = formatTarget(destination.host, destination.port);
+    const decision = decideDestination(destination, options.allowIp);
+    if (!decision.allow) {
+      stats.refusals++;
+      const program = await options.describePeer?.(client).catch(() => undefined);
+      log.info(refusalLine(request, client, program, options.port), {
+        event: "refused",
+        code: "SOCKS_IP_REFUSED",
+        destination: target,
+        client: `${client.address}:${client.port}`,
+        program: program ?? null,
+      });
+      return { ok: false, reply: Socks5Reply.NOT_ALLOWED };
+    }
+    if (decision.viaAllowList) {
+      log.info(`Allowing IP destination ${target} for ${client.address}:${client.port}: it is inside --allow-ip ${decision.matched?.text}.`, {
+        event: "allowed-ip",
+        destination: target,
+      });
+    }
+    const host = destination.host.replace(/^\[(.*)\]$/, "$1");
+    try {
+      const channel = await session.openDirect(host, destination.port, { address: client.address, port: client.port });
+      if (signal.aborted) {
+        channel.destroy();
+        return { ok: false, reply: Socks5Reply.GENERAL_FAILURE };
+      }
+      log.debug(1, `${options.label}: SOCKS${request.version} CONNECT ${target} from ${client.address}:${client.port}`);
+      return { ok: true, stream: channel };
+    } catch (err) {
+      stats.failures++;
+      const kind = err instanceof ChannelOpenError ? err.kind : "other";
+      const reply = REPLY_FOR_FAILURE[kind];
+      log.info(`${options.label}: connect to ${target} failed: ${describeError(err)} (SOCKS reply 0x0${reply}).`, {
+        event: "open-failed",
+        destination: target,
+        kind,
+      });
+      return { ok: false, reply };
+    }
+  };
+
+  const onEstablished = (socket: Socket, stream: Duplex, request: SocksRequest, leftover: Uint8Array): void => {
+    stats.connections++;
+    stats.active++;
+    live.add(stream);
+    live.add(socket);
+    joinStreams(
+      socket,
+      stream,
+      (result) => {
+        stats.active--;
+        stats.bytesUp += result.bytesUp;
+        stats.bytesDown += result.bytesDown;
+        live.delete(stream);
+        live.delete(socket);
+        if (log.debugEnabled(1)) {
+          log.debug(1, `${options.label}: closed ${formatTarget(request.destination.host, request.destination.port)}: ${result.bytesUp} bytes up, ${result.bytesDown} down${result.error ? ` (${result.error.message})` : ""}`);
+        }
+      },
+      leftover,
+    );
+  };
+
+  const listener = await listenAll(
+    options.hosts,
+    options.port,
+    options.label,
+    (socket) =>
+      serveSocksSocket(socket, {
+        handshakeTimeoutMs: options.handshakeTimeoutMs ?? DEFAULT_HANDSHAKE_TIMEOUT_MS,
+        onConnect,
+        onEstablished,
+        onProtocolError: (client, reason) => {
+          stats.protocolErrors++;
+          log.info(`${options.label}: dropped SOCKS client ${client.address}:${client.port}: ${reason}.`, { event: "protocol-error" });
+        },
+      }),
+    log,
+  );
+
+  return {
+    addresses: listener.addresses,
+    port: listener.port,
+    close: () => listener.close(),
+    shutdown: async () => {
+      await listener.close();
+      for (const stream of live) stream.destroy();
+      live.clear();
+    },
+  };
+}
+
+function formatTarget(host: string, port: number): string {
+  return host.includes(":") && !host.startsWith("[") ? `[${host}]:${port}` : `${host}:${port}`;
+}
+
+/**
+ * The one line a refused client gets: who, what, why it matters, and the fix
+ * for the program that asked (or for the common ones when we cannot tell).
+ * Firefox's SOCKS5 pref is socks5_remote_dns (FACTS.md); socks_remote_dns
+ * now covers SOCKS4 only.
+ */
+export function refusalLine(request: SocksRequest, client: SocksClient, program: string | undefined, proxyPort: number): string {
+  const target = formatTarget(request.destination.host, request.destination.port);
+  const who = `${client.address}:${client.port}${program ? ` (${program})` : ""}`;
+  const proxy = `127.0.0.1:${proxyPort}`;
+  const why =
+    request.version === 4 && !request.socks4a
+      ? "it used plain SOCKS4, which carries only IP addresses, so the name was resolved locally and your network saw the DNS lookup"
+      : "it carries an IP address, so the name was resolved locally and your network saw the DNS lookup";
+  const name = (program ?? "").toLowerCase();
+  let fix: string;
+  if (name.includes("firefox") || name.includes("librewolf") || name.includes("icecat")) {
+    fix = `in Firefox set network.proxy.socks5_remote_dns = true ("Proxy DNS when using SOCKS v5") with SOCKS v5 host 127.0.0.1 port ${proxyPort}`;
+  } else if (name.includes("chrom") || name.includes("brave") || name.includes("edge")) {
+    fix = `start Chromium with --proxy-server=socks5://${proxy} (socks5, not socks4)`;
+  } else if (name === "curl") {
+    fix = `use curl --socks5-hostname ${proxy} (or -x socks5h://${proxy})`;
+  } else {
+    fix =
+      `make the app send names: Firefox: network.proxy.socks5_remote_dns = true; ` +
+      `Chromium: --proxy-server=socks5://${proxy}; curl: --socks5-hostname ${proxy} or socks5h://`;
+  }
+  return `Refused SOCKS${request.version} CONNECT to ${target} from ${who}: ${why}. Fix: ${fix}. To allow this address on purpose: --allow-ip ${request.destination.host.replace(/^\[(.*)\]$/, "$1")}`;
+}

@@ -1,0 +1,85 @@
+/**
+ * Joins a local socket and a tunnel channel in both directions.
+ *
+ * - Backpressure: `pipe()` pauses the source while the destination's buffer is
+ *   full, so a slow reader on either side never grows memory without bound
+ *   (ssh2 channels also stop granting SSH window while paused).
+ * - Half-close: when one side ends, the other side's write half is ended (TCP
+ *   FIN / SSH_MSG_CHANNEL_EOF) and data keeps flowing the other way, as OpenSSH
+ *   does for forwarded connections.
+ * - Teardown: an error or an abrupt close on one side destroys the other, so
+ *   nothing is left half-open.
+ */
+import type { Duplex } from "node:stream";
+
+export interface PipeResult {
+  /** Bytes read from the local side and written into the tunnel. */
+  bytesUp: number;
+  /** Bytes read from the tunnel and written to the local side. */
+  bytesDown: number;
+  /** The first error seen on either side, if any. */
+  error?: Error;
+}
+
+/**
+ * @example
+ * joinStreams(socket, channel, leftover, (r) => log.debug(1, `closed after ${r.bytesDown} bytes`));
+ */
+export function joinStreams(
+  local: Duplex,
+  remote: Duplex,
+  onDone: (result: PipeResult) => void,
+  /** Bytes the client sent before the tunnel was ready (optimistic data). */
+  initial?: Uint8Array,
+): void {
+  const result: PipeResult = { bytesUp: 0, bytesDown: 0 };
+  let localClosed = false;
+  let remoteClosed = false;
+  let reported = false;
+
+  const finish = (): void => {
+    if (reported || !localClosed || !remoteClosed) return;
+    reported = true;
+    onDone(result);
+  };
+  const fail = (err: Error): void => {
+    result.error ??= err;
+    local.destroy();
+    remote.destroy();
+  };
+
+  local.on("data", (chunk: Uint8Array) => {
+    result.bytesUp += chunk.length;
+  });
+  remote.on("data", (chunk: Uint8Array) => {
+    result.bytesDown += chunk.length;
+  });
+  local.on("error", fail);
+  remote.on("error", fail);
+  local.on("close", () => {
+    localClosed = true;
+    // The local peer is gone (or reset): the far end has nobody to talk to.
+    if (!remoteClosed) remote.destroy();
+    finish();
+  });
+  remote.on("close", () => {
+    remoteClosed = true;
+    // The tunnel side is done and (ssh2 emits close after end) everything it
+    // sent has been handed to `local`; let that drain, then close.
+    if (!localClosed) {
+      if (local.writableFinished) local.destroy();
+      else {
+        local.once("finish", () => local.destroy());
+        local.end();
+      }
+    }
+    finish();
+  });
+
+  if (initial !== undefined && initial.length > 0) {
+    result.bytesUp += initial.length;
+    remote.write(initial);
+  }
+  local.pipe(remote);
+  remote.pipe(local);
+}

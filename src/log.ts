@@ -1,0 +1,77 @@
+/**
+ * All diagnostics go through a Logger: human lines on stderr by default (in
+ * OpenSSH's style: `Warning: ...`, `debug1: ...`), or one JSON object per line
+ * with `--json`. The sink is passed in so tests and other runtimes can capture it.
+ *
+ * Verbosity follows ssh: -1 for `-q` (errors only), 0 by default (errors,
+ * warnings and notices such as refused SOCKS requests), 1..3 for `-v`..`-vvv`.
+ */
+export type LogLevel = "error" | "warn" | "info" | "debug1" | "debug2" | "debug3";
+
+/** Structured details that travel with a line; in `--json` mode they become keys. */
+export type LogFields = Record<string, string | number | boolean | null | undefined>;
+
+export interface Logger {
+  readonly verbosity: number;
+  error(message: string, fields?: LogFields): void;
+  warn(message: string, fields?: LogFields): void;
+  info(message: string, fields?: LogFields): void;
+  debug(depth: 1 | 2 | 3, message: string, fields?: LogFields): void;
+  /** Whether a debug line at this depth would be written (skip building costly messages). */
+  debugEnabled(depth: 1 | 2 | 3): boolean;
+}
+
+export interface LoggerOptions {
+  verbosity: number;
+  json?: boolean;
+  /** Receives one finished line without its trailing newline. */
+  write: (line: string) => void;
+  now?: () => Date;
+}
+
+const MIN_VERBOSITY: Record<LogLevel, number> = {
+  error: -1,
+  warn: 0,
+  info: 0,
+  debug1: 1,
+  debug2: 2,
+  debug3: 3,
+};
+
+const HUMAN_PREFIX: Record<LogLevel, string> = {
+  error: "",
+  warn: "Warning: ",
+  info: "",
+  debug1: "debug1: ",
+  debug2: "debug2: ",
+  debug3: "debug3: ",
+};
+
+/**
+ * @example
+ * const log = createLogger({ verbosity: 0, write: (l) => process.stderr.write(l + "\n") });
+ * log.warn("bind address ignored");
+ */
+export function createLogger(options: LoggerOptions): Logger {
+  const { verbosity, write } = options;
+  const now = options.now ?? (() => new Date());
+  const emit = (level: LogLevel, message: string, fields?: LogFields): void => {
+    if (verbosity < MIN_VERBOSITY[level]) return;
+    if (options.json) {
+      write(JSON.stringify({ time: now().toISOString(), level, msg: message, ...fields }));
+    } else {
+      write(HUMAN_PREFIX[level] + message);
+    }
+  };
+  return {
+    verbosity,
+    error: (m, f) => emit("error", m, f),
+    warn: (m, f) => emit("warn", m, f),
+    info: (m, f) => emit("info", m, f),
+    debug: (depth, m, f) => emit(`debug${depth}`, m, f),
+    debugEnabled: (depth) => verbosity >= depth,
+  };
+}
+
+/** A logger that drops everything; for tests and library use. */
+export const silentLogger: Logger = createLogger({ verbosity: -2, write: () => {} });

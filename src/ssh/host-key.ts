@@ -1,0 +1,153 @@
+/**
+ * Host key verification as OpenSSH does it (sshconnect.c check_host_key):
+ * known_hosts files decide; StrictHostKeyChecking says what to do with a key
+ * never seen before; a changed or revoked key is refused whatever the setting,
+ * before any channel is opened. (OpenSSH with StrictHostKeyChecking=no lets a
+ * changed key through with forwarding disabled; a tunnel tool has nothing left
+ * to do then, so we refuse.)
+ */
+import {
+  appendKnownHost,
+  checkHostKey,
+  fingerprintSha256,
+  formatKnownHostsLine,
+  hostKeyFromBlob,
+  knownHostsName,
+  loadKnownHosts,
+  prefersHashing,
+  type KnownHostsEntry,
+} from "../config/known-hosts.ts";
+import { TunnelError } from "../errors.ts";
+import type { Logger } from "../log.ts";
+import type { PromptRequest } from "./prompt.ts";
+import { Buffer } from "node:buffer";
+
+export type StrictHostKeyChecking = "yes" | "accept-new" | "no" | "ask";
+
+export interface HostKeyPolicy {
+  /** The name known_hosts is searched for: HostKeyAlias, else HostName. */
+  host: string;
+  port: number;
+  userKnownHostsFiles: string[];
+  globalKnownHostsFiles: string[];
+  strict: StrictHostKeyChecking;
+  /** HashKnownHosts=yes forces hashing new entries; otherwise the file's own style decides. */
+  hashKnownHosts: boolean | undefined;
+  batchMode: boolean;
+  prompt: (request: PromptRequest) => Promise<string | null>;
+  log: Logger;
+}
+
+/** Key type as OpenSSH names it in messages ("ED25519", "ECDSA", "RSA"). */
+export function keyTypeLabel(type: string): string {
+  if (type === "ssh-ed25519") return "ED25519";
+  if (type.startsWith("ecdsa-")) return "ECDSA";
+  if (type === "ssh-rsa") return "RSA";
+  if (type === "ssh-dss") return "DSA";
+  return type.toUpperCase();
+}
+
+/**
+ * Resolves when the key may be used; throws TunnelError (exit 255) otherwise.
+ *
+ * @example
+ * await verifyHostKey(blobFromSsh2, policy);
+ */
+export async function verifyHostKey(blob: Buffer, policy: HostKeyPolicy): Promise<void> {
+  const key = hostKeyFromBlob(blob);
+  const label = keyTypeLabel(key.type);
+  const fingerprint = fingerprintSha256(blob);
+  const name = knownHostsName(policy.host, policy.port);
+  const entries = await loadKnownHosts([...policy.userKnownHostsFiles, ...policy.globalKnownHostsFiles]);
+  const verdict = checkHostKey(entries, policy.host, policy.port, key);
+  policy.log.debug(1, `Server host key: ${key.type} ${fingerprint} (${verdict.status})`);
+
+  switch (verdict.status) {
+    case "known":
+      policy.log.debug(1, `Host '${name}' is known and matches the ${label} host key (${verdict.entry.file}:${verdict.entry.line}).`);
+      return;
+    case "revoked":
+      policy.log.error(`@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@
+@       WARNING: REVOKED HOST KEY DETECTED!               @
+@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@
+The ${label} host key for ${name} is marked as revoked (${verdict.entry.file}:${verdict.entry.line}).
+This could mean that a stolen key is being used to impersonate this host.`);
+      throw new TunnelError("HOST_KEY_REVOKED", `Host key for ${name} (${fingerprint}) is revoked in ${verdict.entry.file}:${verdict.entry.line}; refusing to connect.`);
+    case "changed": {
+      const knownFingerprint = fingerprintSha256(Buffer.from(verdict.entry.keyBase64, "base64"));
+      policy.log.error(`@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@
+@    WARNING: REMOTE HOST IDENTIFICATION HAS CHANGED!     @
+@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@
+IT IS POSSIBLE THAT SOMEONE IS DOING SOMETHING NASTY!
+Someone could be eavesdropping on you right now (man-in-the-middle attack)!
+It is also possible that a host key has just been changed.
+The fingerprint for the ${label} key sent by the remote host is
+${fingerprint}.
+The fingerprint of the ${label} key recorded for this host is
+${knownFingerprint}.
+Please contact your system administrator.
+Add correct host key in ${policy.userKnownHostsFiles[0] ?? verdict.entry.file} to get rid of this message.
+Offending ${label} key in ${verdict.entry.file}:${verdict.entry.line}`);
+      throw new TunnelError(
+        "HOST_KEY_CHANGED",
+        `Host key for ${name} has changed (${verdict.entry.file}:${verdict.entry.line}); no forwarding was started. Host key verification failed.`,
+      );
+    }
+    case "unknown":
+      await decideUnknown(policy, { name, label, fingerprint, line: () => formatNewLine(policy, key, entries), otherTypes: verdict.otherTypes });
+      return;
+  }
+}
+
+interface UnknownKey {
+  name: string;
+  label: string;
+  fingerprint: string;
+  line: () => string;
+  otherTypes: KnownHostsEntry[];
+}
+
+async function decideUnknown(policy: HostKeyPolicy, key: UnknownKey): Promise<void> {
+  const strict = policy.batchMode && policy.strict === "ask" ? "yes" : policy.strict;
+  if (strict === "yes") {
+    throw new TunnelError(
+      "HOST_KEY_UNKNOWN",
+      `No ${key.label} host key is known for ${key.name} and you have requested strict checking. Host key verification failed. Add it to ${policy.userKnownHostsFiles[0]} (fingerprint ${key.fingerprint}) or use -o StrictHostKeyChecking=accept-new.`,
+    );
+  }
+  if (strict === "ask") {
+    const others = key.otherTypes.length > 0
+      ? `\nThe host is known with a ${keyTypeLabel(key.otherTypes[0]!.keyType)} key (${key.otherTypes[0]!.file}:${key.otherTypes[0]!.line}), but not with this one.`
+      : "\nThis key is not known by any other names.";
+    const question = `The authenticity of host '${key.name}' can't be established.\n${key.label} key fingerprint is ${key.fingerprint}.${others}\nAre you sure you want to continue connecting (yes/no/[fingerprint])? `;
+    let accepted = false;
+    for (let attempt = 0; attempt < 3; attempt++) {
+      const answer = await policy.prompt({ message: attempt === 0 ? question : "Please type 'yes', 'no' or the fingerprint: ", echo: true, kind: "secret" });
+      if (answer === null) break;
+      const trimmed = answer.trim();
+      if (trimmed.toLowerCase() === "yes" || trimmed === key.fingerprint) {
+        accepted = true;
+        break;
+      }
+      if (trimmed.toLowerCase() === "no") break;
+    }
+    if (!accepted) {
+      throw new TunnelError("HOST_KEY_UNKNOWN", `Host key verification failed for ${key.name} (${key.label} ${key.fingerprint}): not confirmed. Answer 'yes' at the prompt, or add the key to ${policy.userKnownHostsFiles[0]}.`);
+    }
+  }
+  const file = policy.userKnownHostsFiles[0];
+  if (file === undefined) return;
+  try {
+    await appendKnownHost(file, key.line());
+    policy.log.warn(`Permanently added '${key.name}' (${key.label}) to the list of known hosts.`);
+  } catch (err) {
+    // OpenSSH goes on when it cannot record the key; so do we, loudly.
+    policy.log.warn(`Failed to add the host to the list of known hosts (${file}): ${(err as Error).message}`);
+  }
+}
+
+function formatNewLine(policy: HostKeyPolicy, key: ReturnType<typeof hostKeyFromBlob>, entries: KnownHostsEntry[]): string {
+  const target = policy.userKnownHostsFiles[0];
+  const hash = policy.hashKnownHosts ?? prefersHashing(entries.filter((e) => e.file === target));
+  return formatKnownHostsLine(policy.host, policy.port, key, { hash });
+}

@@ -1,0 +1,136 @@
+/**
+ * The one SSH connection everything shares, seen from the forwarders: open a
+ * `direct-tcpip` channel, know whether the connection is up, hear when it
+ * goes down. Failures are classified once here (from RFC 4254 section 5.1
+ * reason codes and OpenSSH's descriptions) so callers map a small, closed set
+ * of kinds to their own protocol (SOCKS replies, log lines) without parsing
+ * ssh2 error strings themselves.
+ */
+import type { Duplex } from "node:stream";
+import type { Client } from "ssh2";
+
+export type ChannelFailureKind =
+  /** The far end's connect() got ECONNREFUSED. */
+  | "refused"
+  /** The name did not resolve at the far end, or the host did not answer. */
+  | "unreachable"
+  /** The far end has no route to that network. */
+  | "network-unreachable"
+  /** The server forbids this forwarding (AllowTcpForwarding, PermitOpen). */
+  | "prohibited"
+  /** There is no SSH connection to open a channel on. */
+  | "connection-down"
+  | "other";
+
+export class ChannelOpenError extends Error {
+  readonly kind: ChannelFailureKind;
+  constructor(kind: ChannelFailureKind, message: string) {
+    super(message);
+    this.name = "ChannelOpenError";
+    this.kind = kind;
+  }
+}
+
+/** RFC 4254 section 5.1 SSH_MSG_CHANNEL_OPEN_FAILURE reason codes. */
+const OPEN_ADMINISTRATIVELY_PROHIBITED = 1;
+const OPEN_CONNECT_FAILED = 2;
+const OPEN_RESOURCE_SHORTAGE = 4;
+
+/**
+ * Classify a channel-open failure. OpenSSH's sshd reports connect() and
+ * getaddrinfo() failures as CONNECT_FAILED with strerror()/gai_strerror()
+ * text, so the description is the only place the cause is found.
+ *
+ * @example
+ * classifyOpenFailure(2, "Connection refused") // "refused"
+ */
+export function classifyOpenFailure(reason: number | undefined, description: string): ChannelFailureKind {
+  if (reason === OPEN_ADMINISTRATIVELY_PROHIBITED) return "prohibited";
+  if (reason === OPEN_RESOURCE_SHORTAGE) return "other";
+  const text = description.toLowerCase();
+  if (text.includes("refused")) return "refused";
+  if (text.includes("network is unreachable")) return "network-unreachable";
+  if (
+    /no route to host|host is unreachable|timed out|name or service not known|nodename nor servname|temporary failure in name resolution|no address associated|unknown host|name resolution|non-recoverable failure|not known/.test(
+      text,
+    )
+  ) {
+    return "unreachable";
+  }
+  if (reason === OPEN_CONNECT_FAILED) return "other";
+  return "other";
+}
+
+export interface Origin {
+  address: string;
+  port: number;
+}
+
+export interface TunnelSession {
+  /** Whether channels can be opened now. */
+  readonly up: boolean;
+  /** Open a direct-tcpip channel; a name is resolved by the SSH server. */
+  openDirect(host: string, port: number, origin: Origin): Promise<Duplex>;
+  /** Called once when the SSH connection ends, with the reason if it was an error. */
+  onDown(listener: (reason: string) => void): void;
+  /** Disconnect politely. */
+  close(): void;
+}
+
+/**
+ * A TunnelSession over an authenticated ssh2 Client.
+ *
+ * @example
+ * const session = sessionFromClient(client);
+ * const channel = await session.openDirect("example.org", 443, { address: "127.0.0.1", port: 50000 });
+ */
+export function sessionFromClient(client: Client): TunnelSession {
+  let up = true;
+  let downReason = "SSH connection closed";
+  const listeners: ((reason: string) => void)[] = [];
+  const markDown = (): void => {
+    if (!up) return;
+    up = false;
+    for (const listener of listeners) listener(downReason);
+  };
+  client.on("error", (err: Error) => {
+    downReason = err.message;
+  });
+  client.on("end", markDown);
+  client.on("close", markDown);
+
+  return {
+    get up() {
+      return up;
+    },
+    openDirect(host, port, origin) {
+      return new Promise((resolve, reject) => {
+        if (!up) {
+          reject(new ChannelOpenError("connection-down", `SSH connection is down (${downReason})`));
+          return;
+        }
+        try {
+          client.forwardOut(origin.address, origin.port, host, port, (err, channel) => {
+            if (err) {
+              const reason = (err as Error & { reason?: number }).reason;
+              const description = err.message.replace(/^\(SSH\) Channel open failure: /, "");
+              const kind = up ? classifyOpenFailure(typeof reason === "number" ? reason : undefined, description) : "connection-down";
+              reject(new ChannelOpenError(kind, description));
+              return;
+            }
+            resolve(channel);
+          });
+        } catch (err) {
+          // ssh2 throws synchronously when the socket is no longer writable.
+          reject(new ChannelOpenError("connection-down", `SSH connection is down (${(err as Error).message})`));
+        }
+      });
+    },
+    onDown(listener) {
+      listeners.push(listener);
+    },
+    close() {
+      client.end();
+    },
+  };
+}

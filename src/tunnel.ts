@@ -1,0 +1,156 @@
+/**
+ * One run of `safetunnel [options] host`: resolve settings, connect (through
+ * jump hosts), start the forwards, then wait for a signal or the end of the
+ * SSH connection. Returns the exit status.
+ */
+import type { TunnelPlan } from "./cli.ts";
+import { TunnelError } from "./errors.ts";
+import type { Logger } from "./log.ts";
+import { commandLineConfig, loadConfigFiles, lookupHost } from "./config/resolve.ts";
+import { parseDestination, resolveDestination, resolveHop, type LocalEnvironment } from "./config/settings.ts";
+import { forwardLabel, listenAddresses, parseForwardConfigArgs, isPathSpec, type ForwardSpec } from "./config/forward-spec.ts";
+import { parseCidrList, type Cidr } from "./socks/policy.ts";
+import { connectChain, type HopSettings } from "./ssh/connection.ts";
+import { sessionFromClient, type TunnelSession } from "./ssh/session.ts";
+import { promptUser, type PromptRequest } from "./ssh/prompt.ts";
+import { startDynamicForward } from "./forward/dynamic.ts";
+import { createStats, summaryLine, type TrafficStats } from "./forward/stats.ts";
+import { peerProcessName } from "./platform/peer-process.ts";
+import { describeError } from "./errors.ts";
+
+export interface RunEnvironment extends LocalEnvironment {
+  env: Record<string, string | undefined>;
+  log: Logger;
+  /** Resolves with the signal name when the user asks us to stop. */
+  onStopSignal(handler: (signal: string) => void): void;
+}
+
+interface RunningForward {
+  label: string;
+  shutdown(): Promise<void>;
+}
+
+/**
+ * @example
+ * const status = await runTunnel(plan, environment); process.exitCode = status;
+ */
+export async function runTunnel(plan: TunnelPlan, run: RunEnvironment): Promise<number> {
+  const { log } = run;
+  for (const warning of plan.warnings) log.warn(warning);
+
+  const destination = parseDestination(plan.destination);
+  const sources = await loadConfigFiles(plan.configFile, run.homeDir);
+  const lines = [...plan.configLines];
+  if (destination.user !== undefined) lines.push({ keyword: "user", args: [destination.user], source: "user@host" });
+  if (destination.port !== undefined) lines.push({ keyword: "port", args: [String(destination.port)], source: "ssh://" });
+  const commandLine = commandLineConfig(lines);
+  const lookup = lookupHost(destination.host, [commandLine, ...sources.files], {
+    localUser: run.localUser,
+    ...(destination.user !== undefined ? { user: destination.user } : {}),
+  });
+  for (const warning of lookup.warnings) log.warn(warning);
+  const settings = resolveDestination(destination.host, lookup, run);
+
+  // Parse every forward before connecting: a typo should not cost a password prompt.
+  const specs: ForwardSpec[] = [
+    ...settings.dynamicForwards.map((args) => parseForwardConfigArgs("dynamic", args)),
+    ...settings.localForwards.map((args) => parseForwardConfigArgs("local", args)),
+    ...settings.remoteForwards.map((args) => parseForwardConfigArgs("remote", args)),
+  ];
+  if (specs.length === 0) {
+    throw new TunnelError("USAGE", "nothing to forward: give -D [bind_address:]port (e.g. safetunnel -D 9001 user@home), or -L/-R, or DynamicForward in ssh_config");
+  }
+  const allowIp: Cidr[] = plan.allowIp.flatMap((text) => parseCidrList(text));
+
+  // Jump hosts: each resolved through the config files like its own ssh would,
+  // keeping only the address family from our command line.
+  const familyLines = plan.configLines.filter((l) => l.keyword === "addressfamily");
+  const jumps: HopSettings[] = settings.jumps.map((jump) => {
+    const jumpLines = [...familyLines];
+    if (jump.user !== undefined) jumpLines.push({ keyword: "user", args: [jump.user], source: "-J" });
+    if (jump.port !== undefined) jumpLines.push({ keyword: "port", args: [String(jump.port)], source: "-J" });
+    const jumpLookup = lookupHost(jump.host, [commandLineConfig(jumpLines), ...sources.files], {
+      localUser: run.localUser,
+      ...(jump.user !== undefined ? { user: jump.user } : {}),
+    });
+    return resolveHop(jump.host, jumpLookup, run);
+  });
+
+  const prompt = (request: PromptRequest) => promptUser(request, { env: run.env, batchMode: settings.auth.batchMode });
+  const client = await connectChain([...jumps, settings], { prompt, log });
+  const session = sessionFromClient(client);
+  const stats = createStats();
+
+  const forwards: RunningForward[] = [];
+  const failures: TunnelError[] = [];
+  for (const spec of specs) {
+    try {
+      forwards.push(await startForward(spec, { session, allowIp, stats, log, gatewayPorts: settings.gatewayPorts }));
+    } catch (err) {
+      const error = err instanceof TunnelError ? err : new TunnelError("FORWARD_FAILED", `${forwardLabel(spec)}: ${describeError(err)}`);
+      log.error(error.message);
+      failures.push(error);
+    }
+  }
+  if (forwards.length === 0 || (failures.length > 0 && settings.exitOnForwardFailure)) {
+    await Promise.all(forwards.map((f) => f.shutdown()));
+    session.close();
+    throw new TunnelError(
+      "FORWARD_FAILED",
+      forwards.length === 0 ? "no forwarding could be started; see the errors above" : "a forwarding failed and ExitOnForwardFailure is set; exiting",
+    );
+  }
+
+  return new Promise<number>((resolve) => {
+    let stopping = false;
+    const stop = async (status: number, why: string): Promise<void> => {
+      if (stopping) return;
+      stopping = true;
+      await Promise.all(forwards.map((f) => f.shutdown()));
+      session.close();
+      log.info(`${why}: ${summaryLine(stats)}.`, { event: "summary", ...stats });
+      resolve(status);
+    };
+    run.onStopSignal((signal) => void stop(0, `Stopped by ${signal}`));
+    session.onDown((reason) => {
+      log.error(`Connection to ${settings.alias} closed: ${reason}.`);
+      void stop(255, "Tunnel closed");
+    });
+  });
+}
+
+interface ForwardContext {
+  session: TunnelSession;
+  allowIp: Cidr[];
+  stats: TrafficStats;
+  log: Logger;
+  gatewayPorts: boolean;
+}
+
+async function startForward(spec: ForwardSpec, context: ForwardContext): Promise<RunningForward> {
+  const label = forwardLabel(spec);
+  if (spec.kind !== "dynamic") {
+    throw new TunnelError("FORWARD_FAILED", `${label}: -L and -R forwarding are not implemented yet; use -D for now`, { exitCode: 255 });
+  }
+  if (isPathSpec(spec.listen)) {
+    throw new TunnelError("FORWARD_FAILED", `${label}: listening on a Unix socket is not supported; give [bind_address:]port`);
+  }
+  const { hosts, warning } = listenAddresses(spec.listen, context.gatewayPorts, label);
+  if (warning !== null) context.log.warn(warning);
+  const forward = await startDynamicForward({
+    label,
+    hosts,
+    port: spec.listen.port,
+    session: context.session,
+    allowIp: context.allowIp,
+    log: context.log,
+    stats: context.stats,
+    describePeer: (client) =>
+      peerProcessName({ clientAddress: client.address, clientPort: client.port, serverAddress: client.localAddress, serverPort: client.localPort }),
+  });
+  context.log.info(`SOCKS proxy listening on ${forward.addresses.join(" and ")} (${label}); names are resolved by the SSH server, IP-address requests are refused.`, {
+    event: "listening",
+    addresses: forward.addresses.join(","),
+  });
+  return { label, shutdown: () => forward.shutdown() };
+}

@@ -1,0 +1,238 @@
+/**
+ * Run the built CLI (`dist/safetunnel.cjs`) or any other program the way an
+ * integration test needs: no tty, a throwaway HOME, no inherited ssh-agent,
+ * output captured, every wait bounded.
+ */
+import { spawn } from "node:child_process";
+import { existsSync, mkdtempSync, rmSync } from "node:fs";
+import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
+import { connect } from "node:net";
+import { tmpdir } from "node:os";
+import { dirname, join } from "node:path";
+import process from "node:process";
+import { fileURLToPath } from "node:url";
+import { delay, type ExitStatus, stopChild, watchChild, within } from "./child.ts";
+import { forgetDir, removeOnExit } from "./cleanup.ts";
+
+/**
+ * The repository root: the nearest folder above this file holding package.json.
+ *
+ * @example
+ * join(repoRoot(), "dist", "safetunnel.cjs");
+ */
+export function repoRoot(): string {
+  let dir = dirname(fileURLToPath(import.meta.url));
+  for (let i = 0; i < 10; i++) {
+    if (existsSync(join(dir, "package.json"))) return dir;
+    const parent = dirname(dir);
+    if (parent === dir) break;
+    dir = parent;
+  }
+  throw new Error(`no package.json above ${fileURLToPath(import.meta.url)}`);
+}
+
+/**
+ * Absolute path of the built CLI.
+ *
+ * @example
+ * cliPath(); // "/work/main/dist/safetunnel.cjs"
+ */
+export function cliPath(): string {
+  return join(repoRoot(), "dist", "safetunnel.cjs");
+}
+
+export interface Running {
+  pid: number;
+  stdout(): string;
+  stderr(): string;
+  /** Resolves once the process has ended and its output has been read. */
+  exited: Promise<ExitStatus>;
+  /** Send `signal` (default SIGTERM) to this PID, SIGKILL after 5 s; resolves with how it ended. */
+  stop(signal?: NodeJS.Signals): Promise<ExitStatus>;
+}
+
+/**
+ * Spawn any program with stdin closed and stdout/stderr captured as text.
+ *
+ * @example
+ * const ssh = startProcess("ssh", ["-N", "-D", "1080", "host"]);
+ * await waitForListen(1080, "127.0.0.1", ssh);
+ * await ssh.stop();
+ */
+export function startProcess(command: string, args: string[], options: { env?: NodeJS.ProcessEnv; cwd?: string } = {}): Running {
+  const child = spawn(command, args, { env: options.env ?? process.env, cwd: options.cwd, stdio: ["ignore", "pipe", "pipe"] });
+  const watched = watchChild(child);
+  let stdout = "";
+  let stderr = "";
+  child.stdout?.setEncoding("utf8").on("data", (chunk: string) => (stdout += chunk));
+  child.stderr?.setEncoding("utf8").on("data", (chunk: string) => (stderr += chunk));
+  const closed = new Promise<void>((resolve) => child.once("close", () => resolve()));
+  const exited = watched.exited.then(async (status) => {
+    const spawnError = watched.spawnError();
+    if (spawnError !== undefined) stderr += `cannot run ${command}: ${spawnError.message}\n`;
+    // 'close' waits for the pipes; a grandchild holding them open must not hang us.
+    else await within(closed, 2000);
+    return status;
+  });
+  return {
+    pid: watched.pid,
+    stdout: () => stdout,
+    stderr: () => stderr,
+    exited,
+    async stop(signal: NodeJS.Signals = "SIGTERM") {
+      await stopChild(watched, signal);
+      return exited;
+    },
+  };
+}
+
+/** Variables that would let a test reach the developer's own agent or prompts. */
+const SCRUBBED = ["SSH_AUTH_SOCK", "SSH_AGENT_PID", "SSH_ASKPASS", "SSH_ASKPASS_REQUIRE", "DISPLAY"];
+
+export interface CliOptions {
+  /** Added to (and overriding) the scrubbed environment; give SSH_AUTH_SOCK here to use an agent. */
+  env?: Record<string, string>;
+  /** HOME for the child; default a new empty temp dir, removed when the child ends. */
+  home?: string;
+  /** Run this script instead of dist/safetunnel.cjs (for testing the helpers themselves). */
+  script?: string;
+}
+
+/**
+ * Start `node dist/safetunnel.cjs ...args` with HOME pointed away from the real
+ * ~/.ssh, SSH_AUTH_SOCK, SSH_ASKPASS and DISPLAY removed unless given in `env`,
+ * and stdin closed (no tty).
+ *
+ * @example
+ * const cli = startCli(["-N", "-D", String(port), "-p", String(sshd.port), `${sshd.user}@127.0.0.1`], { home: home.home });
+ * await waitForListen(port, "127.0.0.1", cli);
+ * await cli.stop();
+ */
+export function startCli(args: string[], options: CliOptions = {}): Running {
+  const script = options.script ?? cliPath();
+  if (!existsSync(script)) throw new Error(`${script} is missing: run the build first (npm run build)`);
+  let home = options.home;
+  let ownHome: string | undefined;
+  if (home === undefined) {
+    ownHome = mkdtempSync(join(tmpdir(), "safetunnel-home-"));
+    removeOnExit(ownHome);
+    home = ownHome;
+  }
+  const env: NodeJS.ProcessEnv = { ...process.env };
+  for (const name of SCRUBBED) delete env[name];
+  Object.assign(env, { HOME: home }, options.env ?? {});
+  const running = startProcess(process.execPath, [script, ...args], { env });
+  if (ownHome !== undefined) {
+    const dir = ownHome;
+    running.exited.finally(() => {
+      rmSync(dir, { recursive: true, force: true });
+      forgetDir(dir);
+    });
+  }
+  return running;
+}
+
+/**
+ * Run the CLI to completion; kills it and rejects (with its stderr) after
+ * `timeoutMs` (default 20 s).
+ *
+ * @example
+ * const { code, stderr } = await runCli(["-V"]);
+ */
+export async function runCli(
+  args: string[],
+  options: CliOptions & { timeoutMs?: number } = {},
+): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  const running = startCli(args, options);
+  const timeoutMs = options.timeoutMs ?? 20_000;
+  const status = await within(running.exited, timeoutMs);
+  if (status === undefined) {
+    await running.stop("SIGKILL");
+    throw new Error(`safetunnel ${args.join(" ")} did not exit within ${timeoutMs} ms; stderr: ${running.stderr().trim()}`);
+  }
+  return { code: status.code, stdout: running.stdout(), stderr: running.stderr() };
+}
+
+function canConnect(port: number, host: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = connect({ port, host });
+    const timer = setTimeout(() => {
+      socket.destroy();
+      resolve(false);
+    }, 1000);
+    socket.once("connect", () => {
+      clearTimeout(timer);
+      socket.destroy();
+      resolve(true);
+    });
+    socket.once("error", () => {
+      clearTimeout(timer);
+      resolve(false);
+    });
+  });
+}
+
+/**
+ * Wait until something accepts TCP connections on host:port (retrying for up
+ * to `timeoutMs`, default 10 s); rejects at once with the child's stderr if
+ * `running` exits first.
+ *
+ * @example
+ * await waitForListen(1080, "127.0.0.1", cli);
+ */
+export async function waitForListen(port: number, host: string, running?: Running, timeoutMs = 10_000): Promise<void> {
+  let ended: ExitStatus | undefined;
+  running?.exited.then((status) => (ended = status));
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (ended !== undefined) break;
+    if (await canConnect(port, host)) return;
+    await delay(50);
+  }
+  if (ended === undefined && running !== undefined) {
+    // It may have exited while we were connecting.
+    ended = await within(running.exited, 0);
+  }
+  const stderr = running === undefined ? "" : `; stderr: ${running.stderr().trim()}`;
+  if (ended !== undefined) {
+    throw new Error(`process exited (code ${ended.code}, signal ${ended.signal}) before listening on ${host}:${port}${stderr}`);
+  }
+  throw new Error(`nothing listening on ${host}:${port} after ${timeoutMs} ms${stderr}`);
+}
+
+export interface Home {
+  home: string;
+  /** `home/.ssh`, mode 0700. */
+  sshDir: string;
+  /** Write `~/.ssh/config` (mode 0600). */
+  writeConfig(text: string): Promise<void>;
+  /** Write `~/.ssh/known_hosts`. */
+  writeKnownHosts(text: string): Promise<void>;
+  cleanup(): Promise<void>;
+}
+
+/**
+ * A throwaway HOME with an empty `.ssh` folder.
+ *
+ * @example
+ * const home = await makeHome();
+ * await home.writeKnownHosts(`${sshd.knownHostsLine()}\n`);
+ * startCli([...], { home: home.home });
+ * await home.cleanup();
+ */
+export async function makeHome(): Promise<Home> {
+  const home = await mkdtemp(join(tmpdir(), "safetunnel-home-"));
+  removeOnExit(home);
+  const sshDir = join(home, ".ssh");
+  await mkdir(sshDir, { mode: 0o700 });
+  return {
+    home,
+    sshDir,
+    writeConfig: (text) => writeFile(join(sshDir, "config"), text, { mode: 0o600 }),
+    writeKnownHosts: (text) => writeFile(join(sshDir, "known_hosts"), text, { mode: 0o644 }),
+    async cleanup() {
+      await rm(home, { recursive: true, force: true });
+      forgetDir(home);
+    },
+  };
+}
