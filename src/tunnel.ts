@@ -152,5 +152,5 @@ async function startForward(spec: ForwardSpec, context: ForwardContext): Promise
     event: "listening",
     addresses: forward.addresses.join(","),
   });
-  return { label, shutdown: () => forward.shutdown() };
+  return { label, shutdown: () => forward.close() };
 }

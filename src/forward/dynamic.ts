@@ -33,10 +33,6 @@ export interface DynamicForwardOptions {
   describePeer?: (client: SocksClient) => Promise<string | undefined>;
 }
 
-export interface DynamicForward extends Listener {
-  /** Close the listener and every connection it carries. */
-  shutdown(): Promise<void>;
-}
 
 /** SOCKS reply for each way a channel open can fail (the mapping the issue fixes). */
 export const REPLY_FOR_FAILURE: Record<ChannelFailureKind, Socks5ReplyCode> = {
@@ -54,9 +50,8 @@ const DEFAULT_HANDSHAKE_TIMEOUT_MS = 30_000;
  * @example
  * const forward = await startDynamicForward({ label: "-D 9001", hosts: ["127.0.0.1"], port: 9001, session, allowIp: [], log, stats });
  */
-export async function startDynamicForward(options: DynamicForwardOptions): Promise<DynamicForward> {
+export async function startDynamicForward(options: DynamicForwardOptions): Promise<Listener> {
   const { session, log, stats } = options;
-  const live = new Set<Duplex>();
 
   const onConnect = async (request: SocksRequest, client: SocksClient, signal: AbortSignal): Promise<ConnectOutcome> => {
     const { destination } = request;
@@ -105,8 +100,6 @@ export async function startDynamicForward(options: DynamicForwardOptions): Promi
   const onEstablished = (socket: Socket, stream: Duplex, request: SocksRequest, leftover: Uint8Array): void => {
     stats.connections++;
     stats.active++;
-    live.add(stream);
-    live.add(socket);
     joinStreams(
       socket,
       stream,
@@ -114,8 +107,6 @@ export async function startDynamicForward(options: DynamicForwardOptions): Promi
         stats.active--;
         stats.bytesUp += result.bytesUp;
         stats.bytesDown += result.bytesDown;
-        live.delete(stream);
-        live.delete(socket);
         if (log.debugEnabled(1)) {
           log.debug(1, `${options.label}: closed ${formatTarget(request.destination.host, request.destination.port)}: ${result.bytesUp} bytes up, ${result.bytesDown} down${result.error ? ` (${result.error.message})` : ""}`);
         }
@@ -141,16 +132,8 @@ export async function startDynamicForward(options: DynamicForwardOptions): Promi
     log,
   );
 
-  return {
-    addresses: listener.addresses,
-    port: listener.port,
-    close: () => listener.close(),
-    shutdown: async () => {
-      await listener.close();
-      for (const stream of live) stream.destroy();
-      live.clear();
-    },
-  };
+  // Closing the listener destroys its sockets; pipe.ts then closes their channels.
+  return listener;
 }
 
 function formatTarget(host: string, port: number): string {

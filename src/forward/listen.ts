@@ -13,7 +13,7 @@ export interface Listener {
   readonly addresses: string[];
   /** The port bound (useful when 0 was asked for). */
   readonly port: number;
-  /** Stop accepting; existing connections are left to their owners. */
+  /** Stop accepting and destroy every socket this listener accepted. */
   close(): Promise<void>;
 }
 
@@ -32,8 +32,14 @@ export async function listenAll(
   const addresses: string[] = [];
   let boundPort = port;
   let firstError: TunnelError | undefined;
+  const accepted = new Set<Socket>();
+  const track = (socket: Socket): void => {
+    accepted.add(socket);
+    socket.once("close", () => accepted.delete(socket));
+    onConnection(socket);
+  };
   for (const host of hosts) {
-    const server = createServer({ allowHalfOpen: true, pauseOnConnect: false }, onConnection);
+    const server = createServer({ allowHalfOpen: true, pauseOnConnect: false }, track);
     try {
       boundPort = await bind(server, host, boundPort);
       servers.push(server);
@@ -59,7 +65,10 @@ export async function listenAll(
     addresses,
     port: boundPort,
     close: async () => {
-      await Promise.all(servers.map((s) => closeServer(s)));
+      const closing = Promise.all(servers.map((s) => closeServer(s)));
+      // server.close() waits for open connections; we are the ones ending them.
+      for (const socket of accepted) socket.destroy();
+      await closing;
     },
   };
 }

@@ -14,6 +14,7 @@ import type { Client, ConnectConfig } from "ssh2";
 import { TunnelError, describeError, isTunnelError } from "../errors.ts";
 import type { Logger } from "../log.ts";
 import { createAuthFlow, type AuthSettings } from "./auth.ts";
+import { loadSsh2 } from "./ssh2-module.ts";
 import { verifyHostKey, type HostKeyPolicy } from "./host-key.ts";
 import type { PromptRequest } from "./prompt.ts";
 import { keyTypesKnownFor, loadKnownHosts } from "../config/known-hosts.ts";
@@ -155,7 +156,7 @@ function openThroughJump(jump: Client, hop: HopSettings): Promise<Duplex> {
 }
 
 async function connectOne(hop: HopSettings, sock: Duplex, deps: ConnectDeps): Promise<Client> {
-  const ssh2 = await import("ssh2");
+  const ssh2 = await loadSsh2();
   const { log, prompt } = deps;
   const client: Client = new ssh2.Client();
   const auth = createAuthFlow({ ...hop.auth, user: hop.user, host: hop.alias, prompt, log }, ssh2);
