@@ -8,12 +8,14 @@ import { TunnelError } from "./errors.ts";
 import type { Logger } from "./log.ts";
 import { commandLineConfig, loadConfigFiles, lookupHost } from "./config/resolve.ts";
 import { parseDestination, resolveDestination, resolveHop, type LocalEnvironment } from "./config/settings.ts";
-import { forwardLabel, listenAddresses, parseForwardConfigArgs, isPathSpec, type ForwardSpec } from "./config/forward-spec.ts";
+import { forwardLabel, listenAddresses, parseForwardConfigArgs, parseForwardSpec, isPathSpec, type ForwardSpec } from "./config/forward-spec.ts";
 import { parseCidrList, type Cidr } from "./socks/policy.ts";
 import { connectChain, type HopSettings } from "./ssh/connection.ts";
 import { sessionFromClient, type TunnelSession } from "./ssh/session.ts";
 import { promptUser, type PromptRequest } from "./ssh/prompt.ts";
 import { startDynamicForward } from "./forward/dynamic.ts";
+import { startLocalForward } from "./forward/local.ts";
+import { startRemoteForward } from "./forward/remote.ts";
 import { createStats, summaryLine, type TrafficStats } from "./forward/stats.ts";
 import { peerProcessName } from "./platform/peer-process.ts";
 import { describeError } from "./errors.ts";
@@ -52,10 +54,13 @@ export async function runTunnel(plan: TunnelPlan, run: RunEnvironment): Promise<
   const settings = resolveDestination(destination.host, lookup, run);
 
   // Parse every forward before connecting: a typo should not cost a password prompt.
+  // Flags carry one argument (-L 9001:host:80); ssh_config lines two (LocalForward 9001 host:80).
+  const parse = (kind: "dynamic" | "local" | "remote", args: string[]): ForwardSpec =>
+    args.length === 1 ? parseForwardSpec(kind, args[0]!) : parseForwardConfigArgs(kind, args);
   const specs: ForwardSpec[] = [
-    ...settings.dynamicForwards.map((args) => parseForwardConfigArgs("dynamic", args)),
-    ...settings.localForwards.map((args) => parseForwardConfigArgs("local", args)),
-    ...settings.remoteForwards.map((args) => parseForwardConfigArgs("remote", args)),
+    ...settings.dynamicForwards.map((args) => parse("dynamic", args)),
+    ...settings.localForwards.map((args) => parse("local", args)),
+    ...settings.remoteForwards.map((args) => parse("remote", args)),
   ];
   if (specs.length === 0) {
     throw new TunnelError("USAGE", "nothing to forward: give -D [bind_address:]port (e.g. safetunnel -D 9001 user@home), or -L/-R, or DynamicForward in ssh_config");
@@ -129,26 +134,41 @@ interface ForwardContext {
 
 async function startForward(spec: ForwardSpec, context: ForwardContext): Promise<RunningForward> {
   const label = forwardLabel(spec);
-  if (spec.kind !== "dynamic") {
-    throw new TunnelError("FORWARD_FAILED", `${label}: -L and -R forwarding are not implemented yet; use -D for now`, { exitCode: 255 });
+  const { session, log, stats } = context;
+  if (spec.kind === "remote") {
+    if (isPathSpec(spec.listen) || spec.target === null || isPathSpec(spec.target)) {
+      throw new TunnelError("FORWARD_FAILED", `${label}: remote dynamic forwarding and Unix sockets are not supported yet; give -R [bind_address:]port:host:hostport`);
+    }
+    const forward = await startRemoteForward({ label, bindAddress: spec.listen.address, port: spec.listen.port, target: spec.target, session, log, stats });
+    log.debug(1, `${label}: the server listens on port ${forward.port}`);
+    return { label, shutdown: () => forward.close() };
   }
   if (isPathSpec(spec.listen)) {
     throw new TunnelError("FORWARD_FAILED", `${label}: listening on a Unix socket is not supported; give [bind_address:]port`);
   }
   const { hosts, warning } = listenAddresses(spec.listen, context.gatewayPorts, label);
-  if (warning !== null) context.log.warn(warning);
+  if (warning !== null) log.warn(warning);
+  if (spec.kind === "local") {
+    if (isPathSpec(spec.target)) throw new TunnelError("FORWARD_FAILED", `${label}: forwarding to a Unix socket is not supported; give host:hostport`);
+    const forward = await startLocalForward({ label, hosts, port: spec.listen.port, target: spec.target, session, log, stats });
+    log.info(`Forwarding ${forward.addresses.join(" and ")} to ${spec.target.host}:${spec.target.port} as seen from the SSH server (${label}).`, {
+      event: "listening",
+      addresses: forward.addresses.join(","),
+    });
+    return { label, shutdown: () => forward.close() };
+  }
   const forward = await startDynamicForward({
     label,
     hosts,
     port: spec.listen.port,
-    session: context.session,
+    session,
     allowIp: context.allowIp,
-    log: context.log,
-    stats: context.stats,
+    log,
+    stats,
     describePeer: (client) =>
       peerProcessName({ clientAddress: client.address, clientPort: client.port, serverAddress: client.localAddress, serverPort: client.localPort }),
   });
-  context.log.info(`SOCKS proxy listening on ${forward.addresses.join(" and ")} (${label}); names are resolved by the SSH server, IP-address requests are refused.`, {
+  log.info(`SOCKS proxy listening on ${forward.addresses.join(" and ")} (${label}); names are resolved by the SSH server, IP-address requests are refused.`, {
     event: "listening",
     addresses: forward.addresses.join(","),
   });

@@ -66,11 +66,26 @@ export interface Origin {
   port: number;
 }
 
+/** A connection the server accepted on a -R port, waiting for us to take it. */
+export interface IncomingConnection {
+  from: Origin;
+  accept(): Duplex;
+  reject(): void;
+}
+
+export interface RemoteListen {
+  /** The port the server bound (it picks one when asked for 0). */
+  port: number;
+  close(): Promise<void>;
+}
+
 export interface TunnelSession {
   /** Whether channels can be opened now. */
   readonly up: boolean;
   /** Open a direct-tcpip channel; a name is resolved by the SSH server. */
   openDirect(host: string, port: number, origin: Origin): Promise<Duplex>;
+  /** Ask the server to listen (tcpip-forward); each connection arrives through `onIncoming`. */
+  listenRemote(address: string, port: number, onIncoming: (connection: IncomingConnection) => void): Promise<RemoteListen>;
   /** Called once when the SSH connection ends, with the reason if it was an error. */
   onDown(listener: (reason: string) => void): void;
   /** Disconnect politely. */
@@ -99,6 +114,17 @@ export function sessionFromClient(client: Client): TunnelSession {
   client.on("end", markDown);
   client.on("close", markDown);
 
+  // forwarded-tcpip channels name the address and port the server bound.
+  const remoteHandlers = new Map<number, (connection: IncomingConnection) => void>();
+  client.on("tcp connection", (details, accept, rejectConnection) => {
+    const handler = remoteHandlers.get(details.destPort);
+    if (handler === undefined) {
+      rejectConnection();
+      return;
+    }
+    handler({ from: { address: details.srcIP, port: details.srcPort }, accept: () => accept(), reject: () => rejectConnection() });
+  });
+
   return {
     get up() {
       return up;
@@ -124,6 +150,35 @@ export function sessionFromClient(client: Client): TunnelSession {
           // ssh2 throws synchronously when the socket is no longer writable.
           reject(new ChannelOpenError("connection-down", `SSH connection is down (${(err as Error).message})`));
         }
+      });
+    },
+    listenRemote(address, port, onIncoming) {
+      return new Promise((resolve, reject) => {
+        if (!up) {
+          reject(new ChannelOpenError("connection-down", `SSH connection is down (${downReason})`));
+          return;
+        }
+        client.forwardIn(address, port, (err, boundPort) => {
+          if (err) {
+            reject(err);
+            return;
+          }
+          const actual = port === 0 ? boundPort : port;
+          remoteHandlers.set(actual, onIncoming);
+          resolve({
+            port: actual,
+            close: () =>
+              new Promise<void>((done) => {
+                remoteHandlers.delete(actual);
+                if (!up) return done();
+                try {
+                  client.unforwardIn(address, actual, () => done());
+                } catch {
+                  done();
+                }
+              }),
+          });
+        });
       });
     },
     onDown(listener) {

@@ -1,0 +1,60 @@
+/**
+ * -L [bind_address:]port:host:hostport: every connection to the local port
+ * becomes a direct-tcpip channel to host:hostport, named as given so the SSH
+ * server resolves it (seed: "The localhost is relative to the gateway").
+ * The channel is opened when a client connects, not at set-up (as OpenSSH).
+ */
+import type { Socket } from "node:net";
+import type { TunnelSession } from "../ssh/session.ts";
+import type { Logger } from "../log.ts";
+import type { TrafficStats } from "./stats.ts";
+import { joinStreams } from "./pipe.ts";
+import { listenAll, type Listener } from "./listen.ts";
+import { describeError } from "../errors.ts";
+
+export interface LocalForwardOptions {
+  label: string;
+  hosts: string[];
+  port: number;
+  target: { host: string; port: number };
+  session: TunnelSession;
+  log: Logger;
+  stats: TrafficStats;
+}
+
+/**
+ * @example
+ * await startLocalForward({ label: "-L 9001:wikileaks.org:80", hosts: ["127.0.0.1"], port: 9001, target: { host: "wikileaks.org", port: 80 }, session, log, stats });
+ */
+export function startLocalForward(options: LocalForwardOptions): Promise<Listener> {
+  const { session, log, stats, target, label } = options;
+  const onConnection = (socket: Socket): void => {
+    // Hold the client's first bytes in the socket until the channel exists.
+    socket.pause();
+    socket.on("error", () => {});
+    const origin = { address: socket.remoteAddress ?? "127.0.0.1", port: socket.remotePort ?? 0 };
+    session.openDirect(target.host, target.port, origin).then(
+      (channel) => {
+        if (socket.destroyed) {
+          channel.destroy();
+          return;
+        }
+        stats.connections++;
+        stats.active++;
+        log.debug(1, `${label}: connection from ${origin.address}:${origin.port} to ${target.host}:${target.port}`);
+        joinStreams(socket, channel, (result) => {
+          stats.active--;
+          stats.bytesUp += result.bytesUp;
+          stats.bytesDown += result.bytesDown;
+        });
+      },
+      (err: unknown) => {
+        stats.failures++;
+        // OpenSSH: "channel 2: open failed: connect failed: Connection refused".
+        log.info(`${label}: connect to ${target.host} port ${target.port} failed: ${describeError(err)}.`, { event: "open-failed" });
+        socket.destroy();
+      },
+    );
+  };
+  return listenAll(options.hosts, options.port, label, onConnection, log);
+}

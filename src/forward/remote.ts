@@ -1,0 +1,71 @@
+/**
+ * -R [bind_address:]port:host:hostport: the SSH server listens on its side
+ * (tcpip-forward, RFC 4254 section 7.1) and hands each connection back as a
+ * forwarded-tcpip channel, which we join to a local connection to
+ * host:hostport (resolved here, on the client side, as in OpenSSH).
+ */
+import { connect as netConnect } from "node:net";
+import type { RemoteListen, TunnelSession } from "../ssh/session.ts";
+import type { Logger } from "../log.ts";
+import type { TrafficStats } from "./stats.ts";
+import { joinStreams } from "./pipe.ts";
+import { TunnelError, describeError } from "../errors.ts";
+
+export interface RemoteForwardOptions {
+  label: string;
+  /** What the server should bind; null = OpenSSH's default "localhost". */
+  bindAddress: string | null;
+  port: number;
+  target: { host: string; port: number };
+  session: TunnelSession;
+  log: Logger;
+  stats: TrafficStats;
+}
+
+export interface RemoteForward {
+  /** The port the server bound (the one asked for, or the one it allocated for 0). */
+  port: number;
+  close(): Promise<void>;
+}
+
+/**
+ * @example
+ * await startRemoteForward({ label: "-R 9001:internalsite.org:80", bindAddress: null, port: 9001, target, session, log, stats });
+ */
+export async function startRemoteForward(options: RemoteForwardOptions): Promise<RemoteForward> {
+  const { session, log, stats, target, label } = options;
+  // OpenSSH sends "localhost" for no address and "" for "*" (all interfaces; the server's GatewayPorts decides).
+  const address = options.bindAddress === null ? "localhost" : options.bindAddress === "*" ? "" : options.bindAddress;
+  let listen: RemoteListen;
+  try {
+    listen = await session.listenRemote(address, options.port, (incoming) => {
+      const local = netConnect({ host: target.host, port: target.port });
+      local.once("connect", () => {
+        local.setNoDelay(true);
+        const channel = incoming.accept();
+        stats.connections++;
+        stats.active++;
+        log.debug(1, `${label}: connection from ${incoming.from.address}:${incoming.from.port} to ${target.host}:${target.port}`);
+        joinStreams(local, channel, (result) => {
+          stats.active--;
+          stats.bytesUp += result.bytesUp;
+          stats.bytesDown += result.bytesDown;
+        });
+      });
+      local.once("error", (err) => {
+        if (local.connecting) {
+          stats.failures++;
+          log.info(`${label}: connect to ${target.host} port ${target.port} failed: ${describeError(err)}.`, { event: "open-failed" });
+          incoming.reject();
+        }
+      });
+    });
+  } catch (err) {
+    throw new TunnelError(
+      "FORWARD_FAILED",
+      `${label}: the server refused to listen on ${address || "*"} port ${options.port} (${describeError(err)}); the port may be in use there, or sshd has AllowTcpForwarding/PermitListen set.`,
+    );
+  }
+  if (options.port === 0) log.info(`Allocated port ${listen.port} for remote forward to ${target.host}:${target.port}`);
+  return { port: listen.port, close: () => listen.close() };
+}

@@ -1,0 +1,242 @@
+/**
+ * User authentication end to end: the built CLI against a real sshd that
+ * knows several client keys, with a real ssh-agent, encrypted keys answered
+ * through SSH_ASKPASS, the default identity names and broken identity files.
+ * Which key got in is read from sshd's own "Accepted publickey" log line.
+ */
+import assert from "node:assert/strict";
+import { existsSync } from "node:fs";
+import { chmod, copyFile, mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import process from "node:process";
+import { after, before, describe, test } from "node:test";
+import { runCommand } from "../helpers/child.ts";
+import { curlThroughSocks } from "../helpers/curl.ts";
+import { makeHome, runCli, startCli, waitForListen, type Home } from "../helpers/run.ts";
+import { makeKey, startAgent, startSshd, type Agent, type KeyPair, type Sshd } from "../helpers/sshd.ts";
+import { freePort, startHttpTarget, type HttpTarget } from "../helpers/targets.ts";
+
+const PASSPHRASE = "correct horse battery staple";
+
+let scratch: string;
+let sshd: Sshd;
+let http: HttpTarget;
+let agent: Agent;
+/** Authorized keys, one per test so the log line names who got in. */
+const keys: Record<string, KeyPair> = {};
+/** Not in authorized_keys. */
+let strangerKey: KeyPair;
+const homes: Home[] = [];
+
+before(async () => {
+  scratch = await mkdtemp(join(tmpdir(), "safetunnel-auth-"));
+  for (const name of ["agent", "agentOnly", "plain", "defaultName", "afterMissing", "afterGarbage", "afterDirectory", "afterUnreadable"]) {
+    keys[name] = await makeKey(scratch, name);
+  }
+  keys.locked = await makeKey(scratch, "locked", { passphrase: PASSPHRASE });
+  strangerKey = await makeKey(scratch, "stranger");
+  sshd = await startSshd({ authorizedKeys: Object.values(keys).map((key) => key.publicLine) });
+  http = await startHttpTarget();
+  agent = await startAgent();
+});
+
+after(async () => {
+  await agent?.stop();
+  await sshd?.stop();
+  await http?.stop();
+  for (const home of homes) await home.cleanup();
+  await rm(scratch, { recursive: true, force: true });
+});
+
+/** A HOME whose known_hosts already trusts the sshd, and no keys in ~/.ssh. */
+async function trustingHome(): Promise<Home> {
+  const home = await makeHome();
+  homes.push(home);
+  await home.writeKnownHosts(`${sshd.knownHostsLine()}\n`);
+  return home;
+}
+
+function key(name: string): KeyPair {
+  const found = keys[name];
+  if (found === undefined) throw new Error(`no test key ${name}`);
+  return found;
+}
+
+/** `-D port -p sshdPort ...extra destination`; the destination is user@127.0.0.1 unless `extra` has -l. */
+function tunnelArgs(socksPort: number, extra: string[]): string[] {
+  const destination = extra.includes("-l") ? "127.0.0.1" : `${sshd.user}@127.0.0.1`;
+  return ["-N", "-D", String(socksPort), "-p", String(sshd.port), ...extra, destination];
+}
+
+async function sha256Fingerprint(publicPath: string): Promise<string> {
+  const result = await runCommand("ssh-keygen", ["-lf", publicPath, "-E", "sha256"]);
+  assert.equal(result.code, 0, result.stderr);
+  return result.stdout.split(" ")[1] ?? "";
+}
+
+/** sshd (LogLevel VERBOSE) names the key it accepted by its fingerprint. */
+async function acceptedBySshd(keyPair: KeyPair): Promise<boolean> {
+  const fingerprint = await sha256Fingerprint(keyPair.publicPath);
+  const escaped = `Accepted publickey for ${sshd.user} from 127.0.0.1 port 0 ssh2: ED25519 ${fingerprint}`.replace(/[.*+?^${}()|[\]\\/]/g, "\\$&");
+  return new RegExp(escaped.replace(" port 0 ", " port \\d+ ")).test(sshd.logs());
+}
+
+/** Start the CLI with `extra`, prove the tunnel carries a `--socks5-hostname` fetch, stop it; returns stderr. */
+async function runWorkingTunnel(extra: string[], options: { home: string; env?: Record<string, string> }): Promise<string> {
+  const socksPort = await freePort();
+  const cli = startCli(tunnelArgs(socksPort, extra), options);
+  try {
+    await waitForListen(socksPort, "127.0.0.1", cli);
+    const fetched = await curlThroughSocks("--socks5-hostname", `127.0.0.1:${socksPort}`, `http://localhost:${http.port}/hello`);
+    assert.equal(fetched.code, 0, `curl: ${fetched.stderr}; safetunnel: ${cli.stderr()}`);
+    assert.equal(fetched.stdout.toString(), "hello from target\n");
+  } finally {
+    const status = await cli.stop();
+    assert.deepEqual(status, { code: 0, signal: null }, cli.stderr());
+  }
+  return cli.stderr();
+}
+
+/** Run the CLI expecting a refused login: exit 255, OpenSSH's "Permission denied", no listener, no crash. */
+async function assertPermissionDenied(extra: string[], options: { home: string; env?: Record<string, string> }, user = sshd.user): Promise<string> {
+  const result = await runCli(tunnelArgs(await freePort(), extra), options);
+  assert.equal(result.code, 255, result.stderr);
+  assert.ok(result.stderr.includes(`${user}@127.0.0.1: Permission denied (publickey)`), result.stderr);
+  assert.doesNotMatch(result.stderr, /SOCKS proxy listening|internal error/);
+  return result.stderr;
+}
+
+/** The stderr line that mentions `path`; it must be a warning. */
+function warningNaming(stderr: string, path: string): string {
+  const line = stderr.split("\n").find((candidate) => candidate.includes(path));
+  assert.ok(line !== undefined, `no line names ${path}: ${stderr}`);
+  assert.match(line, /^Warning: /);
+  return line;
+}
+
+/** An askpass program that appends its prompt to `log` and prints `answer`. */
+async function askpassScript(name: string, answer: string): Promise<{ path: string; log: string }> {
+  const path = join(scratch, `${name}.sh`);
+  const log = join(scratch, `${name}.log`);
+  await writeFile(path, `#!/bin/sh\nprintf '%s\\n' "$1" >> '${log}'\necho '${answer}'\n`, { mode: 0o700 });
+  await chmod(path, 0o700);
+  return { path, log };
+}
+
+describe("ssh-agent", () => {
+  test("a key held only by the agent (SSH_AUTH_SOCK) logs in with no identity file on disk", async () => {
+    await agent.add(key("agentOnly"));
+    const home = await trustingHome();
+    const stderr = await runWorkingTunnel([], { home: home.home, env: { SSH_AUTH_SOCK: agent.socketPath } });
+    assert.equal(await acceptedBySshd(key("agentOnly")), true, sshd.logs());
+    assert.doesNotMatch(stderr, /Permission denied|not accessible/);
+  });
+
+  test("with IdentitiesOnly=yes and -i naming another key, the agent's key is not offered and login fails", async () => {
+    await agent.add(key("agent"));
+    const home = await trustingHome();
+    await assertPermissionDenied(["-o", "IdentitiesOnly=yes", "-i", strangerKey.privatePath], {
+      home: home.home,
+      env: { SSH_AUTH_SOCK: agent.socketPath },
+    });
+    assert.equal(await acceptedBySshd(key("agent")), false, "sshd accepted the agent's key");
+  });
+});
+
+describe("an encrypted identity file", () => {
+  test("is unlocked with the passphrase SSH_ASKPASS prints under SSH_ASKPASS_REQUIRE=force", async () => {
+    const home = await trustingHome();
+    const askpass = await askpassScript("passphrase-right", PASSPHRASE);
+    await runWorkingTunnel(["-i", key("locked").privatePath], {
+      home: home.home,
+      env: { SSH_ASKPASS: askpass.path, SSH_ASKPASS_REQUIRE: "force" },
+    });
+    assert.equal(await readFile(askpass.log, "utf8"), `Enter passphrase for key '${key("locked").privatePath}': \n`);
+    assert.equal(await acceptedBySshd(key("locked")), true, sshd.logs());
+  });
+
+  test("with a wrong passphrase from SSH_ASKPASS fails with exit 255 and Permission denied", async () => {
+    const home = await trustingHome();
+    const askpass = await askpassScript("passphrase-wrong", "not the passphrase");
+    await assertPermissionDenied(["-i", key("locked").privatePath], {
+      home: home.home,
+      env: { SSH_ASKPASS: askpass.path, SSH_ASKPASS_REQUIRE: "force" },
+    });
+    assert.ok(existsSync(askpass.log), "the askpass program was never asked");
+  });
+
+  test("under BatchMode=yes is skipped without running the askpass program, and login fails with 255", async () => {
+    const home = await trustingHome();
+    const askpass = await askpassScript("passphrase-batch", PASSPHRASE);
+    await assertPermissionDenied(["-o", "BatchMode=yes", "-i", key("locked").privatePath], {
+      home: home.home,
+      env: { SSH_ASKPASS: askpass.path, SSH_ASKPASS_REQUIRE: "force" },
+    });
+    assert.equal(existsSync(askpass.log), false, "the askpass program ran under BatchMode");
+  });
+});
+
+describe("identity files", () => {
+  test("~/.ssh/id_ed25519 is used when no -i is given", async () => {
+    const home = await trustingHome();
+    await copyFile(key("defaultName").privatePath, join(home.sshDir, "id_ed25519"));
+    await chmod(join(home.sshDir, "id_ed25519"), 0o600);
+    const stderr = await runWorkingTunnel([], { home: home.home });
+    assert.equal(await acceptedBySshd(key("defaultName")), true, sshd.logs());
+    assert.doesNotMatch(stderr, /not accessible|Load key/);
+  });
+
+  test("a missing -i file draws a 'not accessible' warning naming it, and the next -i key still logs in", async () => {
+    const home = await trustingHome();
+    const missing = join(home.sshDir, "no_such_key");
+    const stderr = await runWorkingTunnel(["-i", missing, "-i", key("afterMissing").privatePath], { home: home.home });
+    assert.equal(warningNaming(stderr, missing), `Warning: Identity file ${missing} not accessible: No such file or directory.`);
+    assert.equal(await acceptedBySshd(key("afterMissing")), true, sshd.logs());
+  });
+
+  test("a garbage -i file draws a warning naming it, and the next -i key still logs in", async () => {
+    const home = await trustingHome();
+    const garbage = join(home.sshDir, "garbage_key");
+    await writeFile(garbage, "-----BEGIN OPENSSH PRIVATE KEY-----\nthis is not a key\n-----END OPENSSH PRIVATE KEY-----\n", { mode: 0o600 });
+    const stderr = await runWorkingTunnel(["-i", garbage, "-i", key("afterGarbage").privatePath], { home: home.home });
+    assert.ok(warningNaming(stderr, garbage).startsWith(`Warning: Load key "${garbage}": `), stderr);
+    assert.doesNotMatch(stderr, /internal error/);
+    assert.equal(await acceptedBySshd(key("afterGarbage")), true, sshd.logs());
+  });
+
+  test("a garbage -i file as the only key draws a warning naming it and fails with 255 Permission denied, not a crash", async () => {
+    const home = await trustingHome();
+    const garbage = join(home.sshDir, "only_garbage");
+    await writeFile(garbage, "not a key at all\n", { mode: 0o600 });
+    const stderr = await assertPermissionDenied(["-i", garbage], { home: home.home });
+    assert.ok(warningNaming(stderr, garbage).startsWith(`Warning: Load key "${garbage}": `), stderr);
+  });
+
+  test("an -i path that cannot be read (a directory) draws a warning naming it, and the next -i key still logs in", async () => {
+    const home = await trustingHome();
+    const directory = join(home.sshDir, "a_directory");
+    await mkdir(directory);
+    const stderr = await runWorkingTunnel(["-i", directory, "-i", key("afterDirectory").privatePath], { home: home.home });
+    warningNaming(stderr, directory);
+    assert.doesNotMatch(stderr, /internal error/);
+    assert.equal(await acceptedBySshd(key("afterDirectory")), true, sshd.logs());
+  });
+
+  test("an -i file without read permission draws a warning naming it, and the next -i key still logs in", async (t) => {
+    if (process.getuid?.() === 0) return t.skip("root reads a mode 000 file anyway");
+    const home = await trustingHome();
+    const unreadable = join(home.sshDir, "unreadable_key");
+    await copyFile(strangerKey.privatePath, unreadable);
+    await chmod(unreadable, 0o000);
+    const stderr = await runWorkingTunnel(["-i", unreadable, "-i", key("afterUnreadable").privatePath], { home: home.home });
+    assert.equal(warningNaming(stderr, unreadable), `Warning: Identity file ${unreadable} not accessible: Permission denied.`);
+    assert.equal(await acceptedBySshd(key("afterUnreadable")), true, sshd.logs());
+  });
+});
+
+test("a user the server does not know (-l nosuchuser) fails with exit 255 and Permission denied", async () => {
+  const home = await trustingHome();
+  await assertPermissionDenied(["-l", "nosuchuser", "-i", key("plain").privatePath], { home: home.home }, "nosuchuser");
+  assert.match(sshd.logs(), /Invalid user nosuchuser from 127\.0\.0\.1 port \d+/);
+});

@@ -1,0 +1,286 @@
+/**
+ * How the built CLI's -D forwards start, fail and stop, against a private
+ * OpenSSH sshd on loopback: ports already in use (with and without
+ * ExitOnForwardFailure), bind addresses and GatewayPorts, SIGINT/SIGTERM with
+ * their one-line summary, and the SSH connection going away.
+ */
+import assert from "node:assert/strict";
+import { Buffer } from "node:buffer";
+import { once } from "node:events";
+import { connect, createServer, type Server, type Socket } from "node:net";
+import { networkInterfaces } from "node:os";
+import { after, before, describe, test } from "node:test";
+import { delay } from "../helpers/child.ts";
+import { curlThroughSocks, socksConnect } from "../helpers/curl.ts";
+import { type Home, makeHome, type Running, runCli, startCli, waitForListen } from "../helpers/run.ts";
+import { type KeyPair, makeKey, type Sshd, startSshd } from "../helpers/sshd.ts";
+import { type EchoTarget, freePort, type HttpTarget, startEchoTarget, startHttpTarget } from "../helpers/targets.ts";
+
+const HELLO = "hello from target\n";
+
+/** "connected", or the error code a TCP connect to host:port ends with. */
+function connectOutcome(port: number, host = "127.0.0.1"): Promise<string> {
+  return new Promise((resolve) => {
+    const socket = connect({ port, host });
+    const timer = setTimeout(() => {
+      socket.destroy();
+      resolve("timeout");
+    }, 5000);
+    socket.once("connect", () => {
+      clearTimeout(timer);
+      socket.destroy();
+      resolve("connected");
+    });
+    socket.once("error", (err: NodeJS.ErrnoException) => {
+      clearTimeout(timer);
+      resolve(err.code ?? err.message);
+    });
+  });
+}
+
+function readAll(socket: Socket): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    socket.on("data", (chunk: Buffer) => chunks.push(chunk));
+    socket.once("end", () => resolve(Buffer.concat(chunks)));
+    socket.once("error", reject);
+  });
+}
+
+async function waitFor(condition: () => boolean, what: string, describeState: () => string = () => ""): Promise<void> {
+  for (let i = 0; i < 200; i++) {
+    if (condition()) return;
+    await delay(50);
+  }
+  const state = describeState();
+  assert.fail(`timed out waiting for ${what}${state === "" ? "" : `; ${state}`}`);
+}
+
+function stderrLines(cli: { stderr(): string } | { stderr: string }): string[] {
+  const text = typeof cli.stderr === "string" ? cli.stderr : cli.stderr();
+  return text.split("\n").filter((line) => line !== "");
+}
+
+/** A server of our own holding 127.0.0.1:port. */
+async function occupy(port: number): Promise<Server> {
+  const server = createServer((socket) => socket.destroy());
+  server.listen(port, "127.0.0.1");
+  await once(server, "listening");
+  return server;
+}
+
+function closeServer(server: Server): Promise<void> {
+  return new Promise((resolve) => server.close(() => resolve()));
+}
+
+/** An IPv4 address of this machine that is not loopback, if it has one. */
+function nonLoopbackAddress(): string | undefined {
+  for (const addresses of Object.values(networkInterfaces())) {
+    for (const address of addresses ?? []) {
+      if (address.family === "IPv4" && !address.internal && !address.address.startsWith("127.")) return address.address;
+    }
+  }
+  return undefined;
+}
+
+describe("safetunnel -D forwards: failures, bind addresses and signals", () => {
+  let home: Home;
+  let key: KeyPair;
+  let sshd: Sshd;
+  let http: HttpTarget;
+  let echo: EchoTarget;
+  const running: Running[] = [];
+  const occupied: Server[] = [];
+
+  /** Arguments that log in to the shared sshd with the key in ~/.ssh and nothing else. */
+  function loginArgs(): string[] {
+    return ["-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes", "-p", String(sshd.port), `${sshd.user}@127.0.0.1`];
+  }
+
+  function start(args: string[]): Running {
+    const cli = startCli(["-N", ...args, ...loginArgs()], { home: home.home });
+    running.push(cli);
+    return cli;
+  }
+
+  before(async () => {
+    home = await makeHome();
+    key = await makeKey(home.sshDir, "id_ed25519");
+    sshd = await startSshd({ authorizedKeys: [key.publicLine] });
+    await home.writeKnownHosts(`${sshd.knownHostsLine()}\n`);
+    http = await startHttpTarget();
+    echo = await startEchoTarget();
+  });
+
+  after(async () => {
+    for (const cli of running) await cli.stop("SIGKILL");
+    for (const server of occupied) await closeServer(server);
+    await sshd?.stop();
+    await http?.stop();
+    await echo?.stop();
+    await home?.cleanup();
+  });
+
+  test("SIGINT stops listening, exits 0 and prints one summary line with connections, bytes and refusals", async () => {
+    const port = await freePort();
+    const cli = start(["-v", "-D", `127.0.0.1:${port}`]);
+    await waitForListen(port, "127.0.0.1", cli);
+
+    const result = await socksConnect({ host: "127.0.0.1", port }, { host: "localhost", port: echo.port });
+    assert.ok(result.ok, result.ok ? "" : result.error);
+    const received = readAll(result.socket);
+    result.socket.end(Buffer.alloc(500, 0x61));
+    assert.equal((await received).length, 500);
+    // The byte counts are added when both sides have closed; -v says when.
+    const closedLine = new RegExp(`closed localhost:${echo.port}: 500 bytes up, 500 down`);
+    await waitFor(() => closedLine.test(cli.stderr()), "the connection-closed line", () => cli.stderr());
+
+    const refused = await socksConnect({ host: "127.0.0.1", port }, { host: "127.0.0.1", port: echo.port });
+    assert.equal(refused.ok, false);
+
+    assert.deepEqual(await cli.stop("SIGINT"), { code: 0, signal: null });
+    const summaries = stderrLines(cli).filter((line) => line.startsWith("Stopped by"));
+    assert.deepEqual(summaries, ["Stopped by SIGINT: 1 connection, 500 B up, 500 B down, 1 refused (IP address), 0 failed."]);
+    assert.equal(await connectOutcome(port), "ECONNREFUSED");
+  });
+
+  test("SIGTERM stops listening, exits 0 and prints the summary line", async () => {
+    const port = await freePort();
+    const cli = start(["-D", `127.0.0.1:${port}`]);
+    await waitForListen(port, "127.0.0.1", cli);
+    assert.deepEqual(await cli.stop("SIGTERM"), { code: 0, signal: null });
+    const summaries = stderrLines(cli).filter((line) => line.startsWith("Stopped by"));
+    assert.deepEqual(summaries, ["Stopped by SIGTERM: 0 connections, 0 B up, 0 B down, 0 refused (IP address), 0 failed."]);
+    assert.equal(await connectOutcome(port), "ECONNREFUSED");
+  });
+
+  test("SIGTERM with a tunnelled connection open closes that connection and still exits 0", async () => {
+    const port = await freePort();
+    const cli = start(["-D", `127.0.0.1:${port}`]);
+    await waitForListen(port, "127.0.0.1", cli);
+    const result = await socksConnect({ host: "127.0.0.1", port }, { host: "localhost", port: echo.port });
+    assert.ok(result.ok, result.ok ? "" : result.error);
+    const closed = once(result.socket, "close");
+    result.socket.on("error", () => {});
+    result.socket.write("still open");
+    assert.deepEqual(await cli.stop("SIGTERM"), { code: 0, signal: null });
+    await closed;
+    const summaries = stderrLines(cli).filter((line) => line.startsWith("Stopped by"));
+    assert.equal(summaries.length, 1, cli.stderr());
+    assert.match(summaries[0]!, /^Stopped by SIGTERM: 1 connection, .* 0 refused \(IP address\), 0 failed\.$/);
+  });
+
+  test("a -D port already in use ends the run with exit 255 and an 'Address already in use' error naming the port", async () => {
+    const port = await freePort();
+    occupied.push(await occupy(port));
+    const result = await runCli(["-N", "-D", String(port), ...loginArgs()], { home: home.home });
+    assert.equal(result.code, 255, result.stderr);
+    const lines = stderrLines(result);
+    assert.ok(
+      lines.some((line) => line.includes(`127.0.0.1:${port}`) && line.includes("Address already in use")),
+      result.stderr,
+    );
+  });
+
+  test("with ExitOnForwardFailure=yes, one busy -D of two ends the run with exit 255", async () => {
+    const busy = await freePort();
+    occupied.push(await occupy(busy));
+    const free = await freePort();
+    const result = await runCli(
+      ["-N", "-o", "ExitOnForwardFailure=yes", "-D", `127.0.0.1:${free}`, "-D", `127.0.0.1:${busy}`, ...loginArgs()],
+      { home: home.home },
+    );
+    assert.equal(result.code, 255, result.stderr);
+    assert.ok(stderrLines(result).some((line) => line.includes(`127.0.0.1:${busy}`) && line.includes("Address already in use")), result.stderr);
+    assert.equal(await connectOutcome(free), "ECONNREFUSED");
+  });
+
+  test("without ExitOnForwardFailure, one busy -D of two is reported and the other one works", async () => {
+    const busy = await freePort();
+    occupied.push(await occupy(busy));
+    const free = await freePort();
+    const cli = start(["-D", `127.0.0.1:${busy}`, "-D", `127.0.0.1:${free}`]);
+    await waitForListen(free, "127.0.0.1", cli);
+    const result = await curlThroughSocks("--socks5-hostname", `127.0.0.1:${free}`, `http://localhost:${http.port}/hello`);
+    assert.equal(result.code, 0, result.stderr);
+    assert.equal(result.stdout.toString(), HELLO);
+    assert.ok(stderrLines(cli).some((line) => line.includes(`127.0.0.1:${busy}`) && line.includes("Address already in use")), cli.stderr());
+    assert.deepEqual(await cli.stop("SIGTERM"), { code: 0, signal: null });
+  });
+
+  test("-D 0.0.0.0:PORT without -g warns 'Ignoring bind address' and listens on loopback only", async () => {
+    const port = await freePort();
+    const cli = start(["-D", `0.0.0.0:${port}`]);
+    await waitForListen(port, "127.0.0.1", cli);
+    assert.ok(
+      stderrLines(cli).some((line) => line.startsWith("Warning: Ignoring bind address '0.0.0.0'") && line.includes("-g")),
+      cli.stderr(),
+    );
+    const result = await curlThroughSocks("--socks5-hostname", `127.0.0.1:${port}`, `http://localhost:${http.port}/hello`);
+    assert.equal(result.code, 0, result.stderr);
+    assert.equal(result.stdout.toString(), HELLO);
+    const outside = nonLoopbackAddress();
+    if (outside !== undefined) assert.equal(await connectOutcome(port, outside), "ECONNREFUSED");
+    assert.deepEqual(await cli.stop("SIGTERM"), { code: 0, signal: null });
+  });
+
+  test("-g -D 0.0.0.0:PORT listens on every interface without the warning", async (t) => {
+    const outside = nonLoopbackAddress();
+    const port = await freePort();
+    const cli = start(["-g", "-D", `0.0.0.0:${port}`]);
+    await waitForListen(port, "127.0.0.1", cli);
+    assert.ok(!cli.stderr().includes("Ignoring bind address"), cli.stderr());
+    if (outside === undefined) {
+      assert.deepEqual(await cli.stop("SIGTERM"), { code: 0, signal: null });
+      return t.skip("this machine has no non-loopback IPv4 address");
+    }
+    assert.equal(await connectOutcome(port, outside), "connected");
+    const result = await curlThroughSocks("--socks5-hostname", `${outside}:${port}`, `http://localhost:${http.port}/hello`);
+    assert.equal(result.code, 0, result.stderr);
+    assert.equal(result.stdout.toString(), HELLO);
+    assert.deepEqual(await cli.stop("SIGTERM"), { code: 0, signal: null });
+  });
+});
+
+describe("safetunnel -D when the SSH connection is lost", () => {
+  let home: Home;
+  let sshd: Sshd;
+  let echo: EchoTarget;
+  let cli: Running | undefined;
+
+  before(async () => {
+    home = await makeHome();
+    const key = await makeKey(home.sshDir, "id_ed25519");
+    sshd = await startSshd({ authorizedKeys: [key.publicLine] });
+    await home.writeKnownHosts(`${sshd.knownHostsLine()}\n`);
+    echo = await startEchoTarget();
+  });
+
+  after(async () => {
+    await cli?.stop("SIGKILL");
+    await sshd?.stop();
+    await echo?.stop();
+    await home?.cleanup();
+  });
+
+  test("exits 255 with a message naming the host, closes open connections and stops listening", async () => {
+    const port = await freePort();
+    cli = startCli(
+      ["-N", "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes", "-D", `127.0.0.1:${port}`, "-p", String(sshd.port), `${sshd.user}@127.0.0.1`],
+      { home: home.home },
+    );
+    await waitForListen(port, "127.0.0.1", cli);
+    const result = await socksConnect({ host: "127.0.0.1", port }, { host: "localhost", port: echo.port });
+    assert.ok(result.ok, result.ok ? "" : result.error);
+    result.socket.on("error", () => {});
+    const closed = once(result.socket, "close");
+
+    assert.equal(await sshd.dropConnections(), 1);
+    const status = await cli.exited;
+    assert.deepEqual(status, { code: 255, signal: null });
+    const lines = stderrLines(cli);
+    assert.ok(lines.some((line) => line.startsWith("Connection to 127.0.0.1 closed")), cli.stderr());
+    await closed;
+    assert.equal(await connectOutcome(port), "ECONNREFUSED");
+  });
+});

@@ -1,0 +1,301 @@
+/**
+ * Host key verification end to end: the built CLI against a real sshd, with
+ * known_hosts files written the way OpenSSH writes them (plain, hashed with
+ * `ssh-keygen -H`, `@revoked`) and StrictHostKeyChecking in each of its modes.
+ *
+ * Debian's /etc/ssh/ssh_config sets `HashKnownHosts yes`, which (first value
+ * wins) would decide the style of appended lines; the tests that pin that
+ * style pass `-F` with a config of their own so the system file is not read.
+ */
+import assert from "node:assert/strict";
+import { existsSync } from "node:fs";
+import { chmod, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { connect } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, before, describe, test } from "node:test";
+import { runCommand } from "../helpers/child.ts";
+import { curlThroughSocks } from "../helpers/curl.ts";
+import { makeHome, runCli, startCli, waitForListen, type Home, type Running } from "../helpers/run.ts";
+import { makeKey, startSshd, type KeyPair, type Sshd } from "../helpers/sshd.ts";
+import { freePort, startHttpTarget, type HttpTarget } from "../helpers/targets.ts";
+
+let scratch: string;
+let clientKey: KeyPair;
+let impostor: KeyPair;
+let sshd: Sshd;
+let http: HttpTarget;
+const homes: Home[] = [];
+
+before(async () => {
+  scratch = await mkdtemp(join(tmpdir(), "safetunnel-host-keys-"));
+  clientKey = await makeKey(scratch, "client");
+  impostor = await makeKey(scratch, "impostor-host-key");
+  sshd = await startSshd({ authorizedKeys: [clientKey.publicLine] });
+  http = await startHttpTarget();
+});
+
+after(async () => {
+  await sshd?.stop();
+  await http?.stop();
+  for (const home of homes) await home.cleanup();
+  await rm(scratch, { recursive: true, force: true });
+});
+
+async function newHome(): Promise<Home> {
+  const home = await makeHome();
+  homes.push(home);
+  return home;
+}
+
+/** `[127.0.0.1]:PORT`, the name known_hosts holds for the test sshd. */
+function hostName(): string {
+  return `[127.0.0.1]:${sshd.port}`;
+}
+
+/** "ssh-ed25519 AAAA..." without the comment. */
+function keyField(key: KeyPair): string {
+  return key.publicLine.split(" ").slice(0, 2).join(" ");
+}
+
+async function sha256Fingerprint(publicPath: string): Promise<string> {
+  const result = await runCommand("ssh-keygen", ["-lf", publicPath, "-E", "sha256"]);
+  assert.equal(result.code, 0, result.stderr);
+  const fingerprint = result.stdout.split(" ")[1] ?? "";
+  assert.match(fingerprint, /^SHA256:[A-Za-z0-9+/]{43}$/);
+  return fingerprint;
+}
+
+/** The usual CLI arguments: -D port, the client key, the sshd's port and user, plus `extra`. */
+function tunnelArgs(socksPort: number, extra: string[] = []): string[] {
+  return ["-N", "-D", String(socksPort), "-i", clientKey.privatePath, "-p", String(sshd.port), ...extra, `${sshd.user}@127.0.0.1`];
+}
+
+function connectOutcome(port: number): Promise<string> {
+  return new Promise((resolve) => {
+    const socket = connect({ port, host: "127.0.0.1" });
+    socket.once("connect", () => {
+      socket.destroy();
+      resolve("connected");
+    });
+    socket.once("error", (err: NodeJS.ErrnoException) => resolve(err.code ?? err.message));
+  });
+}
+
+/** The -D port accepts and a `--socks5-hostname` fetch through it reaches the HTTP target. */
+async function assertTunnelWorks(cli: Running, socksPort: number): Promise<void> {
+  await waitForListen(socksPort, "127.0.0.1", cli);
+  const fetched = await curlThroughSocks("--socks5-hostname", `127.0.0.1:${socksPort}`, `http://localhost:${http.port}/hello`);
+  assert.equal(fetched.code, 0, `curl: ${fetched.stderr}; safetunnel: ${cli.stderr()}`);
+  assert.equal(fetched.stdout.toString(), "hello from target\n");
+}
+
+/** Run a tunnel (tunnelArgs plus `extra`) that must work, then stop it with SIGTERM; returns its stderr. */
+async function runWorkingTunnel(extra: string[], options: { home: string; env?: Record<string, string> }): Promise<string> {
+  const socksPort = await freePort();
+  const cli = startCli(tunnelArgs(socksPort, extra), options);
+  try {
+    await assertTunnelWorks(cli, socksPort);
+  } finally {
+    const status = await cli.stop();
+    assert.deepEqual(status, { code: 0, signal: null }, cli.stderr());
+  }
+  return cli.stderr();
+}
+
+/** An askpass program that records its prompt in `log` and answers `answer`. */
+async function askpassScript(name: string, answer: string): Promise<{ path: string; log: string }> {
+  const path = join(scratch, `${name}.sh`);
+  const log = join(scratch, `${name}.log`);
+  await writeFile(path, `#!/bin/sh\nprintf '%s\\n' "$1" >> '${log}'\necho '${answer}'\n`, { mode: 0o700 });
+  await chmod(path, 0o700);
+  return { path, log };
+}
+
+describe("a changed host key", () => {
+  async function assertChangedKeyRefused(home: Home, extraArgs: string[]): Promise<void> {
+    const knownHosts = join(home.sshDir, "known_hosts");
+    const socksPort = await freePort();
+    const result = await runCli(tunnelArgs(socksPort, extraArgs), { home: home.home });
+    assert.equal(result.code, 255, result.stderr);
+    assert.equal(result.stdout, "");
+    assert.match(result.stderr, /WARNING: REMOTE HOST IDENTIFICATION HAS CHANGED!/);
+    assert.ok(result.stderr.includes(`${knownHosts}:1`), result.stderr);
+    const served = await sha256Fingerprint(sshd.hostKeys[0]!.publicPath);
+    const recorded = await sha256Fingerprint(impostor.publicPath);
+    assert.ok(result.stderr.includes(`The fingerprint for the ED25519 key sent by the remote host is\n${served}.\n`), result.stderr);
+    assert.ok(result.stderr.includes(`The fingerprint of the ED25519 key recorded for this host is\n${recorded}.\n`), result.stderr);
+    assert.ok(result.stderr.includes(`Host key for ${hostName()} has changed`), result.stderr);
+    assert.doesNotMatch(result.stderr, /SOCKS proxy listening/);
+    assert.equal(await connectOutcome(socksPort), "ECONNREFUSED");
+  }
+
+  test("is refused with exit 255, OpenSSH's warning naming file:line and both SHA256 fingerprints, and the -D port never listens", async () => {
+    const home = await newHome();
+    await home.writeKnownHosts(`${hostName()} ${keyField(impostor)}\n`);
+    await assertChangedKeyRefused(home, []);
+  });
+
+  test("is refused even with -o StrictHostKeyChecking=no", async () => {
+    const home = await newHome();
+    await home.writeKnownHosts(`${hostName()} ${keyField(impostor)}\n`);
+    await assertChangedKeyRefused(home, ["-o", "StrictHostKeyChecking=no"]);
+  });
+
+  test("is detected in a known_hosts file hashed with ssh-keygen -H", async () => {
+    const home = await newHome();
+    const knownHosts = join(home.sshDir, "known_hosts");
+    await home.writeKnownHosts(`${hostName()} ${keyField(impostor)}\n`);
+    const hashed = await runCommand("ssh-keygen", ["-H", "-f", knownHosts]);
+    assert.equal(hashed.code, 0, hashed.stderr);
+    const text = await readFile(knownHosts, "utf8");
+    assert.match(text, /^\|1\|[A-Za-z0-9+/=]+\|[A-Za-z0-9+/=]+ ssh-ed25519 AAAA\S+\n$/);
+    await assertChangedKeyRefused(home, []);
+  });
+});
+
+test("a host key marked @revoked is refused with exit 255", async () => {
+  const home = await newHome();
+  await home.writeKnownHosts(`@revoked ${hostName()} ${keyField(sshd.hostKeys[0]!)}\n`);
+  const socksPort = await freePort();
+  const result = await runCli(tunnelArgs(socksPort), { home: home.home });
+  assert.equal(result.code, 255, result.stderr);
+  assert.match(result.stderr, /revoked/);
+  assert.ok(result.stderr.includes(`${join(home.sshDir, "known_hosts")}:1`), result.stderr);
+  assert.doesNotMatch(result.stderr, /SOCKS proxy listening/);
+  assert.equal(await connectOutcome(socksPort), "ECONNREFUSED");
+});
+
+describe("an unknown host key", () => {
+  test("is refused with StrictHostKeyChecking=yes, saying strict checking was requested", async () => {
+    const home = await newHome();
+    const socksPort = await freePort();
+    const result = await runCli(tunnelArgs(socksPort, ["-o", "StrictHostKeyChecking=yes"]), { home: home.home });
+    assert.equal(result.code, 255, result.stderr);
+    assert.match(result.stderr, /you have requested strict checking/);
+    assert.match(result.stderr, /Host key verification failed/);
+    assert.equal(existsSync(join(home.sshDir, "known_hosts")), false);
+    assert.equal(await connectOutcome(socksPort), "ECONNREFUSED");
+  });
+
+  test("is refused under BatchMode=yes with the default ask, without running the askpass program", async () => {
+    const home = await newHome();
+    const askpass = await askpassScript("batch-hostkey", "yes");
+    const socksPort = await freePort();
+    const result = await runCli(tunnelArgs(socksPort, ["-o", "BatchMode=yes"]), {
+      home: home.home,
+      env: { SSH_ASKPASS: askpass.path, SSH_ASKPASS_REQUIRE: "force" },
+    });
+    assert.equal(result.code, 255, result.stderr);
+    assert.match(result.stderr, /Host key verification failed/);
+    assert.equal(existsSync(askpass.log), false, "the askpass program ran");
+    assert.equal(existsSync(join(home.sshDir, "known_hosts")), false);
+  });
+
+  test("with accept-new is added as one plain [127.0.0.1]:PORT line to a plain known_hosts, and the next run is silent", async () => {
+    const home = await newHome();
+    const config = join(home.sshDir, "config");
+    await home.writeConfig("");
+    const knownHosts = join(home.sshDir, "known_hosts");
+    const existing = `other.example ${keyField(impostor)}\n`;
+    await home.writeKnownHosts(existing);
+    const args = ["-F", config, "-o", "StrictHostKeyChecking=accept-new"];
+
+    const first = await runWorkingTunnel(args, { home: home.home });
+    assert.ok(first.includes(`Permanently added '${hostName()}' (ED25519) to the list of known hosts.`), first);
+    const afterFirst = await readFile(knownHosts, "utf8");
+    assert.equal(afterFirst, `${existing}${hostName()} ${keyField(sshd.hostKeys[0]!)}\n`);
+
+    const second = await runWorkingTunnel(args, { home: home.home });
+    assert.doesNotMatch(second, /Permanently added|authenticity/);
+    assert.equal(await readFile(knownHosts, "utf8"), afterFirst);
+  });
+
+  test("with accept-new is added hashed (|1|) to a hashed known_hosts, where ssh-keygen -F finds it", async () => {
+    const home = await newHome();
+    const config = join(home.sshDir, "config");
+    await home.writeConfig("");
+    const knownHosts = join(home.sshDir, "known_hosts");
+    await home.writeKnownHosts(`other.example ${keyField(impostor)}\n`);
+    const hashing = await runCommand("ssh-keygen", ["-H", "-f", knownHosts]);
+    assert.equal(hashing.code, 0, hashing.stderr);
+    const existing = await readFile(knownHosts, "utf8");
+    const args = ["-F", config, "-o", "StrictHostKeyChecking=accept-new"];
+
+    const first = await runWorkingTunnel(args, { home: home.home });
+    assert.ok(first.includes(`Permanently added '${hostName()}' (ED25519) to the list of known hosts.`), first);
+    const afterFirst = await readFile(knownHosts, "utf8");
+    assert.ok(afterFirst.startsWith(existing), afterFirst);
+    const added = afterFirst.slice(existing.length);
+    assert.match(added, /^\|1\|[A-Za-z0-9+/]{27}=\|[A-Za-z0-9+/]{27}= ssh-ed25519 AAAA\S+\n$/);
+    assert.equal(added.split(" ").slice(1).join(" "), `${keyField(sshd.hostKeys[0]!)}\n`);
+    const found = await runCommand("ssh-keygen", ["-F", hostName(), "-f", knownHosts]);
+    assert.equal(found.code, 0, found.stderr);
+    assert.ok(found.stdout.includes(added), found.stdout);
+
+    const second = await runWorkingTunnel(args, { home: home.home });
+    assert.doesNotMatch(second, /Permanently added|authenticity/);
+    assert.equal(await readFile(knownHosts, "utf8"), afterFirst);
+  });
+
+  test("with the default ask and no terminal is accepted when SSH_ASKPASS (forced) answers yes, and is added", async () => {
+    const home = await newHome();
+    const knownHosts = join(home.sshDir, "known_hosts");
+    const askpass = await askpassScript("hostkey-yes", "yes");
+    const stderr = await runWorkingTunnel([], { home: home.home, env: { SSH_ASKPASS: askpass.path, SSH_ASKPASS_REQUIRE: "force" } });
+    assert.ok(stderr.includes(`Permanently added '${hostName()}' (ED25519) to the list of known hosts.`), stderr);
+    const asked = await readFile(askpass.log, "utf8");
+    assert.ok(asked.startsWith(`The authenticity of host '${hostName()}' can't be established.\n`), asked);
+    assert.ok(asked.includes(`ED25519 key fingerprint is ${await sha256Fingerprint(sshd.hostKeys[0]!.publicPath)}.`), asked);
+    assert.ok(asked.includes("Are you sure you want to continue connecting (yes/no/[fingerprint])?"), asked);
+    const found = await runCommand("ssh-keygen", ["-F", hostName(), "-f", knownHosts]);
+    assert.equal(found.code, 0, found.stderr);
+    assert.ok(found.stdout.includes(keyField(sshd.hostKeys[0]!).split(" ")[1]!), found.stdout);
+  });
+
+  test("with the default ask is refused with exit 255 when SSH_ASKPASS answers no, and nothing is added", async () => {
+    const home = await newHome();
+    const askpass = await askpassScript("hostkey-no", "no");
+    const socksPort = await freePort();
+    const result = await runCli(tunnelArgs(socksPort), { home: home.home, env: { SSH_ASKPASS: askpass.path, SSH_ASKPASS_REQUIRE: "force" } });
+    assert.equal(result.code, 255, result.stderr);
+    assert.match(result.stderr, /Host key verification failed/);
+    assert.equal((await readFile(askpass.log, "utf8")).split("The authenticity of host").length, 2, "asked exactly once");
+    assert.equal(existsSync(join(home.sshDir, "known_hosts")), false);
+    assert.equal(await connectOutcome(socksPort), "ECONNREFUSED");
+  });
+});
+
+describe("known_hosts files named with -o", () => {
+  test("UserKnownHostsFile replaces ~/.ssh/known_hosts for checking", async () => {
+    const home = await newHome();
+    const custom = join(home.home, "custom_known_hosts");
+    await writeFile(custom, `${sshd.knownHostsLine()}\n`);
+    // ~/.ssh/known_hosts holds a wrong key that must not be consulted.
+    await home.writeKnownHosts(`${hostName()} ${keyField(impostor)}\n`);
+    const stderr = await runWorkingTunnel(["-o", `UserKnownHostsFile=${custom}`, "-o", "StrictHostKeyChecking=yes"], { home: home.home });
+    assert.doesNotMatch(stderr, /CHANGED|Permanently added/);
+    assert.equal(await readFile(custom, "utf8"), `${sshd.knownHostsLine()}\n`);
+  });
+
+  test("GlobalKnownHostsFile is consulted: a key only there is accepted under StrictHostKeyChecking=yes", async () => {
+    const home = await newHome();
+    const global = join(home.home, "global_known_hosts");
+    await writeFile(global, `${sshd.knownHostsLine()}\n`);
+    const stderr = await runWorkingTunnel(["-o", `GlobalKnownHostsFile=${global}`, "-o", "StrictHostKeyChecking=yes"], { home: home.home });
+    assert.doesNotMatch(stderr, /Permanently added/);
+    assert.equal(existsSync(join(home.sshDir, "known_hosts")), false);
+  });
+
+  test("a changed key in the GlobalKnownHostsFile is refused and named by file:line", async () => {
+    const home = await newHome();
+    const global = join(home.home, "global_known_hosts");
+    await writeFile(global, `# managed by the admins\n${hostName()} ${keyField(impostor)}\n`);
+    const socksPort = await freePort();
+    const result = await runCli(tunnelArgs(socksPort, ["-o", `GlobalKnownHostsFile=${global}`]), { home: home.home });
+    assert.equal(result.code, 255, result.stderr);
+    assert.match(result.stderr, /REMOTE HOST IDENTIFICATION HAS CHANGED/);
+    assert.ok(result.stderr.includes(`${global}:2`), result.stderr);
+    assert.equal(await connectOutcome(socksPort), "ECONNREFUSED");
+  });
+});

@@ -1,0 +1,359 @@
+import { describe, test } from "node:test";
+import assert from "node:assert/strict";
+import { HELP_TEXT, parseCommandLine, VERSION, type ConfigLine, type Plan, type TunnelPlan } from "../../src/cli.ts";
+import { commandLineConfig, lookupHost } from "../../src/config/resolve.ts";
+import { resolveDestination, type LocalEnvironment } from "../../src/config/settings.ts";
+import { TunnelError } from "../../src/errors.ts";
+import { runCli } from "../helpers/run.ts";
+
+const LOCAL: LocalEnvironment = { homeDir: "/home/me", localUser: "me", agentSocket: undefined, platform: "linux" };
+
+function tunnel(argv: string[]): TunnelPlan {
+  const plan: Plan = parseCommandLine(argv);
+  assert.equal(plan.command, "tunnel", `expected a tunnel plan for ${JSON.stringify(argv)}`);
+  return plan as TunnelPlan;
+}
+
+function line(keyword: string, args: string[], source: string): ConfigLine {
+  return { keyword, args, source };
+}
+
+/** Asserts a USAGE error (exit 255) whose message contains every fragment. */
+function assertUsage(argv: string[], ...fragments: string[]): void {
+  assert.throws(
+    () => parseCommandLine(argv),
+    (err: unknown) => {
+      assert.ok(err instanceof TunnelError, `expected a TunnelError, got ${String(err)}`);
+      assert.equal(err.code, "USAGE");
+      assert.equal(err.exitCode, 255);
+      for (const fragment of fragments) assert.ok(err.message.includes(fragment), `message ${JSON.stringify(err.message)} lacks ${JSON.stringify(fragment)}`);
+      assert.ok(!err.message.includes("\n"), "a usage error is one line");
+      return true;
+    },
+  );
+}
+
+/** What the command line alone resolves to, as OpenSSH's `ssh -G -F none` would show it. */
+function resolved(argv: string[]) {
+  const plan = tunnel(argv);
+  const lookup = lookupHost(plan.destination, [commandLineConfig(plan.configLines)], { localUser: LOCAL.localUser });
+  return resolveDestination(plan.destination, lookup, LOCAL);
+}
+
+describe("parseCommandLine: flags to config lines", () => {
+  test("turns every supported flag into its ssh_config line with the flag as source, in argv order", () => {
+    const plan = tunnel([
+      "-p", "2222", "-l", "bob", "-i", "k1", "-i", "k2", "-J", "jump", "-D", "9001", "-D", "127.0.0.1:9002",
+      "-L", "8080:web:80", "-R", "9000:localhost:22", "-g", "-4", "-F", "/cfg", "-N", "host",
+    ]);
+    assert.deepEqual(plan.configLines, [
+      line("port", ["2222"], "-p"),
+      line("user", ["bob"], "-l"),
+      line("identityfile", ["k1"], "-i"),
+      line("identityfile", ["k2"], "-i"),
+      line("proxyjump", ["jump"], "-J"),
+      line("dynamicforward", ["9001"], "-D"),
+      line("dynamicforward", ["127.0.0.1:9002"], "-D"),
+      line("localforward", ["8080:web:80"], "-L"),
+      line("remoteforward", ["9000:localhost:22"], "-R"),
+      line("gatewayports", ["yes"], "-g"),
+      line("addressfamily", ["inet"], "-4"),
+    ]);
+    assert.equal(plan.configFile, "/cfg");
+    assert.equal(plan.destination, "host");
+    assert.equal(plan.verbosity, 0);
+    assert.equal(plan.json, false);
+    assert.deepEqual(plan.allowIp, []);
+    assert.deepEqual(plan.warnings, []);
+  });
+
+  test("-6 becomes AddressFamily inet6", () => {
+    assert.deepEqual(tunnel(["-6", "host"]).configLines, [line("addressfamily", ["inet6"], "-6")]);
+  });
+
+  test("reads clustered flags with the value in the next word: -NvD 9001", () => {
+    const plan = tunnel(["-NvD", "9001", "user@home"]);
+    assert.deepEqual(plan.configLines, [line("dynamicforward", ["9001"], "-D")]);
+    assert.equal(plan.verbosity, 1);
+    assert.equal(plan.destination, "user@home");
+  });
+
+  test("reads a value attached to its flag: -D9001 and -NvD9001", () => {
+    assert.deepEqual(tunnel(["-D9001", "host"]).configLines, [line("dynamicforward", ["9001"], "-D")]);
+    assert.deepEqual(tunnel(["-NvD9001", "host"]).configLines, [line("dynamicforward", ["9001"], "-D")]);
+    assert.deepEqual(tunnel(["-p2222", "host"]).configLines, [line("port", ["2222"], "-p")]);
+  });
+
+  test("-vvv is verbosity 3 and -v -v is 2", () => {
+    assert.equal(tunnel(["-vvv", "host"]).verbosity, 3);
+    assert.equal(tunnel(["-v", "-v", "host"]).verbosity, 2);
+  });
+
+  test("-q is verbosity -1", () => {
+    assert.equal(tunnel(["-q", "host"]).verbosity, -1);
+  });
+
+  test("takes options after the destination, as ssh does: host -p 2222", () => {
+    const plan = tunnel(["host", "-p", "2222", "-D", "9001"]);
+    assert.equal(plan.destination, "host");
+    assert.deepEqual(plan.configLines, [line("port", ["2222"], "-p"), line("dynamicforward", ["9001"], "-D")]);
+  });
+
+  test("-- ends the options: the next word is the destination even if it starts a new argv", () => {
+    const plan = tunnel(["-D", "9001", "--", "host"]);
+    assert.equal(plan.destination, "host");
+    assert.deepEqual(plan.configLines, [line("dynamicforward", ["9001"], "-D")]);
+  });
+
+  test("after --, words that look like options are a remote command and refused", () => {
+    assertUsage(["--", "host", "-p", "2"], "remote command", "-p 2");
+  });
+
+  test("keeps numeric-looking values as typed strings: -i 007, -p 0022, -D 09001", () => {
+    assert.deepEqual(tunnel(["-i", "007", "-p", "0022", "-D", "09001", "host"]).configLines, [
+      line("identityfile", ["007"], "-i"),
+      line("port", ["0022"], "-p"),
+      line("dynamicforward", ["09001"], "-D"),
+    ]);
+  });
+
+  test("takes the word after a value flag as its value even if it starts with a dash", () => {
+    // getopt(3) semantics, as in ssh: `-l -x` logs in as "-x".
+    assert.deepEqual(tunnel(["-l", "-x", "host"]).configLines, [line("user", ["-x"], "-l")]);
+  });
+
+  test("-F sets the config file without adding a config line", () => {
+    const plan = tunnel(["-F", "none", "host"]);
+    assert.equal(plan.configFile, "none");
+    assert.deepEqual(plan.configLines, []);
+  });
+});
+
+describe("parseCommandLine: -o", () => {
+  test("reads -o Keyword=value with a lower-case keyword and -o as source", () => {
+    assert.deepEqual(tunnel(["-o", "Port=2222", "host"]).configLines, [line("port", ["2222"], "-o")]);
+  });
+
+  test("reads -o \"Keyword value\" and spaces around =", () => {
+    assert.deepEqual(tunnel(["-o", "Port 2222", "host"]).configLines, [line("port", ["2222"], "-o")]);
+    assert.deepEqual(tunnel(["-o", "  Port  =  2222  ", "host"]).configLines, [line("port", ["2222"], "-o")]);
+    assert.deepEqual(tunnel(["-oPort=2222", "host"]).configLines, [line("port", ["2222"], "-o")]);
+  });
+
+  test("splits a multi-word value into arguments: -o \"UserKnownHostsFile /a /b\" is two files", () => {
+    assert.deepEqual(tunnel(["-o", "UserKnownHostsFile /a /b", "host"]).configLines, [line("userknownhostsfile", ["/a", "/b"], "-o")]);
+    assert.deepEqual(tunnel(["-o", "DynamicForward=127.0.0.1:9001", "host"]).configLines, [
+      line("dynamicforward", ["127.0.0.1:9001"], "-o"),
+    ]);
+    assert.deepEqual(tunnel(["-o", "LocalForward 8080 web:80", "host"]).configLines, [line("localforward", ["8080", "web:80"], "-o")]);
+  });
+
+  test("keeps a quoted word whole, as ssh's argv_split does: UserKnownHostsFile=\"/a /b\" is one file", () => {
+    // `ssh -G -o 'IdentityFile="/a /b"'` prints one identityfile "/a /b", while
+    // `-o 'IdentityFile=/a /b'` is "extra arguments at end of line".
+    assert.deepEqual(tunnel(["-o", 'UserKnownHostsFile="/a /b"', "host"]).configLines, [line("userknownhostsfile", ["/a /b"], "-o")]);
+    assert.deepEqual(tunnel(["-o", 'UserKnownHostsFile="/a b" /c', "host"]).configLines, [line("userknownhostsfile", ["/a b", "/c"], "-o")]);
+    assert.deepEqual(tunnel(["-o", 'IdentityFile="/home/me/my keys/id"', "host"]).configLines, [
+      line("identityfile", ["/home/me/my keys/id"], "-o"),
+    ]);
+  });
+
+  test("refuses an unknown -o keyword with USAGE, exit 255, naming it", () => {
+    assertUsage(["-o", "Prot=2222", "host"], "Prot");
+    assertUsage(["-o", "Bogus yes", "host"], "Bogus");
+  });
+
+  test("refuses -o without a value", () => {
+    assertUsage(["-o", "Port=", "host"], "Port=");
+    assertUsage(["-o", "Port", "host"], "Port");
+  });
+
+  test("accepts an ssh_config keyword safetunnel does not act on, with a warning naming it", () => {
+    const plan = tunnel(["-o", "Compression=yes", "host"]);
+    assert.equal(plan.warnings.length, 1, `warnings: ${JSON.stringify(plan.warnings)}`);
+    assert.match(plan.warnings[0]!, /Compression/i);
+  });
+});
+
+describe("parseCommandLine: precedence as OpenSSH resolves it", () => {
+  test("-p beats -o Port given after it, and -o Port beats -p given after it (first value wins)", () => {
+    // ssh -G -F none -p 3000 -o Port=2000 host -> port 3000; -o Port=2000 -p 3000 -> port 2000.
+    assert.equal(resolved(["-p", "3000", "-o", "Port=2000", "host"]).port, 3000);
+    assert.equal(resolved(["-o", "Port=2000", "-p", "3000", "host"]).port, 2000);
+  });
+
+  test("-l and -o User: the first one given wins", () => {
+    assert.equal(resolved(["-l", "y", "-o", "User=x", "host"]).user, "y");
+    assert.equal(resolved(["-o", "User=x", "-l", "y", "host"]).user, "x");
+  });
+
+  test("the first -p wins over a later -p", () => {
+    assert.equal(resolved(["-p", "1", "-p", "2", "host"]).port, 1);
+  });
+
+  test("-4 and -6 override -o AddressFamily, and the last of them wins", () => {
+    // ssh.c sets options.address_family directly for -4/-6: `-4 -6` is inet6.
+    assert.equal(resolved(["-4", "-6", "host"]).addressFamily, "inet6");
+    assert.equal(resolved(["-6", "-4", "host"]).addressFamily, "inet");
+    assert.equal(resolved(["-o", "AddressFamily=inet6", "-4", "host"]).addressFamily, "inet");
+    assert.equal(resolved(["-4", "-o", "AddressFamily=inet6", "host"]).addressFamily, "inet");
+  });
+
+  test("-g turns GatewayPorts on whatever -o GatewayPorts says", () => {
+    assert.equal(resolved(["-g", "-o", "GatewayPorts=no", "host"]).gatewayPorts, true);
+    assert.equal(resolved(["-o", "GatewayPorts=no", "-g", "host"]).gatewayPorts, true);
+  });
+
+  test("-D and -o DynamicForward accumulate in the order given", () => {
+    assert.deepEqual(resolved(["-D", "1", "-o", "DynamicForward=2", "-D", "3", "host"]).dynamicForwards, [["1"], ["2"], ["3"]]);
+  });
+});
+
+describe("parseCommandLine: ssh flags safetunnel does not support", () => {
+  test("accepts -A, -X, -C, -c aes and -b addr with one warning each naming the flag", () => {
+    const plan = tunnel(["-A", "-X", "-C", "-c", "aes128-ctr", "-b", "192.0.2.1", "-D", "9001", "host"]);
+    assert.deepEqual(plan.configLines, [line("dynamicforward", ["9001"], "-D")]);
+    assert.equal(plan.destination, "host");
+    assert.equal(plan.warnings.length, 5);
+    for (const [index, flag] of ["-A", "-X", "-C", "-c", "-b"].entries()) {
+      assert.ok(plan.warnings[index]!.startsWith(`${flag} `), `warning ${index} is ${JSON.stringify(plan.warnings[index])}`);
+      assert.match(plan.warnings[index]!, /not support/);
+    }
+  });
+
+  test("an unsupported flag's value is consumed, not taken for the destination", () => {
+    const plan = tunnel(["-c", "aes128-ctr", "host"]);
+    assert.equal(plan.destination, "host");
+  });
+
+  test("an unsupported flag inside a cluster is warned about and the rest still applies: -NCD 9001", () => {
+    const plan = tunnel(["-NCD", "9001", "host"]);
+    assert.deepEqual(plan.configLines, [line("dynamicforward", ["9001"], "-D")]);
+    assert.equal(plan.warnings.length, 1);
+    assert.ok(plan.warnings[0]!.startsWith("-C "));
+  });
+});
+
+describe("parseCommandLine: errors", () => {
+  test("an unknown flag is USAGE, exit 255, in getopt's words", () => {
+    assertUsage(["-Z", "host"], "unknown option -- Z");
+    assertUsage(["-NZ", "host"], "unknown option -- Z");
+  });
+
+  test("a value flag at the end is USAGE: option requires an argument -- p", () => {
+    assertUsage(["host", "-p"], "option requires an argument -- p");
+    assertUsage(["-D"], "option requires an argument -- D");
+  });
+
+  test("an unknown long option is USAGE naming it", () => {
+    assertUsage(["--bogus", "host"], "--bogus");
+    assertUsage(["host", "--allowip", "10.0.0.1"], "--allowip");
+  });
+
+  test("no destination is USAGE with an example", () => {
+    assertUsage([], "destination", "safetunnel -D 9001");
+    assertUsage(["-D", "9001"], "destination");
+  });
+
+  test("a remote command after the host is USAGE naming the command", () => {
+    assertUsage(["host", "uptime"], "uptime");
+    assertUsage(["-D", "9001", "host", "ls", "-l"], "ls -l");
+  });
+
+  test("--allow-ip without a value is USAGE naming the option", () => {
+    assertUsage(["host", "--allow-ip"], "--allow-ip");
+  });
+});
+
+describe("parseCommandLine: long options and plans", () => {
+  test("--allow-ip may repeat and keeps each comma list as typed", () => {
+    const plan = tunnel(["--allow-ip", "10.0.0.0/8", "--allow-ip", "192.168.1.5,2001:db8::/32", "--allow-ip=::1", "host"]);
+    assert.deepEqual(plan.allowIp, ["10.0.0.0/8", "192.168.1.5,2001:db8::/32", "::1"]);
+  });
+
+  test("--allow-ip values stay strings even when they look like numbers", () => {
+    assert.deepEqual(tunnel(["--allow-ip", "010", "host"]).allowIp, ["010"]);
+    assert.deepEqual(tunnel(["--allow-ip=1e3", "host"]).allowIp, ["1e3"]);
+  });
+
+  test("--allow-ip and --json may follow the destination", () => {
+    const plan = tunnel(["host", "--json", "--allow-ip", "10.0.0.1"]);
+    assert.equal(plan.destination, "host");
+    assert.equal(plan.json, true);
+    assert.deepEqual(plan.allowIp, ["10.0.0.1"]);
+  });
+
+  test("--json sets JSON logging", () => {
+    assert.equal(tunnel(["--json", "host"]).json, true);
+  });
+
+  test("--help and -h give the help plan without needing a destination", () => {
+    assert.deepEqual(parseCommandLine(["--help"]), { command: "help", text: HELP_TEXT });
+    assert.deepEqual(parseCommandLine(["-h"]), { command: "help", text: HELP_TEXT });
+    assert.equal(parseCommandLine(["-D", "9001", "host", "-h"]).command, "help");
+  });
+
+  test("--version and -V give the version plan", () => {
+    assert.deepEqual(parseCommandLine(["--version"]), { command: "version", text: `safetunnel ${VERSION}` });
+    assert.deepEqual(parseCommandLine(["-V"]), { command: "version", text: "safetunnel 0.1.0" });
+  });
+
+  test("the help text names every flag the issue lists", () => {
+    for (const flag of HELP_FLAGS) assert.match(HELP_TEXT, flagPattern(flag), `help lacks ${flag}`);
+  });
+});
+
+const HELP_FLAGS = ["-D", "-N", "-p", "-l", "-i", "-F", "-J", "-o", "-v", "-q", "-4", "-6", "-g", "-V", "-h", "--version", "--help", "--allow-ip", "--json"];
+
+function flagPattern(flag: string): RegExp {
+  return new RegExp(`(^|[\\s\\[,/])${flag}(?![\\w-])`, "m");
+}
+
+describe("the built binary (node dist/safetunnel.cjs)", () => {
+  test("--version prints exactly 'safetunnel 0.1.0' and exits 0", async () => {
+    const result = await runCli(["--version"]);
+    assert.equal(result.code, 0);
+    assert.equal(result.stdout, "safetunnel 0.1.0\n");
+    assert.equal(result.stderr, "");
+  });
+
+  test("-V prints the same version", async () => {
+    const result = await runCli(["-V"]);
+    assert.equal(result.code, 0);
+    assert.equal(result.stdout, "safetunnel 0.1.0\n");
+  });
+
+  test("--help exits 0 and mentions every flag the issue lists", async () => {
+    const result = await runCli(["--help"]);
+    assert.equal(result.code, 0);
+    assert.equal(result.stderr, "");
+    for (const flag of HELP_FLAGS) assert.match(result.stdout, flagPattern(flag), `--help output lacks ${flag}`);
+    assert.match(result.stdout, /socks5_remote_dns/);
+    assert.match(result.stdout, /--proxy-server=socks5:\/\//);
+    assert.match(result.stdout, /--socks5-hostname/);
+  });
+
+  test("-Z host exits 255 with one line on stderr naming the option", async () => {
+    const result = await runCli(["-Z", "host"]);
+    assert.equal(result.code, 255);
+    assert.equal(result.stdout, "");
+    assert.equal(result.stderr, "safetunnel: unknown option -- Z; see 'safetunnel --help'\n");
+  });
+
+  test("--bogus host exits 255 with one line on stderr naming the option", async () => {
+    const result = await runCli(["--bogus", "host"]);
+    assert.equal(result.code, 255);
+    assert.equal(result.stdout, "");
+    const lines = result.stderr.split("\n");
+    assert.equal(lines.length, 2, `stderr: ${JSON.stringify(result.stderr)}`);
+    assert.equal(lines[1], "");
+    assert.match(lines[0]!, /^safetunnel: .*--bogus/);
+  });
+
+  test("an unknown -o keyword exits 255 with one line naming it", async () => {
+    const result = await runCli(["-o", "Prot=22", "-D", "9001", "host"]);
+    assert.equal(result.code, 255);
+    assert.equal(result.stderr.split("\n").length, 2, `stderr: ${JSON.stringify(result.stderr)}`);
+    assert.match(result.stderr, /^safetunnel: .*Prot/);
+  });
+});
