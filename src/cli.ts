@@ -15,6 +15,7 @@
  */
 import { cac } from "cac";
 import { TunnelError } from "./errors.ts";
+import { parseSshConfig } from "./config/ssh-config.ts";
 
 export const VERSION = "0.1.0";
 
@@ -89,8 +90,9 @@ interface ShortFlag {
 }
 
 /** Split argv into short flags, long options, the destination and any remote command. */
-function getopt(argv: string[]): { flags: ShortFlag[]; long: string[]; positional: string[] } {
+function getopt(argv: string[]): { flags: ShortFlag[]; long: string[]; positional: string[]; allowIp: string[] } {
   const flags: ShortFlag[] = [];
+  const allowIp: string[] = [];
   const long: string[] = [];
   const positional: string[] = [];
   let i = 0;
@@ -108,10 +110,15 @@ function getopt(argv: string[]): { flags: ShortFlag[]; long: string[]; positiona
       optionsDone = true;
       continue;
     }
+    if (arg === "--allow-ip" || arg.startsWith("--allow-ip=")) {
+      // Taken here, not by cac: mri would turn a value like "10" into a number.
+      const value = arg === "--allow-ip" ? argv[i++] : arg.slice("--allow-ip=".length);
+      if (value === undefined || value === "") throw usage("option --allow-ip needs a value, e.g. --allow-ip 10.0.0.0/8");
+      allowIp.push(value);
+      continue;
+    }
     if (arg.startsWith("--")) {
       long.push(arg);
-      // cac options that take a separate value.
-      if (!arg.includes("=") && LONG_WITH_VALUE.has(arg) && i < argv.length) long.push(argv[i++]!);
       continue;
     }
     for (let j = 1; j < arg.length; j++) {
@@ -129,10 +136,8 @@ function getopt(argv: string[]): { flags: ShortFlag[]; long: string[]; positiona
       flags.push({ flag });
     }
   }
-  return { flags, long, positional };
+  return { flags, long, positional, allowIp };
 }
-
-const LONG_WITH_VALUE = new Set(["--allow-ip"]);
 
 function usage(problem: string): TunnelError {
   return new TunnelError("USAGE", `${problem}; see 'safetunnel --help'`);
@@ -143,7 +148,7 @@ function usage(problem: string): TunnelError {
  * parseCommandLine(["-D", "9001", "user@home"]).command // "tunnel"
  */
 export function parseCommandLine(argv: string[]): Plan {
-  const { flags, long, positional } = getopt(argv);
+  const { flags, long, positional, allowIp } = getopt(argv);
 
   const cli = cac("safetunnel");
   cli
@@ -163,14 +168,17 @@ export function parseCommandLine(argv: string[]): Plan {
   } catch (err) {
     throw usage((err as Error).message.replace(/`/g, "'").replace(/^Unknown option/, "unknown option"));
   }
-  const longOptions = parsed.options as { help?: boolean; version?: boolean; json?: boolean; allowIp?: unknown };
+  const longOptions = parsed.options as { help?: boolean; version?: boolean; json?: boolean };
 
   if (longOptions.help || flags.some((f) => f.flag === "h")) return { command: "help", text: HELP_TEXT };
   if (longOptions.version || flags.some((f) => f.flag === "V")) return { command: "version", text: `safetunnel ${VERSION}` };
 
   const warnings: string[] = [];
+  // In argv order: OpenSSH sets -p, -l and -o values first-come-first-served.
   const configLines: ConfigLine[] = [];
-  const optionLines: ConfigLine[] = [];
+  // ssh assigns -4/-6 and -g outright, so they beat any -o; the last -4/-6 wins.
+  let family: ConfigLine | undefined;
+  let gateway: ConfigLine | undefined;
   let configFile: string | undefined;
   let verbosity = 0;
   let quiet = false;
@@ -181,9 +189,9 @@ export function parseCommandLine(argv: string[]): Plan {
       case "q": quiet = true; break;
       case "N": break; // We never run a remote command; -N is what we always do.
       case "V": break;
-      case "4": configLines.push({ keyword: "addressfamily", args: ["inet"], source: "-4" }); break;
-      case "6": configLines.push({ keyword: "addressfamily", args: ["inet6"], source: "-6" }); break;
-      case "g": configLines.push({ keyword: "gatewayports", args: ["yes"], source: "-g" }); break;
+      case "4": family = { keyword: "addressfamily", args: ["inet"], source: "-4" }; break;
+      case "6": family = { keyword: "addressfamily", args: ["inet6"], source: "-6" }; break;
+      case "g": gateway = { keyword: "gatewayports", args: ["yes"], source: "-g" }; break;
       case "p": configLines.push({ keyword: "port", args: [v], source: "-p" }); break;
       case "l": configLines.push({ keyword: "user", args: [v], source: "-l" }); break;
       case "i": configLines.push({ keyword: "identityfile", args: [v], source: "-i" }); break;
@@ -192,7 +200,12 @@ export function parseCommandLine(argv: string[]): Plan {
       case "L": configLines.push({ keyword: "localforward", args: [v], source: "-L" }); break;
       case "R": configLines.push({ keyword: "remoteforward", args: [v], source: "-R" }); break;
       case "F": configFile = v; break;
-      case "o": optionLines.push(parseDashO(v)); break;
+      case "o": {
+        const line = parseDashO(v);
+        if (!SUPPORTED_KEYWORDS.has(line.keyword)) warnings.push(`-o ${v}: safetunnel does not use this ssh option; ignoring it.`);
+        configLines.push(line);
+        break;
+      }
       default:
         if (!SUPPORTED.has(flag)) warnings.push(`-${flag} (${IGNORED_REASON[flag] ?? "not supported"}) is an ssh option safetunnel does not support; ignoring it.`);
     }
@@ -203,27 +216,16 @@ export function parseCommandLine(argv: string[]): Plan {
   if (command.length > 0) {
     throw usage(`safetunnel runs no remote commands ('${command.join(" ")}'); it only forwards ports. Remove the command (or use ssh for it)`);
   }
-  const hasForward = configLines.some((l) => l.keyword.endsWith("forward"));
-  if (!hasForward) {
-    // Not an error: ssh_config may hold DynamicForward/LocalForward for this host.
-  }
   return {
     command: "tunnel",
     destination,
-    // -o lines come after the flags: in OpenSSH `-p` overrides `-o Port` whatever the order.
-    configLines: [...configLines, ...optionLines],
+    configLines: [...(family ? [family] : []), ...(gateway ? [gateway] : []), ...configLines],
     configFile,
     verbosity: quiet ? -1 : verbosity,
     json: Boolean(longOptions.json),
-    allowIp: toStrings(longOptions.allowIp),
+    allowIp,
     warnings,
   };
-}
-
-function toStrings(value: unknown): string[] {
-  if (value === undefined || value === false) return [];
-  const list = Array.isArray(value) ? value : [value];
-  return list.map((v) => String(v));
 }
 
 /** Keywords we act on (ssh_config names, lower case). */
@@ -253,18 +255,23 @@ export const OTHER_SSH_KEYWORDS = new Set([
   "visualhostkey", "xauthlocation", "match", "host", "protocol", "challengeresponseauthentication",
 ]);
 
-/** `-o Keyword=value` or `-o "Keyword value"`, as ssh_config reads one line. */
+/** `-o Keyword=value` or `-o "Keyword value"`: one ssh_config line, read by the same parser as the files. */
 function parseDashO(text: string): ConfigLine {
-  const match = /^\s*([A-Za-z0-9]+)\s*(?:=\s*|\s+)(.*?)\s*$/.exec(text);
-  if (!match || match[2] === "") throw usage(`bad -o option '${text}': expected -o Keyword=value, e.g. -o Port=2222`);
-  const keyword = match[1]!.toLowerCase();
-  if (!SUPPORTED_KEYWORDS.has(keyword) && !OTHER_SSH_KEYWORDS.has(keyword)) {
-    throw usage(`-o ${match[1]}: Bad configuration option (not an ssh_config keyword)`);
+  let directive;
+  try {
+    const parsed = parseSshConfig(text, "-o");
+    const entry = parsed.blocks[0]?.entries[0];
+    directive = entry?.kind === "option" ? entry.directive : undefined;
+  } catch {
+    directive = undefined;
   }
-  const value = match[2]!.replace(/^"(.*)"$/, "$1");
-  // Multi-argument keywords (known_hosts file lists) split on spaces; forwards take "port host:port".
-  const args = value.split(/\s+/);
-  return { keyword, args, source: "-o" };
+  if (directive === undefined || directive.args.length === 0) {
+    throw usage(`bad -o option '${text}': expected -o Keyword=value, e.g. -o Port=2222`);
+  }
+  if (!SUPPORTED_KEYWORDS.has(directive.keyword) && !OTHER_SSH_KEYWORDS.has(directive.keyword)) {
+    throw usage(`-o ${text}: Bad configuration option (not an ssh_config keyword)`);
+  }
+  return { keyword: directive.keyword, args: directive.args, source: "-o" };
 }
 
 export const HELP_TEXT = `usage: safetunnel [-46gNqVv] [-D [bind_address:]port] [-F configfile] [-i identity_file]

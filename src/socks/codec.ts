@@ -179,7 +179,8 @@ export function parseSocks4Request(buf: Uint8Array): ParseResult<SocksRequest> {
   if (userEnd === -2) return invalid("SOCKS4 USERID is too long", encodeSocks4Reply(Socks4Reply.REJECTED));
   if (userEnd === -1) return INCOMPLETE;
   const userId = Buffer.from(buf.subarray(8, userEnd)).toString("latin1");
-  const command = commandFromCode(commandCode);
+  // SOCKS4 defines only CONNECT (1) and BIND (2).
+  const command = commandCode === 0x03 ? "unknown" : commandFromCode(commandCode);
   const is4a = ip[0] === 0 && ip[1] === 0 && ip[2] === 0 && ip[3] !== 0;
   if (!is4a) {
     return {
