@@ -59,7 +59,11 @@ export async function verifyHostKey(blob: Buffer, policy: HostKeyPolicy): Promis
   const fingerprint = fingerprintSha256(blob);
   const name = knownHostsName(policy.host, policy.port);
   const entries = await loadKnownHosts([...policy.userKnownHostsFiles, ...policy.globalKnownHostsFiles]);
-  const verdict = checkHostKey(entries, policy.host, policy.port, key);
+  const checked = checkHostKey(entries, policy.host, policy.port, key);
+  // Like OpenSSH: a host known only by keys of other types, presenting a new
+  // type, is a changed host. (We ask for the known types first, so a server
+  // that still had the recorded key would have shown it.)
+  const verdict = checked.status === "unknown" && checked.otherTypes.length > 0 ? { status: "changed" as const, entry: checked.otherTypes[0]! } : checked;
   policy.log.debug(1, `Server host key: ${key.type} ${fingerprint} (${verdict.status})`);
 
   switch (verdict.status) {
@@ -75,6 +79,7 @@ This could mean that a stolen key is being used to impersonate this host.`);
       throw new TunnelError("HOST_KEY_REVOKED", `Host key for ${name} (${fingerprint}) is revoked in ${verdict.entry.file}:${verdict.entry.line}; refusing to connect.`);
     case "changed": {
       const knownFingerprint = fingerprintSha256(Buffer.from(verdict.entry.keyBase64, "base64"));
+      const knownLabel = keyTypeLabel(verdict.entry.keyType);
       policy.log.error(`@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@
 @    WARNING: REMOTE HOST IDENTIFICATION HAS CHANGED!     @
 @@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@
@@ -83,18 +88,18 @@ Someone could be eavesdropping on you right now (man-in-the-middle attack)!
 It is also possible that a host key has just been changed.
 The fingerprint for the ${label} key sent by the remote host is
 ${fingerprint}.
-The fingerprint of the ${label} key recorded for this host is
+The fingerprint of the ${knownLabel} key recorded for this host is
 ${knownFingerprint}.
 Please contact your system administrator.
 Add correct host key in ${policy.userKnownHostsFiles[0] ?? verdict.entry.file} to get rid of this message.
-Offending ${label} key in ${verdict.entry.file}:${verdict.entry.line}`);
+Offending ${knownLabel} key in ${verdict.entry.file}:${verdict.entry.line}`);
       throw new TunnelError(
         "HOST_KEY_CHANGED",
         `Host key for ${name} has changed (${verdict.entry.file}:${verdict.entry.line}); no forwarding was started. Host key verification failed.`,
       );
     }
     case "unknown":
-      await decideUnknown(policy, { name, label, fingerprint, line: () => formatNewLine(policy, key, entries), otherTypes: verdict.otherTypes });
+      await decideUnknown(policy, { name, label, fingerprint, line: () => formatNewLine(policy, key, entries) });
       return;
   }
 }
@@ -104,7 +109,6 @@ interface UnknownKey {
   label: string;
   fingerprint: string;
   line: () => string;
-  otherTypes: KnownHostsEntry[];
 }
 
 async function decideUnknown(policy: HostKeyPolicy, key: UnknownKey): Promise<void> {
@@ -116,10 +120,7 @@ async function decideUnknown(policy: HostKeyPolicy, key: UnknownKey): Promise<vo
     );
   }
   if (strict === "ask") {
-    const others = key.otherTypes.length > 0
-      ? `\nThe host is known with a ${keyTypeLabel(key.otherTypes[0]!.keyType)} key (${key.otherTypes[0]!.file}:${key.otherTypes[0]!.line}), but not with this one.`
-      : "\nThis key is not known by any other names.";
-    const question = `The authenticity of host '${key.name}' can't be established.\n${key.label} key fingerprint is ${key.fingerprint}.${others}\nAre you sure you want to continue connecting (yes/no/[fingerprint])? `;
+    const question = `The authenticity of host '${key.name}' can't be established.\n${key.label} key fingerprint is ${key.fingerprint}.\nThis key is not known by any other names.\nAre you sure you want to continue connecting (yes/no/[fingerprint])? `;
     let accepted = false;
     for (let attempt = 0; attempt < 3; attempt++) {
       const answer = await policy.prompt({ message: attempt === 0 ? question : "Please type 'yes', 'no' or the fingerprint: ", echo: true, kind: "secret" });

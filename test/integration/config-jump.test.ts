@@ -7,7 +7,7 @@
 import assert from "node:assert/strict";
 import { copyFile, chmod, mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { connect } from "node:net";
-import { tmpdir } from "node:os";
+import { tmpdir, userInfo } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { curlThroughSocks } from "../helpers/curl.ts";
@@ -90,16 +90,17 @@ function connectOutcome(port: number): Promise<string> {
 }
 
 describe("ssh_config", () => {
-  test("a Host alias supplies HostName, Port, User and an IdentityFile with %h %p %r tokens", async () => {
+  test("a Host alias supplies HostName, Port, User and an IdentityFile with ~ and %h %p %r %u tokens", async () => {
     const home = await trustingHome();
-    await installKey(home, `127.0.0.1_${target.port}_${target.user}_key`);
+    // %u is the local user; the tests run as the sshd's user, so it equals %r here.
+    await installKey(home, `127.0.0.1_${target.port}_${target.user}_${userInfo().username}_key`);
     await home.writeConfig(
       [
         "Host myalias",
         "  HostName 127.0.0.1",
         `  Port ${target.port}`,
         `  User ${target.user}`,
-        "  IdentityFile ~/.ssh/%h_%p_%r_key",
+        "  IdentityFile ~/.ssh/%h_%p_%r_%u_key",
         "",
       ].join("\n"),
     );
@@ -211,6 +212,19 @@ describe("jump hosts", () => {
 });
 
 describe("an SSH server that cannot be reached", () => {
+  test("a target the jump host cannot connect to fails with exit 255 naming the target port and 'Connection refused'", async () => {
+    const home = await trustingHome();
+    await installKey(home, "id_ed25519");
+    const port = await closedPort();
+    const socksPort = await freePort();
+    const result = await runCli(["-J", `${jump.user}@127.0.0.1:${jump.port}`, "-p", String(port), "-D", String(socksPort), `${target.user}@127.0.0.1`], {
+      home: home.home,
+    });
+    assert.equal(result.code, 255, result.stderr);
+    assert.ok(result.stderr.includes(`127.0.0.1 port ${port}: Connection refused`), result.stderr);
+    assert.equal(await connectOutcome(socksPort), "ECONNREFUSED");
+  });
+
   test("a closed port fails with exit 255 and one 'Connection refused' line", async () => {
     const port = await closedPort();
     const socksPort = await freePort();

@@ -142,6 +142,14 @@ describe("a changed host key", () => {
     await assertChangedKeyRefused(home, ["-o", "StrictHostKeyChecking=no"]);
   });
 
+  test("is refused with -o StrictHostKeyChecking=accept-new, and known_hosts is left as it was", async () => {
+    const home = await newHome();
+    const original = `${hostName()} ${keyField(impostor)}\n`;
+    await home.writeKnownHosts(original);
+    await assertChangedKeyRefused(home, ["-o", "StrictHostKeyChecking=accept-new"]);
+    assert.equal(await readFile(join(home.sshDir, "known_hosts"), "utf8"), original);
+  });
+
   test("is detected in a known_hosts file hashed with ssh-keygen -H", async () => {
     const home = await newHome();
     const knownHosts = join(home.sshDir, "known_hosts");
@@ -152,6 +160,13 @@ describe("a changed host key", () => {
     assert.match(text, /^\|1\|[A-Za-z0-9+/=]+\|[A-Za-z0-9+/=]+ ssh-ed25519 AAAA\S+\n$/);
     await assertChangedKeyRefused(home, []);
   });
+});
+
+test("a known_hosts entry listing several names (comma list) matches the [127.0.0.1]:PORT among them", async () => {
+  const home = await newHome();
+  await home.writeKnownHosts(`[localhost]:${sshd.port},${hostName()},gateway.example ${keyField(sshd.hostKeys[0]!)}\n`);
+  const stderr = await runWorkingTunnel(["-o", "StrictHostKeyChecking=yes"], { home: home.home });
+  assert.doesNotMatch(stderr, /Permanently added|Host key verification failed/);
 });
 
 test("a host key marked @revoked is refused with exit 255", async () => {
