@@ -188,6 +188,12 @@ export function serveSocksSocket(socket: Socket, options: SocksSessionOptions): 
 
   socket.on("data", onData);
   socket.on("close", onCloseEarly);
+  // allowHalfOpen (needed once piped) means a FIN alone does not close the
+  // socket: a client that gives up mid-handshake must not wait for the timer.
+  // Once connecting, a FIN after a pipelined request is legal and is kept.
+  socket.on("end", () => {
+    if (phase === "start" || phase === "socks5-request") dropWith(undefined, "client closed the connection before sending a complete SOCKS request");
+  });
   // Errors (resets) end in "close"; without a listener they would crash the process.
   socket.on("error", () => {});
 }

@@ -9,7 +9,7 @@
  */
 import assert from "node:assert/strict";
 import { existsSync } from "node:fs";
-import { chmod, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { chmod, mkdtemp, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { connect } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -253,6 +253,28 @@ describe("an unknown host key", () => {
     assert.equal(await readFile(knownHosts, "utf8"), afterFirst);
   });
 
+  test("with accept-new is added on a line of its own when known_hosts does not end in a newline", async () => {
+    const home = await newHome();
+    const config = join(home.sshDir, "config");
+    await home.writeConfig("");
+    const knownHosts = join(home.sshDir, "known_hosts");
+    const existing = `other.example ${keyField(impostor)}`;
+    await home.writeKnownHosts(existing);
+    await runWorkingTunnel(["-F", config, "-o", "StrictHostKeyChecking=accept-new"], { home: home.home });
+    assert.equal(await readFile(knownHosts, "utf8"), `${existing}\n${hostName()} ${keyField(sshd.hostKeys[0]!)}\n`);
+  });
+
+  test("with accept-new and no ~/.ssh at all, creates ~/.ssh (mode 0700) and a known_hosts that ssh-keygen -F reads", async () => {
+    const home = await newHome();
+    await rm(home.sshDir, { recursive: true });
+    const stderr = await runWorkingTunnel(["-o", "StrictHostKeyChecking=accept-new"], { home: home.home });
+    assert.ok(stderr.includes(`Permanently added '${hostName()}' (ED25519) to the list of known hosts.`), stderr);
+    assert.equal((await stat(home.sshDir)).mode & 0o777, 0o700);
+    const found = await runCommand("ssh-keygen", ["-F", hostName(), "-f", join(home.sshDir, "known_hosts")]);
+    assert.equal(found.code, 0, found.stderr);
+    assert.ok(found.stdout.includes(keyField(sshd.hostKeys[0]!)), found.stdout);
+  });
+
   test("with the default ask and no terminal is accepted when SSH_ASKPASS (forced) answers yes, and is added", async () => {
     const home = await newHome();
     const knownHosts = join(home.sshDir, "known_hosts");
@@ -313,4 +335,36 @@ describe("known_hosts files named with -o", () => {
     assert.ok(result.stderr.includes(`${global}:2`), result.stderr);
     assert.equal(await connectOutcome(socksPort), "ECONNREFUSED");
   });
+});
+
+describe("a server with several host keys", () => {
+  let multi: Sshd;
+
+  before(async () => {
+    multi = await startSshd({ authorizedKeys: [clientKey.publicLine], hostKeyTypes: ["ed25519", "rsa", "ecdsa"] });
+  });
+
+  after(async () => {
+    await multi?.stop();
+  });
+
+  // OpenSSH's order_hostkeyalgs(): ask the server for a key type known_hosts
+  // already holds, so a second key type does not look unknown.
+  for (const [index, label] of [[1, "RSA"], [2, "ECDSA"]] as const) {
+    test(`is verified against the ${label} key known_hosts holds, under StrictHostKeyChecking=yes, although it also has an ED25519 key`, async () => {
+      const home = await newHome();
+      const knownLine = `[127.0.0.1]:${multi.port} ${keyField(multi.hostKeys[index]!)}\n`;
+      await home.writeKnownHosts(knownLine);
+      const socksPort = await freePort();
+      const args = ["-N", "-D", String(socksPort), "-i", clientKey.privatePath, "-p", String(multi.port), "-o", "StrictHostKeyChecking=yes", `${multi.user}@127.0.0.1`];
+      const cli = startCli(args, { home: home.home });
+      try {
+        await assertTunnelWorks(cli, socksPort);
+      } finally {
+        await cli.stop();
+      }
+      assert.doesNotMatch(cli.stderr(), /Host key verification failed|Permanently added/);
+      assert.equal(await readFile(join(home.sshDir, "known_hosts"), "utf8"), knownLine);
+    });
+  }
 });

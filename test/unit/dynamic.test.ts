@@ -1,0 +1,575 @@
+import { after, before, describe, test } from "node:test";
+import assert from "node:assert/strict";
+import { Buffer } from "node:buffer";
+import { connect, createServer, type Server, type Socket } from "node:net";
+import { PassThrough, type Duplex } from "node:stream";
+import { REPLY_FOR_FAILURE, refusalLine, startDynamicForward } from "../../src/forward/dynamic.ts";
+import type { Listener } from "../../src/forward/listen.ts";
+import { createStats, type TrafficStats } from "../../src/forward/stats.ts";
+import { createLogger } from "../../src/log.ts";
+import { parseCidr, type Cidr } from "../../src/socks/policy.ts";
+import type { SocksRequest } from "../../src/socks/codec.ts";
+import type { SocksClient } from "../../src/socks/server.ts";
+import { ChannelOpenError, type ChannelFailureKind, type Origin, type TunnelSession } from "../../src/ssh/session.ts";
+
+const WAIT_MS = 5000;
+
+// ------------------------------------------------------------------ fakes
+
+interface OpenCall {
+  host: string;
+  port: number;
+  origin: Origin;
+}
+
+/** A TunnelSession whose channels are whatever `open` returns. */
+class FakeSession implements TunnelSession {
+  up = true;
+  calls: OpenCall[] = [];
+  channels: Duplex[] = [];
+  open: (host: string, port: number) => Promise<Duplex> = async () => new PassThrough();
+
+  async openDirect(host: string, port: number, origin: Origin): Promise<Duplex> {
+    this.calls.push({ host, port, origin });
+    const channel = await this.open(host, port);
+    this.channels.push(channel);
+    return channel;
+  }
+  onDown(): void {}
+  close(): void {}
+}
+
+/** A loopback TCP echo server standing in for the far end of a channel. */
+let echo: Server;
+let echoPort = 0;
+const echoSockets = new Set<Socket>();
+
+before(async () => {
+  echo = createServer((socket) => {
+    echoSockets.add(socket);
+    socket.once("close", () => echoSockets.delete(socket));
+    socket.on("error", () => {});
+    socket.pipe(socket);
+  });
+  await new Promise<void>((resolve) => echo.listen(0, "127.0.0.1", resolve));
+  echoPort = (echo.address() as { port: number }).port;
+});
+
+after(async () => {
+  for (const socket of echoSockets) socket.destroy();
+  await new Promise<void>((resolve) => echo.close(() => resolve()));
+});
+
+/** A channel that is a real loopback socket to the echo server. */
+function echoChannel(): Promise<Duplex> {
+  return new Promise((resolve, reject) => {
+    const socket = connect({ host: "127.0.0.1", port: echoPort }, () => resolve(socket));
+    socket.once("error", reject);
+  });
+}
+
+interface Forward {
+  listener: Listener;
+  session: FakeSession;
+  stats: TrafficStats;
+  lines: string[];
+}
+
+const open: Listener[] = [];
+after(async () => {
+  await Promise.all(open.map((l) => l.close()));
+});
+
+async function startForward(
+  options: { allowIp?: Cidr[]; json?: boolean; describePeer?: (client: SocksClient) => Promise<string | undefined> } = {},
+): Promise<Forward> {
+  const session = new FakeSession();
+  const stats = createStats();
+  const lines: string[] = [];
+  const log = createLogger({ verbosity: 0, json: options.json ?? false, write: (line) => lines.push(line), now: () => new Date(0) });
+  const listener = await startDynamicForward({
+    label: "-D test",
+    hosts: ["127.0.0.1"],
+    port: 0,
+    session,
+    allowIp: options.allowIp ?? [],
+    log,
+    stats,
+    ...(options.describePeer ? { describePeer: options.describePeer } : {}),
+  });
+  open.push(listener);
+  return { listener, session, stats, lines };
+}
+
+// ------------------------------------------------------------------ a raw SOCKS client
+
+class RawClient {
+  private buffer = Buffer.alloc(0);
+  private ended = false;
+  private closedFlag = false;
+  private wake: (() => void)[] = [];
+  readonly closed: Promise<void>;
+
+  private constructor(readonly socket: Socket) {
+    socket.on("data", (chunk: Buffer) => {
+      this.buffer = Buffer.concat([this.buffer, chunk]);
+      this.notify();
+    });
+    socket.on("end", () => {
+      this.ended = true;
+      this.notify();
+    });
+    socket.on("error", () => {});
+    this.closed = new Promise((resolve) =>
+      socket.once("close", () => {
+        this.closedFlag = true;
+        this.ended = true;
+        this.notify();
+        resolve();
+      }),
+    );
+  }
+
+  static connect(port: number): Promise<RawClient> {
+    return new Promise((resolve, reject) => {
+      const socket = connect({ host: "127.0.0.1", port }, () => resolve(new RawClient(socket)));
+      socket.once("error", reject);
+    });
+  }
+
+  get localPort(): number {
+    return this.socket.localPort!;
+  }
+
+  get isClosed(): boolean {
+    return this.closedFlag;
+  }
+
+  private notify(): void {
+    for (const wake of this.wake.splice(0)) wake();
+  }
+
+  private async waitFor(ready: () => boolean, what: string): Promise<void> {
+    const deadline = Date.now() + WAIT_MS;
+    while (!ready()) {
+      const left = deadline - Date.now();
+      if (left <= 0) throw new Error(`timed out waiting for ${what}; have ${this.buffer.toString("hex")}`);
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, left);
+        this.wake.push(() => {
+          clearTimeout(timer);
+          resolve();
+        });
+      });
+    }
+  }
+
+  write(bytes: Uint8Array | string): void {
+    this.socket.write(bytes);
+  }
+
+  /** Exactly n bytes (fails if the stream ends first). */
+  async read(n: number): Promise<Buffer> {
+    await this.waitFor(() => this.buffer.length >= n || this.ended, `${n} bytes`);
+    assert.ok(this.buffer.length >= n, `stream ended after ${this.buffer.length} of ${n} bytes: ${this.buffer.toString("hex")}`);
+    const out = this.buffer.subarray(0, n);
+    this.buffer = this.buffer.subarray(n);
+    return out;
+  }
+
+  /** Everything until the server ends the stream. */
+  async readToEnd(): Promise<Buffer> {
+    await this.waitFor(() => this.ended, "the end of the stream");
+    const out = this.buffer;
+    this.buffer = Buffer.alloc(0);
+    return out;
+  }
+
+  /** Bytes received so far, without waiting. */
+  peek(): Buffer {
+    return this.buffer;
+  }
+
+  end(): void {
+    this.socket.end();
+  }
+
+  destroy(): void {
+    this.socket.destroy();
+  }
+}
+
+const hex = (text: string): Buffer => Buffer.from(text.replace(/\s+/g, ""), "hex");
+const port16 = (port: number): number[] => [port >> 8, port & 0xff];
+
+const GREETING = hex("05 01 00");
+const METHOD_NO_AUTH = hex("05 00");
+
+function socks5Name(host: string, port: number): Buffer {
+  const name = Buffer.from(host, "latin1");
+  return Buffer.from([0x05, 0x01, 0x00, 0x03, name.length, ...name, ...port16(port)]);
+}
+function socks5IPv4(address: number[], port: number): Buffer {
+  return Buffer.from([0x05, 0x01, 0x00, 0x01, ...address, ...port16(port)]);
+}
+function socks5IPv6(address: number[], port: number): Buffer {
+  return Buffer.from([0x05, 0x01, 0x00, 0x04, ...address, ...port16(port)]);
+}
+function socks4(address: number[], port: number, userId = "me"): Buffer {
+  return Buffer.from([0x04, 0x01, ...port16(port), ...address, ...Buffer.from(userId), 0x00]);
+}
+function socks4a(host: string, port: number, userId = "me"): Buffer {
+  return Buffer.from([0x04, 0x01, ...port16(port), 0, 0, 0, 1, ...Buffer.from(userId), 0x00, ...Buffer.from(host, "latin1"), 0x00]);
+}
+
+const socks5Reply = (rep: number): Buffer => Buffer.from([0x05, rep, 0x00, 0x01, 0, 0, 0, 0, 0, 0]);
+const SOCKS4_GRANTED = hex("00 5a 0000 00000000");
+const SOCKS4_REJECTED = hex("00 5b 0000 00000000");
+
+const IPV6_DOC = [0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
+
+/** Greeting, method choice, then the request; returns the connected client. */
+async function socks5Connect(port: number, request: Buffer): Promise<RawClient> {
+  const client = await RawClient.connect(port);
+  client.write(GREETING);
+  assert.deepEqual(await client.read(2), METHOD_NO_AUTH);
+  client.write(request);
+  return client;
+}
+
+async function until(condition: () => boolean, what: string): Promise<void> {
+  const deadline = Date.now() + WAIT_MS;
+  while (!condition()) {
+    if (Date.now() > deadline) assert.fail(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+}
+
+function assertStats(stats: TrafficStats, expected: Partial<TrafficStats>): void {
+  const picked = Object.fromEntries(Object.keys(expected).map((key) => [key, stats[key as keyof TrafficStats]]));
+  assert.deepEqual(picked, expected);
+}
+
+// ------------------------------------------------------------------ names go out
+
+describe("startDynamicForward: names go through the tunnel", () => {
+  test("a SOCKS5 name request opens a channel for that name and replies success, then carries data both ways", async () => {
+    const { listener, session, stats, lines } = await startForward();
+    session.open = () => echoChannel();
+    const client = await socks5Connect(listener.port, socks5Name("example.org", 443));
+    assert.deepEqual(await client.read(10), socks5Reply(0x00));
+    assert.deepEqual(session.calls, [{ host: "example.org", port: 443, origin: { address: "127.0.0.1", port: client.localPort } }]);
+
+    client.write("hello");
+    assert.equal((await client.read(5)).toString(), "hello");
+    client.write("world!");
+    assert.equal((await client.read(6)).toString(), "world!");
+    client.end();
+    await client.readToEnd();
+    await until(() => stats.active === 0 && stats.bytesDown === 11, "the connection to be accounted");
+    assertStats(stats, { connections: 1, active: 0, bytesUp: 11, bytesDown: 11, refusals: 0, failures: 0, protocolErrors: 0 });
+    assert.deepEqual(lines, [], "an accepted connection logs nothing at the default verbosity");
+  });
+
+  test("replies success only after the channel is open", async () => {
+    const { listener, session } = await startForward();
+    let release: ((channel: Duplex) => void) | undefined;
+    session.open = () => new Promise<Duplex>((resolve) => (release = resolve));
+    const client = await socks5Connect(listener.port, socks5Name("slow.example", 80));
+    await until(() => release !== undefined, "openDirect to be called");
+    // Give a wrongly early reply every chance to arrive before checking it did not.
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    assert.equal(client.peek().length, 0, `no reply before the channel is confirmed, got ${client.peek().toString("hex")}`);
+    release!(new PassThrough());
+    assert.deepEqual(await client.read(10), socks5Reply(0x00));
+    client.destroy();
+  });
+
+  test("bytes sent right after the request, before the reply, reach the channel and are counted", async () => {
+    const { listener, session, stats } = await startForward();
+    session.open = () => echoChannel();
+    const client = await RawClient.connect(listener.port);
+    client.write(Buffer.concat([GREETING, socks5Name("example.org", 80), Buffer.from("early")]));
+    assert.deepEqual(await client.read(2), METHOD_NO_AUTH);
+    assert.deepEqual(await client.read(10), socks5Reply(0x00));
+    assert.equal((await client.read(5)).toString(), "early");
+    client.end();
+    await client.readToEnd();
+    await until(() => stats.active === 0 && stats.connections === 1 && stats.bytesDown === 5, "the connection to be accounted");
+    assertStats(stats, { connections: 1, bytesUp: 5, bytesDown: 5 });
+  });
+
+  test("a SOCKS4a name request opens a channel for the name and gets 0x5A", async () => {
+    const { listener, session } = await startForward();
+    const client = await RawClient.connect(listener.port);
+    client.write(socks4a("example.org", 8080));
+    assert.deepEqual(await client.read(8), SOCKS4_GRANTED);
+    assert.deepEqual(session.calls.map((c) => [c.host, c.port]), [["example.org", 8080]]);
+    client.destroy();
+  });
+});
+
+// ------------------------------------------------------------------ IP literals are refused
+
+describe("startDynamicForward: IP-address requests are refused", () => {
+  const FIX_TEXT = ["socks5_remote_dns", "--socks5-hostname", "socks5://"];
+
+  async function refused(request: Buffer, destination: string, version: 4 | 5 = 5) {
+    const forward = await startForward();
+    let client: RawClient;
+    if (version === 5) client = await socks5Connect(forward.listener.port, request);
+    else {
+      client = await RawClient.connect(forward.listener.port);
+      client.write(request);
+    }
+    const reply = await client.readToEnd();
+    assert.deepEqual(reply, version === 5 ? socks5Reply(0x02) : SOCKS4_REJECTED, "the whole refusal reply, then the end of the stream");
+    assert.deepEqual(forward.session.calls, [], "no channel is opened for an IP address");
+    assert.equal(forward.lines.length, 1, `exactly one log line, got ${JSON.stringify(forward.lines)}`);
+    const line = forward.lines[0]!;
+    assert.ok(line.includes(destination), `line names the destination ${destination}: ${line}`);
+    assert.ok(line.includes(`127.0.0.1:${client.localPort}`), `line names the client address and port: ${line}`);
+    for (const fix of FIX_TEXT) assert.ok(line.includes(fix), `line gives the fix ${fix}: ${line}`);
+    assertStats(forward.stats, { refusals: 1, connections: 0, failures: 0 });
+    client.destroy();
+    return line;
+  }
+
+  test("SOCKS5 IPv4 (ATYP 1): 05 02 00 01 00 00 00 00 00 00, no channel, one line", async () => {
+    await refused(socks5IPv4([93, 184, 215, 14], 443), "93.184.215.14:443");
+  });
+
+  test("SOCKS5 IPv6 (ATYP 4): the same 10-byte reply", async () => {
+    await refused(socks5IPv6(IPV6_DOC, 443), "[2001:db8::1]:443");
+  });
+
+  test("SOCKS5 name field holding an IPv4 literal", async () => {
+    await refused(socks5Name("10.0.0.1", 80), "10.0.0.1:80");
+  });
+
+  test("SOCKS5 name field holding an IPv6 literal", async () => {
+    await refused(socks5Name("::1", 80), "[::1]:80");
+  });
+
+  test("SOCKS5 name field holding an inet_aton form (0x7f.1)", async () => {
+    await refused(socks5Name("0x7f.1", 80), "0x7f.1:80");
+  });
+
+  test("plain SOCKS4 (always an IP address): 0x5B and a line that says so", async () => {
+    const line = await refused(socks4([1, 2, 3, 4], 80), "1.2.3.4:80", 4);
+    assert.match(line, /plain SOCKS4/);
+  });
+
+  test("SOCKS4a name field holding an IPv4 literal: 0x5B", async () => {
+    await refused(socks4a("192.168.1.1", 22), "192.168.1.1:22", 4);
+  });
+
+  test("the refusal line names the local program when describePeer knows it, with that program's fix", async () => {
+    const forward = await startForward({ describePeer: async () => "curl" });
+    const client = await socks5Connect(forward.listener.port, socks5IPv4([1, 2, 3, 4], 80));
+    assert.deepEqual(await client.readToEnd(), socks5Reply(0x02));
+    assert.equal(forward.lines.length, 1);
+    assert.ok(forward.lines[0]!.includes(`127.0.0.1:${client.localPort} (curl)`), forward.lines[0]);
+    assert.match(forward.lines[0]!, /curl --socks5-hostname/);
+    client.destroy();
+  });
+
+  test("a describePeer that fails still refuses, with the generic fix", async () => {
+    const forward = await startForward({ describePeer: () => Promise.reject(new Error("EACCES")) });
+    const client = await socks5Connect(forward.listener.port, socks5IPv4([1, 2, 3, 4], 80));
+    assert.deepEqual(await client.readToEnd(), socks5Reply(0x02));
+    assert.equal(forward.lines.length, 1);
+    for (const fix of FIX_TEXT) assert.ok(forward.lines[0]!.includes(fix));
+    client.destroy();
+  });
+
+  test("in --json mode the refusal is one object with the code, destination and client", async () => {
+    const forward = await startForward({ json: true });
+    const client = await socks5Connect(forward.listener.port, socks5IPv4([1, 2, 3, 4], 80));
+    assert.deepEqual(await client.readToEnd(), socks5Reply(0x02));
+    assert.equal(forward.lines.length, 1);
+    const record = JSON.parse(forward.lines[0]!) as Record<string, unknown>;
+    assert.equal(record["time"], "1970-01-01T00:00:00.000Z");
+    assert.equal(record["level"], "info");
+    assert.equal(record["event"], "refused");
+    assert.equal(record["code"], "SOCKS_IP_REFUSED");
+    assert.equal(record["destination"], "1.2.3.4:80");
+    assert.equal(record["client"], `127.0.0.1:${client.localPort}`);
+    assert.equal(record["program"], null);
+    assert.match(String(record["msg"]), /socks5_remote_dns/);
+    client.destroy();
+  });
+});
+
+// ------------------------------------------------------------------ --allow-ip
+
+describe("startDynamicForward: --allow-ip", () => {
+  test("an IPv4 literal inside an allowed network goes out, with an 'Allowing' line", async () => {
+    const { listener, session, stats, lines } = await startForward({ allowIp: [parseCidr("10.0.0.0/8")] });
+    const client = await socks5Connect(listener.port, socks5IPv4([10, 1, 2, 3], 80));
+    assert.deepEqual(await client.read(10), socks5Reply(0x00));
+    assert.deepEqual(session.calls.map((c) => [c.host, c.port]), [["10.1.2.3", 80]]);
+    assert.equal(lines.length, 1);
+    assert.match(lines[0]!, /^Allowing IP destination 10\.1\.2\.3:80 for 127\.0\.0\.1:\d+: it is inside --allow-ip 10\.0\.0\.0\/8\.$/);
+    assert.equal(stats.refusals, 0);
+    client.destroy();
+  });
+
+  test("an allowed IPv6 literal is opened without brackets", async () => {
+    const { listener, session, lines } = await startForward({ allowIp: [parseCidr("2001:db8::/32")] });
+    const client = await socks5Connect(listener.port, socks5IPv6(IPV6_DOC, 443));
+    assert.deepEqual(await client.read(10), socks5Reply(0x00));
+    assert.deepEqual(session.calls.map((c) => [c.host, c.port]), [["2001:db8::1", 443]]);
+    assert.match(lines[0]!, /Allowing IP destination \[2001:db8::1\]:443/);
+    client.destroy();
+  });
+
+  test("an allowed literal in a SOCKS5 name field goes out too", async () => {
+    const { listener, session } = await startForward({ allowIp: [parseCidr("::1")] });
+    const client = await socks5Connect(listener.port, socks5Name("::1", 8080));
+    assert.deepEqual(await client.read(10), socks5Reply(0x00));
+    assert.deepEqual(session.calls.map((c) => [c.host, c.port]), [["::1", 8080]]);
+    client.destroy();
+  });
+
+  test("a literal outside the allowed networks is still refused", async () => {
+    const { listener, session, stats } = await startForward({ allowIp: [parseCidr("10.0.0.0/8")] });
+    const client = await socks5Connect(listener.port, socks5IPv4([11, 0, 0, 1], 80));
+    assert.deepEqual(await client.readToEnd(), socks5Reply(0x02));
+    assert.deepEqual(session.calls, []);
+    assert.equal(stats.refusals, 1);
+  });
+});
+
+// ------------------------------------------------------------------ channel failures
+
+describe("startDynamicForward: channel-open failures map to exact replies", () => {
+  const expected: [ChannelFailureKind, number][] = [
+    ["refused", 0x05],
+    ["unreachable", 0x04],
+    ["network-unreachable", 0x03],
+    ["prohibited", 0x02],
+    ["connection-down", 0x03],
+    ["other", 0x01],
+  ];
+
+  test("REPLY_FOR_FAILURE is the issue's table", () => {
+    assert.deepEqual(REPLY_FOR_FAILURE, Object.fromEntries(expected));
+  });
+
+  for (const [kind, rep] of expected) {
+    test(`${kind}: SOCKS5 reply 0x0${rep}, SOCKS4a 0x5B, counted as a failure and logged`, async () => {
+      const { listener, session, stats, lines } = await startForward();
+      session.open = () => Promise.reject(new ChannelOpenError(kind, `far end says ${kind}`));
+      const five = await socks5Connect(listener.port, socks5Name("target.example", 80));
+      assert.deepEqual(await five.readToEnd(), socks5Reply(rep));
+      const four = await RawClient.connect(listener.port);
+      four.write(socks4a("target.example", 80));
+      assert.deepEqual(await four.readToEnd(), SOCKS4_REJECTED);
+      assertStats(stats, { failures: 2, connections: 0, refusals: 0 });
+      assert.equal(lines.length, 2);
+      assert.equal(lines[0], `-D test: connect to target.example:80 failed: far end says ${kind} (SOCKS reply 0x0${rep}).`);
+    });
+  }
+
+  test("an error that is not a ChannelOpenError is a general failure (0x01)", async () => {
+    const { listener, session, stats } = await startForward();
+    session.open = () => Promise.reject(new Error("surprise"));
+    const client = await socks5Connect(listener.port, socks5Name("target.example", 80));
+    assert.deepEqual(await client.readToEnd(), socks5Reply(0x01));
+    assert.equal(stats.failures, 1);
+  });
+});
+
+// ------------------------------------------------------------------ shutdown and early exits
+
+describe("startDynamicForward: closing", () => {
+  test("listener.close() destroys live connections and their channels and stops accepting", async () => {
+    const { listener, session, stats } = await startForward();
+    const client = await socks5Connect(listener.port, socks5Name("example.org", 80));
+    assert.deepEqual(await client.read(10), socks5Reply(0x00));
+    assert.equal(session.channels.length, 1);
+    const port = listener.port;
+    await listener.close();
+    await client.closed;
+    await until(() => session.channels[0]!.destroyed, "the channel to be destroyed");
+    await until(() => stats.active === 0, "the connection to be accounted");
+    await assert.rejects(RawClient.connect(port), (err: NodeJS.ErrnoException) => err.code === "ECONNREFUSED");
+  });
+
+  test("a client that leaves while the channel is opening leaves no channel or connection open", async () => {
+    const { listener, session, stats } = await startForward();
+    let release: ((channel: Duplex) => void) | undefined;
+    session.open = () => new Promise<Duplex>((resolve) => (release = resolve));
+    const client = await socks5Connect(listener.port, socks5Name("example.org", 80));
+    await until(() => release !== undefined, "openDirect to be called");
+    client.socket.resetAndDestroy();
+    await client.closed;
+    const channel = new PassThrough();
+    release!(channel);
+    await until(() => channel.destroyed, "the orphaned channel to be destroyed");
+    await until(() => stats.active === 0, "no connection to stay active");
+  });
+});
+
+// ------------------------------------------------------------------ refusalLine
+
+describe("refusalLine", () => {
+  const client: SocksClient = { address: "127.0.0.1", port: 51234, localAddress: "127.0.0.1", localPort: 9001 };
+  const request = (version: 4 | 5, host: string, kind: "name" | "ipv4" | "ipv6", socks4a?: boolean): SocksRequest => ({
+    version,
+    command: "connect",
+    commandCode: 1,
+    destination: { kind, host, port: 443 },
+    ...(socks4a !== undefined ? { socks4a } : {}),
+  });
+
+  test("an unknown program gets the whole line with every common fix", () => {
+    assert.equal(
+      refusalLine(request(5, "93.184.215.14", "ipv4"), client, undefined, 9001),
+      "Refused SOCKS5 CONNECT to 93.184.215.14:443 from 127.0.0.1:51234: it carries an IP address, so the name was resolved " +
+        "locally and your network saw the DNS lookup. Fix: make the app send names: Firefox: network.proxy.socks5_remote_dns = true; " +
+        "Chromium: --proxy-server=socks5://127.0.0.1:9001; curl: --socks5-hostname 127.0.0.1:9001 or socks5h://. " +
+        "To allow this address on purpose: --allow-ip 93.184.215.14",
+    );
+  });
+
+  test("Firefox is told about socks5_remote_dns and the port", () => {
+    const line = refusalLine(request(5, "1.2.3.4", "ipv4"), client, "firefox", 9001);
+    assert.match(line, /from 127\.0\.0\.1:51234 \(firefox\):/);
+    assert.match(line, /Fix: in Firefox set network\.proxy\.socks5_remote_dns = true \("Proxy DNS when using SOCKS v5"\) with SOCKS v5 host 127\.0\.0\.1 port 9001\./);
+    assert.doesNotMatch(line, /curl/);
+  });
+
+  test("Chromium (and Chrome) are told to use socks5://", () => {
+    for (const program of ["chromium", "chrome", "Chromium-browse"]) {
+      const line = refusalLine(request(4, "1.2.3.4", "ipv4", false), client, program, 9001);
+      assert.match(line, /Fix: start Chromium with --proxy-server=socks5:\/\/127\.0\.0\.1:9001 \(socks5, not socks4\)\./, program);
+    }
+  });
+
+  test("curl is told about --socks5-hostname and socks5h://", () => {
+    const line = refusalLine(request(5, "1.2.3.4", "ipv4"), client, "curl", 1080);
+    assert.match(line, /Fix: use curl --socks5-hostname 127\.0\.0\.1:1080 \(or -x socks5h:\/\/127\.0\.0\.1:1080\)\./);
+  });
+
+  test("an unrecognised program name gets the generic fix", () => {
+    const line = refusalLine(request(5, "1.2.3.4", "ipv4"), client, "wget", 9001);
+    assert.match(line, /\(wget\)/);
+    for (const fix of ["socks5_remote_dns", "--socks5-hostname", "socks5://127.0.0.1:9001"]) assert.ok(line.includes(fix), fix);
+  });
+
+  test("plain SOCKS4 is explained as carrying only IP addresses; SOCKS4a and SOCKS5 as carrying one", () => {
+    assert.match(refusalLine(request(4, "1.2.3.4", "ipv4", false), client, undefined, 9001), /^Refused SOCKS4 CONNECT .*it used plain SOCKS4, which carries only IP addresses/);
+    const fourA = refusalLine(request(4, "1.2.3.4", "name", true), client, undefined, 9001);
+    assert.match(fourA, /^Refused SOCKS4 CONNECT .*it carries an IP address/);
+    assert.doesNotMatch(fourA, /plain SOCKS4/);
+    assert.match(refusalLine(request(5, "1.2.3.4", "ipv4"), client, undefined, 9001), /^Refused SOCKS5 CONNECT .*it carries an IP address/);
+  });
+
+  test("an IPv6 destination is bracketed with its port and unbracketed in the --allow-ip hint", () => {
+    const line = refusalLine(request(5, "2001:db8::1", "ipv6"), client, undefined, 9001);
+    assert.match(line, /CONNECT to \[2001:db8::1\]:443 from/);
+    assert.match(line, /--allow-ip 2001:db8::1$/);
+  });
+});

@@ -1,0 +1,856 @@
+/**
+ * Drives serveSocksSocket over real loopback sockets: a net server runs the
+ * handshake, raw client sockets speak bytes at it, and the "channel" handed
+ * back by onConnect is a real socket to a far-end server the test controls.
+ */
+import { afterEach, describe, test } from "node:test";
+import assert from "node:assert/strict";
+import { Buffer } from "node:buffer";
+import { once } from "node:events";
+import { connect, createServer, type AddressInfo, type Server, type Socket } from "node:net";
+import type { Duplex } from "node:stream";
+import { setImmediate as nextTurn } from "node:timers/promises";
+import {
+  MAX_HANDSHAKE_BYTES,
+  serveSocksSocket,
+  type ConnectOutcome,
+  type SocksClient,
+  type SocksSessionOptions,
+} from "../../src/socks/server.ts";
+import type { Socks5ReplyCode, SocksRequest } from "../../src/socks/codec.ts";
+
+const WAIT_MS = 5000;
+
+/** Bytes from hex text; blanks are ignored so tests can group fields ("05 01 00"). */
+function hex(text: string): Buffer {
+  return Buffer.from(text.replace(/\s+/g, ""), "hex");
+}
+
+/** A bounded wait: the test fails with `what` instead of hanging. */
+async function within<T>(promise: Promise<T>, what: string, ms = WAIT_MS): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`gave up after ${ms} ms waiting for ${what}`)), ms);
+  });
+  try {
+    return await Promise.race([promise, timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+interface Deferred<T> {
+  promise: Promise<T>;
+  resolve(value: T): void;
+  reject(err: unknown): void;
+}
+
+function deferred<T>(): Deferred<T> {
+  let resolve!: (value: T) => void;
+  let reject!: (err: unknown) => void;
+  const promise = new Promise<T>((res, rej) => {
+    resolve = res;
+    reject = rej;
+  });
+  return { promise, resolve, reject };
+}
+
+/** Values arriving from callbacks, taken in order by the test. */
+class Queue<T> {
+  private readonly items: T[] = [];
+  private readonly takers: Array<(value: T) => void> = [];
+
+  push(value: T): void {
+    const taker = this.takers.shift();
+    if (taker) taker(value);
+    else this.items.push(value);
+  }
+
+  next(what: string): Promise<T> {
+    const item = this.items.shift();
+    if (item !== undefined) return Promise.resolve(item);
+    return within(new Promise<T>((resolve) => this.takers.push(resolve)), what);
+  }
+
+  get size(): number {
+    return this.items.length;
+  }
+}
+
+const cleanups: Array<() => Promise<void> | void> = [];
+
+afterEach(async () => {
+  while (cleanups.length > 0) await cleanups.pop()!();
+});
+
+async function listenLoopback(server: Server): Promise<number> {
+  server.listen(0, "127.0.0.1");
+  await once(server, "listening");
+  return (server.address() as AddressInfo).port;
+}
+
+function closeServer(server: Server, sockets: Iterable<Socket>): Promise<void> {
+  for (const socket of sockets) socket.destroy();
+  return new Promise((resolve) => server.close(() => resolve()));
+}
+
+/** A raw client socket that keeps everything it receives. */
+class RawClient {
+  received: Buffer = Buffer.alloc(0);
+  ended = false;
+  closed = false;
+  private readonly watchers = new Set<() => void>();
+
+  constructor(readonly socket: Socket) {
+    socket.on("data", (chunk: Buffer) => {
+      this.received = Buffer.concat([this.received, chunk]);
+      this.notify();
+    });
+    socket.on("end", () => {
+      this.ended = true;
+      this.notify();
+    });
+    socket.on("close", () => {
+      this.closed = true;
+      this.notify();
+    });
+    // Resets are part of what is tested; they must not crash the test process.
+    socket.on("error", () => {});
+  }
+
+  static async connect(port: number): Promise<RawClient> {
+    const socket = connect({ port, host: "127.0.0.1" });
+    const client = new RawClient(socket);
+    cleanups.push(() => {
+      socket.destroy();
+    });
+    await within(once(socket, "connect"), "the client to connect");
+    socket.setNoDelay(true);
+    return client;
+  }
+
+  write(bytes: Uint8Array | string): Promise<void> {
+    return new Promise((resolve, reject) => this.socket.write(bytes, (err) => (err ? reject(err) : resolve())));
+  }
+
+  until(predicate: () => boolean, what: string): Promise<void> {
+    return within(
+      new Promise<void>((resolve) => {
+        const check = (): void => {
+          if (!predicate()) return;
+          this.watchers.delete(check);
+          resolve();
+        };
+        this.watchers.add(check);
+        check();
+      }),
+      what,
+    );
+  }
+
+  /** Wait for at least `n` bytes in total. */
+  async bytes(n: number, what: string): Promise<Buffer> {
+    await this.until(() => this.received.length >= n, `${n} bytes: ${what}`);
+    return this.received.subarray(0, n);
+  }
+
+  /** Wait until the server has closed its side (FIN) or the socket is gone. */
+  async serverClosed(what: string): Promise<void> {
+    await this.until(() => this.ended || this.closed, `the server to close the socket: ${what}`);
+  }
+
+  private notify(): void {
+    for (const watcher of [...this.watchers]) watcher();
+  }
+}
+
+/** A loopback server standing in for the far end of a tunnel channel. */
+interface FarEnd {
+  /** A connected pair: `stream` is what onConnect hands back, `peer` is the far end's socket. */
+  open(): Promise<{ stream: Socket; peer: Socket }>;
+}
+
+async function startFarEnd(): Promise<FarEnd> {
+  const sockets = new Set<Socket>();
+  const waiting = new Map<number, (socket: Socket) => void>();
+  const arrived = new Map<number, Socket>();
+  const server = createServer({ allowHalfOpen: true }, (socket) => {
+    sockets.add(socket);
+    socket.on("close", () => sockets.delete(socket));
+    socket.on("error", () => {});
+    const key = socket.remotePort!;
+    const taker = waiting.get(key);
+    if (taker) {
+      waiting.delete(key);
+      taker(socket);
+    } else {
+      arrived.set(key, socket);
+    }
+  });
+  const port = await listenLoopback(server);
+  cleanups.push(() => closeServer(server, sockets));
+  return {
+    async open() {
+      const stream = connect({ port, host: "127.0.0.1", allowHalfOpen: true });
+      sockets.add(stream);
+      stream.on("close", () => sockets.delete(stream));
+      stream.on("error", () => {});
+      await within(once(stream, "connect"), "the far end to accept");
+      const key = stream.localPort!;
+      const peer =
+        arrived.get(key) ??
+        (await within(new Promise<Socket>((resolve) => waiting.set(key, resolve)), "the far end's socket"));
+      arrived.delete(key);
+      return { stream, peer };
+    },
+  };
+}
+
+interface ConnectCall {
+  request: SocksRequest;
+  client: SocksClient;
+  signal: AbortSignal;
+}
+
+interface Established {
+  request: SocksRequest;
+  leftover: Buffer;
+  stream: Duplex;
+}
+
+interface ServerSide {
+  socket: Socket;
+  /** Every chunk the SOCKS code wrote to the client, in order (write and end). */
+  sent: Buffer[];
+}
+
+interface SocksHarness {
+  port: number;
+  connects: Queue<ConnectCall>;
+  connectCount: number;
+  established: Queue<Established>;
+  establishedCount: number;
+  protocolErrors: Queue<string>;
+  /** Far-end sockets of channels that the default onConnect opened, in order. */
+  farPeers: Queue<Socket>;
+  serverSides: Queue<ServerSide>;
+}
+
+interface HarnessOptions {
+  handshakeTimeoutMs?: number;
+  /** Replaces the default onConnect, which opens a channel to the far end and succeeds. */
+  onConnect?: (call: ConnectCall, far: FarEnd) => Promise<ConnectOutcome>;
+}
+
+/**
+ * One SOCKS listener on 127.0.0.1 running serveSocksSocket with recording
+ * callbacks. onEstablished joins the socket and the stream with plain pipe()
+ * (pipe.ts has its own tests) after writing the leftover bytes first.
+ */
+async function startSocks(options: HarnessOptions = {}): Promise<SocksHarness> {
+  const far = await startFarEnd();
+  const sockets = new Set<Socket>();
+  const harness: SocksHarness = {
+    port: 0,
+    connects: new Queue(),
+    connectCount: 0,
+    established: new Queue(),
+    establishedCount: 0,
+    protocolErrors: new Queue(),
+    farPeers: new Queue(),
+    serverSides: new Queue(),
+  };
+  const sessionOptions: SocksSessionOptions = {
+    handshakeTimeoutMs: options.handshakeTimeoutMs ?? 30_000,
+    async onConnect(request, client, signal) {
+      harness.connectCount++;
+      const call = { request, client, signal };
+      harness.connects.push(call);
+      if (options.onConnect) return options.onConnect(call, far);
+      const { stream, peer } = await far.open();
+      harness.farPeers.push(peer);
+      return { ok: true, stream };
+    },
+    onEstablished(socket, stream, request, leftover) {
+      harness.establishedCount++;
+      harness.established.push({ request, leftover: Buffer.from(leftover), stream });
+      stream.on("error", () => {});
+      if (leftover.length > 0) stream.write(leftover);
+      socket.pipe(stream);
+      stream.pipe(socket);
+      socket.on("close", () => stream.destroy());
+      stream.on("close", () => socket.destroy());
+    },
+    onProtocolError(_client, reason) {
+      harness.protocolErrors.push(reason);
+    },
+  };
+  const server = createServer({ allowHalfOpen: true }, (socket) => {
+    sockets.add(socket);
+    socket.on("close", () => sockets.delete(socket));
+    const sent: Buffer[] = [];
+    const write = socket.write.bind(socket) as (...args: unknown[]) => boolean;
+    const end = socket.end.bind(socket) as (...args: unknown[]) => Socket;
+    socket.write = ((...args: unknown[]) => {
+      if (args[0] instanceof Uint8Array) sent.push(Buffer.from(args[0]));
+      return write(...args);
+    }) as unknown as Socket["write"];
+    socket.end = ((...args: unknown[]) => {
+      if (args[0] instanceof Uint8Array) sent.push(Buffer.from(args[0]));
+      return end(...args);
+    }) as unknown as Socket["end"];
+    harness.serverSides.push({ socket, sent });
+    serveSocksSocket(socket, sessionOptions);
+  });
+  harness.port = await listenLoopback(server);
+  cleanups.push(() => closeServer(server, sockets));
+  return harness;
+}
+
+const GREETING = hex("05 01 00");
+const METHOD_NO_AUTH = "0500";
+const V5_SUCCESS = "05000001000000000000";
+const V4_GRANTED = "005a000000000000";
+const V4_REJECTED = "005b000000000000";
+
+function socks5Connect(name: string, port: number, command = 0x01): Buffer {
+  const portBytes = Buffer.alloc(2);
+  portBytes.writeUInt16BE(port);
+  return Buffer.concat([Buffer.from([5, command, 0, 3, name.length]), Buffer.from(name, "latin1"), portBytes]);
+}
+
+function socks4aConnect(name: string, port: number, userId = "", command = 0x01): Buffer {
+  const head = Buffer.from([4, command, port >> 8, port & 0xff, 0, 0, 0, 1]);
+  return Buffer.concat([head, Buffer.from(`${userId}\0${name}\0`, "latin1")]);
+}
+
+function socks4Connect(ip: number[], port: number, userId = "", command = 0x01): Buffer {
+  const head = Buffer.from([4, command, port >> 8, port & 0xff, ...ip]);
+  return Buffer.concat([head, Buffer.from(`${userId}\0`, "latin1")]);
+}
+
+/** Greeting, then the request once the method reply has arrived, as well-behaved clients do. */
+async function socks5Handshake(client: RawClient, request: Buffer): Promise<void> {
+  await client.write(GREETING);
+  assert.equal((await client.bytes(2, "the method reply")).toString("hex"), METHOD_NO_AUTH);
+  await client.write(request);
+}
+
+/** Resolves on 'close' whatever came first (events.once would reject on a reset's 'error'). */
+function closeOf(socket: Socket): Promise<void> {
+  return socket.destroyed && socket.closed ? Promise.resolve() : new Promise((resolve) => socket.once("close", () => resolve()));
+}
+
+/** Resolves when the far end has read everything and seen end of stream (or the socket is gone). */
+function endOf(socket: Socket): Promise<void> {
+  socket.resume();
+  return new Promise((resolve) => {
+    socket.once("end", () => resolve());
+    socket.once("close", () => resolve());
+  });
+}
+
+/** Read from a socket until `n` bytes have arrived. */
+async function readExactly(socket: Socket, n: number, what: string): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  let length = 0;
+  await within(
+    new Promise<void>((resolve) => {
+      const onData = (chunk: Buffer): void => {
+        chunks.push(chunk);
+        length += chunk.length;
+        if (length >= n) {
+          socket.off("data", onData);
+          resolve();
+        }
+      };
+      socket.on("data", onData);
+    }),
+    what,
+  );
+  return Buffer.concat(chunks);
+}
+
+/** Data written at either end arrives unchanged at the other. */
+async function assertDataFlows(client: RawClient, peer: Socket, replyLength: number): Promise<void> {
+  const up = readExactly(peer, 4, "the far end to receive the client's bytes");
+  await client.write("ping");
+  assert.equal((await up).toString(), "ping");
+  peer.write("pong");
+  await client.bytes(replyLength + 4, "the client to receive the far end's bytes");
+  assert.equal(client.received.subarray(replyLength).toString(), "pong");
+}
+
+describe("serveSocksSocket: successful CONNECT", () => {
+  test("answers a SOCKS5 CONNECT with 05 00 then 05 00 00 01 00000000 0000 and carries data both ways", async () => {
+    const socks = await startSocks();
+    const client = await RawClient.connect(socks.port);
+    await socks5Handshake(client, socks5Connect("example.org", 443));
+
+    const call = await socks.connects.next("onConnect");
+    assert.deepEqual(call.request, {
+      version: 5,
+      command: "connect",
+      commandCode: 1,
+      destination: { kind: "name", host: "example.org", port: 443 },
+    });
+    assert.deepEqual(call.client, {
+      address: "127.0.0.1",
+      port: client.socket.localPort,
+      localAddress: "127.0.0.1",
+      localPort: socks.port,
+    });
+    assert.equal(call.signal.aborted, false);
+
+    await client.bytes(12, "the success reply");
+    assert.equal(client.received.toString("hex"), METHOD_NO_AUTH + V5_SUCCESS);
+    const established = await socks.established.next("onEstablished");
+    assert.equal(established.leftover.length, 0);
+    assert.deepEqual(established.request, call.request);
+
+    await assertDataFlows(client, await socks.farPeers.next("the far end"), 12);
+    assert.equal(socks.connectCount, 1);
+    assert.equal(socks.protocolErrors.size, 0);
+  });
+
+  test("answers a SOCKS4a CONNECT with 00 5A 00 00 00 00 00 00 and carries data both ways", async () => {
+    const socks = await startSocks();
+    const client = await RawClient.connect(socks.port);
+    await client.write(socks4aConnect("example.org", 80, "alice"));
+
+    const call = await socks.connects.next("onConnect");
+    assert.deepEqual(call.request, {
+      version: 4,
+      command: "connect",
+      commandCode: 1,
+      destination: { kind: "name", host: "example.org", port: 80 },
+      userId: "alice",
+      socks4a: true,
+    });
+    await client.bytes(8, "the SOCKS4 reply");
+    assert.equal(client.received.toString("hex"), V4_GRANTED);
+    await assertDataFlows(client, await socks.farPeers.next("the far end"), 8);
+  });
+
+  test("hands a SOCKS4 CONNECT to an IPv4 address to onConnect as an ipv4 destination", async () => {
+    const socks = await startSocks();
+    const client = await RawClient.connect(socks.port);
+    await client.write(socks4Connect([192, 0, 2, 1], 8080, "bob"));
+    const call = await socks.connects.next("onConnect");
+    assert.deepEqual(call.request.destination, { kind: "ipv4", host: "192.0.2.1", port: 8080 });
+    assert.equal(call.request.socks4a, false);
+    await client.bytes(8, "the SOCKS4 reply");
+    assert.equal(client.received.toString("hex"), V4_GRANTED);
+  });
+
+  test("sends nothing but the method reply while onConnect is pending", async () => {
+    const pending = deferred<ConnectOutcome>();
+    const socks = await startSocks({ onConnect: () => pending.promise });
+    const client = await RawClient.connect(socks.port);
+    await socks5Handshake(client, socks5Connect("example.org", 443));
+    const side = await socks.serverSides.next("the accepted socket");
+    await socks.connects.next("onConnect");
+
+    assert.deepEqual(side.sent.map((b) => b.toString("hex")), [METHOD_NO_AUTH]);
+    assert.equal(client.received.toString("hex"), METHOD_NO_AUTH);
+    assert.equal(socks.establishedCount, 0);
+
+    pending.resolve({ ok: false, reply: 0x05 });
+    await client.serverClosed("after the refusal");
+    assert.equal(client.received.toString("hex"), `${METHOD_NO_AUTH}05050001000000000000`);
+    assert.deepEqual(side.sent.map((b) => b.toString("hex")), [METHOD_NO_AUTH, "05050001000000000000"]);
+  });
+
+  test("a SOCKS4 client gets no reply while onConnect is pending", async () => {
+    const pending = deferred<ConnectOutcome>();
+    const socks = await startSocks({ onConnect: () => pending.promise });
+    const client = await RawClient.connect(socks.port);
+    await client.write(socks4aConnect("example.org", 443));
+    const side = await socks.serverSides.next("the accepted socket");
+    await socks.connects.next("onConnect");
+    assert.deepEqual(side.sent, []);
+    assert.equal(client.received.length, 0);
+    pending.resolve({ ok: false, reply: 0x04 });
+    await client.serverClosed("after the refusal");
+    assert.equal(client.received.toString("hex"), V4_REJECTED);
+  });
+});
+
+describe("serveSocksSocket: refused CONNECT", () => {
+  /** The destination port picks the outcome: 0 makes onConnect reject, anything else is the REP code. */
+  const byPort = (call: ConnectCall): Promise<ConnectOutcome> =>
+    call.request.destination.port === 0
+      ? Promise.reject(new Error("onConnect blew up"))
+      : Promise.resolve({ ok: false, reply: call.request.destination.port as Socks5ReplyCode });
+
+  test("answers each SOCKS5 failure outcome with its exact REP code and closes", async () => {
+    const socks = await startSocks({ onConnect: byPort });
+    for (const code of [0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07, 0x08]) {
+      const client = await RawClient.connect(socks.port);
+      await socks5Handshake(client, socks5Connect("example.org", code));
+      await client.serverClosed(`after REP 0x0${code}`);
+      assert.equal(client.received.toString("hex"), `${METHOD_NO_AUTH}050${code}0001000000000000`, `REP 0x0${code}`);
+    }
+    assert.equal(socks.establishedCount, 0);
+  });
+
+  test("answers 05 01 when onConnect rejects", async () => {
+    const socks = await startSocks({ onConnect: byPort });
+    const client = await RawClient.connect(socks.port);
+    await socks5Handshake(client, socks5Connect("example.org", 0));
+    await client.serverClosed("after the failure");
+    assert.equal(client.received.toString("hex"), `${METHOD_NO_AUTH}05010001000000000000`);
+  });
+
+  test("answers every SOCKS4 failure outcome, and a rejected onConnect, with 00 5B 00 00 00 00 00 00 and closes", async () => {
+    const socks = await startSocks({ onConnect: byPort });
+    for (const code of [0x00, 0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07, 0x08]) {
+      for (const request of [socks4aConnect("example.org", code), socks4Connect([10, 0, 0, 1], code)]) {
+        const client = await RawClient.connect(socks.port);
+        await client.write(request);
+        await client.serverClosed(`after outcome ${code}`);
+        assert.equal(client.received.toString("hex"), V4_REJECTED, `outcome ${code}`);
+      }
+    }
+    assert.equal(socks.establishedCount, 0);
+  });
+});
+
+describe("serveSocksSocket: unsupported requests", () => {
+  test("refuses BIND and UDP ASSOCIATE with 05 07 00 01 00000000 0000, closes, and never calls onConnect", async () => {
+    const socks = await startSocks();
+    for (const [command, name] of [[0x02, "BIND"], [0x03, "UDP-ASSOCIATE"]] as const) {
+      const client = await RawClient.connect(socks.port);
+      await socks5Handshake(client, socks5Connect("example.org", 443, command));
+      await client.serverClosed(name);
+      assert.equal(client.received.toString("hex"), `${METHOD_NO_AUTH}05070001000000000000`);
+      const reason = await socks.protocolErrors.next("onProtocolError");
+      assert.match(reason, new RegExp(`SOCKS5 command ${name} is not supported`));
+    }
+    assert.equal(socks.connectCount, 0);
+  });
+
+  test("refuses an unknown SOCKS5 command with 05 07 and names the byte", async () => {
+    const socks = await startSocks();
+    const client = await RawClient.connect(socks.port);
+    await socks5Handshake(client, socks5Connect("example.org", 443, 0x09));
+    await client.serverClosed("unknown command");
+    assert.equal(client.received.toString("hex"), `${METHOD_NO_AUTH}05070001000000000000`);
+    assert.match(await socks.protocolErrors.next("onProtocolError"), /command 0x9 is not supported/);
+    assert.equal(socks.connectCount, 0);
+  });
+
+  test("refuses SOCKS4 BIND with 00 5B and never calls onConnect", async () => {
+    const socks = await startSocks();
+    const client = await RawClient.connect(socks.port);
+    await client.write(socks4aConnect("example.org", 21, "", 0x02));
+    await client.serverClosed("SOCKS4 BIND");
+    assert.equal(client.received.toString("hex"), V4_REJECTED);
+    assert.match(await socks.protocolErrors.next("onProtocolError"), /SOCKS4 command BIND is not supported/);
+    assert.equal(socks.connectCount, 0);
+  });
+
+  test("answers a greeting without 'no authentication' with 05 FF and closes", async () => {
+    const socks = await startSocks();
+    const client = await RawClient.connect(socks.port);
+    await client.write(hex("05 01 02"));
+    await client.serverClosed("no acceptable method");
+    assert.equal(client.received.toString("hex"), "05ff");
+    assert.match(await socks.protocolErrors.next("onProtocolError"), /no method we accept/);
+    assert.equal(socks.connectCount, 0);
+  });
+
+  test("answers a greeting with zero methods with 05 FF and closes", async () => {
+    const socks = await startSocks();
+    const client = await RawClient.connect(socks.port);
+    await client.write(hex("05 00"));
+    await client.serverClosed("zero methods");
+    assert.equal(client.received.toString("hex"), "05ff");
+    assert.match(await socks.protocolErrors.next("onProtocolError"), /no methods/);
+  });
+
+  test("answers an unknown address type with 05 08 00 01 00000000 0000 and closes", async () => {
+    const socks = await startSocks();
+    const client = await RawClient.connect(socks.port);
+    await socks5Handshake(client, hex("05 01 00 02 00000000 0050"));
+    await client.serverClosed("unknown ATYP");
+    assert.equal(client.received.toString("hex"), `${METHOD_NO_AUTH}05080001000000000000`);
+    assert.match(await socks.protocolErrors.next("onProtocolError"), /unknown address type 0x02/);
+    assert.equal(socks.connectCount, 0);
+  });
+
+  test("answers an empty host name with 05 01 and closes", async () => {
+    const socks = await startSocks();
+    const client = await RawClient.connect(socks.port);
+    await socks5Handshake(client, hex("05 01 00 03 00 0050"));
+    await client.serverClosed("empty name");
+    assert.equal(client.received.toString("hex"), `${METHOD_NO_AUTH}05010001000000000000`);
+    assert.equal(socks.connectCount, 0);
+  });
+});
+
+describe("serveSocksSocket: not SOCKS at all", () => {
+  test("closes without a reply when the first byte is garbage", async () => {
+    const socks = await startSocks();
+    for (const [bytes, first] of [[hex("00 01 02 03"), "0x00"], [hex("ff"), "0xff"], [Buffer.from("\x01hello"), "0x01"]] as const) {
+      const client = await RawClient.connect(socks.port);
+      await client.write(bytes);
+      await client.serverClosed(`first byte ${first}`);
+      assert.equal(client.received.length, 0);
+      assert.equal(await socks.protocolErrors.next("onProtocolError"), `not a SOCKS request (first byte ${first})`);
+    }
+    assert.equal(socks.connectCount, 0);
+  });
+
+  test("closes without a reply on an HTTP CONNECT line and says the client spoke HTTP", async () => {
+    const socks = await startSocks();
+    const client = await RawClient.connect(socks.port);
+    await client.write("CONNECT example.org:443 HTTP/1.1\r\nHost: example.org:443\r\n\r\n");
+    await client.serverClosed("HTTP CONNECT");
+    assert.equal(client.received.length, 0);
+    const reason = await socks.protocolErrors.next("onProtocolError");
+    assert.match(reason, /HTTP/);
+    assert.match(reason, /SOCKS v5 proxy/);
+    assert.equal(socks.connectCount, 0);
+  });
+
+  test("closes without a reply on an HTTP GET and on a TLS ClientHello, naming each", async () => {
+    const socks = await startSocks();
+    const http = await RawClient.connect(socks.port);
+    await http.write("GET http://example.org/ HTTP/1.1\r\n\r\n");
+    await http.serverClosed("HTTP GET");
+    assert.equal(http.received.length, 0);
+    assert.match(await socks.protocolErrors.next("onProtocolError"), /spoke HTTP/);
+
+    const tls = await RawClient.connect(socks.port);
+    await tls.write(hex("16 03 01 00 a5 01 00 00 a1 03 03"));
+    await tls.serverClosed("TLS");
+    assert.equal(tls.received.length, 0);
+    assert.match(await socks.protocolErrors.next("onProtocolError"), /spoke TLS/);
+  });
+});
+
+describe("serveSocksSocket: bounded handshakes", () => {
+  test("refuses a SOCKS4 USERID longer than 255 bytes with 00 5B and closes", async () => {
+    const socks = await startSocks();
+    const client = await RawClient.connect(socks.port);
+    await client.write(Buffer.concat([hex("04 01 0050 7f000001"), Buffer.alloc(300, 0x75)]));
+    await client.serverClosed("over-long USERID");
+    assert.equal(client.received.toString("hex"), V4_REJECTED);
+    assert.match(await socks.protocolErrors.next("onProtocolError"), /USERID is too long/);
+    assert.equal(socks.connectCount, 0);
+  });
+
+  test("refuses a SOCKS4 USERID that grows past 255 bytes over several writes", async () => {
+    const socks = await startSocks();
+    const client = await RawClient.connect(socks.port);
+    await client.write(hex("04 01 0050 7f000001"));
+    for (let i = 0; i < 4; i++) {
+      await client.write(Buffer.alloc(100, 0x75));
+      if (client.ended) break;
+    }
+    await client.serverClosed("over-long USERID in pieces");
+    assert.equal(client.received.toString("hex"), V4_REJECTED);
+    assert.match(await socks.protocolErrors.next("onProtocolError"), /USERID is too long/);
+  });
+
+  test(`drops a handshake of more than ${MAX_HANDSHAKE_BYTES} bytes without a NUL and never calls onConnect`, async () => {
+    assert.equal(MAX_HANDSHAKE_BYTES, 1024);
+    const socks = await startSocks();
+    const client = await RawClient.connect(socks.port);
+    // The bytes may reach the server in one chunk (the 1024-byte cap) or several (the codec's 255-byte cap).
+    client.socket.write(Buffer.concat([hex("04 01 0050 00000001"), Buffer.alloc(2000, 0x75)]));
+    await client.serverClosed("oversized handshake");
+    assert.match(await socks.protocolErrors.next("onProtocolError"), /USERID is too long|handshake longer than 1024 bytes/);
+    assert.equal(socks.connectCount, 0);
+  });
+
+  test("a SOCKS4a request with two 255-byte fields is still accepted", async () => {
+    const socks = await startSocks({ onConnect: () => Promise.resolve({ ok: false, reply: 0x02 }) });
+    const client = await RawClient.connect(socks.port);
+    const name = `${"h".repeat(251)}.org`;
+    await client.write(socks4aConnect(name, 80, "u".repeat(255)));
+    const call = await socks.connects.next("onConnect");
+    assert.equal(call.request.destination.host, name);
+    assert.equal(call.request.userId, "u".repeat(255));
+    await client.serverClosed("refusal");
+    assert.equal(client.received.toString("hex"), V4_REJECTED);
+  });
+
+  test("closes a client that sends no complete request within handshakeTimeoutMs", async () => {
+    const socks = await startSocks({ handshakeTimeoutMs: 200 });
+    const silent = await RawClient.connect(socks.port);
+    await silent.serverClosed("a silent client");
+    assert.equal(silent.received.length, 0);
+    assert.match(await socks.protocolErrors.next("onProtocolError"), /no complete SOCKS request/);
+
+    const partial = await RawClient.connect(socks.port);
+    await partial.write(GREETING);
+    await partial.write(hex("05 01 00 03 0b 6578616d706c65"));
+    await partial.serverClosed("a client stuck mid-request");
+    assert.equal(partial.received.toString("hex"), METHOD_NO_AUTH);
+    assert.match(await socks.protocolErrors.next("onProtocolError"), /no complete SOCKS request/);
+    assert.equal(socks.connectCount, 0);
+  });
+
+  test("the handshake deadline no longer applies once onConnect has been called", async () => {
+    const pending = deferred<ConnectOutcome>();
+    const socks = await startSocks({ handshakeTimeoutMs: 200, onConnect: () => pending.promise });
+    const client = await RawClient.connect(socks.port);
+    await socks5Handshake(client, socks5Connect("example.org", 443));
+    await socks.connects.next("onConnect");
+    // A client that connects later times out later: once it has, the first client's deadline has passed too.
+    const later = await RawClient.connect(socks.port);
+    await later.serverClosed("the later client to time out");
+    assert.equal(socks.protocolErrors.size, 1);
+    assert.match(await socks.protocolErrors.next("onProtocolError"), /no complete SOCKS request/);
+    assert.equal(client.ended || client.closed, false);
+    pending.resolve({ ok: false, reply: 0x03 });
+    await client.serverClosed("the refusal");
+    assert.equal(client.received.toString("hex"), `${METHOD_NO_AUTH}05030001000000000000`);
+  });
+});
+
+describe("serveSocksSocket: how bytes arrive", () => {
+  test("accepts a SOCKS5 greeting and request written one byte at a time", async () => {
+    const socks = await startSocks();
+    const client = await RawClient.connect(socks.port);
+    for (const byte of GREETING) await client.write(Buffer.from([byte]));
+    await client.bytes(2, "the method reply");
+    for (const byte of socks5Connect("example.org", 443)) {
+      await client.write(Buffer.from([byte]));
+      await nextTurn();
+    }
+    const call = await socks.connects.next("onConnect");
+    assert.deepEqual(call.request.destination, { kind: "name", host: "example.org", port: 443 });
+    await client.bytes(12, "the success reply");
+    assert.equal(client.received.toString("hex"), METHOD_NO_AUTH + V5_SUCCESS);
+    await assertDataFlows(client, await socks.farPeers.next("the far end"), 12);
+  });
+
+  test("accepts a SOCKS4a request written one byte at a time", async () => {
+    const socks = await startSocks();
+    const client = await RawClient.connect(socks.port);
+    for (const byte of socks4aConnect("example.org", 443, "me")) {
+      await client.write(Buffer.from([byte]));
+      await nextTurn();
+    }
+    const call = await socks.connects.next("onConnect");
+    assert.deepEqual(call.request.destination, { kind: "name", host: "example.org", port: 443 });
+    assert.equal(call.request.userId, "me");
+    await client.bytes(8, "the SOCKS4 reply");
+    assert.equal(client.received.toString("hex"), V4_GRANTED);
+  });
+
+  test("hands a payload pipelined with the greeting and request to onEstablished as leftover", async () => {
+    const socks = await startSocks();
+    const client = await RawClient.connect(socks.port);
+    await client.write(Buffer.concat([GREETING, socks5Connect("example.org", 80), Buffer.from("GET / HTTP/1.0\r\n\r\n")]));
+    const established = await socks.established.next("onEstablished");
+    assert.equal(established.leftover.toString(), "GET / HTTP/1.0\r\n\r\n");
+    const peer = await socks.farPeers.next("the far end");
+    assert.equal((await readExactly(peer, 18, "the pipelined payload")).toString(), "GET / HTTP/1.0\r\n\r\n");
+    assert.equal(client.received.toString("hex"), METHOD_NO_AUTH + V5_SUCCESS);
+  });
+
+  test("a SOCKS4a payload pipelined with the request reaches the stream ahead of later bytes", async () => {
+    const pending = deferred<ConnectOutcome>();
+    const socks = await startSocks({ onConnect: () => pending.promise });
+    const client = await RawClient.connect(socks.port);
+    await client.write(Buffer.concat([socks4aConnect("example.org", 80), Buffer.from("first,")]));
+    await socks.connects.next("onConnect");
+    // Sent while the channel is still opening: held until the tunnel is up.
+    await client.write("second");
+    const far = await startFarEnd();
+    const { stream, peer } = await far.open();
+    const arriving = readExactly(peer, 12, "both payloads");
+    pending.resolve({ ok: true, stream });
+    assert.equal((await arriving).toString(), "first,second");
+    assert.equal((await socks.established.next("onEstablished")).leftover.toString(), "first,");
+    await client.bytes(8, "the SOCKS4 reply");
+    assert.equal(client.received.toString("hex"), V4_GRANTED);
+  });
+
+  test(`delivers a pipelined payload larger than ${MAX_HANDSHAKE_BYTES} bytes sent with the request in one write`, async () => {
+    const socks = await startSocks();
+    const client = await RawClient.connect(socks.port);
+    const payload = Buffer.alloc(4000);
+    for (let i = 0; i < payload.length; i++) payload[i] = (i * 7) & 0xff;
+    await client.write(Buffer.concat([GREETING, socks5Connect("example.org", 443), payload]));
+    const peer = await socks.farPeers.next("onConnect to open the channel");
+    assert.deepEqual(await readExactly(peer, payload.length, "the pipelined payload"), payload);
+    assert.equal(client.received.toString("hex"), METHOD_NO_AUTH + V5_SUCCESS);
+  });
+});
+
+describe("serveSocksSocket: clients that go away", () => {
+  async function goneDuringConnect(leave: (client: RawClient) => void): Promise<void> {
+    const pending = deferred<ConnectOutcome>();
+    const socks = await startSocks({ onConnect: () => pending.promise });
+    const client = await RawClient.connect(socks.port);
+    await socks5Handshake(client, socks5Connect("example.org", 443));
+    const call = await socks.connects.next("onConnect");
+    assert.equal(call.signal.aborted, false);
+    const aborted = call.signal.aborted ? Promise.resolve() : once(call.signal, "abort");
+    leave(client);
+    await within(aborted, "the signal to abort after the client left");
+
+    const far = await startFarEnd();
+    const { stream, peer } = await far.open();
+    const streamClosed = closeOf(stream);
+    const peerEnded = endOf(peer);
+    pending.resolve({ ok: true, stream });
+    await within(streamClosed, "the late stream to be destroyed");
+    assert.equal(stream.destroyed, true);
+    await within(peerEnded, "the far end to see the late stream closed");
+    assert.equal(socks.establishedCount, 0);
+  }
+
+  test("aborts the signal when the client closes during onConnect, and destroys a stream resolved afterwards", async () => {
+    await goneDuringConnect((client) => client.socket.destroy());
+  });
+
+  test("aborts the signal when the client resets during onConnect, and destroys a stream resolved afterwards", async () => {
+    await goneDuringConnect((client) => client.socket.resetAndDestroy());
+  });
+
+  test("client resets at every stage never crash the process and the server keeps serving", async () => {
+    const socks = await startSocks();
+
+    const duringGreeting = await RawClient.connect(socks.port);
+    await duringGreeting.write(hex("05"));
+    duringGreeting.socket.resetAndDestroy();
+
+    const afterGreeting = await RawClient.connect(socks.port);
+    await afterGreeting.write(GREETING);
+    await afterGreeting.bytes(2, "the method reply");
+    await afterGreeting.write(hex("05 01 00 03"));
+    afterGreeting.socket.resetAndDestroy();
+
+    const refused = await RawClient.connect(socks.port);
+    await refused.write(hex("05 01 02"));
+    refused.socket.resetAndDestroy();
+
+    const streaming = await RawClient.connect(socks.port);
+    await socks5Handshake(streaming, socks5Connect("example.org", 443));
+    const peer = await socks.farPeers.next("the far end");
+    await streaming.bytes(12, "the success reply");
+    const peerClosed = closeOf(peer);
+    const chunk = Buffer.alloc(64 * 1024, 0x61);
+    peer.write(chunk);
+    await streaming.bytes(12 + 1, "streamed data");
+    streaming.socket.resetAndDestroy();
+    for (let i = 0; i < 32 && !peer.destroyed && peer.writable; i++) peer.write(chunk);
+    await within(peerClosed, "the far end to be closed after the client reset");
+
+    for (const client of [duringGreeting, afterGreeting, refused, streaming]) {
+      await client.until(() => client.closed, "the reset client to close");
+    }
+
+    const fresh = await RawClient.connect(socks.port);
+    await socks5Handshake(fresh, socks5Connect("example.org", 443));
+    await fresh.bytes(12, "the success reply");
+    assert.equal(fresh.received.toString("hex"), METHOD_NO_AUTH + V5_SUCCESS);
+    await assertDataFlows(fresh, await socks.farPeers.next("the far end"), 12);
+  });
+});
