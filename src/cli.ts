@@ -16,6 +16,7 @@
 import { cac } from "cac";
 import { TunnelError } from "./errors.ts";
 import { parseSshConfig } from "./config/ssh-config.ts";
+import { parseDestination } from "./config/settings.ts";
 
 export const VERSION = "0.1.0";
 
@@ -28,8 +29,12 @@ export interface ConfigLine {
 
 export interface TunnelPlan {
   command: "tunnel";
-  /** As typed: `host`, `user@host` or `ssh://user@host:port`. */
+  /** The destination as typed: `host`, `user@host` or `ssh://user@host:port`. */
   destination: string;
+  /** Its host part: the name ssh_config's Host lines are matched against. */
+  host: string;
+  /** Its user part, if any (already among configLines; kept for Match user). */
+  user: string | undefined;
   /** Command-line settings as ssh_config lines, highest precedence first. */
   configLines: ConfigLine[];
   /** -F: replaces ~/.ssh/config and the system file. */
@@ -90,8 +95,9 @@ interface ShortFlag {
 }
 
 /** Split argv into short flags, long options, the destination and any remote command. */
-function getopt(argv: string[]): { flags: ShortFlag[]; long: string[]; positional: string[]; allowIp: string[] } {
+function getopt(argv: string[]): { flags: ShortFlag[]; long: string[]; positional: string[]; allowIp: string[]; flagsBeforeDestination: number } {
   const flags: ShortFlag[] = [];
+  let flagsBeforeDestination = -1;
   const allowIp: string[] = [];
   const long: string[] = [];
   const positional: string[] = [];
@@ -101,6 +107,7 @@ function getopt(argv: string[]): { flags: ShortFlag[]; long: string[]; positiona
     const arg = argv[i]!;
     i++;
     if (optionsDone || arg === "-" || !arg.startsWith("-")) {
+      if (positional.length === 0) flagsBeforeDestination = flags.length;
       positional.push(arg);
       // Options may follow the destination; after a second word, all is command.
       if (positional.length >= 2) optionsDone = true;
@@ -136,7 +143,7 @@ function getopt(argv: string[]): { flags: ShortFlag[]; long: string[]; positiona
       flags.push({ flag });
     }
   }
-  return { flags, long, positional, allowIp };
+  return { flags, long, positional, allowIp, flagsBeforeDestination };
 }
 
 function usage(problem: string): TunnelError {
@@ -148,7 +155,7 @@ function usage(problem: string): TunnelError {
  * parseCommandLine(["-D", "9001", "user@home"]).command // "tunnel"
  */
 export function parseCommandLine(argv: string[]): Plan {
-  const { flags, long, positional, allowIp } = getopt(argv);
+  const { flags, long, positional, allowIp, flagsBeforeDestination } = getopt(argv);
 
   const cli = cac("safetunnel");
   cli
@@ -181,12 +188,28 @@ export function parseCommandLine(argv: string[]): Plan {
   let gateway: ConfigLine | undefined;
   let configFile: string | undefined;
   let verbosity = 0;
-  let quiet = false;
-  for (const { flag, value } of flags) {
+  let jumpGiven = false;
+
+  const [destinationText, ...command] = positional;
+  if (destinationText === undefined) throw usage("no destination given: safetunnel [options] [user@]host, e.g. safetunnel -D 9001 user@home");
+  if (command.length > 0) {
+    throw usage(`safetunnel runs no remote commands ('${command.join(" ")}'); it only forwards ports. Remove the command (or use ssh for it)`);
+  }
+  const destination = parseDestination(destinationText);
+  // ssh takes user@host (and ssh://...:port) where it stands in argv: a -l
+  // before it wins, a -l after it does not.
+  const destinationLines: ConfigLine[] = [
+    ...(destination.user !== undefined ? [{ keyword: "user", args: [destination.user], source: "user@host" }] : []),
+    ...(destination.port !== undefined ? [{ keyword: "port", args: [String(destination.port)], source: "ssh://" }] : []),
+  ];
+
+  for (const [index, { flag, value }] of flags.entries()) {
+    if (index === flagsBeforeDestination) configLines.push(...destinationLines);
     const v = value ?? "";
     switch (flag) {
-      case "v": verbosity++; break;
-      case "q": quiet = true; break;
+      // ssh: the last of -q and -v decides.
+      case "v": verbosity = Math.max(verbosity, 0) + 1; break;
+      case "q": verbosity = -1; break;
       case "N": break; // We never run a remote command; -N is what we always do.
       case "V": break;
       case "4": family = { keyword: "addressfamily", args: ["inet"], source: "-4" }; break;
@@ -195,7 +218,11 @@ export function parseCommandLine(argv: string[]): Plan {
       case "p": configLines.push({ keyword: "port", args: [v], source: "-p" }); break;
       case "l": configLines.push({ keyword: "user", args: [v], source: "-l" }); break;
       case "i": configLines.push({ keyword: "identityfile", args: [v], source: "-i" }); break;
-      case "J": configLines.push({ keyword: "proxyjump", args: [v], source: "-J" }); break;
+      case "J":
+        if (jumpGiven) throw usage("only a single -J option is permitted; list several jump hosts with commas: -J a,b");
+        jumpGiven = true;
+        configLines.push({ keyword: "proxyjump", args: [v], source: "-J" });
+        break;
       case "D": configLines.push({ keyword: "dynamicforward", args: [v], source: "-D" }); break;
       case "L": configLines.push({ keyword: "localforward", args: [v], source: "-L" }); break;
       case "R": configLines.push({ keyword: "remoteforward", args: [v], source: "-R" }); break;
@@ -211,17 +238,15 @@ export function parseCommandLine(argv: string[]): Plan {
     }
   }
 
-  const [destination, ...command] = positional;
-  if (destination === undefined) throw usage("no destination given: safetunnel [options] [user@]host, e.g. safetunnel -D 9001 user@home");
-  if (command.length > 0) {
-    throw usage(`safetunnel runs no remote commands ('${command.join(" ")}'); it only forwards ports. Remove the command (or use ssh for it)`);
-  }
+  if (flagsBeforeDestination === flags.length) configLines.push(...destinationLines);
   return {
     command: "tunnel",
-    destination,
+    destination: destinationText,
+    host: destination.host,
+    user: destination.user,
     configLines: [...(family ? [family] : []), ...(gateway ? [gateway] : []), ...configLines],
     configFile,
-    verbosity: quiet ? -1 : verbosity,
+    verbosity,
     json: Boolean(longOptions.json),
     allowIp,
     warnings,

@@ -7,7 +7,7 @@ import type { TunnelPlan } from "./cli.ts";
 import { TunnelError } from "./errors.ts";
 import type { Logger } from "./log.ts";
 import { commandLineConfig, loadConfigFiles, lookupHost } from "./config/resolve.ts";
-import { parseDestination, resolveDestination, resolveHop, type LocalEnvironment } from "./config/settings.ts";
+import { resolveDestination, resolveHop, type LocalEnvironment } from "./config/settings.ts";
 import { forwardLabel, listenAddresses, parseForwardConfigArgs, parseForwardSpec, isPathSpec, type ForwardSpec } from "./config/forward-spec.ts";
 import { parseCidrList, type Cidr } from "./socks/policy.ts";
 import { connectChain, type HopSettings } from "./ssh/connection.ts";
@@ -40,18 +40,14 @@ export async function runTunnel(plan: TunnelPlan, run: RunEnvironment): Promise<
   const { log } = run;
   for (const warning of plan.warnings) log.warn(warning);
 
-  const destination = parseDestination(plan.destination);
   const sources = await loadConfigFiles(plan.configFile, run.homeDir);
-  const lines = [...plan.configLines];
-  if (destination.user !== undefined) lines.push({ keyword: "user", args: [destination.user], source: "user@host" });
-  if (destination.port !== undefined) lines.push({ keyword: "port", args: [String(destination.port)], source: "ssh://" });
-  const commandLine = commandLineConfig(lines);
-  const lookup = lookupHost(destination.host, [commandLine, ...sources.files], {
+  const commandLine = commandLineConfig(plan.configLines);
+  const lookup = lookupHost(plan.host, [commandLine, ...sources.files], {
     localUser: run.localUser,
-    ...(destination.user !== undefined ? { user: destination.user } : {}),
+    ...(plan.user !== undefined ? { user: plan.user } : {}),
   });
   for (const warning of lookup.warnings) log.warn(warning);
-  const settings = resolveDestination(destination.host, lookup, run);
+  const settings = resolveDestination(plan.host, lookup, run);
 
   // Parse every forward before connecting: a typo should not cost a password prompt.
   // Flags carry one argument (-L 9001:host:80); ssh_config lines two (LocalForward 9001 host:80).

@@ -303,6 +303,29 @@ describe("an unknown host key", () => {
   });
 });
 
+// OpenSSH 9.2, tried against this sshd: a host recorded only with a key of
+// another type that now presents a new type gets the full "HAS CHANGED"
+// warning, whatever StrictHostKeyChecking says, and no question is asked.
+describe("a host known only by a key of another type, presenting a new type", () => {
+  test("is refused as a changed host (exit 255) naming the RSA line, without asking through SSH_ASKPASS", async () => {
+    const oldRsa = await makeKey(scratch, "old-rsa-host-key", { type: "rsa" });
+    const home = await newHome();
+    const knownHosts = join(home.sshDir, "known_hosts");
+    const otherTypeLine = `${hostName()} ${keyField(oldRsa)}\n`;
+    await home.writeKnownHosts(otherTypeLine);
+    const askpass = await askpassScript("hostkey-other-type", "yes");
+    const socksPort = await freePort();
+    const result = await runCli(tunnelArgs(socksPort), { home: home.home, env: { SSH_ASKPASS: askpass.path, SSH_ASKPASS_REQUIRE: "force" } });
+    assert.equal(result.code, 255, result.stderr);
+    assert.match(result.stderr, /WARNING: REMOTE HOST IDENTIFICATION HAS CHANGED!/);
+    assert.ok(result.stderr.includes(`The fingerprint for the ED25519 key sent by the remote host is\n${await sha256Fingerprint(sshd.hostKeys[0]!.publicPath)}.\n`), result.stderr);
+    assert.ok(result.stderr.includes(`Offending RSA key in ${knownHosts}:1`), result.stderr);
+    assert.equal(existsSync(askpass.log), false, "the askpass program ran");
+    assert.equal(await readFile(knownHosts, "utf8"), otherTypeLine);
+    assert.equal(await connectOutcome(socksPort), "ECONNREFUSED");
+  });
+});
+
 describe("known_hosts files named with -o", () => {
   test("UserKnownHostsFile replaces ~/.ssh/known_hosts for checking", async () => {
     const home = await newHome();

@@ -36,17 +36,21 @@ function assertUsage(argv: string[], ...fragments: string[]): void {
 /** What the command line alone resolves to, as OpenSSH's `ssh -G -F none` would show it. */
 function resolved(argv: string[]) {
   const plan = tunnel(argv);
-  const lookup = lookupHost(plan.destination, [commandLineConfig(plan.configLines)], { localUser: LOCAL.localUser });
-  return resolveDestination(plan.destination, lookup, LOCAL);
+  const lookup = lookupHost(plan.host, [commandLineConfig(plan.configLines)], { localUser: LOCAL.localUser });
+  return resolveDestination(plan.host, lookup, LOCAL);
 }
 
 describe("parseCommandLine: flags to config lines", () => {
-  test("turns every supported flag into its ssh_config line with the flag as source, in argv order", () => {
+  test("turns every supported flag into its ssh_config line with the flag as source, in precedence order", () => {
+    // -4/-6 and -g are assigned outright by ssh (they beat any -o), so they come
+    // first; the rest keep argv order, where the first value wins as in ssh.
     const plan = tunnel([
       "-p", "2222", "-l", "bob", "-i", "k1", "-i", "k2", "-J", "jump", "-D", "9001", "-D", "127.0.0.1:9002",
       "-L", "8080:web:80", "-R", "9000:localhost:22", "-g", "-4", "-F", "/cfg", "-N", "host",
     ]);
     assert.deepEqual(plan.configLines, [
+      line("addressfamily", ["inet"], "-4"),
+      line("gatewayports", ["yes"], "-g"),
       line("port", ["2222"], "-p"),
       line("user", ["bob"], "-l"),
       line("identityfile", ["k1"], "-i"),
@@ -56,8 +60,6 @@ describe("parseCommandLine: flags to config lines", () => {
       line("dynamicforward", ["127.0.0.1:9002"], "-D"),
       line("localforward", ["8080:web:80"], "-L"),
       line("remoteforward", ["9000:localhost:22"], "-R"),
-      line("gatewayports", ["yes"], "-g"),
-      line("addressfamily", ["inet"], "-4"),
     ]);
     assert.equal(plan.configFile, "/cfg");
     assert.equal(plan.destination, "host");
@@ -73,9 +75,26 @@ describe("parseCommandLine: flags to config lines", () => {
 
   test("reads clustered flags with the value in the next word: -NvD 9001", () => {
     const plan = tunnel(["-NvD", "9001", "user@home"]);
-    assert.deepEqual(plan.configLines, [line("dynamicforward", ["9001"], "-D")]);
+    assert.deepEqual(plan.configLines, [line("dynamicforward", ["9001"], "-D"), line("user", ["user"], "user@host")]);
     assert.equal(plan.verbosity, 1);
     assert.equal(plan.destination, "user@home");
+    assert.equal(plan.host, "home");
+    assert.equal(plan.user, "user");
+  });
+
+  test("takes user@host where it stands in argv, as ssh does: a -l before it wins, a -l after it does not", () => {
+    assert.equal(resolved(["-D", "1", "alice@host", "-l", "bob"]).user, "alice");
+    assert.equal(resolved(["-D", "1", "-l", "bob", "alice@host"]).user, "bob");
+    assert.equal(resolved(["-D", "1", "ssh://carol@host:2200", "-p", "22"]).port, 2200);
+  });
+
+  test("the last of -q and -v decides the verbosity, as in ssh", () => {
+    assert.equal(tunnel(["-q", "-v", "host"]).verbosity, 1);
+    assert.equal(tunnel(["-vv", "-q", "host"]).verbosity, -1);
+  });
+
+  test("a second -J is USAGE: several jump hosts go in one comma list", () => {
+    assert.throws(() => tunnel(["-J", "a", "-J", "b", "host"]), /only a single -J option is permitted/);
   });
 
   test("reads a value attached to its flag: -D9001 and -NvD9001", () => {

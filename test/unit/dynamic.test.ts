@@ -10,7 +10,7 @@ import { createLogger } from "../../src/log.ts";
 import { parseCidr, type Cidr } from "../../src/socks/policy.ts";
 import type { SocksRequest } from "../../src/socks/codec.ts";
 import type { SocksClient } from "../../src/socks/server.ts";
-import { ChannelOpenError, type ChannelFailureKind, type Origin, type TunnelSession } from "../../src/ssh/session.ts";
+import { ChannelOpenError, type ChannelFailureKind, type Origin, type RemoteListen, type TunnelSession } from "../../src/ssh/session.ts";
 
 const WAIT_MS = 5000;
 
@@ -34,6 +34,9 @@ class FakeSession implements TunnelSession {
     const channel = await this.open(host, port);
     this.channels.push(channel);
     return channel;
+  }
+  listenRemote(): Promise<RemoteListen> {
+    return Promise.reject(new Error("-D never asks the server to listen"));
   }
   onDown(): void {}
   close(): void {}
