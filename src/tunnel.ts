@@ -78,8 +78,8 @@ export async function runTunnel(plan: TunnelPlan, run: RunEnvironment): Promise<
   });
 
   const prompt = (request: PromptRequest) => promptUser(request, { env: run.env, batchMode: settings.auth.batchMode });
-  const client = await connectChain([...jumps, settings], { prompt, log });
-  const session = sessionFromClient(client);
+  const chain = await connectChain([...jumps, settings], { prompt, log });
+  const session = sessionFromClient(chain.client, chain.close);
   const stats = createStats();
 
   const forwards: RunningForward[] = [];
@@ -95,7 +95,7 @@ export async function runTunnel(plan: TunnelPlan, run: RunEnvironment): Promise<
   }
   if (forwards.length === 0 || (failures.length > 0 && settings.exitOnForwardFailure)) {
     await Promise.all(forwards.map((f) => f.shutdown()));
-    session.close();
+    await session.close();
     throw new TunnelError(
       "FORWARD_FAILED",
       forwards.length === 0 ? "no forwarding could be started; see the errors above" : "a forwarding failed and ExitOnForwardFailure is set; exiting",
@@ -108,7 +108,7 @@ export async function runTunnel(plan: TunnelPlan, run: RunEnvironment): Promise<
       if (stopping) return;
       stopping = true;
       await Promise.all(forwards.map((f) => f.shutdown()));
-      session.close();
+      await session.close();
       log.info(`${why}: ${summaryLine(stats)}.`, { event: "summary", ...stats });
       resolve(status);
     };

@@ -180,7 +180,9 @@ async function loadIdentity(identity: IdentityFile, settings: AuthSettings, ssh2
     }
   }
   if (parsed instanceof Error) {
-    settings.log.warn(`Load key "${identity.path}": ${parsed.message}. Check that it is an OpenSSH, PEM or PPK private key.`);
+    const message = parsed.message.replace(/[.?!]+$/, "");
+    const hint = /passphrase|integrity/i.test(message) ? "wrong passphrase" : "check that it is an OpenSSH, PEM or PPK private key";
+    settings.log.warn(`Load key "${identity.path}": ${message} (${hint}); skipping it.`);
     return null;
   }
   return parsed;

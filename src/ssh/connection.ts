@@ -17,7 +17,7 @@ import { createAuthFlow, type AuthSettings } from "./auth.ts";
 import { loadSsh2 } from "./ssh2-module.ts";
 import { verifyHostKey, type HostKeyPolicy } from "./host-key.ts";
 import type { PromptRequest } from "./prompt.ts";
-import { keyTypesKnownFor, loadKnownHosts } from "../config/known-hosts.ts";
+import { keyTypesKnownFor, loadKnownHosts, orderHostKeyAlgorithms } from "../config/known-hosts.ts";
 import type { Buffer } from "node:buffer";
 
 export interface HopSettings {
@@ -56,12 +56,22 @@ const isDeno = "Deno" in globalThis;
 
 /**
  * Connect through `hops` (jump hosts first, destination last). Resolves with
- * the destination's Client; closing it (or any hop failing) ends the chain.
+ * the destination's Client; any hop failing ends the chain.
  *
  * @example
- * const client = await connectChain([jump, destination], { prompt, log });
+ * const chain = await connectChain([jump, destination], { prompt, log });
  */
-export async function connectChain(hops: HopSettings[], deps: ConnectDeps): Promise<Client> {
+export interface Chain {
+  /** The destination's client: channels are opened on it. */
+  client: Client;
+  /** Disconnect every hop, innermost first, and wait (bounded) until they are closed. */
+  close(): Promise<void>;
+}
+
+/** How long a polite disconnect may take before we stop waiting for it. */
+const DISCONNECT_WAIT_MS = 2000;
+
+export async function connectChain(hops: HopSettings[], deps: ConnectDeps): Promise<Chain> {
   let previous: Client | undefined;
   const opened: Client[] = [];
   try {
@@ -75,14 +85,23 @@ export async function connectChain(hops: HopSettings[], deps: ConnectDeps): Prom
     for (const client of opened.reverse()) client.end();
     throw err;
   }
-  const destination = previous!;
   // When any hop goes down the whole chain is useless: close it all.
   for (const client of opened) {
     client.once("close", () => {
       for (const other of opened) if (other !== client) other.end();
     });
   }
-  return destination;
+  const closed = opened.map((client) => new Promise<void>((resolve) => client.once("close", () => resolve())));
+  return {
+    client: previous!,
+    close: async () => {
+      // Innermost first, so each jump host sees its channel end before its own session.
+      for (const client of [...opened].reverse()) client.end();
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      await Promise.race([Promise.all(closed), new Promise((resolve) => (timer = setTimeout(resolve, DISCONNECT_WAIT_MS)))]);
+      clearTimeout(timer);
+    },
+  };
 }
 
 function openTcp(hop: HopSettings, log: Logger): Promise<Socket> {
@@ -167,7 +186,8 @@ async function connectOne(hop: HopSettings, sock: Duplex, deps: ConnectDeps): Pr
   );
   // OpenSSH's order_hostkeyalgs(): ask for a key type we already know, so a
   // server with several keys does not make us prompt about a second one.
-  const preferred = HOST_KEY_ALGORITHMS.filter((algorithm) => known.includes(keyTypeOfAlgorithm(algorithm)));
+  // A full list, not ssh2's `prepend`: prepend skips algorithms already in the default list.
+  const hostKeyAlgorithms = orderHostKeyAlgorithms(HOST_KEY_ALGORITHMS, known);
 
   let failure: TunnelError | undefined;
   let lastError: Error | undefined;
@@ -190,9 +210,10 @@ async function connectOne(hop: HopSettings, sock: Duplex, deps: ConnectDeps): Pr
       );
     },
     algorithms: {
-      ...(preferred.length > 0 ? { serverHostKey: { prepend: preferred } as never } : {}),
+      serverHostKey: hostKeyAlgorithms as never,
       // FACTS.md: on Deno chacha20 is twice as fast as AES-GCM; on Node AES-GCM wins.
-      ...(isDeno ? { cipher: { prepend: ["chacha20-poly1305@openssh.com"] } as never } : {}),
+      // ssh2's prepend skips names already listed, so remove it first (keys apply in order).
+      ...(isDeno ? { cipher: { remove: ["chacha20-poly1305@openssh.com"], prepend: ["chacha20-poly1305@openssh.com"] } as never } : {}),
     },
     ...(log.debugEnabled(3) ? { debug: (line: string) => log.debug(3, line) } : {}),
   };
@@ -219,10 +240,6 @@ async function connectOne(hop: HopSettings, sock: Duplex, deps: ConnectDeps): Pr
     });
     client.connect(config);
   });
-}
-
-function keyTypeOfAlgorithm(algorithm: string): string {
-  return algorithm === "rsa-sha2-256" || algorithm === "rsa-sha2-512" ? "ssh-rsa" : algorithm;
 }
 
 function explainFailure(hop: HopSettings, err: Error | undefined, methods: string[]): TunnelError {

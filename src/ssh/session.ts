@@ -88,18 +88,18 @@ export interface TunnelSession {
   listenRemote(address: string, port: number, onIncoming: (connection: IncomingConnection) => void): Promise<RemoteListen>;
   /** Called once when the SSH connection ends, with the reason if it was an error. */
   onDown(listener: (reason: string) => void): void;
-  /** Disconnect politely. */
-  close(): void;
+  /** Disconnect politely; resolves once the connection is closed (or a bound passed). */
+  close(): Promise<void>;
 }
 
 /**
  * A TunnelSession over an authenticated ssh2 Client.
  *
  * @example
- * const session = sessionFromClient(client);
+ * const session = sessionFromClient(chain.client, chain.close);
  * const channel = await session.openDirect("example.org", 443, { address: "127.0.0.1", port: 50000 });
  */
-export function sessionFromClient(client: Client): TunnelSession {
+export function sessionFromClient(client: Client, disconnect: () => Promise<void> = () => endClient(client)): TunnelSession {
   let up = true;
   let downReason = "SSH connection closed";
   const listeners: ((reason: string) => void)[] = [];
@@ -184,8 +184,13 @@ export function sessionFromClient(client: Client): TunnelSession {
     onDown(listener) {
       listeners.push(listener);
     },
-    close() {
-      client.end();
-    },
+    close: disconnect,
   };
+}
+
+function endClient(client: Client): Promise<void> {
+  return new Promise((resolve) => {
+    client.once("close", () => resolve());
+    client.end();
+  });
 }

@@ -39,7 +39,7 @@ class FakeSession implements TunnelSession {
     return Promise.reject(new Error("-D never asks the server to listen"));
   }
   onDown(): void {}
-  close(): void {}
+  async close(): Promise<void> {}
 }
 
 /** A loopback TCP echo server standing in for the far end of a channel. */
