@@ -114,6 +114,7 @@ export async function runTunnel(plan: TunnelPlan, run: RunEnvironment): Promise<
     };
     run.onStopSignal((signal) => void stop(0, `Stopped by ${signal}`));
     session.onDown((reason) => {
+      if (stopping) return; // our own disconnect
       log.error(`Connection to ${settings.alias} closed: ${reason}.`);
       void stop(255, "Tunnel closed");
     });

@@ -192,7 +192,14 @@ export function serveSocksSocket(socket: Socket, options: SocksSessionOptions): 
   // socket: a client that gives up mid-handshake must not wait for the timer.
   // Once connecting, a FIN after a pipelined request is legal and is kept.
   socket.on("end", () => {
-    if (phase === "start" || phase === "socks5-request") dropWith(undefined, "client closed the connection before sending a complete SOCKS request");
+    if (phase === "start" && buffered.length === 0) {
+      // Connect-and-close (a port probe, a health check) is not a SOCKS error.
+      phase = "done";
+      clearTimeout(timer);
+      closeAfter(socket, undefined);
+    } else if (phase === "start" || phase === "socks5-request") {
+      dropWith(undefined, "client closed the connection before sending a complete SOCKS request");
+    }
   });
   // Errors (resets) end in "close"; without a listener they would crash the process.
   socket.on("error", () => {});
