@@ -58,21 +58,23 @@ export function joinStreams(
   remote.on("error", fail);
   local.on("close", () => {
     localClosed = true;
-    // The local peer is gone (or reset): the far end has nobody to talk to.
-    if (!remoteClosed) remote.destroy();
+    if (!remoteClosed) {
+      if (local.readableEnded && result.error === undefined) {
+        // A clean close: our EOF is queued behind the client's last bytes,
+        // which may still wait for SSH window. Close once they are out.
+        closeWhenFlushed(remote);
+      } else {
+        // A reset: the far end has nobody to talk to.
+        remote.destroy();
+      }
+    }
     finish();
   });
   remote.on("close", () => {
     remoteClosed = true;
     // The tunnel side is done and (ssh2 emits close after end) everything it
     // sent has been handed to `local`; let that drain, then close.
-    if (!localClosed) {
-      if (local.writableFinished) local.destroy();
-      else {
-        local.once("finish", () => local.destroy());
-        local.end();
-      }
-    }
+    if (!localClosed) closeWhenFlushed(local);
     finish();
   });
 
@@ -82,4 +84,21 @@ export function joinStreams(
   }
   local.pipe(remote);
   remote.pipe(local);
+}
+
+/** How long a closed peer's last bytes may take to leave before we give up on them. */
+const FLUSH_LIMIT_MS = 30_000;
+
+function closeWhenFlushed(stream: Duplex): void {
+  if (stream.writableFinished) {
+    stream.destroy();
+    return;
+  }
+  const timer = setTimeout(() => stream.destroy(), FLUSH_LIMIT_MS);
+  timer.unref?.();
+  stream.once("finish", () => {
+    clearTimeout(timer);
+    stream.destroy();
+  });
+  stream.end();
 }

@@ -80,7 +80,8 @@ export function serveSocksSocket(socket: Socket, options: SocksSessionOptions): 
   const abort = new AbortController();
 
   const timer = setTimeout(() => {
-    dropWith(undefined, `no complete SOCKS request within ${Math.round(options.handshakeTimeoutMs / 1000)} s`);
+    const ms = options.handshakeTimeoutMs;
+    dropWith(undefined, `no complete SOCKS request within ${ms >= 1000 ? `${Math.round(ms / 1000)} s` : `${ms} ms`}`);
   }, options.handshakeTimeoutMs);
   timer.unref?.();
 
@@ -95,11 +96,12 @@ export function serveSocksSocket(socket: Socket, options: SocksSessionOptions): 
 
   function onData(chunk: Buffer): void {
     buffered = buffered.length === 0 ? chunk : Buffer.concat([buffered, chunk]);
-    if (buffered.length > MAX_HANDSHAKE_BYTES) {
-      dropWith(undefined, `handshake longer than ${MAX_HANDSHAKE_BYTES} bytes`);
-      return;
-    }
     advance();
+    // Only an unfinished handshake counts: bytes after a whole request are
+    // the client's payload (a TLS ClientHello alone can be 1.8 kB).
+    if ((phase === "start" || phase === "socks5-request") && buffered.length > MAX_HANDSHAKE_BYTES) {
+      dropWith(undefined, `handshake longer than ${MAX_HANDSHAKE_BYTES} bytes`);
+    }
   }
 
   function advance(): void {

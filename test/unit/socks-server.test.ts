@@ -350,6 +350,17 @@ function endOf(socket: Socket): Promise<void> {
   });
 }
 
+/** Everything a socket delivers until end of stream (or close), concatenated. */
+function readAllOf(socket: Socket): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  socket.on("data", (chunk: Buffer) => chunks.push(chunk));
+  return new Promise((resolve) => {
+    const finish = (): void => resolve(Buffer.concat(chunks));
+    socket.once("end", finish);
+    socket.once("close", finish);
+  });
+}
+
 /** Read from a socket until `n` bytes have arrived. */
 async function readExactly(socket: Socket, n: number, what: string): Promise<Buffer> {
   const chunks: Buffer[] = [];
@@ -750,6 +761,7 @@ describe("serveSocksSocket: how bytes arrive", () => {
     assert.equal(established.leftover.toString(), "GET / HTTP/1.0\r\n\r\n");
     const peer = await socks.farPeers.next("the far end");
     assert.equal((await readExactly(peer, 18, "the pipelined payload")).toString(), "GET / HTTP/1.0\r\n\r\n");
+    await client.bytes(12, "the success reply");
     assert.equal(client.received.toString("hex"), METHOD_NO_AUTH + V5_SUCCESS);
   });
 
@@ -779,21 +791,37 @@ describe("serveSocksSocket: how bytes arrive", () => {
     await client.write(Buffer.concat([GREETING, socks5Connect("example.org", 443), payload]));
     const peer = await socks.farPeers.next("onConnect to open the channel");
     assert.deepEqual(await readExactly(peer, payload.length, "the pipelined payload"), payload);
+    await client.bytes(12, "the success reply");
+    assert.equal(client.received.toString("hex"), METHOD_NO_AUTH + V5_SUCCESS);
+  });
+
+  test(`delivers an optimistic payload larger than ${MAX_HANDSHAKE_BYTES} bytes written with the request after the method reply`, async () => {
+    const socks = await startSocks();
+    const client = await RawClient.connect(socks.port);
+    await client.write(GREETING);
+    await client.bytes(2, "the method reply");
+    // A TLS ClientHello with a post-quantum key share is about 1.8 KB.
+    const payload = Buffer.alloc(1800);
+    for (let i = 0; i < payload.length; i++) payload[i] = (i * 13) & 0xff;
+    await client.write(Buffer.concat([socks5Connect("example.org", 443), payload]));
+    const peer = await socks.farPeers.next("onConnect to open the channel");
+    assert.deepEqual(await readExactly(peer, payload.length, "the optimistic payload"), payload);
+    await client.bytes(12, "the success reply");
     assert.equal(client.received.toString("hex"), METHOD_NO_AUTH + V5_SUCCESS);
   });
 });
 
 describe("serveSocksSocket: clients that go away", () => {
-  async function goneDuringConnect(leave: (client: RawClient) => void): Promise<void> {
+  test("aborts the signal when the client resets during onConnect, and destroys a stream resolved afterwards", async () => {
     const pending = deferred<ConnectOutcome>();
     const socks = await startSocks({ onConnect: () => pending.promise });
     const client = await RawClient.connect(socks.port);
     await socks5Handshake(client, socks5Connect("example.org", 443));
     const call = await socks.connects.next("onConnect");
     assert.equal(call.signal.aborted, false);
-    const aborted = call.signal.aborted ? Promise.resolve() : once(call.signal, "abort");
-    leave(client);
-    await within(aborted, "the signal to abort after the client left");
+    const aborted = new Promise<void>((resolve) => call.signal.addEventListener("abort", () => resolve(), { once: true }));
+    client.socket.resetAndDestroy();
+    await within(aborted, "the signal to abort after the client reset");
 
     const far = await startFarEnd();
     const { stream, peer } = await far.open();
@@ -804,14 +832,66 @@ describe("serveSocksSocket: clients that go away", () => {
     assert.equal(stream.destroyed, true);
     await within(peerEnded, "the far end to see the late stream closed");
     assert.equal(socks.establishedCount, 0);
-  }
-
-  test("aborts the signal when the client closes during onConnect, and destroys a stream resolved afterwards", async () => {
-    await goneDuringConnect((client) => client.socket.destroy());
   });
 
-  test("aborts the signal when the client resets during onConnect, and destroys a stream resolved afterwards", async () => {
-    await goneDuringConnect((client) => client.socket.resetAndDestroy());
+  test("keeps a request whose client half-closes during onConnect: reply, payload and answer all get through", async () => {
+    const pending = deferred<ConnectOutcome>();
+    const socks = await startSocks({ onConnect: () => pending.promise });
+    const client = await RawClient.connect(socks.port);
+    await client.write(GREETING);
+    await client.bytes(2, "the method reply");
+    await client.write(Buffer.concat([socks5Connect("example.org", 80), Buffer.from("GET / HTTP/1.0\r\n\r\n")]));
+    const call = await socks.connects.next("onConnect");
+    await new Promise<void>((resolve) => client.socket.end(() => resolve()));
+
+    const far = await startFarEnd();
+    const { stream, peer } = await far.open();
+    const upload = readAllOf(peer);
+    pending.resolve({ ok: true, stream });
+    assert.equal((await within(upload, "the payload and the client's end at the far end")).toString(), "GET / HTTP/1.0\r\n\r\n");
+    assert.equal(call.signal.aborted, false);
+    peer.end("HTTP/1.0 200 OK\r\n\r\n");
+    await client.serverClosed("the answer and the end");
+    assert.equal(client.received.toString("latin1"), `${hex(METHOD_NO_AUTH + V5_SUCCESS).toString("latin1")}HTTP/1.0 200 OK\r\n\r\n`);
+    assert.equal(socks.protocolErrors.size, 0);
+  });
+
+  test("drops a client that closes mid-handshake at once, without waiting for the deadline", async () => {
+    const socks = await startSocks({ handshakeTimeoutMs: 60_000 });
+    const client = await RawClient.connect(socks.port);
+    await client.write(GREETING);
+    await client.bytes(2, "the method reply");
+    await client.write(hex("05 01 00 03 0b 6578"));
+    client.socket.end();
+    await client.serverClosed("the half-closed client");
+    assert.equal(client.received.toString("hex"), METHOD_NO_AUTH);
+    assert.equal(
+      await socks.protocolErrors.next("onProtocolError"),
+      "client closed the connection before sending a complete SOCKS request",
+    );
+    assert.equal(socks.connectCount, 0);
+
+    const sock4 = await RawClient.connect(socks.port);
+    await sock4.write(hex("04 01 0050"));
+    sock4.socket.end();
+    await sock4.serverClosed("the half-closed SOCKS4 client");
+    assert.equal(sock4.received.length, 0);
+    assert.match(await socks.protocolErrors.next("onProtocolError"), /client closed the connection/);
+  });
+
+  test("a bare connect-and-close is closed quietly, not reported as a protocol error", async () => {
+    const socks = await startSocks({ handshakeTimeoutMs: 60_000 });
+    const client = await RawClient.connect(socks.port);
+    client.socket.end();
+    await client.serverClosed("the probe");
+    assert.equal(client.received.length, 0);
+    // A later, broken client is reported: the probe before it was not.
+    const broken = await RawClient.connect(socks.port);
+    await broken.write(hex("00"));
+    await broken.serverClosed("the broken client");
+    assert.equal(await socks.protocolErrors.next("onProtocolError"), "not a SOCKS request (first byte 0x00)");
+    assert.equal(socks.protocolErrors.size, 0);
+    assert.equal(socks.connectCount, 0);
   });
 
   test("client resets at every stage never crash the process and the server keeps serving", async () => {
