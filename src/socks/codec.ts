@@ -10,6 +10,7 @@
  * (https://www.openssh.com/txt/socks4.protocol, socks4a.protocol).
  */
 import { Buffer } from "node:buffer";
+import { formatAddress } from "./policy.ts";
 
 export const SOCKS4_VERSION = 0x04;
 export const SOCKS5_VERSION = 0x05;
@@ -122,13 +123,13 @@ export function parseSocks5Request(buf: Uint8Array): ParseResult<SocksRequest> {
   switch (atyp) {
     case AddressType.IPV4:
       if (buf.length < 4 + 4 + 2) return INCOMPLETE;
-      host = formatIPv4(buf.subarray(4, 8));
+      host = formatAddress(buf.subarray(4, 8));
       kind = "ipv4";
       offset = 8;
       break;
     case AddressType.IPV6:
       if (buf.length < 4 + 16 + 2) return INCOMPLETE;
-      host = formatIPv6(buf.subarray(4, 20));
+      host = formatAddress(buf.subarray(4, 20));
       kind = "ipv6";
       offset = 20;
       break;
@@ -185,7 +186,7 @@ export function parseSocks4Request(buf: Uint8Array): ParseResult<SocksRequest> {
   if (!is4a) {
     return {
       status: "ok",
-      value: { version: 4, command, commandCode, destination: { kind: "ipv4", host: formatIPv4(ip), port }, userId, socks4a: false },
+      value: { version: 4, command, commandCode, destination: { kind: "ipv4", host: formatAddress(ip), port }, userId, socks4a: false },
       consumed: userEnd + 1,
     };
   }
@@ -274,38 +275,6 @@ export function describeSocks5Reply(reply: number): string {
     case Socks5Reply.ADDRESS_TYPE_NOT_SUPPORTED: return "address type not supported";
     default: return `unassigned reply 0x${hex(reply)}`;
   }
-}
-
-export function formatIPv4(bytes: Uint8Array): string {
-  return `${bytes[0]}.${bytes[1]}.${bytes[2]}.${bytes[3]}`;
-}
-
-/** RFC 5952 text form: lower case, longest run of two or more zero groups as "::". */
-export function formatIPv6(bytes: Uint8Array): string {
-  const groups: number[] = [];
-  for (let i = 0; i < 16; i += 2) groups.push((bytes[i]! << 8) | bytes[i + 1]!);
-  let bestStart = -1;
-  let bestLength = 0;
-  for (let i = 0; i < 8; ) {
-    if (groups[i] !== 0) {
-      i++;
-      continue;
-    }
-    let j = i;
-    while (j < 8 && groups[j] === 0) j++;
-    if (j - i > bestLength && j - i >= 2) {
-      bestStart = i;
-      bestLength = j - i;
-    }
-    i = j;
-  }
-  const text = (from: number, to: number) => groups.slice(from, to).map((g) => g.toString(16)).join(":");
-  if (bestStart < 0) return text(0, 8);
-  // RFC 5952 section 5: an IPv4-mapped address keeps its dotted tail.
-  if (bestStart === 0 && bestLength === 5 && groups[5] === 0xffff) {
-    return `::ffff:${formatIPv4(bytes.subarray(12, 16))}`;
-  }
-  return `${text(0, bestStart)}::${text(bestStart + bestLength, 8)}`;
 }
 
 function commandFromCode(code: number): Command {

@@ -9,8 +9,6 @@ import {
   encodeSocks4Reply,
   encodeSocks5MethodChoice,
   encodeSocks5Reply,
-  formatIPv4,
-  formatIPv6,
   parseSocks4Request,
   parseSocks5Greeting,
   parseSocks5Request,
@@ -22,6 +20,7 @@ import {
   type Socks5ReplyCode,
   type SocksRequest,
 } from "../../src/socks/codec.ts";
+import { formatAddress } from "../../src/socks/policy.ts";
 
 /** Bytes from hex text; blanks are ignored so tests can group fields ("05 01 00"). */
 function hex(text: string): Buffer {
@@ -484,24 +483,24 @@ describe("describeSocks5Reply", () => {
   });
 });
 
-describe("formatIPv4 and formatIPv6", () => {
+describe("addresses in requests are spelled by formatAddress", () => {
   test("formatIPv4 writes dotted decimal", () => {
-    assert.equal(formatIPv4(Uint8Array.from([0, 0, 0, 0])), "0.0.0.0");
-    assert.equal(formatIPv4(Uint8Array.from([255, 255, 255, 255])), "255.255.255.255");
-    assert.equal(formatIPv4(Uint8Array.from([10, 0, 20, 3])), "10.0.20.3");
+    assert.equal(formatAddress(Uint8Array.from([0, 0, 0, 0])), "0.0.0.0");
+    assert.equal(formatAddress(Uint8Array.from([255, 255, 255, 255])), "255.255.255.255");
+    assert.equal(formatAddress(Uint8Array.from([10, 0, 20, 3])), "10.0.20.3");
   });
 
   test("formatIPv6 compresses the first of two equally long zero runs (RFC 5952 section 4.2.3)", () => {
-    assert.equal(formatIPv6(hex("20010db8000000000001000000000001")), "2001:db8::1:0:0:1");
-    assert.equal(formatIPv6(hex("00010000000000010000000000010001")), "1::1:0:0:1:1");
+    assert.equal(formatAddress(hex("20010db8000000000001000000000001")), "2001:db8::1:0:0:1");
+    assert.equal(formatAddress(hex("00010000000000010000000000010001")), "1::1:0:0:1:1");
   });
 
   test("formatIPv6 prefers the longer zero run wherever it is", () => {
-    assert.equal(formatIPv6(hex("20010000000000010000000000000001")), "2001:0:0:1::1");
-    assert.equal(formatIPv6(hex("00010000000000010000000000000001")), "1:0:0:1::1");
+    assert.equal(formatAddress(hex("20010000000000010000000000000001")), "2001:0:0:1::1");
+    assert.equal(formatAddress(hex("00010000000000010000000000000001")), "1:0:0:1::1");
   });
 
   test("formatIPv6 never uses :: for a single zero group (RFC 5952 section 4.2.2)", () => {
-    assert.equal(formatIPv6(hex("20010db8000000010001000100010001")), "2001:db8:0:1:1:1:1:1");
+    assert.equal(formatAddress(hex("20010db8000000010001000100010001")), "2001:db8:0:1:1:1:1:1");
   });
 });
