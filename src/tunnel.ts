@@ -116,7 +116,9 @@ export async function runTunnel(plan: TunnelPlan, run: RunEnvironment): Promise<
     session.onDown((reason) => {
       if (stopping) return; // our own disconnect
       log.error(`Connection to ${settings.alias} closed: ${reason}.`);
-      void stop(255, "Tunnel closed");
+      // ssh2 fails the pending channel opens right after this event: let
+      // their SOCKS clients get reply 0x03 before the listeners close.
+      setImmediate(() => void stop(255, "Tunnel closed"));
     });
   });
 }
