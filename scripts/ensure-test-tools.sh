@@ -1,18 +1,19 @@
 #!/usr/bin/env bash
 # Make sure the programs the integration tests run are installed: OpenSSH's
-# sshd, ssh, ssh-keygen, ssh-agent, ssh-add, and curl. Idempotent: when all are
+# sshd, ssh, ssh-keygen, ssh-agent, ssh-add, curl, and python3 (its pty module
+# drives the terminal tests). Idempotent: when all are
 # present it changes nothing. Installs with apt-get (Debian/Ubuntu), via sudo
 # when not root. Run by `npm test` through the pretest script.
 set -euo pipefail
 
 missing=()
 [[ -x /usr/sbin/sshd ]] || missing+=("/usr/sbin/sshd")
-for tool in ssh ssh-keygen ssh-agent ssh-add curl; do
+for tool in ssh ssh-keygen ssh-agent ssh-add curl python3; do
   command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
 done
 
 if [[ ${#missing[@]} -eq 0 ]]; then
-  echo "ensure-test-tools: sshd, ssh, ssh-keygen, ssh-agent, ssh-add and curl already installed"
+  echo "ensure-test-tools: sshd, ssh, ssh-keygen, ssh-agent, ssh-add, curl and python3 already installed"
   exit 0
 fi
 
@@ -37,16 +38,16 @@ if ! "${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update >"$log" 2
   tail -n 20 "$log" >&2
   fail "apt-get update failed"
 fi
-if ! "${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends openssh-server openssh-client curl >"$log" 2>&1; then
+if ! "${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends openssh-server openssh-client curl python3 >"$log" 2>&1; then
   tail -n 20 "$log" >&2
   fail "apt-get install failed"
 fi
 
 still=()
 [[ -x /usr/sbin/sshd ]] || still+=("/usr/sbin/sshd")
-for tool in ssh ssh-keygen ssh-agent ssh-add curl; do
+for tool in ssh ssh-keygen ssh-agent ssh-add curl python3; do
   command -v "$tool" >/dev/null 2>&1 || still+=("$tool")
 done
 [[ ${#still[@]} -eq 0 ]] || fail "still missing after apt-get install: ${still[*]}"
 
-echo "ensure-test-tools: installed openssh-server, openssh-client and curl with apt-get (was missing ${missing[*]})"
+echo "ensure-test-tools: installed openssh-server, openssh-client, curl and python3 with apt-get (was missing ${missing[*]})"
