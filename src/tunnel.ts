@@ -3,6 +3,7 @@
  * jump hosts), start the forwards, then wait for a signal or the end of the
  * SSH connection. Returns the exit status.
  */
+import { setImmediate } from "node:timers";
 import type { TunnelPlan } from "./cli.ts";
 import { TunnelError } from "./errors.ts";
 import type { Logger } from "./log.ts";

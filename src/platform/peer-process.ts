@@ -7,6 +7,7 @@
  * This reads a few hundred small files, so it runs only for refusals, never on
  * the path of an accepted connection.
  */
+import process from "node:process";
 import { readFile, readdir, readlink } from "node:fs/promises";
 
 /** A TCP connection as seen from the client's side: its address and port, and ours. */

@@ -5,6 +5,7 @@
  * (OpenSSH 9.8+, which also accepts WAYLAND_DISPLAY); the terminal is always
  * /dev/tty, never stdin/stdout, so piped input and output are left alone.
  */
+import process from "node:process";
 import { spawn } from "node:child_process";
 import { Buffer } from "node:buffer";
 import { closeSync, openSync, writeSync } from "node:fs";

@@ -1,0 +1,60 @@
+/**
+ * The same sources run on Deno 2 unchanged (node: specifiers, .ts imports, no
+ * Node-only globals). `deno check` pins the rules; a real tunnel through a real
+ * sshd pins that ssh2 and our sockets behave (FACTS.md: setNoDelay, chacha20).
+ */
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import process from "node:process";
+import { after, before, test } from "node:test";
+import { runCommand } from "../helpers/child.ts";
+import { curlThroughSocks } from "../helpers/curl.ts";
+import { makeHome, repoRoot, startProcess, waitForListen, type Home } from "../helpers/run.ts";
+import { makeKey, startSshd, type Sshd } from "../helpers/sshd.ts";
+import { freePort, startHttpTarget, type HttpTarget } from "../helpers/targets.ts";
+
+const DENO = join(repoRoot(), "node_modules", ".bin", "deno");
+
+let home: Home;
+let sshd: Sshd;
+let http: HttpTarget;
+
+before(async () => {
+  home = await makeHome();
+  const key = await makeKey(home.sshDir, "id_ed25519");
+  sshd = await startSshd({ authorizedKeys: [key.publicLine] });
+  await home.writeKnownHosts(`${sshd.knownHostsLine()}\n`);
+  http = await startHttpTarget();
+});
+
+after(async () => {
+  await sshd?.stop();
+  await http?.stop();
+  await home?.cleanup();
+});
+
+test("deno check accepts the sources as they are", async () => {
+  const result = await runCommand(DENO, ["check", "--quiet", "src/main.ts"], { cwd: repoRoot(), timeoutMs: 120_000 });
+  assert.equal(result.code, 0, result.stdout + result.stderr);
+});
+
+test("under Deno, -D tunnels a name through a real sshd, refuses an IP with 0x02, and exits 0 on SIGINT", async () => {
+  const port = await freePort();
+  const env: NodeJS.ProcessEnv = { ...process.env, HOME: home.home, NO_COLOR: "1" };
+  delete env["SSH_AUTH_SOCK"];
+  const run = startProcess(DENO, ["run", "--allow-all", join(repoRoot(), "src", "main.ts"), "-D", String(port), "-p", String(sshd.port), `${sshd.user}@127.0.0.1`], { env, cwd: repoRoot() });
+  try {
+    await waitForListen(port, "127.0.0.1", run, 60_000);
+    const named = await curlThroughSocks("--socks5-hostname", `127.0.0.1:${port}`, `http://localhost:${http.port}/bytes/4194304`);
+    assert.equal(named.code, 0, named.stderr);
+    assert.equal(named.stdout.length, 4194304);
+    const literal = await curlThroughSocks("--socks5", `127.0.0.1:${port}`, `http://localhost:${http.port}/hello`);
+    assert.equal(literal.code, 97, literal.stderr);
+    assert.match(literal.stderr, /\(2\)/);
+  } finally {
+    const status = await run.stop("SIGINT");
+    assert.equal(status.code, 0, run.stderr());
+  }
+  assert.match(run.stderr(), /Refused SOCKS5 CONNECT to 127\.0\.0\.1:\d+ from 127\.0\.0\.1:\d+/);
+  assert.match(run.stderr(), /Stopped by SIGINT: 1 connection, \d+ B up, 4\.2 MB down, 1 refused \(IP address\), 0 failed\./);
+});
