@@ -109,7 +109,12 @@ function buildSteps(settings: AuthSettings, ssh2: Ssh2Runtime): PlannedStep[] {
   for (const method of order) {
     if (method === "publickey") steps.push(...publicKeySteps(settings, ssh2));
     else if (method === "keyboard-interactive" && !settings.batchMode) {
-      steps.push({ method, run: async () => keyboardInteractive(settings) });
+      // OpenSSH retries up to NumberOfPasswordPrompts rounds while the server
+      // keeps offering it, and stops once a round brought no prompt or the user cancelled.
+      const rounds = { over: false };
+      for (let round = 0; round < settings.passwordPrompts; round++) {
+        steps.push({ method, run: async () => (rounds.over ? null : keyboardInteractive(settings, rounds)) });
+      }
     } else if (method === "password" && !settings.batchMode) {
       for (let attempt = 0; attempt < settings.passwordPrompts; attempt++) {
         steps.push({
@@ -236,18 +241,24 @@ async function filteredAgent(ssh2: Ssh2Runtime, socket: string, files: IdentityF
   return agent;
 }
 
-async function keyboardInteractive(settings: AuthSettings): Promise<AnyAuthMethod> {
+async function keyboardInteractive(settings: AuthSettings, rounds: { over: boolean }): Promise<AnyAuthMethod> {
   return {
     type: "keyboard-interactive",
     username: settings.user,
     prompt: (name, instructions, _lang, prompts, finish) => {
       if (name) settings.log.info(name);
       if (instructions) settings.log.info(instructions);
+      if (prompts.length === 0) rounds.over = true;
       const answers: string[] = [];
       const askAll = async (): Promise<void> => {
         for (const p of prompts) {
-          const answer = await settings.prompt({ message: p.prompt, echo: p.echo ?? false, kind: "secret" });
-          if (answer === null) break;
+          // sshconnect2.c: "(user@host) " before each server prompt, so a phishing
+          // server cannot pass its prompt off as a local one.
+          const answer = await settings.prompt({ message: `(${settings.user}@${settings.host}) ${p.prompt}`, echo: p.echo ?? false, kind: "secret" });
+          if (answer === null) {
+            rounds.over = true;
+            break;
+          }
           answers.push(answer);
         }
       };

@@ -76,8 +76,8 @@ export async function connectChain(hops: HopSettings[], deps: ConnectDeps): Prom
   const opened: Client[] = [];
   try {
     for (const hop of hops) {
-      const sock = previous === undefined ? await openTcp(hop, deps.log) : await openThroughJump(previous, hop);
-      const client = await connectOne(hop, sock, deps);
+      const through = previous;
+      const client = await connectOne(hop, () => (through === undefined ? openTcp(hop, deps.log) : openThroughJump(through, hop)), deps);
       opened.push(client);
       previous = client;
     }
@@ -174,11 +174,17 @@ function openThroughJump(jump: Client, hop: HopSettings): Promise<Duplex> {
   });
 }
 
-async function connectOne(hop: HopSettings, sock: Duplex, deps: ConnectDeps): Promise<Client> {
+/**
+ * Everything slow (loading ssh2, reading known_hosts) happens before the
+ * socket is opened: once it is, ssh2 must own it at once, or a server that
+ * hangs up right away (MaxStartups, a firewall) closes it unobserved.
+ */
+async function connectOne(hop: HopSettings, openSocket: () => Promise<Duplex>, deps: ConnectDeps): Promise<Client> {
   const ssh2 = await loadSsh2();
   const { log, prompt } = deps;
   const client: Client = new ssh2.Client();
-  const auth = createAuthFlow({ ...hop.auth, user: hop.user, host: hop.alias, prompt, log }, ssh2);
+  // OpenSSH names the host in prompts by HostKeyAlias or HostName, never by the alias typed.
+  const auth = createAuthFlow({ ...hop.auth, user: hop.user, host: hop.hostKey.host, prompt, log }, ssh2);
   const known = keyTypesKnownFor(
     await loadKnownHosts([...hop.hostKey.userKnownHostsFiles, ...hop.hostKey.globalKnownHostsFiles]),
     hop.hostKey.host,
@@ -191,6 +197,7 @@ async function connectOne(hop: HopSettings, sock: Duplex, deps: ConnectDeps): Pr
 
   let failure: TunnelError | undefined;
   let lastError: Error | undefined;
+  const sock = await openSocket();
   const config: ConnectConfig = {
     sock: sock as ConnectConfig["sock"],
     username: hop.user,
@@ -247,7 +254,7 @@ function explainFailure(hop: HopSettings, err: Error | undefined, methods: strin
   if (/authentication methods failed/i.test(message)) {
     return new TunnelError(
       "AUTH_FAILED",
-      `${hop.user}@${hop.alias}: Permission denied (${methods.join(",") || "publickey"}); load a key into ssh-agent or pass one with -i, and check the user name (-l).`,
+      `${hop.user}@${hop.hostname}: Permission denied (${methods.join(",") || "publickey"}); load a key into ssh-agent or pass one with -i, and check the user name (-l).`,
     );
   }
   if (/handshake failed|no matching/i.test(message)) {

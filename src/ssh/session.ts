@@ -111,7 +111,8 @@ export function sessionFromClient(client: Client, disconnect: () => Promise<void
   client.on("error", (err: Error) => {
     downReason = err.message;
   });
-  client.on("end", markDown);
+  // Down on "close" only: ssh2 fails pending channel opens right after it, and
+  // those must still be answered (SOCKS 0x03) before anything is torn down.
   client.on("close", markDown);
 
   // forwarded-tcpip channels name the address and port the server bound.
@@ -139,7 +140,7 @@ export function sessionFromClient(client: Client, disconnect: () => Promise<void
           client.forwardOut(origin.address, origin.port, host, port, (err, channel) => {
             if (err) {
               const reason = (err as Error & { reason?: number }).reason;
-              const description = err.message.replace(/^\(SSH\) Channel open failure: /, "");
+              const description = err.message.replace(/^\(SSH\) Channel open failure: /, "") || "the server gave no reason";
               const kind = up ? classifyOpenFailure(typeof reason === "number" ? reason : undefined, description) : "connection-down";
               reject(new ChannelOpenError(kind, description));
               return;
