@@ -14,11 +14,13 @@
  * wins, so the rest of the program only ever reads resolved config.
  */
 import { cac } from "cac";
+import packageJson from "../package.json" with { type: "json" };
 import { TunnelError } from "./errors.ts";
 import { parseSshConfig } from "./config/ssh-config.ts";
 import { parseDestination } from "./config/settings.ts";
 
-export const VERSION = "0.1.0";
+/** From package.json, so the binary, the bundle and the sources never disagree. */
+export const VERSION: string = packageJson.version;
 
 export interface ConfigLine {
   keyword: string;
@@ -157,21 +159,18 @@ function usage(problem: string): TunnelError {
 export function parseCommandLine(argv: string[]): Plan {
   const { flags, long, positional, allowIp, flagsBeforeDestination } = getopt(argv);
 
+  // cac validates the long options (its own help and version would print as
+  // a side effect of parse(), so HELP_TEXT and VERSION are ours). Subcommands
+  // (leakcheck, serve) will be registered here; a host with such a name stays
+  // reachable as user@serve or ssh://serve.
   const cli = cac("safetunnel");
-  cli
-    .command("[destination]", "Connect to [user@]host and forward ports through it (SOCKS5 with -D)")
-    .usage("[options] [user@]host")
-    .option("--allow-ip <cidrs>", "Let these IP literals through the SOCKS proxy (comma-separated CIDRs; repeatable)")
-    .option("--json", "Log one JSON object per line instead of text")
-    .example("safetunnel -D 9001 user@home")
-    .example("safetunnel -N -L 9001:wikileaks.org:80 user@home");
-  // Our own help and version: cac's would print as a side effect of parse().
+  cli.option("--json", "Log one JSON object per line instead of text");
   cli.option("-h, --help", "Show this help").option("--version", "Print the version");
 
   let parsed;
   try {
     parsed = cli.parse(["node", "safetunnel", ...long], { run: false });
-    cli.matchedCommand?.checkUnknownOptions();
+    (cli.matchedCommand ?? cli.globalCommand).checkUnknownOptions();
   } catch (err) {
     throw usage((err as Error).message.replace(/`/g, "'").replace(/^Unknown option/, "unknown option"));
   }
@@ -275,7 +274,7 @@ export const OTHER_SSH_KEYWORDS = new Set([
   "passwordauthentication", "permitlocalcommand", "permitremoteopen", "pkcs11provider", "proxycommand",
   "proxyusefdpass", "pubkeyacceptedalgorithms", "pubkeyacceptedkeytypes", "pubkeyauthentication", "rekeylimit",
   "remotecommand", "requesttty", "requiredrsasize", "revokedhostkeys", "securitykeyprovider", "sendenv",
-  "serveralivecountmax", "sessiontype", "setenv", "stdinnull", "streamlocalbindmask", "streamlocalbindunlink",
+  "sessiontype", "setenv", "stdinnull", "streamlocalbindmask", "streamlocalbindunlink",
   "syslogfacility", "tcpkeepalive", "tunnel", "tunneldevice", "updatehostkeys", "usekeychain", "verifyhostkeydns",
   "visualhostkey", "xauthlocation", "match", "host", "protocol", "challengeresponseauthentication",
 ]);

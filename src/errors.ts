@@ -8,7 +8,7 @@ export type ErrorCode =
   | "BAD_FORWARD_SPEC"
   | "BAD_CONFIG"
   | "BAD_KEY"
-  | "KEY_UNREADABLE"
+  | "CANCELLED"
   | "AUTH_FAILED"
   | "HOST_KEY_CHANGED"
   | "HOST_KEY_REVOKED"
@@ -19,7 +19,6 @@ export type ErrorCode =
   | "PORT_IN_USE"
   | "BIND_FAILED"
   | "FORWARD_FAILED"
-  | "CHANNEL_OPEN_FAILED"
   | "SOCKS_IP_REFUSED"
   | "INTERNAL";
 

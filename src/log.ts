@@ -60,7 +60,7 @@ export function createLogger(options: LoggerOptions): Logger {
     if (options.json) {
       write(JSON.stringify({ time: now().toISOString(), level, msg: message, ...fields }));
     } else {
-      write(HUMAN_PREFIX[level] + message);
+      write(HUMAN_PREFIX[level] + printable(message));
     }
   };
   return {
@@ -71,6 +71,20 @@ export function createLogger(options: LoggerOptions): Logger {
     debug: (depth, m, f) => emit(`debug${depth}`, m, f),
     debugEnabled: (depth) => verbosity >= depth,
   };
+}
+
+/**
+ * Text safe to put on a terminal: control characters other than newline and
+ * tab become visible `\xNN` escapes. Messages can carry text chosen by the SSH
+ * server (disconnect reasons, channel failures, keyboard-interactive prompts),
+ * and a hostile server must not drive the user's terminal with escape
+ * sequences (OpenSSH filters the same text through strnvis()).
+ *
+ * @example
+ * printable("bad\x1b[2Jname") // "bad\\x1b[2Jname"
+ */
+export function printable(text: string): string {
+  return text.replace(/[\u0000-\u0008\u000b-\u001f\u007f-\u009f]/g, (ch) => `\\x${ch.charCodeAt(0).toString(16).padStart(2, "0")}`);
 }
 
 /** A logger that drops everything; for tests and library use. */

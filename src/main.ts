@@ -29,6 +29,23 @@ async function main(argv: string[]): Promise<number> {
     return 0;
   }
   const log = createLogger({ verbosity: plan.verbosity, json: plan.json, write: writeErr });
+  // Signals are ours from the start: before the tunnel is up they end the
+  // run with 255 (prompts restore the terminal on exit); once it is up, the
+  // tunnel stops gracefully; a second signal does not wait for that.
+  let onStop: ((signal: string) => void) | undefined;
+  let stopping = false;
+  const signals: NodeJS.Signals[] = process.platform === "win32" ? ["SIGINT", "SIGTERM"] : ["SIGINT", "SIGTERM", "SIGHUP"];
+  for (const signal of signals) {
+    process.on(signal, () => {
+      if (onStop !== undefined && !stopping) {
+        stopping = true;
+        onStop(signal);
+        return;
+      }
+      log.error(`safetunnel: ${stopping ? "stopped" : "interrupted"} by ${signal}${stopping ? "" : " before the tunnel was up"}.`);
+      process.exit(255);
+    });
+  }
   try {
     return await runTunnel(plan, {
       homeDir: process.env["HOME"] ?? homedir(),
@@ -37,8 +54,9 @@ async function main(argv: string[]): Promise<number> {
       platform: process.platform,
       env: process.env,
       log,
+      runtime: "Deno" in globalThis ? "deno" : "node",
       onStopSignal: (handler) => {
-        for (const signal of ["SIGINT", "SIGTERM"] as const) process.once(signal, () => handler(signal));
+        onStop = handler;
       },
     });
   } catch (err) {
@@ -60,8 +78,19 @@ function safeUserName(): string {
   }
 }
 
+// If every socket and timer is gone while main() is still waiting, something
+// dropped an event; say so rather than exit 0 in silence.
+let finished = false;
+process.once("beforeExit", () => {
+  if (!finished) {
+    process.stderr.write("safetunnel: internal error: stopped waiting with nothing left to do; please report it with the -vvv output.\n");
+    process.exit(255);
+  }
+});
+
 main(process.argv.slice(2)).then(
   (status) => {
+    finished = true;
     // Exit explicitly: ssh2 keepalive timers or a lingering socket must not keep us alive.
     process.exit(status);
   },

@@ -7,7 +7,7 @@ import { setImmediate } from "node:timers";
 import type { TunnelPlan } from "./cli.ts";
 import { TunnelError } from "./errors.ts";
 import type { Logger } from "./log.ts";
-import { commandLineConfig, loadConfigFiles, lookupHost } from "./config/resolve.ts";
+import { commandLineConfig, loadConfigFiles, lookupHost, unsupportedSettings, type HostLookup } from "./config/resolve.ts";
 import { resolveDestination, resolveHop, type LocalEnvironment } from "./config/settings.ts";
 import { forwardLabel, listenAddresses, parseForwardConfigArgs, parseForwardSpec, isPathSpec, type ForwardSpec } from "./config/forward-spec.ts";
 import { parseCidrList, type Cidr } from "./socks/policy.ts";
@@ -24,7 +24,8 @@ import { describeError } from "./errors.ts";
 export interface RunEnvironment extends LocalEnvironment {
   env: Record<string, string | undefined>;
   log: Logger;
-  /** Resolves with the signal name when the user asks us to stop. */
+  runtime: "node" | "deno";
+  /** Registers what to do when the user asks us to stop (SIGINT, SIGTERM). */
   onStopSignal(handler: (signal: string) => void): void;
 }
 
@@ -48,6 +49,7 @@ export async function runTunnel(plan: TunnelPlan, run: RunEnvironment): Promise<
     ...(plan.user !== undefined ? { user: plan.user } : {}),
   });
   for (const warning of lookup.warnings) log.warn(warning);
+  checkSupported(plan.host, lookup, log);
   const settings = resolveDestination(plan.host, lookup, run);
 
   // Parse every forward before connecting: a typo should not cost a password prompt.
@@ -75,13 +77,22 @@ export async function runTunnel(plan: TunnelPlan, run: RunEnvironment): Promise<
       localUser: run.localUser,
       ...(jump.user !== undefined ? { user: jump.user } : {}),
     });
+    checkSupported(jump.host, jumpLookup, log);
     return resolveHop(jump.host, jumpLookup, run);
   });
 
   const prompt = (request: PromptRequest) => promptUser(request, { env: run.env, batchMode: settings.auth.batchMode });
-  const chain = await connectChain([...jumps, settings], { prompt, log });
+  const chain = await connectChain([...jumps, settings], { prompt, log, preferChaCha20: run.runtime === "deno" });
   const session = sessionFromClient(chain.client, chain.close);
   const stats = createStats();
+
+  // Watch the connection from the first moment: it can drop while forwards start.
+  let lost: string | undefined;
+  let onLost: ((reason: string) => void) | undefined;
+  session.onDown((reason) => {
+    lost = reason;
+    onLost?.(reason);
+  });
 
   const forwards: RunningForward[] = [];
   const failures: TunnelError[] = [];
@@ -94,13 +105,18 @@ export async function runTunnel(plan: TunnelPlan, run: RunEnvironment): Promise<
       failures.push(error);
     }
   }
-  if (forwards.length === 0 || (failures.length > 0 && settings.exitOnForwardFailure)) {
+  const giveUp =
+    lost !== undefined
+      ? new TunnelError("SSH_DISCONNECTED", `Connection to ${settings.alias} closed while starting the forwards: ${lost}.`)
+      : forwards.length === 0
+        ? new TunnelError("FORWARD_FAILED", "no forwarding could be started; see the errors above")
+        : failures.length > 0 && settings.exitOnForwardFailure
+          ? new TunnelError("FORWARD_FAILED", "a forwarding failed and ExitOnForwardFailure is set; exiting")
+          : undefined;
+  if (giveUp !== undefined) {
     await Promise.all(forwards.map((f) => f.shutdown()));
     await session.close();
-    throw new TunnelError(
-      "FORWARD_FAILED",
-      forwards.length === 0 ? "no forwarding could be started; see the errors above" : "a forwarding failed and ExitOnForwardFailure is set; exiting",
-    );
+    throw giveUp;
   }
 
   return new Promise<number>((resolve) => {
@@ -114,14 +130,20 @@ export async function runTunnel(plan: TunnelPlan, run: RunEnvironment): Promise<
       resolve(status);
     };
     run.onStopSignal((signal) => void stop(0, `Stopped by ${signal}`));
-    session.onDown((reason) => {
+    onLost = (reason) => {
       if (stopping) return; // our own disconnect
       log.error(`Connection to ${settings.alias} closed: ${reason}.`);
       // ssh2 fails the pending channel opens right after this event: let
       // their SOCKS clients get reply 0x03 before the listeners close.
       setImmediate(() => void stop(255, "Tunnel closed"));
-    });
+    };
   });
+}
+
+function checkSupported(alias: string, lookup: HostLookup, log: Logger): void {
+  const { errors, warnings } = unsupportedSettings(alias, lookup);
+  for (const warning of warnings) log.warn(warning);
+  if (errors.length > 0) throw new TunnelError("BAD_CONFIG", errors[0]!);
 }
 
 interface ForwardContext {

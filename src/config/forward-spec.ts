@@ -6,8 +6,9 @@
  * rejects the '/' form; we accept it for all three kinds because the seed
  * text tells users to write it.
  */
-import { isIPv4, isIPv6 } from "node:net";
+import { isIPv4 } from "node:net";
 import { TunnelError } from "../errors.ts";
+import { hostPort, parseIPv6 } from "../address.ts";
 
 export type ForwardKind = "dynamic" | "local" | "remote";
 
@@ -157,9 +158,7 @@ export function parseForwardConfigArgs(kind: ForwardKind, args: string[]): Forwa
  * formatBind({ address: "::1", port: 9001 }); // "[::1]:9001"
  */
 export function formatBind(b: BindSpec): string {
-  if (b.address === null) return String(b.port);
-  const host = b.address.includes(":") ? `[${b.address}]` : b.address;
-  return `${host}:${b.port}`;
+  return b.address === null ? String(b.port) : hostPort(b.address, b.port);
 }
 
 /**
@@ -230,9 +229,8 @@ function unbracket(text: string): string {
 
 function isLoopbackLiteral(address: string): boolean {
   if (isIPv4(address)) return address.startsWith("127.");
-  if (!isIPv6(address) || address.includes("%")) return false;
-  // The WHATWG URL parser compresses IPv6 per RFC 5952, so every spelling of ::1 compares equal.
-  return new URL(`http://[${address}]/`).hostname === "[::1]";
+  const bytes = parseIPv6(address);
+  return bytes !== null && bytes.every((b, i) => b === (i === 15 ? 1 : 0));
 }
 
 /**

@@ -45,6 +45,8 @@ export function commandLineConfig(lines: ConfigLine[]): ParsedConfig {
 
 export interface HostLookup extends OptionLookup {
   warnings: string[];
+  /** "file line N" of the directive that set `keyword`, for messages. */
+  where(keyword: string): string | undefined;
 }
 
 /**
@@ -56,6 +58,10 @@ export function lookupHost(alias: string, configs: ParsedConfig[], ctx: { localU
   const result = resolveHostConfig(configs, { host: alias, localUser: ctx.localUser, ...(ctx.user !== undefined ? { user: ctx.user } : {}) });
   return {
     warnings: result.warnings,
+    where: (keyword) => {
+      const directive = result.sources.get(keyword);
+      return directive === undefined ? undefined : `${directive.file} line ${directive.line}`;
+    },
     first: (keyword) => result.options.get(keyword),
     all: (keyword) => {
       if (MULTI_VALUED_KEYWORDS.has(keyword)) return result.multi.get(keyword) ?? [];
@@ -63,4 +69,34 @@ export function lookupHost(alias: string, configs: ParsedConfig[], ctx: { localU
       return value === undefined ? [] : [value];
     },
   };
+}
+
+/**
+ * ssh_config settings safetunnel cannot honour and must not silently skip:
+ * ignoring ProxyCommand would connect directly (and resolve HostName through
+ * the local DNS) when the user asked to go through a proxy or Tor; ignoring
+ * KnownHostsCommand or RevokedHostKeys would accept keys the user rejects.
+ * Returns the problems as messages; algorithm lists only get a warning.
+ */
+export function unsupportedSettings(alias: string, lookup: HostLookup): { errors: string[]; warnings: string[] } {
+  const errors: string[] = [];
+  const warnings: string[] = [];
+  const set = (keyword: string): boolean => {
+    const value = lookup.first(keyword)?.[0];
+    return value !== undefined && value.toLowerCase() !== "none";
+  };
+  if (set("proxycommand")) {
+    errors.push(
+      `ProxyCommand is set for ${alias} (${lookup.where("proxycommand")}), and safetunnel cannot run it; connecting directly would bypass that proxy. Use ProxyJump instead, or remove ProxyCommand for this host`,
+    );
+  }
+  for (const keyword of ["knownhostscommand", "revokedhostkeys"]) {
+    if (set(keyword)) {
+      errors.push(`${keyword === "knownhostscommand" ? "KnownHostsCommand" : "RevokedHostKeys"} is set for ${alias} (${lookup.where(keyword)}), and safetunnel cannot honour it; mark revoked keys with @revoked in known_hosts instead, or remove the setting for this host`);
+    }
+  }
+  for (const [keyword, name] of [["ciphers", "Ciphers"], ["kexalgorithms", "KexAlgorithms"], ["macs", "MACs"], ["hostkeyalgorithms", "HostKeyAlgorithms"]] as const) {
+    if (set(keyword)) warnings.push(`${name} (${lookup.where(keyword)}) is not supported; safetunnel uses its own modern defaults for ${alias}.`);
+  }
+  return { errors, warnings };
 }

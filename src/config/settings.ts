@@ -25,6 +25,8 @@ export interface LocalEnvironment {
   /** SSH_AUTH_SOCK */
   agentSocket: string | undefined;
   platform: string;
+  /** For ${VAR} in IdentityAgent. */
+  env?: Record<string, string | undefined>;
 }
 
 export interface JumpHost {
@@ -117,8 +119,14 @@ function agentFor(setting: string | undefined, local: LocalEnvironment, path: (r
   if (setting !== undefined) {
     if (setting.toLowerCase() === "none") return undefined;
     if (setting === "SSH_AUTH_SOCK") return local.agentSocket;
-    if (setting.startsWith("$")) return undefined;
-    return path(setting);
+    // ssh_config(5): IdentityAgent takes ${VAR} (and $VAR for a bare variable).
+    const expanded = setting.replace(/\$\{([A-Za-z_][A-Za-z0-9_]*)\}|^\$([A-Za-z_][A-Za-z0-9_]*)$/g, (_m, braced: string | undefined, bare: string | undefined) => {
+      const name = (braced ?? bare)!;
+      const value = local.env?.[name];
+      if (value === undefined) throw new TunnelError("BAD_CONFIG", `IdentityAgent ${setting}: environment variable ${name} is not set; set it or change IdentityAgent`);
+      return value;
+    });
+    return path(expanded);
   }
   if (local.agentSocket) return local.agentSocket;
   // Windows: Pageant when no OpenSSH agent socket is named.
@@ -183,9 +191,31 @@ function yesNo(options: OptionLookup, keyword: string, fallback: boolean): boole
 function seconds(options: OptionLookup, keyword: string): number | undefined {
   const value = options.first(keyword)?.[0];
   if (value === undefined || value.toLowerCase() === "none") return undefined;
-  const n = /^\d+$/.test(value) ? Number(value) : NaN;
-  if (!Number.isFinite(n)) throw new TunnelError("BAD_CONFIG", `Bad value '${value}' for ${keyword}: expected a number of seconds`);
+  const n = parseTimeSpec(value);
+  if (n === undefined) throw new TunnelError("BAD_CONFIG", `Bad value '${value}' for ${keyword}: expected seconds, or a time like 30s, 5m, 1h30m`);
   return n === 0 ? undefined : n * 1000;
+}
+
+/**
+ * sshd_config(5) TIME FORMATS, as OpenSSH's convtime(): a number of seconds,
+ * or number+unit pairs (s, m, h, d, w), e.g. "90", "1m30s", "2h".
+ *
+ * @example
+ * parseTimeSpec("1h30m") // 5400
+ */
+export function parseTimeSpec(text: string): number | undefined {
+  if (/^\d+$/.test(text)) return Number(text);
+  const units: Record<string, number> = { s: 1, m: 60, h: 3600, d: 86400, w: 604800 };
+  let total = 0;
+  let rest = text.toLowerCase();
+  if (rest === "") return undefined;
+  while (rest !== "") {
+    const match = /^(\d+)([smhdw]?)/.exec(rest);
+    if (!match) return undefined;
+    total += Number(match[1]) * units[match[2] || "s"]!;
+    rest = rest.slice(match[0].length);
+  }
+  return total;
 }
 
 function integer(options: OptionLookup, keyword: string, fallback: number): number {

@@ -14,6 +14,7 @@ import { decideDestination, type Cidr } from "../socks/policy.ts";
 import type { ChannelFailureKind, TunnelSession } from "../ssh/session.ts";
 import { ChannelOpenError } from "../ssh/session.ts";
 import { joinStreams } from "./pipe.ts";
+import { hostPort } from "../address.ts";
 import { listenAll, type Listener } from "./listen.ts";
 import type { Logger } from "../log.ts";
 import type { TrafficStats } from "./stats.ts";
@@ -29,6 +30,8 @@ export interface DynamicForwardOptions {
   log: Logger;
   stats: TrafficStats;
   handshakeTimeoutMs?: number;
+  /** Milliseconds now; injectable so tests can step over the refusal window. */
+  clock?: () => number;
   /** Names the local program behind a client socket (Linux /proc), for refusal lines. */
   describePeer?: (client: SocksClient) => Promise<string | undefined>;
 }
@@ -45,6 +48,27 @@ export const REPLY_FOR_FAILURE: Record<ChannelFailureKind, Socks5ReplyCode> = {
 };
 
 const DEFAULT_HANDSHAKE_TIMEOUT_MS = 30_000;
+/** At most one full refusal line per client address in this window. */
+const REFUSAL_WINDOW_MS = 10_000;
+/** How long the refusal may wait for /proc to name the program. */
+const PEER_LOOKUP_MS = 200;
+
+/** The promise's value, or undefined if it fails or takes longer than `ms`. */
+function within<T>(promise: Promise<T>, ms: number): Promise<T | undefined> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => resolve(undefined), ms);
+    promise.then(
+      (value) => {
+        clearTimeout(timer);
+        resolve(value);
+      },
+      () => {
+        clearTimeout(timer);
+        resolve(undefined);
+      },
+    );
+  });
+}
 
 /**
  * @example
@@ -53,20 +77,40 @@ const DEFAULT_HANDSHAKE_TIMEOUT_MS = 30_000;
 export async function startDynamicForward(options: DynamicForwardOptions): Promise<Listener> {
   const { session, log, stats } = options;
 
+  // A misconfigured browser is refused dozens of times a page: one full line
+  // (with the /proc lookup, bounded) per client address and SOCKS version per
+  // window, the rest counted into the next full line and shown only with -v.
+  const lastFull = new Map<string, { at: number; suppressed: number }>();
+  const reportRefusal = async (request: SocksRequest, client: SocksClient): Promise<void> => {
+    const now = (options.clock ?? Date.now)();
+    // Per address and SOCKS version: the fix differs between SOCKS4 and 5.
+    const key = `${client.address}/${request.version}`;
+    const seen = lastFull.get(key);
+    const target = hostPort(request.destination.host, request.destination.port);
+    if (seen !== undefined && now - seen.at < REFUSAL_WINDOW_MS) {
+      seen.suppressed++;
+      log.debug(1, `Refused SOCKS${request.version} CONNECT to ${target} from ${client.address}:${client.port} (IP address).`);
+      return;
+    }
+    lastFull.set(key, { at: now, suppressed: 0 });
+    const program = options.describePeer === undefined ? undefined : await within(options.describePeer(client), PEER_LOOKUP_MS);
+    const more = seen !== undefined && seen.suppressed > 0 ? ` (${seen.suppressed} more refused since the last such line)` : "";
+    log.info(refusalLine(request, client, program) + more, {
+      event: "refused",
+      code: "SOCKS_IP_REFUSED",
+      destination: target,
+      client: `${client.address}:${client.port}`,
+      program: program ?? null,
+    });
+  };
+
   const onConnect = async (request: SocksRequest, client: SocksClient, signal: AbortSignal): Promise<ConnectOutcome> => {
     const { destination } = request;
-    const target = formatTarget(destination.host, destination.port);
+    const target = hostPort(destination.host, destination.port);
     const decision = decideDestination(destination, options.allowIp);
     if (!decision.allow) {
       stats.refusals++;
-      const program = await options.describePeer?.(client).catch(() => undefined);
-      log.info(refusalLine(request, client, program, options.port), {
-        event: "refused",
-        code: "SOCKS_IP_REFUSED",
-        destination: target,
-        client: `${client.address}:${client.port}`,
-        program: program ?? null,
-      });
+      await reportRefusal(request, client);
       return { ok: false, reply: Socks5Reply.NOT_ALLOWED };
     }
     if (decision.viaAllowList) {
@@ -108,7 +152,7 @@ export async function startDynamicForward(options: DynamicForwardOptions): Promi
         stats.bytesUp += result.bytesUp;
         stats.bytesDown += result.bytesDown;
         if (log.debugEnabled(1)) {
-          log.debug(1, `${options.label}: closed ${formatTarget(request.destination.host, request.destination.port)}: ${result.bytesUp} bytes up, ${result.bytesDown} down${result.error ? ` (${result.error.message})` : ""}`);
+          log.debug(1, `${options.label}: closed ${hostPort(request.destination.host, request.destination.port)}: ${result.bytesUp} bytes up, ${result.bytesDown} down${result.error ? ` (${result.error.message})` : ""}`);
         }
       },
       leftover,
@@ -136,9 +180,6 @@ export async function startDynamicForward(options: DynamicForwardOptions): Promi
   return listener;
 }
 
-function formatTarget(host: string, port: number): string {
-  return host.includes(":") && !host.startsWith("[") ? `[${host}]:${port}` : `${host}:${port}`;
-}
 
 /**
  * The one line a refused client gets: who, what, why it matters, and the fix
@@ -146,10 +187,12 @@ function formatTarget(host: string, port: number): string {
  * Firefox's SOCKS5 pref is socks5_remote_dns (FACTS.md); socks_remote_dns
  * now covers SOCKS4 only.
  */
-export function refusalLine(request: SocksRequest, client: SocksClient, program: string | undefined, proxyPort: number): string {
-  const target = formatTarget(request.destination.host, request.destination.port);
+export function refusalLine(request: SocksRequest, client: SocksClient, program: string | undefined): string {
+  const target = hostPort(request.destination.host, request.destination.port);
   const who = `${client.address}:${client.port}${program ? ` (${program})` : ""}`;
-  const proxy = `127.0.0.1:${proxyPort}`;
+  // The address the client itself used to reach us, so the fix can be pasted as is.
+  const proxy = hostPort(client.localAddress.replace(/^::ffff:/, ""), client.localPort);
+  const proxyPort = client.localPort;
   const why =
     request.version === 4 && !request.socks4a
       ? "it used plain SOCKS4, which carries only IP addresses, so the name was resolved locally and your network saw the DNS lookup"

@@ -6,6 +6,7 @@
  */
 import { createServer, type Server, type Socket } from "node:net";
 import { TunnelError } from "../errors.ts";
+import { hostPort } from "../address.ts";
 import type { Logger } from "../log.ts";
 
 export interface Listener {
@@ -39,11 +40,12 @@ export async function listenAll(
     onConnection(socket);
   };
   for (const host of hosts) {
-    const server = createServer({ allowHalfOpen: true, pauseOnConnect: false }, track);
+    // noDelay: as OpenSSH does for forwarded sockets; small interactive writes must not wait.
+    const server = createServer({ allowHalfOpen: true, noDelay: true }, track);
     try {
-      boundPort = await bind(server, host, boundPort);
+      boundPort = await bind(server, host, boundPort, label, log);
       servers.push(server);
-      addresses.push(host.includes(":") ? `[${host}]:${boundPort}` : `${host}:${boundPort}`);
+      addresses.push(hostPort(host, boundPort));
     } catch (err) {
       const code = (err as NodeJS.ErrnoException).code;
       const error = bindError(err as NodeJS.ErrnoException, host, boundPort, label);
@@ -73,15 +75,21 @@ export async function listenAll(
   };
 }
 
-function bind(server: Server, host: string, port: number): Promise<number> {
+function bind(server: Server, host: string, port: number, label: string, log: Logger): Promise<number> {
   return new Promise((resolve, reject) => {
     const onError = (err: Error): void => reject(err);
     server.once("error", onError);
     // ipv6Only: "::" must not also claim the IPv4 wildcard that "0.0.0.0" takes.
     server.listen({ host, port, ipv6Only: host.includes(":"), exclusive: true }, () => {
       server.removeListener("error", onError);
-      // Errors after listening (EMFILE on accept) must not crash the process.
-      server.on("error", () => {});
+      // Errors after listening (EMFILE on accept) must not crash the process,
+      // but clients then hang, so say it (once: it repeats on every accept).
+      let told = false;
+      server.on("error", (err: Error) => {
+        if (told) return;
+        told = true;
+        log.warn(`${label}: cannot accept connections: ${err.message}; raise the open-file limit (ulimit -n) or close some connections.`);
+      });
       const address = server.address();
       resolve(typeof address === "object" && address !== null ? address.port : port);
     });
@@ -89,7 +97,7 @@ function bind(server: Server, host: string, port: number): Promise<number> {
 }
 
 function bindError(err: NodeJS.ErrnoException, host: string, port: number, label: string): TunnelError {
-  const where = host.includes(":") ? `[${host}]:${port}` : `${host}:${port}`;
+  const where = hostPort(host, port);
   switch (err.code) {
     case "EADDRINUSE":
       return new TunnelError("PORT_IN_USE", `${label}: cannot listen on ${where}: Address already in use; pick another port or stop the program using it (ss -ltnp | grep ${port}).`);

@@ -39,7 +39,8 @@ export async function startRemoteForward(options: RemoteForwardOptions): Promise
   let listen: RemoteListen;
   try {
     listen = await session.listenRemote(address, options.port, (incoming) => {
-      const local = netConnect({ host: target.host, port: target.port });
+      // allowHalfOpen: the target's FIN must not stop data still flowing to it.
+      const local = netConnect({ host: target.host, port: target.port, allowHalfOpen: true });
       local.once("connect", () => {
         local.setNoDelay(true);
         const channel = incoming.accept();

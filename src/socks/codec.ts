@@ -10,7 +10,7 @@
  * (https://www.openssh.com/txt/socks4.protocol, socks4a.protocol).
  */
 import { Buffer } from "node:buffer";
-import { formatAddress } from "./policy.ts";
+import { formatAddress } from "../address.ts";
 
 export const SOCKS4_VERSION = 0x04;
 export const SOCKS5_VERSION = 0x05;

@@ -6,8 +6,8 @@
  * --allow-ip. A name field that the far end's resolver would read as an
  * address counts as an address.
  */
-import { isIPv4, isIPv6 } from "node:net";
 import { TunnelError } from "../errors.ts";
+import { formatAddress, inetAton, mappedIPv4, parseIPv4, parseIPv6 } from "../address.ts";
 
 export type DestinationKind = "name" | "ipv4" | "ipv6";
 
@@ -142,140 +142,6 @@ export function cidrContains(cidr: Cidr, address: Uint8Array): boolean {
   if (candidate === null || candidate.length !== cidr.bytes.length) return false;
   const masked = maskBytes(candidate, cidr.prefix);
   return masked.every((byte, i) => byte === cidr.bytes[i]);
-}
-
-/**
- * Spells an address: IPv4 dotted, IPv6 compressed per RFC 5952 (lower case,
- * longest zero run as "::", IPv4-mapped in mixed notation per section 5).
- *
- * @example
- * formatAddress(new Uint8Array([32, 1, 13, 184, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1])); // "2001:db8::1"
- */
-export function formatAddress(bytes: Uint8Array): string {
-  if (bytes.length === 4) return Array.from(bytes).join(".");
-  if (bytes.length !== 16) {
-    throw new TunnelError("INTERNAL", `formatAddress needs 4 or 16 bytes, got ${bytes.length}`);
-  }
-  const mapped = mappedIPv4(bytes);
-  if (mapped !== null) return `::ffff:${formatAddress(mapped)}`;
-  const groups: number[] = [];
-  for (let i = 0; i < 16; i += 2) groups.push((bytes[i]! << 8) | bytes[i + 1]!);
-  // RFC 5952 section 4.2: compress the longest run of two or more zero groups, the first on a tie.
-  let bestStart = -1;
-  let bestLength = 1;
-  for (let i = 0; i < 8; ) {
-    if (groups[i] !== 0) {
-      i++;
-      continue;
-    }
-    let j = i;
-    while (j < 8 && groups[j] === 0) j++;
-    if (j - i > bestLength) {
-      bestStart = i;
-      bestLength = j - i;
-    }
-    i = j;
-  }
-  const hex = groups.map((g) => g.toString(16));
-  if (bestStart < 0) return hex.join(":");
-  return `${hex.slice(0, bestStart).join(":")}::${hex.slice(bestStart + bestLength).join(":")}`;
-}
-
-function parseIPv4(text: string): Uint8Array | null {
-  // node:net's isIPv4 takes dotted quads only, without leading zeros.
-  return isIPv4(text) ? Uint8Array.from(text.split("."), Number) : null;
-}
-
-function parseIPv6(text: string): Uint8Array | null {
-  if (!isIPv6(text) || text.includes("%")) return null;
-  let hexPart = text;
-  let embedded: Uint8Array | null = null;
-  const lastColon = text.lastIndexOf(":");
-  if (text.slice(lastColon + 1).includes(".")) {
-    embedded = parseIPv4(text.slice(lastColon + 1));
-    if (embedded === null) return null;
-    hexPart = `${text.slice(0, lastColon + 1)}0:0`;
-  }
-  const [left, right] = hexPart.split("::") as [string, string | undefined];
-  const leftGroups = left === "" ? [] : left.split(":");
-  const rightGroups = right === undefined || right === "" ? [] : right.split(":");
-  const zeros = new Array<string>(8 - leftGroups.length - rightGroups.length).fill("0");
-  const bytes = new Uint8Array(16);
-  [...leftGroups, ...zeros, ...rightGroups].forEach((group, i) => {
-    const value = parseInt(group, 16);
-    bytes[i * 2] = value >> 8;
-    bytes[i * 2 + 1] = value & 0xff;
-  });
-  if (embedded !== null) bytes.set(embedded, 12);
-  return bytes;
-}
-
-/**
- * BSD inet_aton(3), as in glibc and musl: one to four parts split by '.',
- * each decimal, octal (leading 0) or hex (leading 0x); the last part fills
- * the remaining bytes. Like the BSD original, anything after a whitespace
- * character is ignored, which we keep so that such a name is refused too.
- */
-function inetAton(text: string): Uint8Array | null {
-  const parts: number[] = [];
-  let i = 0;
-  let value = 0;
-  let sawDigit = false;
-  for (;;) {
-    if (!isDigit(text[i])) return null;
-    value = 0;
-    sawDigit = false;
-    let base = 10;
-    if (text[i] === "0") {
-      i++;
-      if (text[i] === "x" || text[i] === "X") {
-        base = 16;
-        i++;
-      } else {
-        base = 8;
-        sawDigit = true;
-      }
-    }
-    for (;;) {
-      const c = text[i];
-      if (c === undefined) break;
-      const digit = base === 16 ? parseInt(c, 16) : isDigit(c) ? c.charCodeAt(0) - 48 : NaN;
-      if (Number.isNaN(digit)) break;
-      if (digit >= base) return null;
-      value = value * base + digit;
-      sawDigit = true;
-      i++;
-    }
-    if (text[i] !== ".") break;
-    if (parts.length >= 3 || value > 0xff) return null;
-    parts.push(value);
-    i++;
-  }
-  if (i < text.length && !" \t\n\v\f\r".includes(text[i]!)) return null;
-  if (!sawDigit) return null;
-  const lastMax = [0xffffffff, 0xffffff, 0xffff, 0xff][parts.length]!;
-  if (value > lastMax) return null;
-  const bytes = new Uint8Array(4);
-  parts.forEach((part, index) => {
-    bytes[index] = part;
-  });
-  for (let index = 3; index >= parts.length; index--) {
-    bytes[index] = value % 256;
-    value = Math.floor(value / 256);
-  }
-  return bytes;
-}
-
-function isDigit(c: string | undefined): boolean {
-  return c !== undefined && c >= "0" && c <= "9";
-}
-
-/** The IPv4 address inside ::ffff:a.b.c.d (RFC 4291 section 2.5.5.2), else null. */
-function mappedIPv4(bytes: Uint8Array): Uint8Array | null {
-  if (bytes.length !== 16) return null;
-  for (let i = 0; i < 10; i++) if (bytes[i] !== 0) return null;
-  if (bytes[10] !== 0xff || bytes[11] !== 0xff) return null;
-  return bytes.slice(12);
 }
 
 function maskBytes(bytes: Uint8Array, prefix: number): Uint8Array {

@@ -8,12 +8,14 @@
  * The result is an ssh2 `authHandler`: ssh2 calls it with the methods the
  * server still allows, and it answers with the next attempt or `false`.
  */
-import { readFile } from "node:fs/promises";
+import { readFile, stat } from "node:fs/promises";
+import process from "node:process";
 import type { AnyAuthMethod, AuthHandlerMiddleware, AuthenticationType, BaseAgent, ParsedKey } from "ssh2";
 import { Buffer } from "node:buffer";
 import type { Logger } from "../log.ts";
 import type { PromptRequest } from "./prompt.ts";
-import { describeError } from "../errors.ts";
+import { TunnelError, describeError, isTunnelError } from "../errors.ts";
+import { printable } from "../log.ts";
 
 /** The parts of the ssh2 module this file uses (passed in: ssh2 is imported lazily). */
 export interface Ssh2Runtime {
@@ -46,11 +48,14 @@ export interface AuthSettings {
 
 export interface AuthFlow {
   handler: AuthHandlerMiddleware;
+  /** Set when the user interrupted a prompt: the reason to report instead of "Permission denied". */
+  cancelled(): TunnelError | undefined;
   /** The methods the server offered last, for "Permission denied (publickey,password)." */
   serverMethods(): string[];
 }
 
-type Step = () => Promise<AnyAuthMethod | null>;
+/** One attempt; `cancel` ends the whole flow (Ctrl-C at a prompt the server sent later). */
+type Step = (cancel: (err: TunnelError) => void) => Promise<AnyAuthMethod | null>;
 
 const DEFAULT_ORDER = ["publickey", "keyboard-interactive", "password"];
 
@@ -65,6 +70,10 @@ export function createAuthFlow(settings: AuthSettings, ssh2: Ssh2Runtime): AuthF
   const steps = buildSteps(settings, ssh2);
   let index = -1;
   let sentNone = false;
+  let cancelled: TunnelError | undefined;
+  const cancel = (err: TunnelError): void => {
+    cancelled ??= err;
+  };
 
   const handler: AuthHandlerMiddleware = (methodsLeft, _partial, next) => {
     if (methodsLeft) offered = methodsLeft;
@@ -77,7 +86,7 @@ export function createAuthFlow(settings: AuthSettings, ssh2: Ssh2Runtime): AuthF
     const tryNext = (): void => {
       index++;
       const step = steps[index];
-      if (step === undefined) {
+      if (step === undefined || cancelled !== undefined) {
         next(false as unknown as AuthenticationType);
         return;
       }
@@ -85,17 +94,18 @@ export function createAuthFlow(settings: AuthSettings, ssh2: Ssh2Runtime): AuthF
         tryNext();
         return;
       }
-      step.run().then(
+      step.run(cancel).then(
         (method) => (method === null ? tryNext() : next(method)),
         (err: unknown) => {
-          log.debug(1, `authentication step failed: ${describeError(err)}`);
+          if (isTunnelError(err, "CANCELLED")) cancel(err);
+          else log.debug(1, `authentication step failed: ${describeError(err)}`);
           tryNext();
         },
       );
     };
     tryNext();
   };
-  return { handler, serverMethods: () => offered };
+  return { handler, serverMethods: () => offered, cancelled: () => cancelled };
 }
 
 interface PlannedStep {
@@ -113,7 +123,7 @@ function buildSteps(settings: AuthSettings, ssh2: Ssh2Runtime): PlannedStep[] {
       // keeps offering it, and stops once a round brought no prompt or the user cancelled.
       const rounds = { over: false };
       for (let round = 0; round < settings.passwordPrompts; round++) {
-        steps.push({ method, run: async () => (rounds.over ? null : keyboardInteractive(settings, rounds)) });
+        steps.push({ method, run: async (cancel) => (rounds.over ? null : keyboardInteractive(settings, rounds, cancel)) });
       }
     } else if (method === "password" && !settings.batchMode) {
       for (let attempt = 0; attempt < settings.passwordPrompts; attempt++) {
@@ -171,6 +181,7 @@ async function loadIdentity(identity: IdentityFile, settings: AuthSettings, ssh2
     settings.log.warn(`Identity file ${identity.path} not accessible: ${errnoText(code, err)}.`);
     return null;
   }
+  if (!(await permissionsOk(identity.path, settings.log))) return null;
   let parsed = firstKey(ssh2.utils.parseKey(data));
   if (parsed instanceof Error && /encrypted|passphrase/i.test(parsed.message)) {
     if (settings.batchMode) {
@@ -191,6 +202,26 @@ async function loadIdentity(identity: IdentityFile, settings: AuthSettings, ssh2
     return null;
   }
   return parsed;
+}
+
+/**
+ * OpenSSH's sshkey_perm_ok(): a private key that others may read is ignored,
+ * loudly, whatever it would unlock. Only for files the user owns (root's
+ * shared keys and Windows ACLs are outside this rule).
+ */
+async function permissionsOk(path: string, log: Logger): Promise<boolean> {
+  if (process.platform === "win32" || typeof process.getuid !== "function") return true;
+  try {
+    const info = await stat(path);
+    if (info.uid !== process.getuid() || (info.mode & 0o077) === 0) return true;
+    const mode = (info.mode & 0o777).toString(8).padStart(4, "0");
+    log.warn(
+      `UNPROTECTED PRIVATE KEY FILE! Permissions ${mode} for '${path}' are too open; others could read it, so it is ignored. Fix: chmod 600 ${path}`,
+    );
+    return false;
+  } catch {
+    return true;
+  }
 }
 
 function firstKey(result: ParsedKey | ParsedKey[] | Error): ParsedKey | Error {
@@ -241,7 +272,7 @@ async function filteredAgent(ssh2: Ssh2Runtime, socket: string, files: IdentityF
   return agent;
 }
 
-async function keyboardInteractive(settings: AuthSettings, rounds: { over: boolean }): Promise<AnyAuthMethod> {
+async function keyboardInteractive(settings: AuthSettings, rounds: { over: boolean }, cancel: (err: TunnelError) => void): Promise<AnyAuthMethod> {
   return {
     type: "keyboard-interactive",
     username: settings.user,
@@ -254,7 +285,7 @@ async function keyboardInteractive(settings: AuthSettings, rounds: { over: boole
         for (const p of prompts) {
           // sshconnect2.c: "(user@host) " before each server prompt, so a phishing
           // server cannot pass its prompt off as a local one.
-          const answer = await settings.prompt({ message: `(${settings.user}@${settings.host}) ${p.prompt}`, echo: p.echo ?? false, kind: "secret" });
+          const answer = await settings.prompt({ message: `(${settings.user}@${settings.host}) ${printable(p.prompt)}`, echo: p.echo ?? false, kind: "secret" });
           if (answer === null) {
             rounds.over = true;
             break;
@@ -264,7 +295,10 @@ async function keyboardInteractive(settings: AuthSettings, rounds: { over: boole
       };
       askAll().then(
         () => finish(answers),
-        () => finish([]),
+        (err: unknown) => {
+          if (isTunnelError(err, "CANCELLED")) cancel(err);
+          finish([]);
+        },
       );
     },
   };

@@ -39,6 +39,8 @@ export interface HopSettings {
 export interface ConnectDeps {
   prompt: (request: PromptRequest) => Promise<string | null>;
   log: Logger;
+  /** Offer chacha20-poly1305 first (Deno, where it is the fastest cipher). */
+  preferChaCha20?: boolean;
 }
 
 /** Every host-key algorithm ssh2 can verify, in ssh2's preference order. */
@@ -49,10 +51,9 @@ const HOST_KEY_ALGORITHMS = [
   "ecdsa-sha2-nistp521",
   "rsa-sha2-512",
   "rsa-sha2-256",
-  "ssh-rsa",
+  // No "ssh-rsa": SHA-1 signatures, refused by default since OpenSSH 8.8.
 ];
 
-const isDeno = "Deno" in globalThis;
 
 /**
  * Connect through `hops` (jump hosts first, destination last). Resolves with
@@ -75,11 +76,19 @@ export async function connectChain(hops: HopSettings[], deps: ConnectDeps): Prom
   let previous: Client | undefined;
   const opened: Client[] = [];
   try {
-    for (const hop of hops) {
+    for (const [index, hop] of hops.entries()) {
       const through = previous;
-      const client = await connectOne(hop, () => (through === undefined ? openTcp(hop, deps.log) : openThroughJump(through, hop)), deps);
-      opened.push(client);
-      previous = client;
+      try {
+        const client = await connectOne(hop, () => (through === undefined ? openTcp(hop, deps.log) : openThroughJump(through, hop)), deps);
+        opened.push(client);
+        previous = client;
+      } catch (err) {
+        // Say which hop failed: "Connection refused" alone is a puzzle with -J.
+        if (index < hops.length - 1 && isTunnelError(err)) {
+          throw new TunnelError(err.code, `jump host ${hop.alias}: ${err.message}`, { exitCode: err.exitCode, cause: err });
+        }
+        throw err;
+      }
     }
   } catch (err) {
     for (const client of opened.reverse()) client.end();
@@ -125,6 +134,9 @@ function openTcp(hop: HopSettings, log: Logger): Promise<Socket> {
       clearTimeout(timer);
       // Without this, Deno's ssh2 transfers stall in about half of all runs (FACTS.md).
       sock.setNoDelay(true);
+      // OpenSSH's TCPKeepAlive (default yes): a dead network ends the session
+      // instead of leaving every tunnelled connection hanging.
+      sock.setKeepAlive(true);
       resolve(sock);
     });
     sock.once("error", (err: NodeJS.ErrnoException) => {
@@ -198,6 +210,7 @@ async function connectOne(hop: HopSettings, openSocket: () => Promise<Duplex>, d
   let failure: TunnelError | undefined;
   let lastError: Error | undefined;
   const sock = await openSocket();
+  let stopBannerTimer = (): void => {};
   const config: ConnectConfig = {
     sock: sock as ConnectConfig["sock"],
     username: hop.user,
@@ -206,6 +219,7 @@ async function connectOne(hop: HopSettings, openSocket: () => Promise<Duplex>, d
     keepaliveCountMax: hop.serverAliveCountMax,
     authHandler: auth.handler,
     hostVerifier: (key: Buffer, verify: (valid: boolean) => void) => {
+      stopBannerTimer();
       verifyHostKey(key, { ...hop.hostKey, prompt, log }).then(
         () => verify(true),
         (err: unknown) => {
@@ -220,13 +234,26 @@ async function connectOne(hop: HopSettings, openSocket: () => Promise<Duplex>, d
       serverHostKey: hostKeyAlgorithms as never,
       // FACTS.md: on Deno chacha20 is twice as fast as AES-GCM; on Node AES-GCM wins.
       // ssh2's prepend skips names already listed, so remove it first (keys apply in order).
-      ...(isDeno ? { cipher: { remove: ["chacha20-poly1305@openssh.com"], prepend: ["chacha20-poly1305@openssh.com"] } as never } : {}),
+      ...(deps.preferChaCha20 ? { cipher: { remove: ["chacha20-poly1305@openssh.com"], prepend: ["chacha20-poly1305@openssh.com"] } as never } : {}),
     },
     ...(log.debugEnabled(3) ? { debug: (line: string) => log.debug(3, line) } : {}),
   };
 
   return new Promise((resolve, reject) => {
     let ready = false;
+    // ConnectTimeout also covers the banner and key exchange, as in OpenSSH,
+    // up to the host key check (which may wait for the user).
+    let banner: ReturnType<typeof setTimeout> | undefined;
+    if (hop.connectTimeoutMs !== undefined) {
+      banner = setTimeout(() => {
+        failure ??= new TunnelError(
+          "CONNECT_TIMEOUT",
+          `Connection to ${hop.hostname} port ${hop.port} timed out during banner exchange (ConnectTimeout ${hop.connectTimeoutMs! / 1000} s); is that an SSH server?`,
+        );
+        sock.destroy();
+      }, hop.connectTimeoutMs);
+    }
+    stopBannerTimer = () => clearTimeout(banner);
     client.on("error", (err: Error & { level?: string }) => {
       if (ready) return;
       // ssh2 reports agent hiccups as errors but carries on with the next method.
@@ -242,8 +269,9 @@ async function connectOne(hop: HopSettings, openSocket: () => Promise<Duplex>, d
       resolve(client);
     });
     client.once("close", () => {
+      clearTimeout(banner);
       if (ready) return;
-      reject(failure ?? explainFailure(hop, lastError, auth.serverMethods()));
+      reject(failure ?? auth.cancelled() ?? explainFailure(hop, lastError, auth.serverMethods()));
     });
     client.connect(config);
   });

@@ -124,6 +124,12 @@ async function decideUnknown(policy: HostKeyPolicy, key: UnknownKey): Promise<vo
     let accepted = false;
     for (let attempt = 0; attempt < 3; attempt++) {
       const answer = await policy.prompt({ message: attempt === 0 ? question : "Please type 'yes', 'no' or the fingerprint: ", echo: true, kind: "secret" });
+      if (answer === null && attempt === 0) {
+        throw new TunnelError(
+          "HOST_KEY_UNKNOWN",
+          `Host key verification failed: ${key.name} is not in known_hosts (${key.label} ${key.fingerprint}) and there is no terminal or SSH_ASKPASS to ask. Run once in a terminal, or add the key to ${policy.userKnownHostsFiles[0]}, or use -o StrictHostKeyChecking=accept-new.`,
+        );
+      }
       if (answer === null) break;
       const trimmed = answer.trim();
       if (trimmed.toLowerCase() === "yes" || trimmed === key.fingerprint) {

@@ -6,6 +6,7 @@
  * /dev/tty, never stdin/stdout, so piped input and output are left alone.
  */
 import process from "node:process";
+import { TunnelError } from "../errors.ts";
 import { spawn } from "node:child_process";
 import { Buffer } from "node:buffer";
 import { closeSync, openSync, writeSync } from "node:fs";
@@ -140,7 +141,7 @@ export async function promptUser(request: PromptRequest, environment: PromptEnvi
   return (environment.runAskpass ?? runAskpassProgram)(program, request.message, childEnv);
 }
 
-type KeyOutcome = "more" | "enter" | "cancel";
+type KeyOutcome = "more" | "enter" | "cancel" | "interrupt";
 
 /** The line typed so far, and where we are inside an escape sequence (which may span reads). */
 interface LineEditor {
@@ -172,8 +173,10 @@ function applyKeys(line: LineEditor, keys: string, echo: boolean): { echoed: str
       continue;
     }
     if (ch === "\r" || ch === "\n") return { echoed, outcome: "enter" };
-    // Ctrl-C, Ctrl-D
-    if (ch === "\x03" || ch === "\x04") return { echoed, outcome: "cancel" };
+    // Ctrl-C stops the program, as in OpenSSH (raw mode turned it into a key);
+    // Ctrl-D only declines this prompt.
+    if (ch === "\x03") return { echoed, outcome: "interrupt" };
+    if (ch === "\x04") return { echoed, outcome: "cancel" };
     if (ch === "\x7f" || ch === "\b") {
       if (line.typed.pop() !== undefined && echo) echoed += ERASE_ONE;
     } else if (ch === "\x15") {
@@ -192,6 +195,12 @@ function applyKeys(line: LineEditor, keys: string, echo: boolean): { echoed: str
 
 async function readFromTerminal(tty: TtyLike, request: PromptRequest): Promise<string | null> {
   let raw = false;
+  // If something ends the process mid-prompt (SIGTERM, a fatal error), the
+  // terminal must not be left in raw mode: 'exit' listeners run synchronously.
+  const restore = (): void => {
+    if (raw) tty.setRawMode(false);
+  };
+  process.once("exit", restore);
   try {
     tty.setRawMode(true);
     raw = true;
@@ -207,10 +216,12 @@ async function readFromTerminal(tty: TtyLike, request: PromptRequest): Promise<s
       if (step.outcome !== "more") {
         // Enter is not echoed in raw mode; end the prompt's line ourselves.
         tty.write("\r\n");
+        if (step.outcome === "interrupt") throw new TunnelError("CANCELLED", "interrupted at the prompt (Ctrl-C); nothing was started");
         return step.outcome === "enter" ? line.typed.join("") : null;
       }
     }
   } finally {
+    process.removeListener("exit", restore);
     try {
       if (raw) tty.setRawMode(false);
     } finally {

@@ -33,7 +33,6 @@ export class ChannelOpenError extends Error {
 
 /** RFC 4254 section 5.1 SSH_MSG_CHANNEL_OPEN_FAILURE reason codes. */
 const OPEN_ADMINISTRATIVELY_PROHIBITED = 1;
-const OPEN_CONNECT_FAILED = 2;
 const OPEN_RESOURCE_SHORTAGE = 4;
 
 /**
@@ -57,7 +56,6 @@ export function classifyOpenFailure(reason: number | undefined, description: str
   ) {
     return "unreachable";
   }
-  if (reason === OPEN_CONNECT_FAILED) return "other";
   return "other";
 }
 
@@ -168,22 +166,19 @@ export function sessionFromClient(client: Client, disconnect: () => Promise<void
           remoteHandlers.set(actual, onIncoming);
           resolve({
             port: actual,
-            close: () =>
-              new Promise<void>((done) => {
-                remoteHandlers.delete(actual);
-                if (!up) return done();
-                try {
-                  client.unforwardIn(address, actual, () => done());
-                } catch {
-                  done();
-                }
-              }),
+            // Forget the port; no cancel-tcpip-forward: this runs only when we
+            // are leaving, the disconnect cancels it, and a server that stopped
+            // answering must not keep us waiting for its reply.
+            close: async () => {
+              remoteHandlers.delete(actual);
+            },
           });
         });
       });
     },
     onDown(listener) {
-      listeners.push(listener);
+      if (up) listeners.push(listener);
+      else queueMicrotask(() => listener(downReason));
     },
     close: disconnect,
   };

@@ -300,6 +300,8 @@ describe("safetunnel -D through a real sshd", () => {
     assert.match(result.stderr, /\(2\)/);
     assert.equal(result.stdout.length, 0);
     assert.deepEqual(http.requests.slice(seen), []);
+    // This must be the run's first SOCKS5 refusal: later ones from the same
+    // address within 10 s are folded into the next full line (forward/dynamic.ts).
     const refusal = new RegExp(`^Refused SOCKS5 CONNECT to 127\\.0\\.0\\.1:${http.port} from 127\\.0\\.0\\.1:\\d+ \\(curl\\): `);
     await waitFor(
       () => linesSince(tunnel.cli, logOffset).some((line) => refusal.test(line)),
@@ -320,6 +322,7 @@ describe("safetunnel -D through a real sshd", () => {
     assert.match(result.stderr, /\(91\)/);
     assert.equal(result.stdout.length, 0);
     assert.deepEqual(http.requests.slice(seen), []);
+    // The run's first SOCKS4 refusal (see above).
     const refusal = new RegExp(`^Refused SOCKS4 CONNECT to 127\\.0\\.0\\.1:${http.port} from 127\\.0\\.0\\.1:\\d+ \\(curl\\): .*plain SOCKS4`);
     await waitFor(
       () => linesSince(tunnel.cli, logOffset).some((line) => refusal.test(line)),

@@ -84,7 +84,7 @@ after(async () => {
 });
 
 async function startForward(
-  options: { allowIp?: Cidr[]; json?: boolean; describePeer?: (client: SocksClient) => Promise<string | undefined> } = {},
+  options: { allowIp?: Cidr[]; json?: boolean; describePeer?: (client: SocksClient) => Promise<string | undefined>; clock?: () => number } = {},
 ): Promise<Forward> {
   const session = new FakeSession();
   const stats = createStats();
@@ -99,6 +99,7 @@ async function startForward(
     log,
     stats,
     ...(options.describePeer ? { describePeer: options.describePeer } : {}),
+    ...(options.clock ? { clock: options.clock } : {}),
   });
   open.push(listener);
   return { listener, session, stats, lines };
@@ -338,6 +339,36 @@ describe("startDynamicForward: IP-address requests are refused", () => {
     return line;
   }
 
+  test("one full line per client address in 10 s: repeats are counted into the next full line, and every one is refused", async () => {
+    let now = 1_000_000;
+    let lookups = 0;
+    const forward = await startForward({ clock: () => now, describePeer: async () => (lookups++, "firefox") });
+    const refuse = async (): Promise<void> => {
+      const client = await socks5Connect(forward.listener.port, socks5IPv4([192, 0, 2, 7], 443));
+      assert.deepEqual(await client.readToEnd(), socks5Reply(0x02));
+      client.destroy();
+    };
+    await refuse();
+    now += 1_000;
+    await refuse();
+    await refuse();
+    assert.equal(forward.lines.length, 1, JSON.stringify(forward.lines));
+    now += 10_000;
+    await refuse();
+    assert.equal(forward.lines.length, 2, JSON.stringify(forward.lines));
+    assert.match(forward.lines[1]!, /^Refused SOCKS5 CONNECT to 192\.0\.2\.7:443 from 127\.0\.0\.1:\d+ \(firefox\): .* \(2 more refused since the last such line\)$/);
+    assert.equal(lookups, 2, "the /proc lookup runs only for full lines");
+    assertStats(forward.stats, { refusals: 4, connections: 0, failures: 0 });
+  });
+
+  test("a slow /proc lookup does not hold the refusal: the line just names no program", async () => {
+    const forward = await startForward({ describePeer: () => new Promise(() => {}) });
+    const client = await socks5Connect(forward.listener.port, socks5IPv4([192, 0, 2, 8], 80));
+    assert.deepEqual(await client.readToEnd(), socks5Reply(0x02));
+    assert.match(forward.lines[0]!, /^Refused SOCKS5 CONNECT to 192\.0\.2\.8:80 from 127\.0\.0\.1:\d+: /);
+    client.destroy();
+  });
+
   test("SOCKS5 IPv4 (ATYP 1): 05 02 00 01 00 00 00 00 00 00, no channel, one line", async () => {
     await refused(socks5IPv4([93, 184, 215, 14], 443), "93.184.215.14:443");
   });
@@ -529,7 +560,7 @@ describe("refusalLine", () => {
 
   test("an unknown program gets the whole line with every common fix", () => {
     assert.equal(
-      refusalLine(request(5, "93.184.215.14", "ipv4"), client, undefined, 9001),
+      refusalLine(request(5, "93.184.215.14", "ipv4"), client, undefined),
       "Refused SOCKS5 CONNECT to 93.184.215.14:443 from 127.0.0.1:51234: it carries an IP address, so the name was resolved " +
         "locally and your network saw the DNS lookup. Fix: make the app send names: Firefox: network.proxy.socks5_remote_dns = true; " +
         "Chromium: --proxy-server=socks5://127.0.0.1:9001; curl: --socks5-hostname 127.0.0.1:9001 or socks5h://. " +
@@ -538,7 +569,7 @@ describe("refusalLine", () => {
   });
 
   test("Firefox is told about socks5_remote_dns and the port", () => {
-    const line = refusalLine(request(5, "1.2.3.4", "ipv4"), client, "firefox", 9001);
+    const line = refusalLine(request(5, "1.2.3.4", "ipv4"), client, "firefox");
     assert.match(line, /from 127\.0\.0\.1:51234 \(firefox\):/);
     assert.match(line, /Fix: in Firefox set network\.proxy\.socks5_remote_dns = true \("Proxy DNS when using SOCKS v5"\) with SOCKS v5 host 127\.0\.0\.1 port 9001\./);
     assert.doesNotMatch(line, /curl/);
@@ -546,32 +577,37 @@ describe("refusalLine", () => {
 
   test("Chromium (and Chrome) are told to use socks5://", () => {
     for (const program of ["chromium", "chrome", "Chromium-browse"]) {
-      const line = refusalLine(request(4, "1.2.3.4", "ipv4", false), client, program, 9001);
+      const line = refusalLine(request(4, "1.2.3.4", "ipv4", false), client, program);
       assert.match(line, /Fix: start Chromium with --proxy-server=socks5:\/\/127\.0\.0\.1:9001 \(socks5, not socks4\)\./, program);
     }
   });
 
   test("curl is told about --socks5-hostname and socks5h://", () => {
-    const line = refusalLine(request(5, "1.2.3.4", "ipv4"), client, "curl", 1080);
+    const line = refusalLine(request(5, "1.2.3.4", "ipv4"), { ...client, localPort: 1080 }, "curl");
     assert.match(line, /Fix: use curl --socks5-hostname 127\.0\.0\.1:1080 \(or -x socks5h:\/\/127\.0\.0\.1:1080\)\./);
   });
 
+  test("the fix names the address the client reached us on, IPv6 in brackets", () => {
+    const line = refusalLine(request(5, "1.2.3.4", "ipv4"), { ...client, localAddress: "::1", localPort: 1081 }, "curl");
+    assert.match(line, /Fix: use curl --socks5-hostname \[::1\]:1081 \(or -x socks5h:\/\/\[::1\]:1081\)\./);
+  });
+
   test("an unrecognised program name gets the generic fix", () => {
-    const line = refusalLine(request(5, "1.2.3.4", "ipv4"), client, "wget", 9001);
+    const line = refusalLine(request(5, "1.2.3.4", "ipv4"), client, "wget");
     assert.match(line, /\(wget\)/);
     for (const fix of ["socks5_remote_dns", "--socks5-hostname", "socks5://127.0.0.1:9001"]) assert.ok(line.includes(fix), fix);
   });
 
   test("plain SOCKS4 is explained as carrying only IP addresses; SOCKS4a and SOCKS5 as carrying one", () => {
-    assert.match(refusalLine(request(4, "1.2.3.4", "ipv4", false), client, undefined, 9001), /^Refused SOCKS4 CONNECT .*it used plain SOCKS4, which carries only IP addresses/);
-    const fourA = refusalLine(request(4, "1.2.3.4", "name", true), client, undefined, 9001);
+    assert.match(refusalLine(request(4, "1.2.3.4", "ipv4", false), client, undefined), /^Refused SOCKS4 CONNECT .*it used plain SOCKS4, which carries only IP addresses/);
+    const fourA = refusalLine(request(4, "1.2.3.4", "name", true), client, undefined);
     assert.match(fourA, /^Refused SOCKS4 CONNECT .*it carries an IP address/);
     assert.doesNotMatch(fourA, /plain SOCKS4/);
-    assert.match(refusalLine(request(5, "1.2.3.4", "ipv4"), client, undefined, 9001), /^Refused SOCKS5 CONNECT .*it carries an IP address/);
+    assert.match(refusalLine(request(5, "1.2.3.4", "ipv4"), client, undefined), /^Refused SOCKS5 CONNECT .*it carries an IP address/);
   });
 
   test("an IPv6 destination is bracketed with its port and unbracketed in the --allow-ip hint", () => {
-    const line = refusalLine(request(5, "2001:db8::1", "ipv6"), client, undefined, 9001);
+    const line = refusalLine(request(5, "2001:db8::1", "ipv6"), client, undefined);
     assert.match(line, /CONNECT to \[2001:db8::1\]:443 from/);
     assert.match(line, /--allow-ip 2001:db8::1$/);
   });

@@ -4,12 +4,12 @@ import {
   cidrContains,
   classifyHost,
   decideDestination,
-  formatAddress,
   parseCidr,
   parseCidrList,
   type Cidr,
 } from "../../src/socks/policy.ts";
 import { TunnelError } from "../../src/errors.ts";
+import { formatAddress } from "../../src/address.ts";
 
 const bytes = (...values: number[]): Uint8Array => Uint8Array.from(values);
 const LOCALHOST4 = bytes(127, 0, 0, 1);

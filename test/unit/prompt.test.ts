@@ -1,5 +1,6 @@
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
+import { TunnelError } from "../../src/errors.ts";
 import { chmod, mkdtemp, rm, stat, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -154,9 +155,14 @@ describe("promptUser on the terminal", () => {
     assert.equal(output(), "\r" + hostKeyQuestion.message + "yess\b \b\r\n");
   });
 
-  test("returns null on Ctrl-C, discarding what was typed, and restores the terminal", async () => {
+  test("rejects with CANCELLED on Ctrl-C (the user wants out, as in ssh), discarding what was typed, and restores the terminal", async () => {
     const { tty, events, output } = fakeTty(["secr", "et\x03more\r"]);
-    assert.equal(await promptUser(secret, { env: {}, batchMode: false, openTty: () => tty }), null);
+    await assert.rejects(promptUser(secret, { env: {}, batchMode: false, openTty: () => tty }), (err: unknown) => {
+      assert.ok(err instanceof TunnelError);
+      assert.equal(err.code, "CANCELLED");
+      assert.match(err.message, /Ctrl-C/);
+      return true;
+    });
     assert.equal(output(), "\r" + secret.message + "\r\n");
     assert.deepEqual(events, ["raw on", "raw off", "close"]);
   });

@@ -5,6 +5,7 @@ import { commandLineConfig, lookupHost } from "../../src/config/resolve.ts";
 import {
   parseDestination,
   parseJumpList,
+  parseTimeSpec,
   resolveDestination,
   resolveHop,
   type DestinationSettings,
@@ -184,6 +185,18 @@ describe("resolveDestination: IdentityAgent", () => {
     assert.equal(settingsFor("h", [], "IdentityAgent ~/.ssh/agent-%r.sock\n").auth.agent, "/home/me/.ssh/agent-me.sock");
     assert.equal(settingsFor("h", [], "IdentityAgent /run/agent.sock\n").auth.agent, "/run/agent.sock");
   });
+
+  test("${VAR} and a bare $VAR come from the environment; an unset one is BAD_CONFIG naming it", () => {
+    const local = { ...LOCAL, env: { XDG_RUNTIME_DIR: "/run/user/1000", MY_AGENT: "/tmp/a.sock" } };
+    assert.equal(settingsFor("h", [], "IdentityAgent ${XDG_RUNTIME_DIR}/ssh-agent.socket\n", local).auth.agent, "/run/user/1000/ssh-agent.socket");
+    assert.equal(settingsFor("h", [], "IdentityAgent $MY_AGENT\n", local).auth.agent, "/tmp/a.sock");
+    assert.throws(() => settingsFor("h", [], "IdentityAgent ${NOPE}/sock\n", local), (err: unknown) => {
+      assert.ok(err instanceof TunnelError);
+      assert.equal(err.code, "BAD_CONFIG");
+      assert.match(err.message, /NOPE is not set/);
+      return true;
+    });
+  });
 });
 
 describe("resolveDestination: timeouts, batch mode, forwarding options", () => {
@@ -192,6 +205,16 @@ describe("resolveDestination: timeouts, batch mode, forwarding options", () => {
     assert.equal(s.connectTimeoutMs, 10_000);
     assert.equal(s.serverAliveIntervalMs, 15_000);
     assert.equal(s.serverAliveCountMax, 5);
+  });
+
+  test("time values take OpenSSH's units: 30s, 2m, 1h30m, 1w", () => {
+    assert.equal(settingsFor("h", [cli("connecttimeout", "30s")]).connectTimeoutMs, 30_000);
+    assert.equal(settingsFor("h", [cli("serveraliveinterval", "2m")]).serverAliveIntervalMs, 120_000);
+    assert.equal(settingsFor("h", [cli("serveraliveinterval", "1h30m")]).serverAliveIntervalMs, 5_400_000);
+    assert.equal(parseTimeSpec("1w"), 604_800);
+    assert.equal(parseTimeSpec("10x"), undefined);
+    assert.equal(parseTimeSpec("m"), undefined);
+    assert.throws(() => settingsFor("h", [cli("connecttimeout", "soon")]), /Bad value 'soon' for connecttimeout/);
   });
 
   test("ConnectTimeout 0 and none wait as long as the OS does", () => {

@@ -20,7 +20,7 @@ import {
   type Socks5ReplyCode,
   type SocksRequest,
 } from "../../src/socks/codec.ts";
-import { formatAddress } from "../../src/socks/policy.ts";
+import { formatAddress } from "../../src/address.ts";
 
 /** Bytes from hex text; blanks are ignored so tests can group fields ("05 01 00"). */
 function hex(text: string): Buffer {
