@@ -23,7 +23,7 @@ export interface PipeResult {
 
 /**
  * @example
- * joinStreams(socket, channel, leftover, (r) => log.debug(1, `closed after ${r.bytesDown} bytes`));
+ * joinStreams(socket, channel, (r) => log.debug(1, `closed after ${r.bytesDown} bytes`), leftover);
  */
 export function joinStreams(
   local: Duplex,

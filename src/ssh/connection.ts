@@ -54,14 +54,6 @@ const HOST_KEY_ALGORITHMS = [
   // No "ssh-rsa": SHA-1 signatures, refused by default since OpenSSH 8.8.
 ];
 
-
-/**
- * Connect through `hops` (jump hosts first, destination last). Resolves with
- * the destination's Client; any hop failing ends the chain.
- *
- * @example
- * const chain = await connectChain([jump, destination], { prompt, log });
- */
 export interface Chain {
   /** The destination's client: channels are opened on it. */
   client: Client;
@@ -72,6 +64,13 @@ export interface Chain {
 /** How long a polite disconnect may take before we stop waiting for it. */
 const DISCONNECT_WAIT_MS = 2000;
 
+/**
+ * Connect through `hops` (jump hosts first, destination last). Resolves with
+ * the destination's Client; any hop failing ends the chain.
+ *
+ * @example
+ * const chain = await connectChain([jump, destination], { prompt, log });
+ */
 export async function connectChain(hops: HopSettings[], deps: ConnectDeps): Promise<Chain> {
   let previous: Client | undefined;
   const opened: Client[] = [];
