@@ -228,7 +228,7 @@ export function parseCommandLine(argv: string[]): Plan {
       case "F": configFile = v; break;
       case "o": {
         const line = parseDashO(v);
-        if (!SUPPORTED_KEYWORDS.has(line.keyword)) warnings.push(`-o ${v}: safetunnel does not use this ssh option; ignoring it.`);
+        if (!SUPPORTED_KEYWORDS.has(line.keyword) && !CHECKED_KEYWORDS.has(line.keyword)) warnings.push(`-o ${v}: safetunnel does not use this ssh option; ignoring it.`);
         configLines.push(line);
         break;
       }
@@ -265,19 +265,24 @@ export const SUPPORTED_KEYWORDS = new Set([
 export const OTHER_SSH_KEYWORDS = new Set([
   "addkeystoagent", "bindaddress", "bindinterface", "canonicaldomains", "canonicalizefallbacklocal",
   "canonicalizehostname", "canonicalizemaxdots", "canonicalizepermittedcnames", "casignaturealgorithms",
-  "certificatefile", "checkhostip", "ciphers", "clearallforwardings", "compression", "controlmaster",
+  "certificatefile", "checkhostip", "clearallforwardings", "compression", "controlmaster",
   "controlpath", "controlpersist", "enableescapecommandline", "enablesshkeysign", "escapechar", "fingerprinthash",
   "forkafterauthentication", "forwardagent", "forwardx11", "forwardx11timeout", "forwardx11trusted",
   "gssapiauthentication", "gssapidelegatecredentials", "hostbasedacceptedalgorithms", "hostbasedauthentication",
-  "hostkeyalgorithms", "ignoreunknown", "include", "ipqos", "kbdinteractiveauthentication", "kbdinteractivedevices",
-  "kexalgorithms", "knownhostscommand", "localcommand", "loglevel", "logverbose", "macs", "nohostauthenticationforlocalhost",
-  "passwordauthentication", "permitlocalcommand", "permitremoteopen", "pkcs11provider", "proxycommand",
-  "proxyusefdpass", "pubkeyacceptedalgorithms", "pubkeyacceptedkeytypes", "pubkeyauthentication", "rekeylimit",
-  "remotecommand", "requesttty", "requiredrsasize", "revokedhostkeys", "securitykeyprovider", "sendenv",
+  "ignoreunknown", "include", "ipqos", "kbdinteractiveauthentication", "kbdinteractivedevices",
+  "localcommand", "loglevel", "logverbose", "nohostauthenticationforlocalhost",
+  "passwordauthentication", "permitlocalcommand", "permitremoteopen", "pkcs11provider",   "proxyusefdpass", "pubkeyacceptedalgorithms", "pubkeyacceptedkeytypes", "pubkeyauthentication", "rekeylimit",
+  "remotecommand", "requesttty", "requiredrsasize", "securitykeyprovider", "sendenv",
   "sessiontype", "setenv", "stdinnull", "streamlocalbindmask", "streamlocalbindunlink",
   "syslogfacility", "tcpkeepalive", "tunnel", "tunneldevice", "updatehostkeys", "usekeychain", "verifyhostkeydns",
   "visualhostkey", "xauthlocation", "match", "host", "protocol", "challengeresponseauthentication",
 ]);
+
+/**
+ * Keywords that config/resolve.ts checks for the host (refused or warned
+ * about with where they came from), so -o must not also call them ignored.
+ */
+export const CHECKED_KEYWORDS = new Set(["proxycommand", "knownhostscommand", "revokedhostkeys", "ciphers", "kexalgorithms", "macs", "hostkeyalgorithms"]);
 
 /** `-o Keyword=value` or `-o "Keyword value"`: one ssh_config line, read by the same parser as the files. */
 function parseDashO(text: string): ConfigLine {
@@ -292,7 +297,7 @@ function parseDashO(text: string): ConfigLine {
   if (directive === undefined || directive.args.length === 0) {
     throw usage(`bad -o option '${text}': expected -o Keyword=value, e.g. -o Port=2222`);
   }
-  if (!SUPPORTED_KEYWORDS.has(directive.keyword) && !OTHER_SSH_KEYWORDS.has(directive.keyword)) {
+  if (!SUPPORTED_KEYWORDS.has(directive.keyword) && !OTHER_SSH_KEYWORDS.has(directive.keyword) && !CHECKED_KEYWORDS.has(directive.keyword)) {
     throw usage(`-o ${text}: Bad configuration option (not an ssh_config keyword)`);
   }
   return { keyword: directive.keyword, args: directive.args, source: "-o" };

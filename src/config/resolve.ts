@@ -60,7 +60,9 @@ export function lookupHost(alias: string, configs: ParsedConfig[], ctx: { localU
     warnings: result.warnings,
     where: (keyword) => {
       const directive = result.sources.get(keyword);
-      return directive === undefined ? undefined : `${directive.file} line ${directive.line}`;
+      if (directive === undefined) return undefined;
+      // Command-line lines are named by their flag: "command line (-o)".
+      return directive.file.startsWith("command line") ? directive.file : `${directive.file} line ${directive.line}`;
     },
     first: (keyword) => result.options.get(keyword),
     all: (keyword) => {
@@ -90,10 +92,15 @@ export function unsupportedSettings(alias: string, lookup: HostLookup): { errors
       `ProxyCommand is set for ${alias} (${lookup.where("proxycommand")}), and safetunnel cannot run it; connecting directly would bypass that proxy. Use ProxyJump instead, or remove ProxyCommand for this host`,
     );
   }
-  for (const keyword of ["knownhostscommand", "revokedhostkeys"]) {
-    if (set(keyword)) {
-      errors.push(`${keyword === "knownhostscommand" ? "KnownHostsCommand" : "RevokedHostKeys"} is set for ${alias} (${lookup.where(keyword)}), and safetunnel cannot honour it; mark revoked keys with @revoked in known_hosts instead, or remove the setting for this host`);
-    }
+  if (set("knownhostscommand")) {
+    errors.push(
+      `KnownHostsCommand is set for ${alias} (${lookup.where("knownhostscommand")}), and safetunnel cannot run it; put the host's key in known_hosts instead (ssh-keyscan), or remove the setting for this host`,
+    );
+  }
+  if (set("revokedhostkeys")) {
+    errors.push(
+      `RevokedHostKeys is set for ${alias} (${lookup.where("revokedhostkeys")}), and safetunnel cannot read it; mark revoked keys with @revoked lines in known_hosts instead, or remove the setting for this host`,
+    );
   }
   for (const [keyword, name] of [["ciphers", "Ciphers"], ["kexalgorithms", "KexAlgorithms"], ["macs", "MACs"], ["hostkeyalgorithms", "HostKeyAlgorithms"]] as const) {
     if (set(keyword)) warnings.push(`${name} (${lookup.where(keyword)}) is not supported; safetunnel uses its own modern defaults for ${alias}.`);

@@ -260,7 +260,9 @@ async function connectOne(hop: HopSettings, openSocket: () => Promise<Duplex>, d
         log.debug(1, `agent: ${err.message}`);
         return;
       }
-      lastError = err;
+      // The first error is the cause; later ones (ECONNRESET as the server
+      // hangs up after "no matching host key") are its echo.
+      lastError ??= err;
     });
     client.once("ready", () => {
       ready = true;

@@ -7,7 +7,7 @@
  */
 import process from "node:process";
 import { TunnelError } from "../errors.ts";
-import { spawn } from "node:child_process";
+import { spawn, type ChildProcess } from "node:child_process";
 import { Buffer } from "node:buffer";
 import { closeSync, openSync, writeSync } from "node:fs";
 import { StringDecoder } from "node:string_decoder";
@@ -372,15 +372,27 @@ function closeQuietly(fd: number): void {
  * argv[1], stdin and stderr are inherited, the answer is stdout up to the
  * first CR or LF, and anything but a clean exit 0 means no answer.
  */
+/** Askpass programs still asking; a dialog must not outlive us (SIGTERM, Ctrl-C). */
+const askpassChildren = new Set<ChildProcess>();
+let killOnExit = false;
+
 function runAskpassProgram(
   program: string,
   prompt: string,
   env: Record<string, string | undefined>,
 ): Promise<string | null> {
+  if (!killOnExit) {
+    killOnExit = true;
+    process.on("exit", () => {
+      for (const child of askpassChildren) child.kill();
+    });
+  }
   return new Promise((resolve) => {
     const chunks: Buffer[] = [];
     try {
       const child = spawn(program, [prompt], { env, stdio: ["inherit", "pipe", "inherit"] });
+      askpassChildren.add(child);
+      child.once("exit", () => askpassChildren.delete(child));
       child.stdout.on("data", (chunk: Buffer) => chunks.push(chunk));
       // ENOENT, EACCES: the program cannot run, which OpenSSH also treats as no answer.
       child.on("error", () => resolve(null));

@@ -6,7 +6,7 @@
 import assert from "node:assert/strict";
 import { readFile } from "node:fs/promises";
 import { after, before, test } from "node:test";
-import { runCommand } from "../helpers/child.ts";
+import { runCommand, within } from "../helpers/child.ts";
 import { curlThroughSocks } from "../helpers/curl.ts";
 import { makeHome, waitForListen, type Home } from "../helpers/run.ts";
 import { makeKey, startSshd, type KeyPair, type Sshd } from "../helpers/sshd.ts";
@@ -102,4 +102,52 @@ test("answering 'no' to an unknown host key exits 255 and opens no port", async 
   assert.match(run.stdout(), /Host key verification failed/);
   assert.equal(await readFile(`${home.sshDir}/known_hosts`, "utf8"), "");
   await assert.rejects(waitForListen(port, "127.0.0.1", undefined, 300));
+});
+
+test("Ctrl-C at the passphrase prompt exits 255 saying it was interrupted, tries no other key, and never listens", async () => {
+  await home.writeKnownHosts(`${sshd.knownHostsLine()}\n`);
+  const port = await freePort();
+  const prompt = `Enter passphrase for key '${lockedKey.privatePath}': `;
+  // A usable second key: Ctrl-C must stop everything, not fall through to it.
+  const run = startInTerminal(["-D", String(port), "-i", lockedKey.privatePath, "-i", plainKey.privatePath, "-p", String(sshd.port), `${sshd.user}@127.0.0.1`], {
+    home: home.home,
+    answers: [[prompt, "\x03"]],
+  });
+  const status = await within(run.exited, 20_000);
+  if (status === undefined) await run.stop("SIGKILL");
+  const screen = run.stdout();
+  assert.ok(status !== undefined, `still running after Ctrl-C:\n${screen}`);
+  assert.equal(status.code, 255, screen);
+  await assert.rejects(waitForListen(port, "127.0.0.1", undefined, 300));
+  // The prompt's line is ended, then one line says why, and nothing follows it.
+  const after = screen.slice(screen.indexOf(prompt) + prompt.length);
+  // (ONLCR stays on in Node's raw mode, so the "\r\n" written there arrives as "\r\r\n".)
+  assert.match(after, /^\r+\n/, JSON.stringify(after));
+  const lines = after.split(/\r+\n/).filter((line) => line !== "");
+  assert.equal(lines.length, 1, JSON.stringify(after));
+  assert.match(lines[0]!, /interrupted/i);
+  assert.match(lines[0]!, /Ctrl-C/);
+  assert.ok(screen.endsWith("\r\n"), JSON.stringify(screen));
+  assert.doesNotMatch(screen, /Permission denied|Stopped by|internal error/);
+});
+
+test("Ctrl-D at the passphrase prompt skips that key, and a second usable key still connects", async () => {
+  await home.writeKnownHosts(`${sshd.knownHostsLine()}\n`);
+  const port = await freePort();
+  const prompt = `Enter passphrase for key '${lockedKey.privatePath}': `;
+  const run = startInTerminal(["-D", String(port), "-i", lockedKey.privatePath, "-i", plainKey.privatePath, "-p", String(sshd.port), `${sshd.user}@127.0.0.1`], {
+    home: home.home,
+    answers: [[prompt, "\x04"]],
+  });
+  try {
+    await waitForListen(port, "127.0.0.1", run);
+    assert.equal(await fetchThrough(port), "hello from target\n");
+  } finally {
+    const status = await run.stop("SIGTERM");
+    assert.equal(status.code, 0, run.stdout());
+  }
+  const screen = run.stdout();
+  // Asked once: Ctrl-D declines this key rather than counting as a wrong passphrase.
+  assert.equal(screen.split(prompt).length - 1, 1, screen);
+  assert.doesNotMatch(screen, /Bad passphrase|interrupted/);
 });
