@@ -12,13 +12,12 @@ import { serveSocksSocket, type ConnectOutcome, type SocksClient } from "../sock
 import { Socks5Reply, type Socks5ReplyCode, type SocksRequest } from "../socks/codec.ts";
 import { decideDestination, type Cidr } from "../socks/policy.ts";
 import type { ChannelFailureKind, TunnelSession } from "../ssh/session.ts";
-import { ChannelOpenError } from "../ssh/session.ts";
+import { ChannelOpenError, describeOpenFailure } from "../ssh/session.ts";
 import { joinStreams } from "./pipe.ts";
 import { hostPort } from "../address.ts";
 import { listenAll, type Listener } from "./listen.ts";
 import type { Logger } from "../log.ts";
 import type { TrafficStats } from "./stats.ts";
-import { describeError } from "../errors.ts";
 
 export interface DynamicForwardOptions {
   /** "-D 9001", for messages. */
@@ -132,7 +131,7 @@ export async function startDynamicForward(options: DynamicForwardOptions): Promi
       stats.failures++;
       const kind = err instanceof ChannelOpenError ? err.kind : "other";
       const reply = REPLY_FOR_FAILURE[kind];
-      log.info(`${options.label}: connect to ${target} failed: ${describeError(err)} (SOCKS reply 0x0${reply}).`, {
+      log.info(`${options.label}: connect to ${target} failed: ${describeOpenFailure(err)} (SOCKS reply 0x0${reply}).`, {
         event: "open-failed",
         destination: target,
         kind,
@@ -142,20 +141,16 @@ export async function startDynamicForward(options: DynamicForwardOptions): Promi
   };
 
   const onEstablished = (socket: Socket, stream: Duplex, request: SocksRequest, leftover: Uint8Array): void => {
-    stats.connections++;
-    stats.active++;
     joinStreams(
       socket,
       stream,
       (result) => {
-        stats.active--;
-        stats.bytesUp += result.bytesUp;
-        stats.bytesDown += result.bytesDown;
         if (log.debugEnabled(1)) {
           log.debug(1, `${options.label}: closed ${hostPort(request.destination.host, request.destination.port)}: ${result.bytesUp} bytes up, ${result.bytesDown} down${result.error ? ` (${result.error.message})` : ""}`);
         }
       },
       leftover,
+      stats,
     );
   };
 

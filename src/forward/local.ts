@@ -5,12 +5,11 @@
  * The channel is opened when a client connects, not at set-up (as OpenSSH).
  */
 import type { Socket } from "node:net";
-import type { TunnelSession } from "../ssh/session.ts";
+import { describeOpenFailure, type TunnelSession } from "../ssh/session.ts";
 import type { Logger } from "../log.ts";
 import type { TrafficStats } from "./stats.ts";
 import { joinStreams } from "./pipe.ts";
 import { listenAll, type Listener } from "./listen.ts";
-import { describeError } from "../errors.ts";
 
 export interface LocalForwardOptions {
   label: string;
@@ -39,19 +38,13 @@ export function startLocalForward(options: LocalForwardOptions): Promise<Listene
           channel.destroy();
           return;
         }
-        stats.connections++;
-        stats.active++;
         log.debug(1, `${label}: connection from ${origin.address}:${origin.port} to ${target.host}:${target.port}`);
-        joinStreams(socket, channel, (result) => {
-          stats.active--;
-          stats.bytesUp += result.bytesUp;
-          stats.bytesDown += result.bytesDown;
-        });
+        joinStreams(socket, channel, () => {}, undefined, stats);
       },
       (err: unknown) => {
         stats.failures++;
         // OpenSSH: "channel 2: open failed: connect failed: Connection refused".
-        log.info(`${label}: connect to ${target.host} port ${target.port} failed: ${describeError(err)}.`, { event: "open-failed" });
+        log.info(`${label}: connect to ${target.host} port ${target.port} failed: ${describeOpenFailure(err)}.`, { event: "open-failed" });
         socket.destroy();
       },
     );

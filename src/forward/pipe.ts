@@ -22,8 +22,19 @@ export interface PipeResult {
 }
 
 /**
+ * Running totals of a whole run, kept current as bytes flow, so a summary
+ * taken while connections are still open (SIGTERM) counts what they carried.
+ */
+export interface Tally {
+  connections: number;
+  active: number;
+  bytesUp: number;
+  bytesDown: number;
+}
+
+/**
  * @example
- * joinStreams(socket, channel, (r) => log.debug(1, `closed after ${r.bytesDown} bytes`), leftover);
+ * joinStreams(socket, channel, (r) => log.debug(1, `closed after ${r.bytesDown} bytes`), leftover, stats);
  */
 export function joinStreams(
   local: Duplex,
@@ -31,8 +42,13 @@ export function joinStreams(
   onDone: (result: PipeResult) => void,
   /** Bytes the client sent before the tunnel was ready (optimistic data). */
   initial?: Uint8Array,
+  tally?: Tally,
 ): void {
   const result: PipeResult = { bytesUp: 0, bytesDown: 0 };
+  if (tally !== undefined) {
+    tally.connections++;
+    tally.active++;
+  }
   let localClosed = false;
   let remoteClosed = false;
   let reported = false;
@@ -40,6 +56,7 @@ export function joinStreams(
   const finish = (): void => {
     if (reported || !localClosed || !remoteClosed) return;
     reported = true;
+    if (tally !== undefined) tally.active--;
     onDone(result);
   };
   const fail = (err: Error): void => {
@@ -50,9 +67,11 @@ export function joinStreams(
 
   local.on("data", (chunk: Uint8Array) => {
     result.bytesUp += chunk.length;
+    if (tally !== undefined) tally.bytesUp += chunk.length;
   });
   remote.on("data", (chunk: Uint8Array) => {
     result.bytesDown += chunk.length;
+    if (tally !== undefined) tally.bytesDown += chunk.length;
   });
   local.on("error", fail);
   remote.on("error", fail);
@@ -80,6 +99,7 @@ export function joinStreams(
 
   if (initial !== undefined && initial.length > 0) {
     result.bytesUp += initial.length;
+    if (tally !== undefined) tally.bytesUp += initial.length;
     remote.write(initial);
   }
   local.pipe(remote);

@@ -44,14 +44,8 @@ export async function startRemoteForward(options: RemoteForwardOptions): Promise
       local.once("connect", () => {
         local.setNoDelay(true);
         const channel = incoming.accept();
-        stats.connections++;
-        stats.active++;
         log.debug(1, `${label}: connection from ${incoming.from.address}:${incoming.from.port} to ${target.host}:${target.port}`);
-        joinStreams(local, channel, (result) => {
-          stats.active--;
-          stats.bytesUp += result.bytesUp;
-          stats.bytesDown += result.bytesDown;
-        });
+        joinStreams(local, channel, () => {}, undefined, stats);
       });
       local.once("error", (err) => {
         if (local.connecting) {

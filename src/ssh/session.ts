@@ -59,6 +59,21 @@ export function classifyOpenFailure(reason: number | undefined, description: str
   return "other";
 }
 
+/**
+ * A failed open for a log line. OpenSSH's sshd says only "open failed" when
+ * its configuration forbids forwarding, so the reason code has to speak.
+ *
+ * @example
+ * describeOpenFailure(new ChannelOpenError("prohibited", "open failed"))
+ * // "administratively prohibited by the server (AllowTcpForwarding or PermitOpen): open failed"
+ */
+export function describeOpenFailure(err: unknown): string {
+  if (err instanceof ChannelOpenError && err.kind === "prohibited") {
+    return `administratively prohibited by the server (AllowTcpForwarding or PermitOpen): ${err.message}`;
+  }
+  return err instanceof Error ? err.message : String(err);
+}
+
 export interface Origin {
   address: string;
   port: number;

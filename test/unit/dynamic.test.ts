@@ -502,7 +502,9 @@ describe("startDynamicForward: channel-open failures map to exact replies", () =
       assert.deepEqual(await four.readToEnd(), SOCKS4_REJECTED);
       assertStats(stats, { failures: 2, connections: 0, refusals: 0 });
       assert.equal(lines.length, 2);
-      assert.equal(lines[0], `-D test: connect to target.example:80 failed: far end says ${kind} (SOCKS reply 0x0${rep}).`);
+      // sshd says only "open failed" when forwarding is forbidden; the line adds why.
+      const why = kind === "prohibited" ? "administratively prohibited by the server (AllowTcpForwarding or PermitOpen): " : "";
+      assert.equal(lines[0], `-D test: connect to target.example:80 failed: ${why}far end says ${kind} (SOCKS reply 0x0${rep}).`);
     });
   }
 
