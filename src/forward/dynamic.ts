@@ -91,6 +91,10 @@ export async function startDynamicForward(options: DynamicForwardOptions): Promi
       log.debug(1, `Refused SOCKS${request.version} CONNECT to ${target} from ${client.address}:${client.port} (IP address).`);
       return;
     }
+    // Bounded: with -g, many addresses may come and go.
+    if (lastFull.size >= 1024) {
+      for (const [k, v] of lastFull) if (now - v.at >= REFUSAL_WINDOW_MS) lastFull.delete(k);
+    }
     lastFull.set(key, { at: now, suppressed: 0 });
     const program = options.describePeer === undefined ? undefined : await within(options.describePeer(client), PEER_LOOKUP_MS);
     const more = seen !== undefined && seen.suppressed > 0 ? ` (${seen.suppressed} more refused since the last such line)` : "";
