@@ -11,6 +11,7 @@ import { createHash, createHmac, randomBytes } from "node:crypto";
 import { mkdir, open, readFile } from "node:fs/promises";
 import { dirname } from "node:path";
 import { TunnelError } from "../errors.ts";
+import { hostPatternListMatches } from "./patterns.ts";
 
 /** A public host key: `blob` is the SSH wire encoding, `type` the first string inside it. */
 export interface HostKey {
@@ -150,43 +151,6 @@ export function knownHostsName(host: string, port: number): string {
   return `[${host}]:${port}`;
 }
 
-/** match.c match_pattern(): `*` is any run of characters, `?` exactly one, everything else literal. */
-function matchGlob(text: string, pattern: string): boolean {
-  let t = 0;
-  let p = 0;
-  let starP = -1;
-  let starT = 0;
-  while (t < text.length) {
-    if (p < pattern.length && (pattern[p] === "?" || pattern[p] === text[t])) {
-      t++;
-      p++;
-    } else if (p < pattern.length && pattern[p] === "*") {
-      starP = p++;
-      starT = t;
-    } else if (starP !== -1) {
-      p = starP + 1;
-      t = ++starT;
-    } else {
-      return false;
-    }
-  }
-  while (p < pattern.length && pattern[p] === "*") p++;
-  return p === pattern.length;
-}
-
-/** match.c match_pattern_list() with dolower: 1 on a positive match, -1 as soon as a negated one matches, else 0. */
-function matchPatternList(name: string, list: string): 1 | 0 | -1 {
-  let positive = false;
-  for (const raw of list.toLowerCase().split(",")) {
-    const negated = raw.startsWith("!");
-    const pattern = negated ? raw.slice(1) : raw;
-    if (!matchGlob(name, pattern)) continue;
-    if (negated) return -1;
-    positive = true;
-  }
-  return positive ? 1 : 0;
-}
-
 function hashHostName(name: string, salt: Buffer): string {
   const digest = createHmac("sha1", salt).update(name, "utf8").digest();
   return `${HASH_MAGIC}${salt.toString("base64")}|${digest.toString("base64")}`;
@@ -211,7 +175,7 @@ export function entryMatchesHost(entry: KnownHostsEntry, host: string, port: num
     const salt = hashedFieldSalt(entry.hostField);
     return salt !== null && hashHostName(name, salt) === entry.hostField;
   }
-  return matchPatternList(name, entry.hostField) === 1;
+  return hostPatternListMatches(entry.hostField.split(","), name);
 }
 
 function entryHasKey(entry: KnownHostsEntry, blob: Buffer): boolean {

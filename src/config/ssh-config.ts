@@ -11,6 +11,9 @@
 import { readFile as fsReadFile, readdir } from "node:fs/promises";
 import { Buffer } from "node:buffer";
 import { TunnelError } from "../errors.ts";
+import { hostPatternListMatches, matchPattern } from "./patterns.ts";
+
+export { hostPatternListMatches };
 
 /** One `Keyword args...` line. `keyword` is lowercased and de-aliased. */
 export interface ConfigDirective {
@@ -295,36 +298,6 @@ export function expandTilde(path: string, homeDir: string): string {
   );
 }
 
-/**
- * ssh_config pattern-list matching: `*` and `?` wildcards, `!` negates, and a
- * matching negated pattern vetoes the whole list (match.c). Case-insensitive
- * by default as `Match host` is; `Host` lines are case-sensitive in OpenSSH
- * (checked with `ssh -G`), so the resolver passes `ignoreCase: false` there.
- *
- * @example
- * hostPatternListMatches(["*.example.com", "!bad.example.com"], "web.example.com"); // true
- * hostPatternListMatches(["*.example.com", "!bad.example.com"], "bad.example.com"); // false
- * hostPatternListMatches("a,b".split(","), "B"); // true
- */
-export function hostPatternListMatches(
-  patterns: string[],
-  host: string,
-  options: { ignoreCase?: boolean } = {},
-): boolean {
-  const ignoreCase = options.ignoreCase ?? true;
-  const subject = ignoreCase ? host.toLowerCase() : host;
-  let matched = false;
-  for (const raw of patterns) {
-    const negated = raw.startsWith("!");
-    const body = negated ? raw.slice(1) : raw;
-    const pattern = ignoreCase ? body.toLowerCase() : body;
-    if (!wildcardMatch(pattern, subject)) continue;
-    if (negated) return false;
-    matched = true;
-  }
-  return matched;
-}
-
 // ---------------------------------------------------------------- parsing
 
 /**
@@ -538,7 +511,7 @@ async function expandGlob(pattern: string, listDir: (path: string) => Promise<st
         }
         for (const name of names) {
           if (name.startsWith(".") && !part.startsWith(".")) continue;
-          if (wildcardMatch(part, name)) next.push(`${prefix}/${name}`);
+          if (matchPattern(name, part)) next.push(`${prefix}/${name}`);
         }
       }
     }
@@ -686,31 +659,6 @@ function expandPercent(value: string, tokens: Record<string, string | undefined>
     out += replacement;
   }
   return out;
-}
-
-/** match.c match_pattern: `*` is any run of characters, `?` exactly one. */
-function wildcardMatch(pattern: string, text: string): boolean {
-  let p = 0;
-  let t = 0;
-  let starP = -1;
-  let starT = 0;
-  while (t < text.length) {
-    const pc = pattern[p];
-    if (pc === "*") {
-      starP = p++;
-      starT = t;
-    } else if (pc !== undefined && (pc === "?" || pc === text[t])) {
-      p++;
-      t++;
-    } else if (starP >= 0) {
-      p = starP + 1;
-      t = ++starT;
-    } else {
-      return false;
-    }
-  }
-  while (pattern[p] === "*") p++;
-  return p === pattern.length;
 }
 
 function trimSlash(path: string): string {
