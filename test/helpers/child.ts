@@ -125,6 +125,41 @@ export async function runCommand(
   args: string[],
   options: { env?: NodeJS.ProcessEnv; cwd?: string; timeoutMs?: number } = {},
 ): Promise<CommandResult> {
+  const { watched, output } = spawnCapturing(command, args, options);
+  const status = await within(watched.exited, options.timeoutMs ?? 20_000);
+  if (status === undefined) {
+    await stopChild(watched, "SIGKILL");
+    throw new Error(`${command} ${args.join(" ")} did not finish in ${options.timeoutMs ?? 20_000} ms; stderr: ${output.stderr().trim()}`);
+  }
+  const spawnError = watched.spawnError();
+  if (spawnError !== undefined) throw new Error(`cannot run ${command}: ${spawnError.message}`);
+  // Output can trail 'exit' slightly; 'close' may never come if a grandchild holds the pipe.
+  await within(output.closed, 2000);
+  return { code: status.code, signal: status.signal, stdout: output.stdout(), stderr: output.stderr() };
+}
+
+/** What a child printed so far, as text. */
+export interface CapturedText {
+  stdout(): string;
+  stderr(): string;
+  /** Resolves on the child's 'close' (both pipes ended), which can trail 'exit'. */
+  closed: Promise<void>;
+}
+
+/**
+ * Spawn with stdin closed, watch the child (see `watchChild`) and capture its
+ * stdout and stderr as text.
+ *
+ * @example
+ * const { watched, output } = spawnCapturing("ssh", ["-V"]);
+ * await watched.exited;
+ * output.stderr(); // "OpenSSH_9.2p1 ..."
+ */
+export function spawnCapturing(
+  command: string,
+  args: string[],
+  options: { env?: NodeJS.ProcessEnv; cwd?: string } = {},
+): { watched: WatchedChild; output: CapturedText } {
   const child = spawn(command, args, { env: options.env ?? process.env, cwd: options.cwd, stdio: ["ignore", "pipe", "pipe"] });
   const watched = watchChild(child);
   let stdout = "";
@@ -132,14 +167,5 @@ export async function runCommand(
   child.stdout?.setEncoding("utf8").on("data", (chunk: string) => (stdout += chunk));
   child.stderr?.setEncoding("utf8").on("data", (chunk: string) => (stderr += chunk));
   const closed = new Promise<void>((resolve) => child.once("close", () => resolve()));
-  const status = await within(watched.exited, options.timeoutMs ?? 20_000);
-  if (status === undefined) {
-    await stopChild(watched, "SIGKILL");
-    throw new Error(`${command} ${args.join(" ")} did not finish in ${options.timeoutMs ?? 20_000} ms; stderr: ${stderr.trim()}`);
-  }
-  const spawnError = watched.spawnError();
-  if (spawnError !== undefined) throw new Error(`cannot run ${command}: ${spawnError.message}`);
-  // Output can trail 'exit' slightly; 'close' may never come if a grandchild holds the pipe.
-  await within(closed, 2000);
-  return { code: status.code, signal: status.signal, stdout, stderr };
+  return { watched, output: { stdout: () => stdout, stderr: () => stderr, closed } };
 }

@@ -10,7 +10,8 @@ import process from "node:process";
 import { SocksClient } from "socks";
 import { stopChild, watchChild, within } from "./child.ts";
 
-export type CurlProxyFlag = "--socks5-hostname" | "--socks5" | "--socks4" | "--socks4a";
+/** `-x` takes a proxy URL ("socks5h://127.0.0.1:1080"); the others take host:port. */
+export type CurlProxyFlag = "--socks5-hostname" | "--socks5" | "--socks4" | "--socks4a" | "-x";
 
 export interface CurlResult {
   /** curl's exit status (0 ok, 7 could not connect, 28 timeout, 97 SOCKS failure...); -1 if it was killed. */
@@ -25,24 +26,39 @@ const PROXY_VARIABLES = ["http_proxy", "https_proxy", "all_proxy", "no_proxy", "
 /**
  * Fetch `url` with curl through a SOCKS proxy (`-q -sS --max-time`, no .curlrc,
  * no proxy variables). `--socks5-hostname` and `--socks4a` send the name;
- * `--socks5` and `--socks4` resolve it locally and send an IP.
+ * `--socks5` and `--socks4` resolve it locally and send an IP; with `-x` the
+ * proxy URL's scheme decides (`socks5h://` sends the name).
  *
  * @example
  * const { code, stdout } = await curlThroughSocks("--socks5-hostname", `127.0.0.1:${port}`, `${target.url}/hello`);
  * // code 0, stdout "hello from target\n"
  */
-export async function curlThroughSocks(
+export function curlThroughSocks(
   proxyFlag: CurlProxyFlag,
   proxy: string,
   url: string,
   options: { maxTimeSeconds?: number; extraArgs?: string[] } = {},
 ): Promise<CurlResult> {
-  const maxTime = options.maxTimeSeconds ?? 15;
+  return runCurl([proxyFlag, proxy, ...(options.extraArgs ?? []), url], options.maxTimeSeconds ?? 15);
+}
+
+/**
+ * Fetch `url` with curl and no proxy at all (`-q -sS --max-time`, no .curlrc,
+ * no proxy variables): for ports that forward by themselves (-L, -R).
+ *
+ * @example
+ * const { code, stdout } = await curlDirect(`http://127.0.0.1:${localPort}/hello`);
+ */
+export function curlDirect(url: string, options: { maxTimeSeconds?: number } = {}): Promise<CurlResult> {
+  return runCurl([url], options.maxTimeSeconds ?? 15);
+}
+
+/** `curl -q -sS --max-time maxTime ...args` with the proxy variables removed, killed if it overruns. */
+async function runCurl(args: string[], maxTime: number): Promise<CurlResult> {
   const env: NodeJS.ProcessEnv = { ...process.env };
   for (const name of PROXY_VARIABLES) delete env[name];
   // -q must come first: it stops curl reading ~/.curlrc.
-  const args = ["-q", "-sS", "--max-time", String(maxTime), proxyFlag, proxy, ...(options.extraArgs ?? []), url];
-  const child = spawn("curl", args, { env, stdio: ["ignore", "pipe", "pipe"] });
+  const child = spawn("curl", ["-q", "-sS", "--max-time", String(maxTime), ...args], { env, stdio: ["ignore", "pipe", "pipe"] });
   const watched = watchChild(child);
   const out: Buffer[] = [];
   let stderr = "";

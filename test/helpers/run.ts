@@ -3,7 +3,7 @@
  * integration test needs: no tty, a throwaway HOME, no inherited ssh-agent,
  * output captured, every wait bounded.
  */
-import { spawn } from "node:child_process";
+import assert from "node:assert/strict";
 import { existsSync, mkdtempSync, rmSync } from "node:fs";
 import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { connect } from "node:net";
@@ -11,8 +11,9 @@ import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import process from "node:process";
 import { fileURLToPath } from "node:url";
-import { delay, type ExitStatus, stopChild, watchChild, within } from "./child.ts";
+import { delay, type ExitStatus, spawnCapturing, stopChild, within } from "./child.ts";
 import { forgetDir, removeOnExit } from "./cleanup.ts";
+import { waitFor } from "./wait.ts";
 
 /**
  * The repository root: the nearest folder above this file holding package.json.
@@ -60,24 +61,19 @@ export interface Running {
  * await ssh.stop();
  */
 export function startProcess(command: string, args: string[], options: { env?: NodeJS.ProcessEnv; cwd?: string } = {}): Running {
-  const child = spawn(command, args, { env: options.env ?? process.env, cwd: options.cwd, stdio: ["ignore", "pipe", "pipe"] });
-  const watched = watchChild(child);
-  let stdout = "";
-  let stderr = "";
-  child.stdout?.setEncoding("utf8").on("data", (chunk: string) => (stdout += chunk));
-  child.stderr?.setEncoding("utf8").on("data", (chunk: string) => (stderr += chunk));
-  const closed = new Promise<void>((resolve) => child.once("close", () => resolve()));
+  const { watched, output } = spawnCapturing(command, args, options);
+  let spawnFailure = "";
   const exited = watched.exited.then(async (status) => {
     const spawnError = watched.spawnError();
-    if (spawnError !== undefined) stderr += `cannot run ${command}: ${spawnError.message}\n`;
+    if (spawnError !== undefined) spawnFailure = `cannot run ${command}: ${spawnError.message}\n`;
     // 'close' waits for the pipes; a grandchild holding them open must not hang us.
-    else await within(closed, 2000);
+    else await within(output.closed, 2000);
     return status;
   });
   return {
     pid: watched.pid,
-    stdout: () => stdout,
-    stderr: () => stderr,
+    stdout: output.stdout,
+    stderr: () => output.stderr() + spawnFailure,
     exited,
     async stop(signal: NodeJS.Signals = "SIGTERM") {
       await stopChild(watched, signal);
@@ -200,6 +196,74 @@ export async function waitForListen(port: number, host: string, running?: Runnin
   throw new Error(`nothing listening on ${host}:${port} after ${timeoutMs} ms${stderr}`);
 }
 
+/**
+ * The non-empty lines of a run's stderr (a `Running` or a `runCli` result),
+ * from character `since` on (default: all of it).
+ *
+ * @example
+ * const offset = cli.stderr().length;
+ * // ... make the CLI log something ...
+ * stderrLines(cli, offset).filter((line) => line.startsWith("Refused"));
+ */
+export function stderrLines(from: { stderr(): string } | { stderr: string }, since = 0): string[] {
+  const text = typeof from.stderr === "string" ? from.stderr : from.stderr();
+  return text
+    .slice(since)
+    .split("\n")
+    .filter((line) => line !== "");
+}
+
+/**
+ * Wait (up to 10 s) until the CLI has written a stderr line, after character
+ * `since`, that matches `pattern` (a RegExp, or a string the line contains);
+ * resolves with that line. Fails naming `what` when time runs out, or as soon
+ * as the CLI exits without writing one.
+ *
+ * @example
+ * const line = await waitForLine(cli, /^Allocated port \d+ /, "the allocated port line");
+ */
+export async function waitForLine(cli: Running, pattern: RegExp | string, what: string, since = 0): Promise<string> {
+  const matches = (line: string): boolean => (typeof pattern === "string" ? line.includes(pattern) : pattern.test(line));
+  let exited = false;
+  void cli.exited.then(() => (exited = true));
+  let found: string | undefined;
+  await waitFor(
+    () => {
+      found = stderrLines(cli, since).find(matches);
+      return found !== undefined || exited;
+    },
+    what,
+    () => `stderr: ${cli.stderr().slice(since).trim()}`,
+  );
+  if (found === undefined) assert.fail(`safetunnel exited before ${what}; stderr: ${cli.stderr().slice(since).trim()}`);
+  return found;
+}
+
+/**
+ * The exit code of a run that must end on its own; fails (with its stderr)
+ * if it is still running after `ms` (default 20 s, a bound, not an expectation).
+ *
+ * @example
+ * assert.equal(await waitForExit(cli), 255, cli.stderr());
+ */
+export async function waitForExit(cli: Running, ms = 20_000): Promise<number | null> {
+  const status = await within(cli.exited, ms);
+  assert.ok(status !== undefined, `safetunnel did not exit within ${ms} ms; stderr:\n${cli.stderr()}`);
+  return status.code;
+}
+
+/**
+ * Assert the CLI's stderr shows no crash: no JavaScript stack trace, no
+ * "internal error", no uncaught exception text.
+ *
+ * @example
+ * assertNoCrash(cli.stderr());
+ */
+export function assertNoCrash(stderr: string): void {
+  assert.doesNotMatch(stderr, /^\s+at .+[(:]\d+/m, `a stack trace on stderr:\n${stderr}`);
+  assert.doesNotMatch(stderr, /internal error|Uncaught|TypeError|ReferenceError|node:internal/i, `a crash on stderr:\n${stderr}`);
+}
+
 export interface Home {
   home: string;
   /** `home/.ssh`, mode 0700. */
@@ -233,6 +297,44 @@ export async function makeHome(): Promise<Home> {
     async cleanup() {
       await rm(home, { recursive: true, force: true });
       forgetDir(home);
+    },
+  };
+}
+
+export interface HomeSet {
+  /** A new HOME (see `makeHome`), removed by `cleanup()`. */
+  make(): Promise<Home>;
+  /** A new HOME whose known_hosts holds each server's `knownHostsLine()`, in order (an empty file for none). */
+  trusting(...servers: { knownHostsLine(): string }[]): Promise<Home>;
+  /** Remove every HOME made so far. */
+  cleanup(): Promise<void>;
+}
+
+/**
+ * Throwaway HOMEs for one test file, removed together in its `after` hook.
+ *
+ * @example
+ * const homes = makeHomeSet();
+ * after(() => homes.cleanup());
+ * const home = await homes.trusting(sshd);
+ * startCli([...], { home: home.home });
+ */
+export function makeHomeSet(): HomeSet {
+  const made: Home[] = [];
+  const make = async (): Promise<Home> => {
+    const home = await makeHome();
+    made.push(home);
+    return home;
+  };
+  return {
+    make,
+    async trusting(...servers) {
+      const home = await make();
+      await home.writeKnownHosts(servers.map((server) => `${server.knownHostsLine()}\n`).join(""));
+      return home;
+    },
+    async cleanup() {
+      for (const home of made.splice(0)) await home.cleanup();
     },
   };
 }

@@ -3,6 +3,7 @@
  * dir, host keys, authorized_keys and loopback port; no system changes beyond
  * `mkdir -p /run/sshd`, which sshd needs for privilege separation when root.
  */
+import assert from "node:assert/strict";
 import { type ChildProcess, spawn } from "node:child_process";
 import { mkdirSync } from "node:fs";
 import { chmod, mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
@@ -46,6 +47,19 @@ export async function makeKey(dir: string, name: string, options: { type?: KeyTy
   const publicLine = (await readFile(publicPath, "utf8")).trim();
   const type = publicLine.split(" ")[0] ?? "";
   return { privatePath, publicPath, publicLine, type, ...(passphrase === "" ? {} : { passphrase }) };
+}
+
+/**
+ * The SHA256 fingerprint of a public key file, as `ssh-keygen -lf` prints it
+ * and as OpenSSH's messages quote it.
+ *
+ * @example
+ * await sha256Fingerprint(key.publicPath); // "SHA256:uNiVztksCsDhcc0u9e8BujQXVUpKZIDTMczCvj3tD2s"
+ */
+export async function sha256Fingerprint(publicPath: string): Promise<string> {
+  const result = await runCommand("ssh-keygen", ["-lf", publicPath, "-E", "sha256"]);
+  assert.equal(result.code, 0, result.stderr);
+  return result.stdout.split(" ")[1] ?? "";
 }
 
 export interface Sshd {

@@ -7,6 +7,7 @@ import { createHash } from "node:crypto";
 import { once } from "node:events";
 import { createServer as createHttpServer, type Server as HttpServer, type ServerResponse } from "node:http";
 import { createServer, type AddressInfo, type Server, type Socket } from "node:net";
+import { networkInterfaces } from "node:os";
 
 export type LoopbackHost = "127.0.0.1" | "::1";
 
@@ -57,6 +58,56 @@ export function closedPort(): Promise<number> {
 }
 
 /**
+ * A server of our own holding host:port (it accepts and drops every
+ * connection), so nothing else can bind there until `stop()`.
+ *
+ * @example
+ * const busy = await freePort();
+ * const holder = await occupyPort(busy);
+ * // safetunnel -D busy ... fails with "Address already in use"
+ * await holder.stop();
+ */
+export async function occupyPort(port: number, host = "127.0.0.1"): Promise<{ stop(): Promise<void> }> {
+  const server = createServer((socket) => socket.destroy());
+  await listen(server, host, port);
+  return { stop: () => closeServer(server, new Set()) };
+}
+
+/**
+ * Whether this machine can listen on the IPv6 loopback address ::1.
+ *
+ * @example
+ * if (!(await hasIpv6Loopback())) t.skip("no IPv6 loopback here");
+ */
+export async function hasIpv6Loopback(): Promise<boolean> {
+  const server = createServer();
+  try {
+    await listen(server, "::1");
+    return true;
+  } catch {
+    return false;
+  } finally {
+    await closeServer(server, new Set());
+  }
+}
+
+/**
+ * An IPv4 address of this machine that is not loopback, if it has one (to
+ * check what a listener bound to 0.0.0.0 or 127.0.0.1 answers from outside).
+ *
+ * @example
+ * const outside = nonLoopbackAddress(); // e.g. "172.17.0.2", or undefined
+ */
+export function nonLoopbackAddress(): string | undefined {
+  for (const addresses of Object.values(networkInterfaces())) {
+    for (const address of addresses ?? []) {
+      if (address.family === "IPv4" && !address.internal && !address.address.startsWith("127.")) return address.address;
+    }
+  }
+  return undefined;
+}
+
+/**
  * Reproducible pseudo-random bytes (xorshift32, little-endian words), the
  * same stream `GET /bytes/<n>?seed=<seed>` serves. Not for cryptography.
  *
@@ -96,6 +147,9 @@ function byteGenerator(seed: number): (n: number) => Buffer {
 export function sha256(data: Uint8Array | string): string {
   return createHash("sha256").update(data).digest("hex");
 }
+
+/** What the HTTP target answers to `GET /hello`. */
+export const HELLO = "hello from target\n";
 
 export interface HttpTarget {
   port: number;
@@ -150,7 +204,7 @@ export async function startHttpTarget(host: LoopbackHost = "127.0.0.1"): Promise
     const url = new URL(request.url ?? "/", "http://target.invalid");
     const bytes = /^\/bytes\/(\d+)$/.exec(url.pathname);
     if (request.method === "GET" && url.pathname === "/hello") {
-      const body = "hello from target\n";
+      const body = HELLO;
       response.writeHead(200, { "content-type": "text/plain", "content-length": Buffer.byteLength(body) });
       response.end(body);
     } else if (request.method === "GET" && bytes !== null) {

@@ -11,11 +11,11 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import process from "node:process";
 import { after, before, describe, test } from "node:test";
-import { runCommand } from "../helpers/child.ts";
-import { curlThroughSocks } from "../helpers/curl.ts";
-import { makeHome, runCli, startCli, waitForListen, type Home } from "../helpers/run.ts";
-import { makeKey, startAgent, startSshd, type Agent, type KeyPair, type Sshd } from "../helpers/sshd.ts";
+import { writeAskpass } from "../helpers/askpass.ts";
+import { makeHomeSet, runCli, startCli } from "../helpers/run.ts";
+import { makeKey, sha256Fingerprint, startAgent, startSshd, type Agent, type KeyPair, type Sshd } from "../helpers/sshd.ts";
 import { freePort, startHttpTarget, type HttpTarget } from "../helpers/targets.ts";
+import { assertWorkingTunnel } from "../helpers/tunnel.ts";
 
 const PASSPHRASE = "correct horse battery staple";
 
@@ -27,7 +27,7 @@ let agent: Agent;
 const keys: Record<string, KeyPair> = {};
 /** Not in authorized_keys. */
 let strangerKey: KeyPair;
-const homes: Home[] = [];
+const homes = makeHomeSet();
 
 before(async () => {
   scratch = await mkdtemp(join(tmpdir(), "safetunnel-auth-"));
@@ -45,17 +45,9 @@ after(async () => {
   await agent?.stop();
   await sshd?.stop();
   await http?.stop();
-  for (const home of homes) await home.cleanup();
+  await homes.cleanup();
   await rm(scratch, { recursive: true, force: true });
 });
-
-/** A HOME whose known_hosts already trusts the sshd, and no keys in ~/.ssh. */
-async function trustingHome(): Promise<Home> {
-  const home = await makeHome();
-  homes.push(home);
-  await home.writeKnownHosts(`${sshd.knownHostsLine()}\n`);
-  return home;
-}
 
 function key(name: string): KeyPair {
   const found = keys[name];
@@ -69,12 +61,6 @@ function tunnelArgs(socksPort: number, extra: string[]): string[] {
   return ["-N", "-D", String(socksPort), "-p", String(sshd.port), ...extra, destination];
 }
 
-async function sha256Fingerprint(publicPath: string): Promise<string> {
-  const result = await runCommand("ssh-keygen", ["-lf", publicPath, "-E", "sha256"]);
-  assert.equal(result.code, 0, result.stderr);
-  return result.stdout.split(" ")[1] ?? "";
-}
-
 /** sshd (LogLevel VERBOSE) names the key it accepted by its fingerprint. */
 async function acceptedBySshd(keyPair: KeyPair): Promise<boolean> {
   const fingerprint = await sha256Fingerprint(keyPair.publicPath);
@@ -85,17 +71,7 @@ async function acceptedBySshd(keyPair: KeyPair): Promise<boolean> {
 /** Start the CLI with `extra`, prove the tunnel carries a `--socks5-hostname` fetch, stop it; returns stderr. */
 async function runWorkingTunnel(extra: string[], options: { home: string; env?: Record<string, string> }): Promise<string> {
   const socksPort = await freePort();
-  const cli = startCli(tunnelArgs(socksPort, extra), options);
-  try {
-    await waitForListen(socksPort, "127.0.0.1", cli);
-    const fetched = await curlThroughSocks("--socks5-hostname", `127.0.0.1:${socksPort}`, `http://localhost:${http.port}/hello`);
-    assert.equal(fetched.code, 0, `curl: ${fetched.stderr}; safetunnel: ${cli.stderr()}`);
-    assert.equal(fetched.stdout.toString(), "hello from target\n");
-  } finally {
-    const status = await cli.stop();
-    assert.deepEqual(status, { code: 0, signal: null }, cli.stderr());
-  }
-  return cli.stderr();
+  return assertWorkingTunnel(startCli(tunnelArgs(socksPort, extra), options), socksPort, http);
 }
 
 /** Run the CLI expecting a refused login: exit 255, OpenSSH's "Permission denied", no listener, no crash. */
@@ -115,19 +91,10 @@ function warningNaming(stderr: string, path: string): string {
   return line;
 }
 
-/** An askpass program that appends its prompt to `log` and prints `answer`. */
-async function askpassScript(name: string, answer: string): Promise<{ path: string; log: string }> {
-  const path = join(scratch, `${name}.sh`);
-  const log = join(scratch, `${name}.log`);
-  await writeFile(path, `#!/bin/sh\nprintf '%s\\n' "$1" >> '${log}'\necho '${answer}'\n`, { mode: 0o700 });
-  await chmod(path, 0o700);
-  return { path, log };
-}
-
 describe("ssh-agent", () => {
   test("a key held only by the agent (SSH_AUTH_SOCK) logs in with no identity file on disk", async () => {
     await agent.add(key("agentOnly"));
-    const home = await trustingHome();
+    const home = await homes.trusting(sshd);
     const stderr = await runWorkingTunnel([], { home: home.home, env: { SSH_AUTH_SOCK: agent.socketPath } });
     assert.equal(await acceptedBySshd(key("agentOnly")), true, sshd.logs());
     assert.doesNotMatch(stderr, /Permission denied|not accessible/);
@@ -135,7 +102,7 @@ describe("ssh-agent", () => {
 
   test("with IdentitiesOnly=yes and -i naming another key, the agent's key is not offered and login fails", async () => {
     await agent.add(key("agent"));
-    const home = await trustingHome();
+    const home = await homes.trusting(sshd);
     await assertPermissionDenied(["-o", "IdentitiesOnly=yes", "-i", strangerKey.privatePath], {
       home: home.home,
       env: { SSH_AUTH_SOCK: agent.socketPath },
@@ -146,8 +113,8 @@ describe("ssh-agent", () => {
 
 describe("an encrypted identity file", () => {
   test("is unlocked with the passphrase SSH_ASKPASS prints under SSH_ASKPASS_REQUIRE=force", async () => {
-    const home = await trustingHome();
-    const askpass = await askpassScript("passphrase-right", PASSPHRASE);
+    const home = await homes.trusting(sshd);
+    const askpass = await writeAskpass(scratch, "passphrase-right", PASSPHRASE);
     await runWorkingTunnel(["-i", key("locked").privatePath], {
       home: home.home,
       env: { SSH_ASKPASS: askpass.path, SSH_ASKPASS_REQUIRE: "force" },
@@ -157,8 +124,8 @@ describe("an encrypted identity file", () => {
   });
 
   test("with a wrong passphrase from SSH_ASKPASS fails with exit 255 and Permission denied", async () => {
-    const home = await trustingHome();
-    const askpass = await askpassScript("passphrase-wrong", "not the passphrase");
+    const home = await homes.trusting(sshd);
+    const askpass = await writeAskpass(scratch, "passphrase-wrong", "not the passphrase");
     await assertPermissionDenied(["-i", key("locked").privatePath], {
       home: home.home,
       env: { SSH_ASKPASS: askpass.path, SSH_ASKPASS_REQUIRE: "force" },
@@ -167,8 +134,8 @@ describe("an encrypted identity file", () => {
   });
 
   test("under BatchMode=yes is skipped without running the askpass program, and login fails with 255", async () => {
-    const home = await trustingHome();
-    const askpass = await askpassScript("passphrase-batch", PASSPHRASE);
+    const home = await homes.trusting(sshd);
+    const askpass = await writeAskpass(scratch, "passphrase-batch", PASSPHRASE);
     await assertPermissionDenied(["-o", "BatchMode=yes", "-i", key("locked").privatePath], {
       home: home.home,
       env: { SSH_ASKPASS: askpass.path, SSH_ASKPASS_REQUIRE: "force" },
@@ -179,7 +146,7 @@ describe("an encrypted identity file", () => {
 
 describe("identity files", () => {
   test("~/.ssh/id_ed25519 is used when no -i is given", async () => {
-    const home = await trustingHome();
+    const home = await homes.trusting(sshd);
     await copyFile(key("defaultName").privatePath, join(home.sshDir, "id_ed25519"));
     await chmod(join(home.sshDir, "id_ed25519"), 0o600);
     const stderr = await runWorkingTunnel([], { home: home.home });
@@ -188,7 +155,7 @@ describe("identity files", () => {
   });
 
   test("a missing -i file draws a 'not accessible' warning naming it, and the next -i key still logs in", async () => {
-    const home = await trustingHome();
+    const home = await homes.trusting(sshd);
     const missing = join(home.sshDir, "no_such_key");
     const stderr = await runWorkingTunnel(["-i", missing, "-i", key("afterMissing").privatePath], { home: home.home });
     assert.equal(warningNaming(stderr, missing), `Warning: Identity file ${missing} not accessible: No such file or directory.`);
@@ -196,7 +163,7 @@ describe("identity files", () => {
   });
 
   test("a garbage -i file draws a warning naming it, and the next -i key still logs in", async () => {
-    const home = await trustingHome();
+    const home = await homes.trusting(sshd);
     const garbage = join(home.sshDir, "garbage_key");
     await writeFile(garbage, "-----BEGIN OPENSSH PRIVATE KEY-----\nthis is not a key\n-----END OPENSSH PRIVATE KEY-----\n", { mode: 0o600 });
     const stderr = await runWorkingTunnel(["-i", garbage, "-i", key("afterGarbage").privatePath], { home: home.home });
@@ -206,7 +173,7 @@ describe("identity files", () => {
   });
 
   test("a garbage -i file as the only key draws a warning naming it and fails with 255 Permission denied, not a crash", async () => {
-    const home = await trustingHome();
+    const home = await homes.trusting(sshd);
     const garbage = join(home.sshDir, "only_garbage");
     await writeFile(garbage, "not a key at all\n", { mode: 0o600 });
     const stderr = await assertPermissionDenied(["-i", garbage], { home: home.home });
@@ -214,7 +181,7 @@ describe("identity files", () => {
   });
 
   test("an -i path that cannot be read (a directory) draws a warning naming it, and the next -i key still logs in", async () => {
-    const home = await trustingHome();
+    const home = await homes.trusting(sshd);
     const directory = join(home.sshDir, "a_directory");
     await mkdir(directory);
     const stderr = await runWorkingTunnel(["-i", directory, "-i", key("afterDirectory").privatePath], { home: home.home });
@@ -225,7 +192,7 @@ describe("identity files", () => {
 
   test("an -i file without read permission draws a warning naming it, and the next -i key still logs in", async (t) => {
     if (process.getuid?.() === 0) return t.skip("root reads a mode 000 file anyway");
-    const home = await trustingHome();
+    const home = await homes.trusting(sshd);
     const unreadable = join(home.sshDir, "unreadable_key");
     await copyFile(strangerKey.privatePath, unreadable);
     await chmod(unreadable, 0o000);
@@ -236,7 +203,7 @@ describe("identity files", () => {
 });
 
 test("a user the server does not know (-l nosuchuser) fails with exit 255 and Permission denied", async () => {
-  const home = await trustingHome();
+  const home = await homes.trusting(sshd);
   await assertPermissionDenied(["-l", "nosuchuser", "-i", key("plain").privatePath], { home: home.home }, "nosuchuser");
   assert.match(sshd.logs(), /Invalid user nosuchuser from 127\.0\.0\.1 port \d+/);
 });

@@ -6,14 +6,14 @@
  */
 import assert from "node:assert/strict";
 import { copyFile, chmod, mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
-import { connect } from "node:net";
 import { tmpdir, userInfo } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
-import { curlThroughSocks } from "../helpers/curl.ts";
-import { makeHome, runCli, startCli, waitForListen, type Home } from "../helpers/run.ts";
+import { makeHomeSet, runCli, startCli, type Home } from "../helpers/run.ts";
+import { connectOutcome } from "../helpers/sockets.ts";
 import { makeKey, startSshd, type KeyPair, type Sshd } from "../helpers/sshd.ts";
 import { closedPort, freePort, startHttpTarget, type HttpTarget } from "../helpers/targets.ts";
+import { assertWorkingTunnel } from "../helpers/tunnel.ts";
 
 let scratch: string;
 let clientKey: KeyPair;
@@ -21,7 +21,7 @@ let impostor: KeyPair;
 let target: Sshd;
 let jump: Sshd;
 let http: HttpTarget;
-const homes: Home[] = [];
+const homes = makeHomeSet();
 
 before(async () => {
   scratch = await mkdtemp(join(tmpdir(), "safetunnel-config-jump-"));
@@ -36,16 +36,13 @@ after(async () => {
   await jump?.stop();
   await target?.stop();
   await http?.stop();
-  for (const home of homes) await home.cleanup();
+  await homes.cleanup();
   await rm(scratch, { recursive: true, force: true });
 });
 
 /** A HOME whose known_hosts trusts both sshds. */
-async function trustingHome(): Promise<Home> {
-  const home = await makeHome();
-  homes.push(home);
-  await home.writeKnownHosts(`${target.knownHostsLine()}\n${jump.knownHostsLine()}\n`);
-  return home;
+function trustingHome(): Promise<Home> {
+  return homes.trusting(target, jump);
 }
 
 /** Put the client key at `~/.ssh/<name>` (mode 0600). */
@@ -57,18 +54,8 @@ async function installKey(home: Home, name: string): Promise<string> {
 }
 
 /** Start the CLI, prove the -D port carries a `--socks5-hostname` fetch, stop it; returns stderr. */
-async function runWorkingTunnel(args: string[], socksPort: number, home: Home): Promise<string> {
-  const cli = startCli(args, { home: home.home });
-  try {
-    await waitForListen(socksPort, "127.0.0.1", cli);
-    const fetched = await curlThroughSocks("--socks5-hostname", `127.0.0.1:${socksPort}`, `http://localhost:${http.port}/hello`);
-    assert.equal(fetched.code, 0, `curl: ${fetched.stderr}; safetunnel: ${cli.stderr()}`);
-    assert.equal(fetched.stdout.toString(), "hello from target\n");
-  } finally {
-    const status = await cli.stop();
-    assert.deepEqual(status, { code: 0, signal: null }, cli.stderr());
-  }
-  return cli.stderr();
+function runWorkingTunnel(args: string[], socksPort: number, home: Home): Promise<string> {
+  return assertWorkingTunnel(startCli(args, { home: home.home }), socksPort, http);
 }
 
 /** How many direct-tcpip channels the jump sshd opened to the target sshd so far. */
@@ -76,17 +63,6 @@ function jumpChannelsToTarget(): number {
   // sshd -e ends its lines with "\r\n".
   const line = new RegExp(`server_request_direct_tcpip: originator 127\\.0\\.0\\.1 port \\d+, target 127\\.0\\.0\\.1 port ${target.port}\\r?\\n`, "g");
   return jump.logs().match(line)?.length ?? 0;
-}
-
-function connectOutcome(port: number): Promise<string> {
-  return new Promise((resolve) => {
-    const socket = connect({ port, host: "127.0.0.1" });
-    socket.once("connect", () => {
-      socket.destroy();
-      resolve("connected");
-    });
-    socket.once("error", (err: NodeJS.ErrnoException) => resolve(err.code ?? err.message));
-  });
 }
 
 describe("ssh_config", () => {
@@ -192,8 +168,7 @@ describe("jump hosts", () => {
   });
 
   test("a jump host whose key changed is refused with exit 255 naming the jump host, before the target is reached", async () => {
-    const home = await makeHome();
-    homes.push(home);
+    const home = await homes.make();
     await installKey(home, "id_ed25519");
     const impostorKey = impostor.publicLine.split(" ").slice(0, 2).join(" ");
     await home.writeKnownHosts(`${target.knownHostsLine()}\n[127.0.0.1]:${jump.port} ${impostorKey}\n`);

@@ -9,9 +9,10 @@ import process from "node:process";
 import { after, before, test } from "node:test";
 import { runCommand } from "../helpers/child.ts";
 import { curlThroughSocks } from "../helpers/curl.ts";
-import { makeHome, repoRoot, startProcess, waitForListen, type Home } from "../helpers/run.ts";
-import { makeKey, startSshd, type Sshd } from "../helpers/sshd.ts";
+import { repoRoot, startProcess, waitForListen, type Home } from "../helpers/run.ts";
+import type { Sshd } from "../helpers/sshd.ts";
 import { freePort, startHttpTarget, type HttpTarget } from "../helpers/targets.ts";
+import { startSshdWithHome } from "../helpers/tunnel.ts";
 
 const DENO = join(repoRoot(), "node_modules", ".bin", "deno");
 
@@ -20,10 +21,7 @@ let sshd: Sshd;
 let http: HttpTarget;
 
 before(async () => {
-  home = await makeHome();
-  const key = await makeKey(home.sshDir, "id_ed25519");
-  sshd = await startSshd({ authorizedKeys: [key.publicLine] });
-  await home.writeKnownHosts(`${sshd.knownHostsLine()}\n`);
+  ({ home, sshd } = await startSshdWithHome());
   http = await startHttpTarget();
 });
 

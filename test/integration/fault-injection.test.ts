@@ -18,17 +18,17 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import type { AuthContext, AuthenticationType, Connection, RejectConnection, Server as Ssh2Server, ServerChannel, TcpipRequestInfo } from "ssh2";
-import { delay, within } from "../helpers/child.ts";
-import { makeHome, type Home, type Running, startCli, waitForListen } from "../helpers/run.ts";
+import { within } from "../helpers/child.ts";
+import { RawClient, socks5Open, socks5Reply, socks5Request } from "../helpers/raw-socks.ts";
+import { assertNoCrash, makeHomeSet, type Home, type Running, startCli, waitForExit, waitForListen } from "../helpers/run.ts";
 import { makeKey, startAgent, type Agent, type KeyPair } from "../helpers/sshd.ts";
 import { freePort, startEchoTarget, type EchoTarget } from "../helpers/targets.ts";
+import { waitFor } from "../helpers/wait.ts";
 
 const USER = "faultuser";
 const PASSWORD = "open sesame";
 const KBD_PROMPT = "Verification code: ";
 const KBD_ANSWER = "not the code";
-/** How long any CLI run may take to end on its own; a bound, never an expectation. */
-const EXIT_BOUND_MS = 20_000;
 
 /** ssh2 is CommonJS; Node's ESM loader only sees `module.exports` as the default export. */
 async function loadServerClass(): Promise<typeof Ssh2Server> {
@@ -141,112 +141,37 @@ async function startTcpServer(onSocket: (socket: Socket) => void): Promise<{ por
   };
 }
 
-async function waitFor(condition: () => boolean, what: string, state: () => string = () => ""): Promise<void> {
-  for (let i = 0; i < 200; i++) {
-    if (condition()) return;
-    await delay(50);
-  }
-  const detail = state();
-  assert.fail(`timed out waiting for ${what}${detail === "" ? "" : `; ${detail}`}`);
-}
-
-/** Bytes from a socket, taken in order; "ended" once the peer sent FIN or the socket closed. */
-function byteQueue(socket: Socket): { take(n: number, what: string): Promise<Buffer>; untilEnd(what: string): Promise<Buffer> } {
-  let data = Buffer.alloc(0);
-  let ended = false;
-  socket.on("data", (chunk: Buffer) => (data = Buffer.concat([data, chunk])));
-  socket.on("end", () => (ended = true));
-  socket.on("close", () => (ended = true));
-  socket.on("error", () => {});
-  return {
-    async take(n, what) {
-      await waitFor(() => data.length >= n || ended, what, () => `got ${data.toString("hex")}`);
-      assert.ok(data.length >= n, `${what}: connection ended after ${data.toString("hex")}`);
-      const out = data.subarray(0, n);
-      data = data.subarray(n);
-      return out;
-    },
-    async untilEnd(what) {
-      await waitFor(() => ended, what, () => `got ${data.toString("hex")} and no end`);
-      const out = data;
-      data = Buffer.alloc(0);
-      return out;
-    },
-  };
-}
-
-async function openSocket(port: number): Promise<Socket> {
-  const socket = connect({ port, host: "127.0.0.1" });
-  await Promise.race([
-    once(socket, "connect"),
-    once(socket, "error").then(([err]) => {
-      throw err;
-    }),
-  ]);
-  return socket;
-}
-
-/** SOCKS5 CONNECT to a name (ATYP 3) after the no-authentication greeting; the greeting's answer is checked. */
-async function socks5Connect(proxyPort: number, host: string, port: number): Promise<{ socket: Socket; bytes: ReturnType<typeof byteQueue> }> {
-  const socket = await openSocket(proxyPort);
-  const bytes = byteQueue(socket);
-  socket.write(Buffer.from([0x05, 0x01, 0x00]));
-  assert.deepEqual(await bytes.take(2, "the SOCKS5 method choice"), Buffer.from([0x05, 0x00]));
-  const name = Buffer.from(host, "latin1");
-  const portBytes = Buffer.alloc(2);
-  portBytes.writeUInt16BE(port);
-  socket.write(Buffer.concat([Buffer.from([0x05, 0x01, 0x00, 0x03, name.length]), name, portBytes]));
-  return { socket, bytes };
-}
-
-/** Every byte the proxy sends for a SOCKS5 CONNECT to host:port, up to its FIN. */
+/** Every byte the proxy sends for a SOCKS5 CONNECT to the name host:port, up to its FIN. */
 async function socks5Outcome(proxyPort: number, host: string, port: number): Promise<Buffer> {
-  const { socket, bytes } = await socks5Connect(proxyPort, host, port);
+  const client = await socks5Open(proxyPort, socks5Request(host, port));
   try {
-    return await bytes.untilEnd(`the reply to CONNECT ${host}:${port}`);
+    return await client.readToEnd(`the reply to CONNECT ${host}:${port}`);
   } finally {
-    socket.destroy();
+    client.destroy();
   }
 }
 
 /** Every byte the proxy sends for a SOCKS4a CONNECT to host:port, up to its FIN. */
 async function socks4aOutcome(proxyPort: number, host: string, port: number): Promise<Buffer> {
-  const socket = await openSocket(proxyPort);
-  const bytes = byteQueue(socket);
+  const client = await RawClient.connect(proxyPort);
   const request = Buffer.concat([Buffer.from([0x04, 0x01, port >> 8, port & 0xff, 0, 0, 0, 1]), Buffer.from("fault\0", "latin1"), Buffer.from(`${host}\0`, "latin1")]);
-  socket.write(request);
+  client.write(request);
   try {
-    return await bytes.untilEnd(`the SOCKS4a reply to CONNECT ${host}:${port}`);
+    return await client.readToEnd(`the SOCKS4a reply to CONNECT ${host}:${port}`);
   } finally {
-    socket.destroy();
+    client.destroy();
   }
-}
-
-function socks5Reply(code: number): Buffer {
-  return Buffer.from([0x05, code, 0x00, 0x01, 0, 0, 0, 0, 0, 0]);
 }
 
 function stderrLines(text: string): string[] {
   return text.split("\n").filter((line) => line.trim() !== "");
 }
 
-/** No JavaScript stack trace, no "internal error", no uncaught exception text. */
-function assertNoCrash(stderr: string): void {
-  assert.doesNotMatch(stderr, /^\s+at .+[(:]\d+/m, `a stack trace on stderr:\n${stderr}`);
-  assert.doesNotMatch(stderr, /internal error|Uncaught|TypeError|ReferenceError|node:internal/i, `a crash on stderr:\n${stderr}`);
-}
-
-async function waitForExit(cli: Running): Promise<number | null> {
-  const status = await within(cli.exited, EXIT_BOUND_MS);
-  assert.ok(status !== undefined, `safetunnel did not exit within ${EXIT_BOUND_MS} ms; stderr:\n${cli.stderr()}`);
-  return status.code;
-}
-
 let scratch: string;
 let echo: EchoTarget;
 const running: Running[] = [];
 const servers: { stop(): Promise<void> }[] = [];
-const homes: Home[] = [];
+const homes = makeHomeSet();
 
 before(async () => {
   scratch = await mkdtemp(join(tmpdir(), "safetunnel-fault-"));
@@ -257,17 +182,14 @@ before(async () => {
 after(async () => {
   for (const cli of running) await cli.stop("SIGKILL");
   for (const server of servers) await server.stop();
-  for (const home of homes) await home.cleanup();
+  await homes.cleanup();
   await echo?.stop();
   if (scratch !== undefined) await rm(scratch, { recursive: true, force: true });
 });
 
-/** A HOME whose known_hosts trusts `server`, and no keys. */
-async function trustingHome(server: { knownHostsLine: string } | undefined): Promise<Home> {
-  const home = await makeHome();
-  homes.push(home);
-  if (server !== undefined) await home.writeKnownHosts(`${server.knownHostsLine}\n`);
-  return home;
+/** A HOME whose known_hosts trusts `server` (none for undefined), and no keys. */
+function trustingHome(server: { knownHostsLine: string } | undefined): Promise<Home> {
+  return server === undefined ? homes.make() : homes.trusting({ knownHostsLine: () => server.knownHostsLine });
 }
 
 function start(args: string[], home: Home, env: Record<string, string> = {}): Running {
@@ -402,13 +324,13 @@ describe("authentication against a server that records every attempt", () => {
     assert.deepEqual(attempts, [["none", "publickey A", "publickey B", "keyboard-interactive", "password"]]);
     assert.deepEqual(kbdAnswers, [[KBD_ANSWER]]);
 
-    const { socket, bytes } = await socks5Connect(socksPort, "echo.fault.test", 7);
+    const client = await socks5Open(socksPort, socks5Request("echo.fault.test", 7));
     try {
-      assert.deepEqual(await bytes.take(10, "the CONNECT reply"), socks5Reply(0x00));
-      socket.write("ping through the fault server");
-      assert.equal((await bytes.take(29, "the echo")).toString(), "ping through the fault server");
+      assert.deepEqual(await client.read(10, "the CONNECT reply"), socks5Reply(0x00));
+      client.write("ping through the fault server");
+      assert.equal((await client.read(29, "the echo")).toString(), "ping through the fault server");
     } finally {
-      socket.destroy();
+      client.destroy();
     }
     // The name went to the server as a name: it, not this machine, resolves it.
     assert.equal(server.channelRequests.at(-1)?.destIP, "echo.fault.test");
@@ -484,14 +406,14 @@ describe("the SSH connection is lost while a SOCKS request waits for its channel
       const cli = start(tunnelArgs(socksPort, server.port), home);
       await waitForListen(socksPort, "127.0.0.1", cli);
 
-      const { socket, bytes } = await socks5Connect(socksPort, "pending.fault.test", 443);
+      const client = await socks5Open(socksPort, socks5Request("pending.fault.test", 443));
       try {
         await waitFor(() => server.channelRequests.length === 1, "the direct-tcpip request at the server", () => cli.stderr());
         assert.equal(server.channelRequests[0]?.destIP, "pending.fault.test");
         drop(rawSocket(server.connections[0]!));
-        assert.deepEqual(await bytes.untilEnd("the CONNECT reply after the connection dropped"), socks5Reply(0x03));
+        assert.deepEqual(await client.readToEnd("the CONNECT reply after the connection dropped"), socks5Reply(0x03));
       } finally {
-        socket.destroy();
+        client.destroy();
       }
       assert.equal(await waitForExit(cli), 255, cli.stderr());
       assert.match(cli.stderr(), /Connection to 127\.0\.0\.1 closed/);

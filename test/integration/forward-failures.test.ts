@@ -7,114 +7,37 @@
 import assert from "node:assert/strict";
 import { Buffer } from "node:buffer";
 import { once } from "node:events";
-import { connect, createServer, type Server, type Socket } from "node:net";
-import { networkInterfaces } from "node:os";
 import { after, before, describe, test } from "node:test";
-import { delay } from "../helpers/child.ts";
 import { curlThroughSocks, socksConnect } from "../helpers/curl.ts";
-import { type Home, makeHome, type Running, runCli, startCli, waitForListen } from "../helpers/run.ts";
-import { type KeyPair, makeKey, type Sshd, startSshd } from "../helpers/sshd.ts";
-import { type EchoTarget, freePort, type HttpTarget, startEchoTarget, startHttpTarget } from "../helpers/targets.ts";
-
-const HELLO = "hello from target\n";
-
-/** "connected", or the error code a TCP connect to host:port ends with. */
-function connectOutcome(port: number, host = "127.0.0.1"): Promise<string> {
-  return new Promise((resolve) => {
-    const socket = connect({ port, host });
-    const timer = setTimeout(() => {
-      socket.destroy();
-      resolve("timeout");
-    }, 5000);
-    socket.once("connect", () => {
-      clearTimeout(timer);
-      socket.destroy();
-      resolve("connected");
-    });
-    socket.once("error", (err: NodeJS.ErrnoException) => {
-      clearTimeout(timer);
-      resolve(err.code ?? err.message);
-    });
-  });
-}
-
-function readAll(socket: Socket): Promise<Buffer> {
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    socket.on("data", (chunk: Buffer) => chunks.push(chunk));
-    socket.once("end", () => resolve(Buffer.concat(chunks)));
-    socket.once("error", reject);
-  });
-}
-
-async function waitFor(condition: () => boolean, what: string, describeState: () => string = () => ""): Promise<void> {
-  for (let i = 0; i < 200; i++) {
-    if (condition()) return;
-    await delay(50);
-  }
-  const state = describeState();
-  assert.fail(`timed out waiting for ${what}${state === "" ? "" : `; ${state}`}`);
-}
-
-function stderrLines(cli: { stderr(): string } | { stderr: string }): string[] {
-  const text = typeof cli.stderr === "string" ? cli.stderr : cli.stderr();
-  return text.split("\n").filter((line) => line !== "");
-}
-
-/** A server of our own holding 127.0.0.1:port. */
-async function occupy(port: number): Promise<Server> {
-  const server = createServer((socket) => socket.destroy());
-  server.listen(port, "127.0.0.1");
-  await once(server, "listening");
-  return server;
-}
-
-function closeServer(server: Server): Promise<void> {
-  return new Promise((resolve) => server.close(() => resolve()));
-}
-
-/** An IPv4 address of this machine that is not loopback, if it has one. */
-function nonLoopbackAddress(): string | undefined {
-  for (const addresses of Object.values(networkInterfaces())) {
-    for (const address of addresses ?? []) {
-      if (address.family === "IPv4" && !address.internal && !address.address.startsWith("127.")) return address.address;
-    }
-  }
-  return undefined;
-}
+import { type Home, type Running, runCli, startCli, stderrLines, waitForLine, waitForListen } from "../helpers/run.ts";
+import { connectOutcome, readAll } from "../helpers/sockets.ts";
+import type { Sshd } from "../helpers/sshd.ts";
+import { type EchoTarget, freePort, HELLO, type HttpTarget, nonLoopbackAddress, occupyPort, startEchoTarget, startHttpTarget } from "../helpers/targets.ts";
+import { loginArgs, startSocksTunnel, startSshdWithHome } from "../helpers/tunnel.ts";
 
 describe("safetunnel -D forwards: failures, bind addresses and signals", () => {
   let home: Home;
-  let key: KeyPair;
   let sshd: Sshd;
   let http: HttpTarget;
   let echo: EchoTarget;
   const running: Running[] = [];
-  const occupied: Server[] = [];
-
-  /** Arguments that log in to the shared sshd with the key in ~/.ssh and nothing else. */
-  function loginArgs(): string[] {
-    return ["-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes", "-p", String(sshd.port), `${sshd.user}@127.0.0.1`];
-  }
+  const occupied: { stop(): Promise<void> }[] = [];
 
   function start(args: string[]): Running {
-    const cli = startCli(["-N", ...args, ...loginArgs()], { home: home.home });
+    const cli = startCli(["-N", ...args, ...loginArgs(sshd)], { home: home.home });
     running.push(cli);
     return cli;
   }
 
   before(async () => {
-    home = await makeHome();
-    key = await makeKey(home.sshDir, "id_ed25519");
-    sshd = await startSshd({ authorizedKeys: [key.publicLine] });
-    await home.writeKnownHosts(`${sshd.knownHostsLine()}\n`);
+    ({ home, sshd } = await startSshdWithHome());
     http = await startHttpTarget();
     echo = await startEchoTarget();
   });
 
   after(async () => {
     for (const cli of running) await cli.stop("SIGKILL");
-    for (const server of occupied) await closeServer(server);
+    for (const holder of occupied) await holder.stop();
     await sshd?.stop();
     await http?.stop();
     await echo?.stop();
@@ -133,7 +56,7 @@ describe("safetunnel -D forwards: failures, bind addresses and signals", () => {
     assert.equal((await received).length, 500);
     // The byte counts are added when both sides have closed; -v says when.
     const closedLine = new RegExp(`closed localhost:${echo.port}: 500 bytes up, 500 down`);
-    await waitFor(() => closedLine.test(cli.stderr()), "the connection-closed line", () => cli.stderr());
+    await waitForLine(cli, closedLine, "the connection-closed line");
 
     const refused = await socksConnect({ host: "127.0.0.1", port }, { host: "127.0.0.1", port: echo.port });
     assert.equal(refused.ok, false);
@@ -172,8 +95,8 @@ describe("safetunnel -D forwards: failures, bind addresses and signals", () => {
 
   test("a -D port already in use ends the run with exit 255 and an 'Address already in use' error naming the port", async () => {
     const port = await freePort();
-    occupied.push(await occupy(port));
-    const result = await runCli(["-N", "-D", String(port), ...loginArgs()], { home: home.home });
+    occupied.push(await occupyPort(port));
+    const result = await runCli(["-N", "-D", String(port), ...loginArgs(sshd)], { home: home.home });
     assert.equal(result.code, 255, result.stderr);
     const lines = stderrLines(result);
     assert.ok(
@@ -184,10 +107,10 @@ describe("safetunnel -D forwards: failures, bind addresses and signals", () => {
 
   test("with ExitOnForwardFailure=yes, one busy -D of two ends the run with exit 255", async () => {
     const busy = await freePort();
-    occupied.push(await occupy(busy));
+    occupied.push(await occupyPort(busy));
     const free = await freePort();
     const result = await runCli(
-      ["-N", "-o", "ExitOnForwardFailure=yes", "-D", `127.0.0.1:${free}`, "-D", `127.0.0.1:${busy}`, ...loginArgs()],
+      ["-N", "-o", "ExitOnForwardFailure=yes", "-D", `127.0.0.1:${free}`, "-D", `127.0.0.1:${busy}`, ...loginArgs(sshd)],
       { home: home.home },
     );
     assert.equal(result.code, 255, result.stderr);
@@ -197,7 +120,7 @@ describe("safetunnel -D forwards: failures, bind addresses and signals", () => {
 
   test("without ExitOnForwardFailure, one busy -D of two is reported and the other one works", async () => {
     const busy = await freePort();
-    occupied.push(await occupy(busy));
+    occupied.push(await occupyPort(busy));
     const free = await freePort();
     const cli = start(["-D", `127.0.0.1:${busy}`, "-D", `127.0.0.1:${free}`]);
     await waitForListen(free, "127.0.0.1", cli);
@@ -249,10 +172,7 @@ describe("safetunnel -D when the SSH connection is lost", () => {
   let cli: Running | undefined;
 
   before(async () => {
-    home = await makeHome();
-    const key = await makeKey(home.sshDir, "id_ed25519");
-    sshd = await startSshd({ authorizedKeys: [key.publicLine] });
-    await home.writeKnownHosts(`${sshd.knownHostsLine()}\n`);
+    ({ home, sshd } = await startSshdWithHome());
     echo = await startEchoTarget();
   });
 
@@ -264,12 +184,9 @@ describe("safetunnel -D when the SSH connection is lost", () => {
   });
 
   test("exits 255 with a message naming the host, closes open connections and stops listening", async () => {
-    const port = await freePort();
-    cli = startCli(
-      ["-N", "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes", "-D", `127.0.0.1:${port}`, "-p", String(sshd.port), `${sshd.user}@127.0.0.1`],
-      { home: home.home },
-    );
-    await waitForListen(port, "127.0.0.1", cli);
+    const tunnel = await startSocksTunnel(sshd, home);
+    cli = tunnel.cli;
+    const port = tunnel.port;
     const result = await socksConnect({ host: "127.0.0.1", port }, { host: "localhost", port: echo.port });
     assert.ok(result.ok, result.ok ? "" : result.error);
     result.socket.on("error", () => {});

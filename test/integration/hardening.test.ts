@@ -23,14 +23,12 @@ import { after, before, describe, test } from "node:test";
 import type { Connection, Server as Ssh2Server } from "ssh2";
 import { delay, runCommand, within } from "../helpers/child.ts";
 import { curlThroughSocks } from "../helpers/curl.ts";
-import { makeHome, runCli, startCli, waitForListen, type Home, type Running } from "../helpers/run.ts";
-import { makeKey, startAgent, startSshd, type Agent, type KeyPair, type Sshd } from "../helpers/sshd.ts";
-import { freePort, startHttpTarget, type HttpTarget } from "../helpers/targets.ts";
+import { assertNoCrash, makeHomeSet, runCli, startCli, waitForExit, waitForListen, type Home, type Running } from "../helpers/run.ts";
+import { makeKey, sha256Fingerprint, startAgent, startSshd, type Agent, type KeyPair, type Sshd } from "../helpers/sshd.ts";
+import { freePort, HELLO, startHttpTarget, type HttpTarget } from "../helpers/targets.ts";
+import { assertFetchesHello, assertWorkingTunnel } from "../helpers/tunnel.ts";
 
-const HELLO = "hello from target\n";
 const PASSPHRASE = "hardening passphrase";
-/** How long any CLI run may take to end on its own; a bound, never an expectation. */
-const EXIT_BOUND_MS = 20_000;
 
 let scratch: string;
 let sshd: Sshd;
@@ -41,7 +39,7 @@ let clientKey: KeyPair;
 let otherKey: KeyPair;
 /** Authorized and encrypted with PASSPHRASE. */
 let lockedKey: KeyPair;
-const homes: Home[] = [];
+const homes = makeHomeSet();
 const running: Running[] = [];
 const stoppers: { stop(): Promise<void> }[] = [];
 
@@ -59,16 +57,13 @@ after(async () => {
   for (const stopper of stoppers) await stopper.stop();
   await sshd?.stop();
   await http?.stop();
-  for (const home of homes) await home.cleanup();
+  await homes.cleanup();
   if (scratch !== undefined) await rm(scratch, { recursive: true, force: true });
 });
 
-/** A HOME with no keys whose known_hosts trusts `server` (the shared sshd by default). */
-async function trustingHome(server: { knownHostsLine(): string } | null = sshd): Promise<Home> {
-  const home = await makeHome();
-  homes.push(home);
-  await home.writeKnownHosts(server === null ? "" : `${server.knownHostsLine()}\n`);
-  return home;
+/** A HOME with no keys whose known_hosts trusts `server` (the shared sshd by default), or is empty for null. */
+function trustingHome(server: { knownHostsLine(): string } | null = sshd): Promise<Home> {
+  return server === null ? homes.trusting() : homes.trusting(server);
 }
 
 function start(args: string[], home: Home, env: Record<string, string> = {}): Running {
@@ -82,46 +77,13 @@ function tunnelArgs(socksPort: number, extra: string[], port = sshd.port): strin
   return ["-N", "-D", String(socksPort), "-p", String(port), ...extra, `${sshd.user}@127.0.0.1`];
 }
 
-async function waitForExit(cli: Running): Promise<number | null> {
-  const status = await within(cli.exited, EXIT_BOUND_MS);
-  assert.ok(status !== undefined, `safetunnel did not exit within ${EXIT_BOUND_MS} ms; stderr:\n${cli.stderr()}`);
-  return status.code;
-}
-
 function stderrLines(text: string): string[] {
   return text.split("\n").filter((line) => line.trim() !== "");
 }
 
-/** No JavaScript stack trace, no "internal error", no uncaught exception text. */
-function assertNoCrash(stderr: string): void {
-  assert.doesNotMatch(stderr, /^\s+at .+[(:]\d+/m, `a stack trace on stderr:\n${stderr}`);
-  assert.doesNotMatch(stderr, /internal error|Uncaught|TypeError|ReferenceError|node:internal/i, `a crash on stderr:\n${stderr}`);
-}
-
-/** The tunnel carries a `--socks5-hostname` fetch of /hello. */
-async function assertTunnelWorks(socksPort: number, cli: Running): Promise<void> {
-  const fetched = await curlThroughSocks("--socks5-hostname", `127.0.0.1:${socksPort}`, `http://localhost:${http.port}/hello`);
-  assert.equal(fetched.code, 0, `curl: ${fetched.stderr}; safetunnel: ${cli.stderr()}`);
-  assert.equal(fetched.stdout.toString(), HELLO);
-}
-
 /** Start the CLI, prove the tunnel carries a fetch, stop it with SIGTERM (exit 0); returns stderr. */
-async function runWorkingTunnel(args: string[], socksPort: number, home: Home, env: Record<string, string> = {}): Promise<string> {
-  const cli = start(args, home, env);
-  try {
-    await waitForListen(socksPort, "127.0.0.1", cli);
-    await assertTunnelWorks(socksPort, cli);
-  } finally {
-    const status = await cli.stop("SIGTERM");
-    assert.deepEqual(status, { code: 0, signal: null }, cli.stderr());
-  }
-  return cli.stderr();
-}
-
-async function sha256Fingerprint(publicPath: string): Promise<string> {
-  const result = await runCommand("ssh-keygen", ["-lf", publicPath, "-E", "sha256"]);
-  assert.equal(result.code, 0, result.stderr);
-  return result.stdout.split(" ")[1] ?? "";
+function runWorkingTunnel(args: string[], socksPort: number, home: Home, env: Record<string, string> = {}): Promise<string> {
+  return assertWorkingTunnel(start(args, home, env), socksPort, http);
 }
 
 /** sshd (LogLevel VERBOSE) logs "Accepted publickey ... ED25519 SHA256:..." for the key that got in. */
@@ -438,8 +400,7 @@ describe("text from the server reaches the terminal and askpass with control cha
   });
 
   test("a keyboard-interactive prompt with \\x1b[2J reaches askpass as the visible text \\x1b[2J, and a disconnect reason with control characters reaches stderr escaped", async () => {
-    const home = await makeHome();
-    homes.push(home);
+    const home = await homes.make();
     await home.writeKnownHosts(`${knownHostsLine}\n`);
     const promptLog = join(home.home, "prompt");
     const askpass = join(home.home, "askpass.sh");
@@ -692,7 +653,7 @@ describe("time values take OpenSSH's units", () => {
       for (let i = 0; i < 200 && keepalives() < 3; i++) await delay(50);
       assert.ok(keepalives() >= 3, `sshd saw ${keepalives()} keepalives; sshd log:\n${debugSshd.logs().slice(-2000)}`);
       assert.equal(await within(cli.exited, 0), undefined, `safetunnel exited; stderr:\n${cli.stderr()}`);
-      await assertTunnelWorks(socksPort, cli);
+      await assertFetchesHello(cli, socksPort, http);
     } finally {
       const status = await cli.stop("SIGTERM");
       assert.equal(status.code, 0, cli.stderr());

@@ -7,16 +7,18 @@ import assert from "node:assert/strict";
 import { Buffer } from "node:buffer";
 import { existsSync } from "node:fs";
 import { mkdtemp, readFile, rm, stat, writeFile } from "node:fs/promises";
-import { connect, type Socket } from "node:net";
+import { connect } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import process from "node:process";
 import { after, before, describe, test } from "node:test";
-import { delay, runCommand } from "../helpers/child.ts";
+import { runCommand } from "../helpers/child.ts";
 import { curlThroughSocks, socksConnect } from "../helpers/curl.ts";
 import { cliPath, makeHome, repoRoot, type Running, runCli, startCli, startProcess, waitForListen } from "../helpers/run.ts";
+import { connectOutcome, readAll } from "../helpers/sockets.ts";
 import { type KeyPair, makeKey, type Sshd, startAgent, startSshd } from "../helpers/sshd.ts";
 import { closedPort, deterministicBytes, freePort, sha256, startEchoTarget, startHttpTarget } from "../helpers/targets.ts";
+import { waitFor } from "../helpers/wait.ts";
 
 let scratch: string;
 
@@ -59,15 +61,6 @@ async function startTunnel(sshd: Sshd, identity: { key?: KeyPair; agentSocket?: 
   return { ssh, socksPort };
 }
 
-function readAll(socket: Socket): Promise<Buffer> {
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    socket.on("data", (chunk: Buffer) => chunks.push(chunk));
-    socket.once("end", () => resolve(Buffer.concat(chunks)));
-    socket.once("error", reject);
-  });
-}
-
 function processAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
@@ -77,29 +70,10 @@ function processAlive(pid: number): boolean {
   }
 }
 
-function connectOutcome(port: number, host = "127.0.0.1"): Promise<string> {
-  return new Promise((resolve) => {
-    const socket = connect({ port, host });
-    socket.once("connect", () => {
-      socket.destroy();
-      resolve("connected");
-    });
-    socket.once("error", (err: NodeJS.ErrnoException) => resolve(err.code ?? err.message));
-  });
-}
-
 async function fingerprint(key: KeyPair): Promise<string> {
   const result = await runCommand("ssh-keygen", ["-l", "-f", key.publicPath]);
   assert.equal(result.code, 0, result.stderr);
   return result.stdout;
-}
-
-async function waitFor(condition: () => boolean, what: string): Promise<void> {
-  for (let i = 0; i < 100; i++) {
-    if (condition()) return;
-    await delay(50);
-  }
-  assert.fail(`timed out waiting for ${what}`);
 }
 
 describe("makeKey", () => {

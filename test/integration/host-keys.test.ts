@@ -9,23 +9,24 @@
  */
 import assert from "node:assert/strict";
 import { existsSync } from "node:fs";
-import { chmod, mkdtemp, readFile, rm, stat, writeFile } from "node:fs/promises";
-import { connect } from "node:net";
+import { mkdtemp, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
+import { writeAskpass } from "../helpers/askpass.ts";
 import { runCommand } from "../helpers/child.ts";
-import { curlThroughSocks } from "../helpers/curl.ts";
-import { makeHome, runCli, startCli, waitForListen, type Home, type Running } from "../helpers/run.ts";
-import { makeKey, startSshd, type KeyPair, type Sshd } from "../helpers/sshd.ts";
+import { makeHomeSet, runCli, startCli, waitForListen, type Home, type Running } from "../helpers/run.ts";
+import { connectOutcome } from "../helpers/sockets.ts";
+import { makeKey, sha256Fingerprint as keygenFingerprint, startSshd, type KeyPair, type Sshd } from "../helpers/sshd.ts";
 import { freePort, startHttpTarget, type HttpTarget } from "../helpers/targets.ts";
+import { assertFetchesHello, assertWorkingTunnel } from "../helpers/tunnel.ts";
 
 let scratch: string;
 let clientKey: KeyPair;
 let impostor: KeyPair;
 let sshd: Sshd;
 let http: HttpTarget;
-const homes: Home[] = [];
+const homes = makeHomeSet();
 
 before(async () => {
   scratch = await mkdtemp(join(tmpdir(), "safetunnel-host-keys-"));
@@ -38,15 +39,9 @@ before(async () => {
 after(async () => {
   await sshd?.stop();
   await http?.stop();
-  for (const home of homes) await home.cleanup();
+  await homes.cleanup();
   await rm(scratch, { recursive: true, force: true });
 });
-
-async function newHome(): Promise<Home> {
-  const home = await makeHome();
-  homes.push(home);
-  return home;
-}
 
 /** `[127.0.0.1]:PORT`, the name known_hosts holds for the test sshd. */
 function hostName(): string {
@@ -58,10 +53,9 @@ function keyField(key: KeyPair): string {
   return key.publicLine.split(" ").slice(0, 2).join(" ");
 }
 
+/** ssh-keygen's SHA256 fingerprint, checked to have the form OpenSSH prints. */
 async function sha256Fingerprint(publicPath: string): Promise<string> {
-  const result = await runCommand("ssh-keygen", ["-lf", publicPath, "-E", "sha256"]);
-  assert.equal(result.code, 0, result.stderr);
-  const fingerprint = result.stdout.split(" ")[1] ?? "";
+  const fingerprint = await keygenFingerprint(publicPath);
   assert.match(fingerprint, /^SHA256:[A-Za-z0-9+/]{43}$/);
   return fingerprint;
 }
@@ -71,45 +65,16 @@ function tunnelArgs(socksPort: number, extra: string[] = []): string[] {
   return ["-N", "-D", String(socksPort), "-i", clientKey.privatePath, "-p", String(sshd.port), ...extra, `${sshd.user}@127.0.0.1`];
 }
 
-function connectOutcome(port: number): Promise<string> {
-  return new Promise((resolve) => {
-    const socket = connect({ port, host: "127.0.0.1" });
-    socket.once("connect", () => {
-      socket.destroy();
-      resolve("connected");
-    });
-    socket.once("error", (err: NodeJS.ErrnoException) => resolve(err.code ?? err.message));
-  });
-}
-
 /** The -D port accepts and a `--socks5-hostname` fetch through it reaches the HTTP target. */
 async function assertTunnelWorks(cli: Running, socksPort: number): Promise<void> {
   await waitForListen(socksPort, "127.0.0.1", cli);
-  const fetched = await curlThroughSocks("--socks5-hostname", `127.0.0.1:${socksPort}`, `http://localhost:${http.port}/hello`);
-  assert.equal(fetched.code, 0, `curl: ${fetched.stderr}; safetunnel: ${cli.stderr()}`);
-  assert.equal(fetched.stdout.toString(), "hello from target\n");
+  await assertFetchesHello(cli, socksPort, http);
 }
 
 /** Run a tunnel (tunnelArgs plus `extra`) that must work, then stop it with SIGTERM; returns its stderr. */
 async function runWorkingTunnel(extra: string[], options: { home: string; env?: Record<string, string> }): Promise<string> {
   const socksPort = await freePort();
-  const cli = startCli(tunnelArgs(socksPort, extra), options);
-  try {
-    await assertTunnelWorks(cli, socksPort);
-  } finally {
-    const status = await cli.stop();
-    assert.deepEqual(status, { code: 0, signal: null }, cli.stderr());
-  }
-  return cli.stderr();
-}
-
-/** An askpass program that records its prompt in `log` and answers `answer`. */
-async function askpassScript(name: string, answer: string): Promise<{ path: string; log: string }> {
-  const path = join(scratch, `${name}.sh`);
-  const log = join(scratch, `${name}.log`);
-  await writeFile(path, `#!/bin/sh\nprintf '%s\\n' "$1" >> '${log}'\necho '${answer}'\n`, { mode: 0o700 });
-  await chmod(path, 0o700);
-  return { path, log };
+  return assertWorkingTunnel(startCli(tunnelArgs(socksPort, extra), options), socksPort, http);
 }
 
 describe("a changed host key", () => {
@@ -131,19 +96,19 @@ describe("a changed host key", () => {
   }
 
   test("is refused with exit 255, OpenSSH's warning naming file:line and both SHA256 fingerprints, and the -D port never listens", async () => {
-    const home = await newHome();
+    const home = await homes.make();
     await home.writeKnownHosts(`${hostName()} ${keyField(impostor)}\n`);
     await assertChangedKeyRefused(home, []);
   });
 
   test("is refused even with -o StrictHostKeyChecking=no", async () => {
-    const home = await newHome();
+    const home = await homes.make();
     await home.writeKnownHosts(`${hostName()} ${keyField(impostor)}\n`);
     await assertChangedKeyRefused(home, ["-o", "StrictHostKeyChecking=no"]);
   });
 
   test("is refused with -o StrictHostKeyChecking=accept-new, and known_hosts is left as it was", async () => {
-    const home = await newHome();
+    const home = await homes.make();
     const original = `${hostName()} ${keyField(impostor)}\n`;
     await home.writeKnownHosts(original);
     await assertChangedKeyRefused(home, ["-o", "StrictHostKeyChecking=accept-new"]);
@@ -151,7 +116,7 @@ describe("a changed host key", () => {
   });
 
   test("is detected in a known_hosts file hashed with ssh-keygen -H", async () => {
-    const home = await newHome();
+    const home = await homes.make();
     const knownHosts = join(home.sshDir, "known_hosts");
     await home.writeKnownHosts(`${hostName()} ${keyField(impostor)}\n`);
     const hashed = await runCommand("ssh-keygen", ["-H", "-f", knownHosts]);
@@ -163,14 +128,14 @@ describe("a changed host key", () => {
 });
 
 test("a known_hosts entry listing several names (comma list) matches the [127.0.0.1]:PORT among them", async () => {
-  const home = await newHome();
+  const home = await homes.make();
   await home.writeKnownHosts(`[localhost]:${sshd.port},${hostName()},gateway.example ${keyField(sshd.hostKeys[0]!)}\n`);
   const stderr = await runWorkingTunnel(["-o", "StrictHostKeyChecking=yes"], { home: home.home });
   assert.doesNotMatch(stderr, /Permanently added|Host key verification failed/);
 });
 
 test("a host key marked @revoked is refused with exit 255", async () => {
-  const home = await newHome();
+  const home = await homes.make();
   await home.writeKnownHosts(`@revoked ${hostName()} ${keyField(sshd.hostKeys[0]!)}\n`);
   const socksPort = await freePort();
   const result = await runCli(tunnelArgs(socksPort), { home: home.home });
@@ -183,7 +148,7 @@ test("a host key marked @revoked is refused with exit 255", async () => {
 
 describe("an unknown host key", () => {
   test("is refused with StrictHostKeyChecking=yes, saying strict checking was requested", async () => {
-    const home = await newHome();
+    const home = await homes.make();
     const socksPort = await freePort();
     const result = await runCli(tunnelArgs(socksPort, ["-o", "StrictHostKeyChecking=yes"]), { home: home.home });
     assert.equal(result.code, 255, result.stderr);
@@ -194,8 +159,8 @@ describe("an unknown host key", () => {
   });
 
   test("is refused under BatchMode=yes with the default ask, without running the askpass program", async () => {
-    const home = await newHome();
-    const askpass = await askpassScript("batch-hostkey", "yes");
+    const home = await homes.make();
+    const askpass = await writeAskpass(scratch, "batch-hostkey", "yes");
     const socksPort = await freePort();
     const result = await runCli(tunnelArgs(socksPort, ["-o", "BatchMode=yes"]), {
       home: home.home,
@@ -208,7 +173,7 @@ describe("an unknown host key", () => {
   });
 
   test("with accept-new is added as one plain [127.0.0.1]:PORT line to a plain known_hosts, and the next run is silent", async () => {
-    const home = await newHome();
+    const home = await homes.make();
     const config = join(home.sshDir, "config");
     await home.writeConfig("");
     const knownHosts = join(home.sshDir, "known_hosts");
@@ -227,7 +192,7 @@ describe("an unknown host key", () => {
   });
 
   test("with accept-new is added hashed (|1|) to a hashed known_hosts, where ssh-keygen -F finds it", async () => {
-    const home = await newHome();
+    const home = await homes.make();
     const config = join(home.sshDir, "config");
     await home.writeConfig("");
     const knownHosts = join(home.sshDir, "known_hosts");
@@ -254,7 +219,7 @@ describe("an unknown host key", () => {
   });
 
   test("with accept-new is added on a line of its own when known_hosts does not end in a newline", async () => {
-    const home = await newHome();
+    const home = await homes.make();
     const config = join(home.sshDir, "config");
     await home.writeConfig("");
     const knownHosts = join(home.sshDir, "known_hosts");
@@ -265,7 +230,7 @@ describe("an unknown host key", () => {
   });
 
   test("with accept-new and no ~/.ssh at all, creates ~/.ssh (mode 0700) and a known_hosts that ssh-keygen -F reads", async () => {
-    const home = await newHome();
+    const home = await homes.make();
     await rm(home.sshDir, { recursive: true });
     const stderr = await runWorkingTunnel(["-o", "StrictHostKeyChecking=accept-new"], { home: home.home });
     assert.ok(stderr.includes(`Permanently added '${hostName()}' (ED25519) to the list of known hosts.`), stderr);
@@ -276,9 +241,9 @@ describe("an unknown host key", () => {
   });
 
   test("with the default ask and no terminal is accepted when SSH_ASKPASS (forced) answers yes, and is added", async () => {
-    const home = await newHome();
+    const home = await homes.make();
     const knownHosts = join(home.sshDir, "known_hosts");
-    const askpass = await askpassScript("hostkey-yes", "yes");
+    const askpass = await writeAskpass(scratch, "hostkey-yes", "yes");
     const stderr = await runWorkingTunnel([], { home: home.home, env: { SSH_ASKPASS: askpass.path, SSH_ASKPASS_REQUIRE: "force" } });
     assert.ok(stderr.includes(`Permanently added '${hostName()}' (ED25519) to the list of known hosts.`), stderr);
     const asked = await readFile(askpass.log, "utf8");
@@ -291,8 +256,8 @@ describe("an unknown host key", () => {
   });
 
   test("with the default ask is refused with exit 255 when SSH_ASKPASS answers no, and nothing is added", async () => {
-    const home = await newHome();
-    const askpass = await askpassScript("hostkey-no", "no");
+    const home = await homes.make();
+    const askpass = await writeAskpass(scratch, "hostkey-no", "no");
     const socksPort = await freePort();
     const result = await runCli(tunnelArgs(socksPort), { home: home.home, env: { SSH_ASKPASS: askpass.path, SSH_ASKPASS_REQUIRE: "force" } });
     assert.equal(result.code, 255, result.stderr);
@@ -309,11 +274,11 @@ describe("an unknown host key", () => {
 describe("a host known only by a key of another type, presenting a new type", () => {
   test("is refused as a changed host (exit 255) naming the RSA line, without asking through SSH_ASKPASS", async () => {
     const oldRsa = await makeKey(scratch, "old-rsa-host-key", { type: "rsa" });
-    const home = await newHome();
+    const home = await homes.make();
     const knownHosts = join(home.sshDir, "known_hosts");
     const otherTypeLine = `${hostName()} ${keyField(oldRsa)}\n`;
     await home.writeKnownHosts(otherTypeLine);
-    const askpass = await askpassScript("hostkey-other-type", "yes");
+    const askpass = await writeAskpass(scratch, "hostkey-other-type", "yes");
     const socksPort = await freePort();
     const result = await runCli(tunnelArgs(socksPort), { home: home.home, env: { SSH_ASKPASS: askpass.path, SSH_ASKPASS_REQUIRE: "force" } });
     assert.equal(result.code, 255, result.stderr);
@@ -328,7 +293,7 @@ describe("a host known only by a key of another type, presenting a new type", ()
 
 describe("known_hosts files named with -o", () => {
   test("UserKnownHostsFile replaces ~/.ssh/known_hosts for checking", async () => {
-    const home = await newHome();
+    const home = await homes.make();
     const custom = join(home.home, "custom_known_hosts");
     await writeFile(custom, `${sshd.knownHostsLine()}\n`);
     // ~/.ssh/known_hosts holds a wrong key that must not be consulted.
@@ -339,7 +304,7 @@ describe("known_hosts files named with -o", () => {
   });
 
   test("GlobalKnownHostsFile is consulted: a key only there is accepted under StrictHostKeyChecking=yes", async () => {
-    const home = await newHome();
+    const home = await homes.make();
     const global = join(home.home, "global_known_hosts");
     await writeFile(global, `${sshd.knownHostsLine()}\n`);
     const stderr = await runWorkingTunnel(["-o", `GlobalKnownHostsFile=${global}`, "-o", "StrictHostKeyChecking=yes"], { home: home.home });
@@ -348,7 +313,7 @@ describe("known_hosts files named with -o", () => {
   });
 
   test("a changed key in the GlobalKnownHostsFile is refused and named by file:line", async () => {
-    const home = await newHome();
+    const home = await homes.make();
     const global = join(home.home, "global_known_hosts");
     await writeFile(global, `# managed by the admins\n${hostName()} ${keyField(impostor)}\n`);
     const socksPort = await freePort();
@@ -375,7 +340,7 @@ describe("a server with several host keys", () => {
   // already holds, so a second key type does not look unknown.
   for (const [index, label] of [[1, "RSA"], [2, "ECDSA"]] as const) {
     test(`is verified against the ${label} key known_hosts holds, under StrictHostKeyChecking=yes, although it also has an ED25519 key`, async () => {
-      const home = await newHome();
+      const home = await homes.make();
       const knownLine = `[127.0.0.1]:${multi.port} ${keyField(multi.hostKeys[index]!)}\n`;
       await home.writeKnownHosts(knownLine);
       const socksPort = await freePort();

@@ -8,31 +8,35 @@
  */
 import assert from "node:assert/strict";
 import { Buffer } from "node:buffer";
-import { spawn } from "node:child_process";
 import { createHash } from "node:crypto";
 import { once } from "node:events";
 import { readdir, readFile, writeFile } from "node:fs/promises";
 import { connect, createServer, type AddressInfo, type Server, type Socket } from "node:net";
-import { networkInterfaces } from "node:os";
 import { join } from "node:path";
 import process from "node:process";
 import { after, afterEach, before, describe, test } from "node:test";
-import { delay, stopChild, watchChild, within } from "../helpers/child.ts";
-import { curlThroughSocks } from "../helpers/curl.ts";
-import { type Home, makeHome, type Running, runCli, startCli, waitForListen } from "../helpers/run.ts";
-import { type KeyPair, makeKey, type Sshd, startSshd } from "../helpers/sshd.ts";
+import { delay, within } from "../helpers/child.ts";
+import { curlDirect, type CurlResult, curlThroughSocks } from "../helpers/curl.ts";
+import { type Home, type Running, runCli, startCli, stderrLines, waitForLine, waitForListen } from "../helpers/run.ts";
+import { connectOutcome } from "../helpers/sockets.ts";
+import type { KeyPair, Sshd } from "../helpers/sshd.ts";
 import {
   closedPort,
   deterministicBytes,
   type EchoTarget,
   freePort,
+  hasIpv6Loopback,
+  HELLO,
   type HttpTarget,
+  nonLoopbackAddress,
+  occupyPort,
   sha256,
   startEchoTarget,
   startHttpTarget,
 } from "../helpers/targets.ts";
+import { loginArgs, loginOptions, startSshdWithHome } from "../helpers/tunnel.ts";
+import { bounded as boundedBy, waitFor } from "../helpers/wait.ts";
 
-const HELLO = "hello from target\n";
 const MIB16 = 16 * 1024 * 1024;
 const WAIT_MS = 30_000;
 
@@ -41,68 +45,13 @@ const WAIT_MS = 30_000;
 // ---------------------------------------------------------------------------
 
 /** Resolves with the value, or fails the test naming what did not happen within `ms`. */
-async function bounded<T>(promise: Promise<T>, what: string, ms = WAIT_MS): Promise<T> {
-  const value = await within(promise.then((v) => ({ v })), ms);
-  if (value === undefined) assert.fail(`timed out after ${ms} ms waiting for ${what}`);
-  return value.v;
+function bounded<T>(promise: Promise<T>, what: string, ms = WAIT_MS): Promise<T> {
+  return boundedBy(promise, what, ms);
 }
-
-async function waitFor(condition: () => boolean, what: string, describeState: () => string = () => ""): Promise<void> {
-  for (let i = 0; i < 200; i++) {
-    if (condition()) return;
-    await delay(50);
-  }
-  const state = describeState();
-  assert.fail(`timed out waiting for ${what}${state === "" ? "" : `; ${state}`}`);
-}
-
-function stderrLines(cli: { stderr(): string } | { stderr: string }): string[] {
-  const text = typeof cli.stderr === "string" ? cli.stderr : cli.stderr();
-  return text.split("\n").filter((line) => line !== "");
-}
-
-/** Wait until the CLI has written a stderr line matching `pattern`; fail early if it exits. */
-async function waitForLine(cli: Running, pattern: RegExp, what: string): Promise<string> {
-  let exited = false;
-  void cli.exited.then(() => (exited = true));
-  let found: string | undefined;
-  await waitFor(
-    () => {
-      found = stderrLines(cli).find((line) => pattern.test(line));
-      return found !== undefined || exited;
-    },
-    what,
-    () => `stderr: ${cli.stderr().trim()}`,
-  );
-  if (found === undefined) assert.fail(`safetunnel exited before ${what}; stderr: ${cli.stderr().trim()}`);
-  return found;
-}
-
-interface CurlResult {
-  code: number;
-  stdout: Buffer;
-  stderr: string;
-}
-
-const PROXY_VARIABLES = ["http_proxy", "https_proxy", "all_proxy", "no_proxy", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY"];
 
 /** Plain `curl -q -sS --max-time N url` (no proxy, no .curlrc), stdout as bytes. */
-async function curl(url: string, maxTimeSeconds = 30): Promise<CurlResult> {
-  const env: NodeJS.ProcessEnv = { ...process.env };
-  for (const name of PROXY_VARIABLES) delete env[name];
-  const child = spawn("curl", ["-q", "-sS", "--max-time", String(maxTimeSeconds), url], { env, stdio: ["ignore", "pipe", "pipe"] });
-  const watched = watchChild(child);
-  const out: Buffer[] = [];
-  let stderr = "";
-  child.stdout?.on("data", (chunk: Buffer) => out.push(chunk));
-  child.stderr?.setEncoding("utf8").on("data", (chunk: string) => (stderr += chunk));
-  const closed = new Promise<void>((resolve) => child.once("close", () => resolve()));
-  let status = await within(watched.exited, (maxTimeSeconds + 5) * 1000);
-  if (status === undefined) status = await stopChild(watched, "SIGKILL");
-  const spawnError = watched.spawnError();
-  if (spawnError !== undefined) throw new Error(`cannot run curl: ${spawnError.message}`);
-  await within(closed, 2000);
-  return { code: status.code ?? -1, stdout: Buffer.concat(out), stderr };
+function curl(url: string, maxTimeSeconds = 30): Promise<CurlResult> {
+  return curlDirect(url, { maxTimeSeconds });
 }
 
 /** A connected client socket that may keep writing after the peer's FIN. */
@@ -146,26 +95,6 @@ async function sendAndHalfClose(port: number, payload: Buffer, host = "127.0.0.1
   return result;
 }
 
-/** "connected", or the error code a TCP connect to host:port ends with. */
-function connectOutcome(port: number, host = "127.0.0.1"): Promise<string> {
-  return new Promise((resolve) => {
-    const socket = connect({ port, host });
-    const timer = setTimeout(() => {
-      socket.destroy();
-      resolve("timeout");
-    }, 5000);
-    socket.once("connect", () => {
-      clearTimeout(timer);
-      socket.destroy();
-      resolve("connected");
-    });
-    socket.once("error", (err: NodeJS.ErrnoException) => {
-      clearTimeout(timer);
-      resolve(err.code ?? err.message);
-    });
-  });
-}
-
 function listenOn(server: Server, port: number, host: string): Promise<number> {
   server.listen({ port, host, ipv6Only: host.includes(":") });
   return Promise.race([
@@ -180,13 +109,6 @@ function closeServer(server: Server, sockets: Set<Socket> = new Set()): Promise<
   for (const socket of sockets) socket.destroy();
   if (!server.listening) return Promise.resolve();
   return new Promise((resolve) => server.close(() => resolve()));
-}
-
-/** A server of our own holding host:port, so nobody else can bind it. */
-async function occupy(port: number, host: string): Promise<Server> {
-  const server = createServer((socket) => socket.destroy());
-  await listenOn(server, port, host);
-  return server;
 }
 
 interface SinkTarget {
@@ -250,28 +172,6 @@ async function startClosesFirstTarget(): Promise<ClosesFirstTarget> {
   return { port, greeting, received, stop: () => closeServer(server, sockets) };
 }
 
-/** An IPv4 address of this machine that is not loopback, if it has one. */
-function nonLoopbackAddress(): string | undefined {
-  for (const addresses of Object.values(networkInterfaces())) {
-    for (const address of addresses ?? []) {
-      if (address.family === "IPv4" && !address.internal && !address.address.startsWith("127.")) return address.address;
-    }
-  }
-  return undefined;
-}
-
-async function hasIpv6Loopback(): Promise<boolean> {
-  const server = createServer();
-  try {
-    await listenOn(server, 0, "::1");
-    return true;
-  } catch {
-    return false;
-  } finally {
-    await closeServer(server);
-  }
-}
-
 /** Every process below `pid` (children, grandchildren...), from /proc. */
 async function descendantPids(pid: number): Promise<number[]> {
   const parents = new Map<number, number>();
@@ -324,17 +224,13 @@ describe("safetunnel -L and -R against a real sshd", () => {
   let closesFirst: ClosesFirstTarget;
   let ipv6 = false;
   const running: Running[] = [];
-  const occupied: Server[] = [];
+  const occupied: { stop(): Promise<void> }[] = [];
 
-  /** Options that log in to the shared sshd with the key in ~/.ssh, non-interactively. */
-  function loginOptions(): string[] {
-    return ["-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes", "-p", String(sshd.port)];
-  }
   function destination(): string {
     return `${sshd.user}@127.0.0.1`;
   }
   function start(args: string[]): Running {
-    const cli = startCli(["-N", ...args, ...loginOptions(), destination()], { home: home.home });
+    const cli = startCli(["-N", ...args, ...loginArgs(sshd)], { home: home.home });
     running.push(cli);
     return cli;
   }
@@ -349,11 +245,8 @@ describe("safetunnel -L and -R against a real sshd", () => {
   }
 
   before(async () => {
-    home = await makeHome();
-    key = await makeKey(home.sshDir, "id_ed25519");
     // DEBUG1 makes sshd log each direct-tcpip target as the client sent it.
-    sshd = await startSshd({ authorizedKeys: [key.publicLine], extraConfig: ["LogLevel DEBUG1"] });
-    await home.writeKnownHosts(`${sshd.knownHostsLine()}\n`);
+    ({ home, key, sshd } = await startSshdWithHome({ extraConfig: ["LogLevel DEBUG1"] }));
     http = await startHttpTarget();
     echo = await startEchoTarget();
     sink = await startSinkTarget();
@@ -363,7 +256,7 @@ describe("safetunnel -L and -R against a real sshd", () => {
 
   afterEach(async () => {
     for (const cli of running.splice(0)) await cli.stop("SIGKILL");
-    for (const server of occupied.splice(0)) await closeServer(server);
+    for (const holder of occupied.splice(0)) await holder.stop();
   });
 
   after(async () => {
@@ -380,7 +273,7 @@ describe("safetunnel -L and -R against a real sshd", () => {
   test("the seed's `-L P:localhost:HTTPPORT user@host -N` serves the target's page on the local port, naming localhost to the SSH server", async () => {
     const port = await freePort();
     const spec = `${port}:localhost:${http.port}`;
-    const cli = startExact([...loginOptions(), "-L", spec, destination(), "-N"]);
+    const cli = startExact([...loginOptions(sshd), "-L", spec, destination(), "-N"]);
     const line = await waitForLocal(cli, port);
     assert.equal(
       line,
@@ -398,7 +291,7 @@ describe("safetunnel -L and -R against a real sshd", () => {
   test("the seed's slash form `-L P/localhost/HTTPPORT` works like the colon form", async () => {
     const port = await freePort();
     const spec = `${port}/localhost/${http.port}`;
-    const cli = startExact([...loginOptions(), "-L", spec, destination(), "-N"]);
+    const cli = startExact([...loginOptions(sshd), "-L", spec, destination(), "-N"]);
     await waitForLocal(cli, port);
     const result = await curl(`http://127.0.0.1:${port}/hello`);
     assert.equal(result.code, 0, result.stderr);
@@ -407,7 +300,7 @@ describe("safetunnel -L and -R against a real sshd", () => {
 
   test("the seed's `-R P:localhost:HTTPPORT user@host` serves the target's page on the server's loopback port", async () => {
     const port = await freePort();
-    const cli = startExact([...loginOptions(), "-R", `${port}:localhost:${http.port}`, destination()]);
+    const cli = startExact([...loginOptions(sshd), "-R", `${port}:localhost:${http.port}`, destination()]);
     await waitForListen(port, "127.0.0.1", cli);
     const result = await curl(`http://127.0.0.1:${port}/hello`);
     assert.equal(result.code, 0, result.stderr);
@@ -605,11 +498,11 @@ describe("safetunnel -L and -R against a real sshd", () => {
 
   test("-R on a port already in use on the server, with ExitOnForwardFailure=yes, names the forward and exits 255", async () => {
     const busy = await freePort();
-    occupied.push(await occupy(busy, "127.0.0.1"));
+    occupied.push(await occupyPort(busy, "127.0.0.1"));
     const local = await freePort();
     const spec = `127.0.0.1:${busy}:localhost:${http.port}`;
     const result = await runCli(
-      ["-N", "-o", "ExitOnForwardFailure=yes", "-L", `${local}:localhost:${echo.port}`, "-R", spec, ...loginOptions(), destination()],
+      ["-N", "-o", "ExitOnForwardFailure=yes", "-L", `${local}:localhost:${echo.port}`, "-R", spec, ...loginOptions(sshd), destination()],
       { home: home.home, timeoutMs: WAIT_MS },
     );
     assert.equal(result.code, 255, result.stderr);
@@ -624,8 +517,8 @@ describe("safetunnel -L and -R against a real sshd", () => {
   test("-R on a port already in use on the server, without ExitOnForwardFailure, is reported and the -D and -L of the same run work", async () => {
     const busy = await freePort();
     // sshd binds "localhost" as both loopbacks and succeeds if either is free: hold both.
-    occupied.push(await occupy(busy, "127.0.0.1"));
-    if (ipv6) occupied.push(await occupy(busy, "::1"));
+    occupied.push(await occupyPort(busy, "127.0.0.1"));
+    if (ipv6) occupied.push(await occupyPort(busy, "::1"));
     const socksPort = await freePort();
     const local = await freePort();
     const spec = `${busy}:localhost:${http.port}`;
@@ -755,15 +648,8 @@ describe("safetunnel -L and -R against an sshd with AllowTcpForwarding no", () =
   let echo: EchoTarget;
   const running: Running[] = [];
 
-  function loginArgs(): string[] {
-    return ["-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes", "-p", String(sshd.port), `${sshd.user}@127.0.0.1`];
-  }
-
   before(async () => {
-    home = await makeHome();
-    const key = await makeKey(home.sshDir, "id_ed25519");
-    sshd = await startSshd({ authorizedKeys: [key.publicLine], extraConfig: ["AllowTcpForwarding no"] });
-    await home.writeKnownHosts(`${sshd.knownHostsLine()}\n`);
+    ({ home, sshd } = await startSshdWithHome({ extraConfig: ["AllowTcpForwarding no"] }));
     echo = await startEchoTarget();
   });
 
@@ -782,7 +668,7 @@ describe("safetunnel -L and -R against an sshd with AllowTcpForwarding no", () =
     const remote = await freePort();
     const localSpec = `${local}:localhost:${echo.port}`;
     const remoteSpec = `${remote}:localhost:${echo.port}`;
-    const cli = startCli(["-N", "-L", localSpec, "-R", remoteSpec, ...loginArgs()], { home: home.home });
+    const cli = startCli(["-N", "-L", localSpec, "-R", remoteSpec, ...loginArgs(sshd)], { home: home.home });
     running.push(cli);
 
     const refused = await waitForLine(cli, new RegExp(`^-R ${remoteSpec}: `), "the -R refusal");
@@ -803,7 +689,7 @@ describe("safetunnel -L and -R against an sshd with AllowTcpForwarding no", () =
   test("a run whose only forward is a refused -R exits 255", async () => {
     const remote = await freePort();
     const spec = `${remote}:localhost:${echo.port}`;
-    const result = await runCli(["-N", "-R", spec, ...loginArgs()], { home: home.home, timeoutMs: WAIT_MS });
+    const result = await runCli(["-N", "-R", spec, ...loginArgs(sshd)], { home: home.home, timeoutMs: WAIT_MS });
     assert.equal(result.code, 255, result.stderr);
     const lines = stderrLines(result);
     assert.equal(lines.filter((line) => line.startsWith(`-R ${spec}: the server refused to listen on localhost port ${remote}`)).length, 1, result.stderr);
@@ -817,10 +703,7 @@ describe("safetunnel -R when the server stops answering", () => {
   let echo: EchoTarget;
 
   before(async () => {
-    home = await makeHome();
-    const key = await makeKey(home.sshDir, "id_ed25519");
-    sshd = await startSshd({ authorizedKeys: [key.publicLine] });
-    await home.writeKnownHosts(`${sshd.knownHostsLine()}\n`);
+    ({ home, sshd } = await startSshdWithHome());
     echo = await startEchoTarget();
   });
 

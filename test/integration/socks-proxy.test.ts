@@ -8,162 +8,42 @@ import assert from "node:assert/strict";
 import { Buffer } from "node:buffer";
 import { once } from "node:events";
 import { mkdtemp, rm } from "node:fs/promises";
-import { connect, createServer, isIPv4, isIPv6, type Server, type Socket } from "node:net";
+import { createServer, type Server, type Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import process from "node:process";
 import { after, before, describe, test } from "node:test";
-import { delay, runCommand, within } from "../helpers/child.ts";
+import { within } from "../helpers/child.ts";
 import { curlThroughSocks, socksConnect } from "../helpers/curl.ts";
-import { type Home, makeHome, type Running, startCli, waitForListen } from "../helpers/run.ts";
-import { type KeyPair, makeKey, type Sshd, startSshd } from "../helpers/sshd.ts";
+import { type Home, stderrLines, waitForLine } from "../helpers/run.ts";
+import { RawClient, type RawClientOptions, socks5Open, socks5Reply, socks5Request } from "../helpers/raw-socks.ts";
+import { readAll } from "../helpers/sockets.ts";
+import { type KeyPair, type Sshd, startSshd } from "../helpers/sshd.ts";
 import {
   closedPort,
   deterministicBytes,
   type EchoTarget,
-  freePort,
+  hasIpv6Loopback,
+  HELLO,
   type HttpTarget,
   sha256,
   startEchoTarget,
   startHttpTarget,
 } from "../helpers/targets.ts";
+import { makeHomeWithKey, type SocksTunnel, startSocksTunnel, startSshdWithHome } from "../helpers/tunnel.ts";
 
-const HELLO = "hello from target\n";
 const WAIT_MS = 10_000;
 
-/** SOCKS5 replies with BND.ADDR 0.0.0.0:0, as safetunnel sends them (RFC 1928 section 6). */
-function socks5Reply(rep: number): Buffer {
-  return Buffer.from([0x05, rep, 0x00, 0x01, 0, 0, 0, 0, 0, 0]);
-}
-
-/**
- * A byte-level SOCKS client: a loopback socket (half-open allowed) that
- * collects what it receives, with bounded reads.
- */
-class RawClient {
-  readonly socket: Socket;
-  private received: Buffer = Buffer.alloc(0);
-  private ended = false;
-  private waiters: (() => void)[] = [];
-
-  private constructor(socket: Socket) {
-    this.socket = socket;
-    socket.on("data", (chunk: Buffer) => {
-      this.received = Buffer.concat([this.received, chunk]);
-      this.wake();
-    });
-    const finish = (): void => {
-      this.ended = true;
-      this.wake();
-    };
-    socket.on("end", finish);
-    socket.on("close", finish);
-    socket.on("error", finish);
-  }
-
-  static async open(port: number, host = "127.0.0.1"): Promise<RawClient> {
-    const socket = connect({ port, host, allowHalfOpen: true });
-    await Promise.race([
-      once(socket, "connect"),
-      once(socket, "error").then(([err]) => {
-        throw err;
-      }),
-    ]);
-    return new RawClient(socket);
-  }
-
-  private wake(): void {
-    const waiters = this.waiters;
-    this.waiters = [];
-    for (const waiter of waiters) waiter();
-  }
-
-  private async until(condition: () => boolean, what: string): Promise<void> {
-    const deadline = Date.now() + WAIT_MS;
-    while (!condition()) {
-      const left = deadline - Date.now();
-      if (left <= 0) throw new Error(`timed out waiting for ${what}; received so far: ${this.received.toString("hex")}`);
-      await within(new Promise<void>((resolve) => this.waiters.push(resolve)), left);
-    }
-  }
-
-  /** Exactly `n` bytes; rejects if the stream ends first. */
-  async read(n: number): Promise<Buffer> {
-    await this.until(() => this.received.length >= n || this.ended, `${n} bytes`);
-    if (this.received.length < n) throw new Error(`stream ended after ${this.received.length} of ${n} bytes: ${this.received.toString("hex")}`);
-    const out = this.received.subarray(0, n);
-    this.received = this.received.subarray(n);
-    return out;
-  }
-
-  /** Everything up to the peer's FIN (or close). */
-  async rest(): Promise<Buffer> {
-    await this.until(() => this.ended, "end of stream");
-    const out = this.received;
-    this.received = Buffer.alloc(0);
-    return out;
-  }
-
-  write(bytes: Uint8Array | string): void {
-    this.socket.write(bytes);
-  }
-
-  destroy(): void {
-    this.socket.destroy();
-  }
-}
-
-/** A SOCKS5 request (VER CMD RSV ATYP DST.ADDR DST.PORT); IP literals get ATYP 1/4, anything else ATYP 3. */
-function socks5Request(host: string, port: number, command = 0x01): Buffer {
-  let address: Buffer;
-  if (isIPv4(host)) {
-    address = Buffer.from([0x01, ...host.split(".").map(Number)]);
-  } else if (isIPv6(host)) {
-    address = Buffer.concat([Buffer.from([0x04]), ipv6Bytes(host)]);
-  } else {
-    address = Buffer.concat([Buffer.from([0x03, host.length]), Buffer.from(host, "latin1")]);
-  }
-  const portBytes = Buffer.from([port >> 8, port & 0xff]);
-  return Buffer.concat([Buffer.from([0x05, command, 0x00]), address, portBytes]);
-}
-
-function ipv6Bytes(text: string): Buffer {
-  const [head = "", tail = ""] = text.split("::");
-  const groups = (s: string): number[] => (s === "" ? [] : s.split(":").map((g) => parseInt(g, 16)));
-  const left = groups(head);
-  const right = groups(tail);
-  const all = text.includes("::") ? [...left, ...new Array<number>(8 - left.length - right.length).fill(0), ...right] : left;
-  const out = Buffer.alloc(16);
-  all.forEach((group, i) => out.writeUInt16BE(group, i * 2));
-  return out;
-}
-
-/** Greet with "no authentication", check the method choice, send the request; the client is ready for the reply. */
-async function socks5Open(proxyPort: number, host: string, port: number, command = 0x01): Promise<RawClient> {
-  const client = await RawClient.open(proxyPort);
-  client.write(Buffer.from([0x05, 0x01, 0x00]));
-  assert.equal((await client.read(2)).toString("hex"), "0500");
-  client.write(socks5Request(host, port, command));
-  return client;
-}
+/** Raw clients keep their write side open after the proxy's FIN, and wait up to WAIT_MS. */
+const RAW: RawClientOptions = { allowHalfOpen: true, timeoutMs: WAIT_MS };
 
 /** Everything the proxy sends after the method choice, up to its FIN. */
 async function socks5Refusal(proxyPort: number, host: string, port: number, command = 0x01): Promise<Buffer> {
-  const client = await socks5Open(proxyPort, host, port, command);
+  const client = await socks5Open(proxyPort, socks5Request(host, port, command), RAW);
   try {
-    return await client.rest();
+    return await client.readToEnd();
   } finally {
     client.destroy();
   }
-}
-
-function readAll(socket: Socket): Promise<Buffer> {
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    socket.on("data", (chunk: Buffer) => chunks.push(chunk));
-    socket.once("end", () => resolve(Buffer.concat(chunks)));
-    socket.once("error", reject);
-  });
 }
 
 /** Write `data` in chunks, waiting for 'drain' whenever the socket says its buffer is full, then end. */
@@ -180,90 +60,18 @@ async function writeWithBackpressure(socket: Socket, data: Buffer, chunkSize = 6
   return waits;
 }
 
-/** curl with a proxy URL (`-x socks5h://...`), no .curlrc, no proxy variables. */
-async function curlWithProxyUrl(proxyUrl: string, url: string): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  const env: NodeJS.ProcessEnv = { ...process.env };
-  for (const name of ["http_proxy", "https_proxy", "all_proxy", "no_proxy", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY"]) delete env[name];
-  return runCommand("curl", ["-q", "-sS", "--max-time", "15", "-x", proxyUrl, url], { env, timeoutMs: 20_000 });
-}
-
-async function waitFor(condition: () => boolean, what: string, describeState: () => string = () => ""): Promise<void> {
-  for (let i = 0; i < 200; i++) {
-    if (condition()) return;
-    await delay(50);
-  }
-  assert.fail(`timed out waiting for ${what}${describeState() === "" ? "" : `; ${describeState()}`}`);
-}
-
-/** Lines safetunnel wrote to stderr after `offset` characters. */
-function linesSince(cli: Running, offset: number): string[] {
-  return cli
-    .stderr()
-    .slice(offset)
-    .split("\n")
-    .filter((line) => line !== "");
-}
-
-async function hasIPv6Loopback(): Promise<boolean> {
-  const server = createServer();
-  try {
-    server.listen(0, "::1");
-    await Promise.race([once(server, "listening"), once(server, "error").then(([err]) => Promise.reject(err))]);
-    return true;
-  } catch {
-    return false;
-  } finally {
-    if (server.listening) await new Promise<void>((resolve) => server.close(() => resolve()));
-  }
-}
-
-interface Tunnel {
-  cli: Running;
-  port: number;
-  proxy: string;
-}
-
-/** safetunnel -N -D 127.0.0.1:PORT against `sshd`, with a HOME whose ~/.ssh holds the key and known_hosts. */
-async function startTunnel(sshd: Sshd, home: Home, extraArgs: string[] = []): Promise<Tunnel> {
-  const port = await freePort();
-  const cli = startCli(
-    ["-N", "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes", ...extraArgs, "-D", `127.0.0.1:${port}`, "-p", String(sshd.port), `${sshd.user}@127.0.0.1`],
-    { home: home.home },
-  );
-  try {
-    await waitForListen(port, "127.0.0.1", cli);
-  } catch (err) {
-    await cli.stop();
-    throw err;
-  }
-  return { cli, port, proxy: `127.0.0.1:${port}` };
-}
-
-/** A HOME with ~/.ssh/id_ed25519 and known_hosts for `sshd` filled in by `trust`. */
-async function makeSshHome(): Promise<{ home: Home; key: KeyPair; trust(sshd: Sshd): Promise<void> }> {
-  const home = await makeHome();
-  const key = await makeKey(home.sshDir, "id_ed25519");
-  return {
-    home,
-    key,
-    trust: (sshd) => home.writeKnownHosts(`${sshd.knownHostsLine()}\n`),
-  };
-}
-
 describe("safetunnel -D through a real sshd", () => {
-  let sshHome: Awaited<ReturnType<typeof makeSshHome>>;
+  let home: Home;
   let sshd: Sshd;
   let http: HttpTarget;
   let echo: EchoTarget;
-  let tunnel: Tunnel;
+  let tunnel: SocksTunnel;
 
   before(async () => {
-    sshHome = await makeSshHome();
-    sshd = await startSshd({ authorizedKeys: [sshHome.key.publicLine] });
-    await sshHome.trust(sshd);
+    ({ home, sshd } = await startSshdWithHome());
     http = await startHttpTarget();
     echo = await startEchoTarget();
-    tunnel = await startTunnel(sshd, sshHome.home);
+    tunnel = await startSocksTunnel(sshd, home);
   });
 
   after(async () => {
@@ -271,7 +79,7 @@ describe("safetunnel -D through a real sshd", () => {
     await sshd?.stop();
     await http?.stop();
     await echo?.stop();
-    await sshHome?.home.cleanup();
+    await home?.cleanup();
   });
 
   test("curl --socks5-hostname fetches /hello by name, resolved by the SSH server", async () => {
@@ -285,10 +93,10 @@ describe("safetunnel -D through a real sshd", () => {
 
   test("curl with a socks5h:// proxy URL fetches /hello by name", async () => {
     const seen = http.requests.length;
-    const result = await curlWithProxyUrl(`socks5h://${tunnel.proxy}`, `http://localhost:${http.port}/hello`);
+    const result = await curlThroughSocks("-x", `socks5h://${tunnel.proxy}`, `http://localhost:${http.port}/hello`);
     assert.equal(result.stderr, "");
     assert.equal(result.code, 0);
-    assert.equal(result.stdout, HELLO);
+    assert.equal(result.stdout.toString(), HELLO);
     assert.deepEqual(http.requests.slice(seen), [`localhost:${http.port}`]);
   });
 
@@ -303,12 +111,8 @@ describe("safetunnel -D through a real sshd", () => {
     // This must be the run's first SOCKS5 refusal: later ones from the same
     // address within 10 s are folded into the next full line (forward/dynamic.ts).
     const refusal = new RegExp(`^Refused SOCKS5 CONNECT to 127\\.0\\.0\\.1:${http.port} from 127\\.0\\.0\\.1:\\d+ \\(curl\\): `);
-    await waitFor(
-      () => linesSince(tunnel.cli, logOffset).some((line) => refusal.test(line)),
-      "the refusal line",
-      () => `stderr: ${tunnel.cli.stderr().slice(logOffset)}`,
-    );
-    const lines = linesSince(tunnel.cli, logOffset).filter((line) => line.includes("Refused"));
+    await waitForLine(tunnel.cli, refusal, "the refusal line", logOffset);
+    const lines = stderrLines(tunnel.cli, logOffset).filter((line) => line.includes("Refused"));
     assert.equal(lines.length, 1, lines.join("\n"));
     assert.match(lines[0]!, refusal);
     assert.ok(lines[0]!.includes(`--socks5-hostname ${tunnel.proxy}`), lines[0]);
@@ -324,19 +128,15 @@ describe("safetunnel -D through a real sshd", () => {
     assert.deepEqual(http.requests.slice(seen), []);
     // The run's first SOCKS4 refusal (see above).
     const refusal = new RegExp(`^Refused SOCKS4 CONNECT to 127\\.0\\.0\\.1:${http.port} from 127\\.0\\.0\\.1:\\d+ \\(curl\\): .*plain SOCKS4`);
-    await waitFor(
-      () => linesSince(tunnel.cli, logOffset).some((line) => refusal.test(line)),
-      "the SOCKS4 refusal line",
-      () => `stderr: ${tunnel.cli.stderr().slice(logOffset)}`,
-    );
+    await waitForLine(tunnel.cli, refusal, "the SOCKS4 refusal line", logOffset);
   });
 
   test("answers a plain SOCKS4 request for an IP with exactly 00 5B and six zero bytes", async () => {
-    const client = await RawClient.open(tunnel.port);
+    const client = await RawClient.connect(tunnel.port, RAW);
     try {
       // VN=4 CD=1 DSTPORT DSTIP=127.0.0.1 USERID="" NUL
       client.write(Buffer.from([0x04, 0x01, http.port >> 8, http.port & 0xff, 127, 0, 0, 1, 0x00]));
-      assert.equal((await client.rest()).toString("hex"), "005b000000000000");
+      assert.equal((await client.readToEnd()).toString("hex"), "005b000000000000");
     } finally {
       client.destroy();
     }
@@ -365,13 +165,13 @@ describe("safetunnel -D through a real sshd", () => {
 
   test("refuses an IP literal sent in the name field (ATYP 3 \"127.0.0.1\") with reply 0x02", async () => {
     const seen = http.requests.length;
-    const client = await RawClient.open(tunnel.port);
+    const client = await RawClient.connect(tunnel.port, RAW);
     try {
       client.write(Buffer.from([0x05, 0x01, 0x00]));
       assert.equal((await client.read(2)).toString("hex"), "0500");
       const name = Buffer.from("127.0.0.1", "latin1");
       client.write(Buffer.concat([Buffer.from([0x05, 0x01, 0x00, 0x03, name.length]), name, Buffer.from([http.port >> 8, http.port & 0xff])]));
-      assert.equal((await client.rest()).toString("hex"), socks5Reply(0x02).toString("hex"));
+      assert.equal((await client.readToEnd()).toString("hex"), socks5Reply(0x02).toString("hex"));
     } finally {
       client.destroy();
     }
@@ -387,11 +187,11 @@ describe("safetunnel -D through a real sshd", () => {
 
   test("refuses a SOCKS4a request whose name is an IP literal with 00 5B", async () => {
     const seen = http.requests.length;
-    const client = await RawClient.open(tunnel.port);
+    const client = await RawClient.connect(tunnel.port, RAW);
     try {
       // VN=4 CD=1 DSTPORT DSTIP=0.0.0.1 USERID="" NUL HOST="127.0.0.1" NUL
       client.write(Buffer.concat([Buffer.from([0x04, 0x01, http.port >> 8, http.port & 0xff, 0, 0, 0, 1, 0x00]), Buffer.from("127.0.0.1\0", "latin1")]));
-      assert.equal((await client.rest()).toString("hex"), "005b000000000000");
+      assert.equal((await client.readToEnd()).toString("hex"), "005b000000000000");
     } finally {
       client.destroy();
     }
@@ -485,10 +285,10 @@ describe("safetunnel -D through a real sshd", () => {
   });
 
   test("a client offering only username/password (method 0x02) gets 05 FF and the socket is closed", async () => {
-    const client = await RawClient.open(tunnel.port);
+    const client = await RawClient.connect(tunnel.port, RAW);
     try {
       client.write(Buffer.from([0x05, 0x01, 0x02]));
-      assert.equal((await client.rest()).toString("hex"), "05ff");
+      assert.equal((await client.readToEnd()).toString("hex"), "05ff");
     } finally {
       client.destroy();
     }
@@ -496,16 +296,14 @@ describe("safetunnel -D through a real sshd", () => {
 
   test("garbage bytes close only that socket; the proxy keeps serving", async () => {
     const logOffset = tunnel.cli.stderr().length;
-    const client = await RawClient.open(tunnel.port);
+    const client = await RawClient.connect(tunnel.port, RAW);
     try {
       client.write(Buffer.from([0x00, 0xde, 0xad, 0xbe, 0xef, 0x13, 0x37]));
-      assert.equal((await client.rest()).length, 0);
+      assert.equal((await client.readToEnd()).length, 0);
     } finally {
       client.destroy();
     }
-    await waitFor(() => linesSince(tunnel.cli, logOffset).some((line) => line.includes("not a SOCKS request (first byte 0x00)")), "the protocol-error line", () =>
-      tunnel.cli.stderr().slice(logOffset),
-    );
+    await waitForLine(tunnel.cli, "not a SOCKS request (first byte 0x00)", "the protocol-error line", logOffset);
     const result = await curlThroughSocks("--socks5-hostname", tunnel.proxy, `http://localhost:${http.port}/hello`);
     assert.equal(result.code, 0, result.stderr);
     assert.equal(result.stdout.toString(), HELLO);
@@ -514,16 +312,14 @@ describe("safetunnel -D through a real sshd", () => {
   test("an HTTP request to the SOCKS port closes only that socket, says so, and the proxy keeps serving", async () => {
     const logOffset = tunnel.cli.stderr().length;
     const seen = http.requests.length;
-    const client = await RawClient.open(tunnel.port);
+    const client = await RawClient.connect(tunnel.port, RAW);
     try {
       client.write(`GET http://localhost:${http.port}/hello HTTP/1.1\r\nHost: localhost:${http.port}\r\n\r\n`);
-      assert.equal((await client.rest()).length, 0);
+      assert.equal((await client.readToEnd()).length, 0);
     } finally {
       client.destroy();
     }
-    await waitFor(() => linesSince(tunnel.cli, logOffset).some((line) => line.includes("the client spoke HTTP, not SOCKS")), "the HTTP line", () =>
-      tunnel.cli.stderr().slice(logOffset),
-    );
+    await waitForLine(tunnel.cli, "the client spoke HTTP, not SOCKS", "the HTTP line", logOffset);
     assert.deepEqual(http.requests.slice(seen), []);
     const result = await curlThroughSocks("--socks5-hostname", tunnel.proxy, `http://localhost:${http.port}/hello`);
     assert.equal(result.code, 0, result.stderr);
@@ -531,13 +327,13 @@ describe("safetunnel -D through a real sshd", () => {
   });
 
   test("a truncated request followed by FIN closes that socket without a reply; the proxy keeps serving", async () => {
-    const client = await RawClient.open(tunnel.port);
+    const client = await RawClient.connect(tunnel.port, RAW);
     try {
       client.write(Buffer.from([0x05, 0x01, 0x00]));
       assert.equal((await client.read(2)).toString("hex"), "0500");
       // ATYP 3 announcing a 10-byte name, then only 3 bytes of it.
       client.socket.end(Buffer.from([0x05, 0x01, 0x00, 0x03, 0x0a, 0x61, 0x62, 0x63]));
-      assert.equal((await client.rest()).length, 0);
+      assert.equal((await client.readToEnd()).length, 0);
     } finally {
       client.destroy();
     }
@@ -547,10 +343,10 @@ describe("safetunnel -D through a real sshd", () => {
   });
 
   test("a SOCKS4 user id longer than 255 bytes gets 00 5B and is closed; the proxy keeps serving", async () => {
-    const client = await RawClient.open(tunnel.port);
+    const client = await RawClient.connect(tunnel.port, RAW);
     try {
       client.write(Buffer.concat([Buffer.from([0x04, 0x01, 0x00, 0x50, 0, 0, 0, 1]), Buffer.alloc(600, 0x41)]));
-      assert.equal((await client.rest()).toString("hex"), "005b000000000000");
+      assert.equal((await client.readToEnd()).toString("hex"), "005b000000000000");
     } finally {
       client.destroy();
     }
@@ -560,24 +356,24 @@ describe("safetunnel -D through a real sshd", () => {
   });
 
   test("an unknown address type (ATYP 0x05) gets reply 0x08, whole", async () => {
-    const client = await RawClient.open(tunnel.port);
+    const client = await RawClient.connect(tunnel.port, RAW);
     try {
       client.write(Buffer.from([0x05, 0x01, 0x00]));
       assert.equal((await client.read(2)).toString("hex"), "0500");
       client.write(Buffer.from([0x05, 0x01, 0x00, 0x05, 1, 2, 3, 4, 0x00, 0x50]));
-      assert.equal((await client.rest()).toString("hex"), socks5Reply(0x08).toString("hex"));
+      assert.equal((await client.readToEnd()).toString("hex"), socks5Reply(0x08).toString("hex"));
     } finally {
       client.destroy();
     }
   });
 
   test("data sent together with the request (before the reply) reaches the target after the success reply", async () => {
-    const client = await RawClient.open(tunnel.port);
+    const client = await RawClient.connect(tunnel.port, RAW);
     try {
       client.socket.end(Buffer.concat([Buffer.from([0x05, 0x01, 0x00]), socks5Request("localhost", echo.port), Buffer.from("early bytes")]));
       assert.equal((await client.read(2)).toString("hex"), "0500");
       assert.equal((await client.read(10)).toString("hex"), socks5Reply(0x00).toString("hex"));
-      assert.equal((await client.rest()).toString(), "early bytes");
+      assert.equal((await client.readToEnd()).toString(), "early bytes");
     } finally {
       client.destroy();
     }
@@ -585,11 +381,11 @@ describe("safetunnel -D through a real sshd", () => {
 
   test("half-close from the client: after shutting down its write side it still receives every echoed byte, then EOF", async () => {
     const payload = deterministicBytes(1024 * 1024 + 3, 5);
-    const client = await socks5Open(tunnel.port, "localhost", echo.port);
+    const client = await socks5Open(tunnel.port, socks5Request("localhost", echo.port), RAW);
     try {
       assert.equal((await client.read(10)).toString("hex"), socks5Reply(0x00).toString("hex"));
       client.socket.end(payload);
-      const back = await client.rest();
+      const back = await client.readToEnd();
       assert.equal(back.length, payload.length);
       assert.equal(sha256(back), sha256(payload));
       assert.equal(client.socket.readableEnded, true);
@@ -617,10 +413,10 @@ describe("safetunnel -D through a real sshd", () => {
     server.listen(0, "127.0.0.1");
     await once(server, "listening");
     const port = (server.address() as { port: number }).port;
-    const client = await socks5Open(tunnel.port, "localhost", port);
+    const client = await socks5Open(tunnel.port, socks5Request("localhost", port), RAW);
     try {
       assert.equal((await client.read(10)).toString("hex"), socks5Reply(0x00).toString("hex"));
-      assert.equal((await client.rest()).toString(), "greeting, then FIN\n");
+      assert.equal((await client.readToEnd()).toString(), "greeting, then FIN\n");
       client.socket.end("sent after the target's FIN");
       const data = await within(got, WAIT_MS);
       assert.equal(data?.toString(), "sent after the target's FIN");
@@ -633,25 +429,23 @@ describe("safetunnel -D through a real sshd", () => {
 });
 
 describe("safetunnel --allow-ip", () => {
-  let sshHome: Awaited<ReturnType<typeof makeSshHome>>;
+  let home: Home;
   let sshd: Sshd;
   let http4: HttpTarget;
   let http6: HttpTarget | undefined;
   let echo6: EchoTarget | undefined;
-  let tunnel: Tunnel;
+  let tunnel: SocksTunnel;
   let ipv6 = false;
 
   before(async () => {
-    ipv6 = await hasIPv6Loopback();
-    sshHome = await makeSshHome();
-    sshd = await startSshd({ authorizedKeys: [sshHome.key.publicLine] });
-    await sshHome.trust(sshd);
+    ipv6 = await hasIpv6Loopback();
+    ({ home, sshd } = await startSshdWithHome());
     http4 = await startHttpTarget();
     if (ipv6) {
       http6 = await startHttpTarget("::1");
       echo6 = await startEchoTarget("::1");
     }
-    tunnel = await startTunnel(sshd, sshHome.home, ["--allow-ip", "::1,127.0.0.1"]);
+    tunnel = await startSocksTunnel(sshd, home, ["--allow-ip", "::1,127.0.0.1"]);
   });
 
   after(async () => {
@@ -660,21 +454,21 @@ describe("safetunnel --allow-ip", () => {
     await http4?.stop();
     await http6?.stop();
     await echo6?.stop();
-    await sshHome?.home.cleanup();
+    await home?.cleanup();
   });
 
   test("lets a SOCKS5 ATYP 4 request for ::1 through and logs 'Allowing'", async (t) => {
     if (!ipv6 || echo6 === undefined) return t.skip("no IPv6 loopback here");
     const logOffset = tunnel.cli.stderr().length;
-    const client = await socks5Open(tunnel.port, "::1", echo6.port);
+    const client = await socks5Open(tunnel.port, socks5Request("::1", echo6.port), RAW);
     try {
       assert.equal((await client.read(10)).toString("hex"), socks5Reply(0x00).toString("hex"));
       client.socket.end("over ::1");
-      assert.equal((await client.rest()).toString(), "over ::1");
+      assert.equal((await client.readToEnd()).toString(), "over ::1");
     } finally {
       client.destroy();
     }
-    const lines = linesSince(tunnel.cli, logOffset);
+    const lines = stderrLines(tunnel.cli, logOffset);
     assert.ok(
       lines.some((line) => line.startsWith(`Allowing IP destination [::1]:${echo6!.port} for 127.0.0.1:`) && line.includes("--allow-ip ::1/128")),
       lines.join("\n"),
@@ -694,7 +488,7 @@ describe("safetunnel --allow-ip", () => {
     const result = await curlThroughSocks("--socks5", tunnel.proxy, `${http4.url}/hello`);
     assert.equal(result.code, 0, result.stderr);
     assert.equal(result.stdout.toString(), HELLO);
-    const lines = linesSince(tunnel.cli, logOffset);
+    const lines = stderrLines(tunnel.cli, logOffset);
     assert.ok(lines.some((line) => line.startsWith(`Allowing IP destination 127.0.0.1:${http4.port} for 127.0.0.1:`)), lines.join("\n"));
   });
 
@@ -706,14 +500,14 @@ describe("safetunnel --allow-ip", () => {
 
 describe("safetunnel -D against an sshd that forbids the forwarding", () => {
   let scratch: string;
-  let sshHome: Awaited<ReturnType<typeof makeSshHome>>;
+  let sshHome: { home: Home; key: KeyPair };
   const sshds: Sshd[] = [];
-  const tunnels: Tunnel[] = [];
+  const tunnels: SocksTunnel[] = [];
   let http: HttpTarget;
 
   before(async () => {
     scratch = await mkdtemp(join(tmpdir(), "safetunnel-prohibited-"));
-    sshHome = await makeSshHome();
+    sshHome = await makeHomeWithKey();
     http = await startHttpTarget();
   });
 
@@ -729,8 +523,8 @@ describe("safetunnel -D against an sshd that forbids the forwarding", () => {
     test(`maps sshd's "${rule}" refusal to reply 0x02 (not allowed), whole, and reaches nothing`, async () => {
       const sshd = await startSshd({ authorizedKeys: [sshHome.key.publicLine], extraConfig: [rule] });
       sshds.push(sshd);
-      await sshHome.trust(sshd);
-      const tunnel = await startTunnel(sshd, sshHome.home);
+      await sshHome.home.writeKnownHosts(`${sshd.knownHostsLine()}\n`);
+      const tunnel = await startSocksTunnel(sshd, sshHome.home);
       tunnels.push(tunnel);
       const seen = http.requests.length;
       const reply = await socks5Refusal(tunnel.port, "localhost", http.port);

@@ -11,6 +11,7 @@ import { parseCidr, type Cidr } from "../../src/socks/policy.ts";
 import type { SocksRequest } from "../../src/socks/codec.ts";
 import type { SocksClient } from "../../src/socks/server.ts";
 import { ChannelOpenError, type ChannelFailureKind, type Origin, type RemoteListen, type TunnelSession } from "../../src/ssh/session.ts";
+import { RawClient, socks5Open, socks5Reply } from "../helpers/raw-socks.ts";
 
 const WAIT_MS = 5000;
 
@@ -107,100 +108,9 @@ async function startForward(
 
 // ------------------------------------------------------------------ a raw SOCKS client
 
-class RawClient {
-  private buffer = Buffer.alloc(0);
-  private ended = false;
-  private closedFlag = false;
-  private wake: (() => void)[] = [];
-  readonly closed: Promise<void>;
-
-  private constructor(readonly socket: Socket) {
-    socket.on("data", (chunk: Buffer) => {
-      this.buffer = Buffer.concat([this.buffer, chunk]);
-      this.notify();
-    });
-    socket.on("end", () => {
-      this.ended = true;
-      this.notify();
-    });
-    socket.on("error", () => {});
-    this.closed = new Promise((resolve) =>
-      socket.once("close", () => {
-        this.closedFlag = true;
-        this.ended = true;
-        this.notify();
-        resolve();
-      }),
-    );
-  }
-
-  static connect(port: number): Promise<RawClient> {
-    return new Promise((resolve, reject) => {
-      const socket = connect({ host: "127.0.0.1", port }, () => resolve(new RawClient(socket)));
-      socket.once("error", reject);
-    });
-  }
-
-  get localPort(): number {
-    return this.socket.localPort!;
-  }
-
-  get isClosed(): boolean {
-    return this.closedFlag;
-  }
-
-  private notify(): void {
-    for (const wake of this.wake.splice(0)) wake();
-  }
-
-  private async waitFor(ready: () => boolean, what: string): Promise<void> {
-    const deadline = Date.now() + WAIT_MS;
-    while (!ready()) {
-      const left = deadline - Date.now();
-      if (left <= 0) throw new Error(`timed out waiting for ${what}; have ${this.buffer.toString("hex")}`);
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, left);
-        this.wake.push(() => {
-          clearTimeout(timer);
-          resolve();
-        });
-      });
-    }
-  }
-
-  write(bytes: Uint8Array | string): void {
-    this.socket.write(bytes);
-  }
-
-  /** Exactly n bytes (fails if the stream ends first). */
-  async read(n: number): Promise<Buffer> {
-    await this.waitFor(() => this.buffer.length >= n || this.ended, `${n} bytes`);
-    assert.ok(this.buffer.length >= n, `stream ended after ${this.buffer.length} of ${n} bytes: ${this.buffer.toString("hex")}`);
-    const out = this.buffer.subarray(0, n);
-    this.buffer = this.buffer.subarray(n);
-    return out;
-  }
-
-  /** Everything until the server ends the stream. */
-  async readToEnd(): Promise<Buffer> {
-    await this.waitFor(() => this.ended, "the end of the stream");
-    const out = this.buffer;
-    this.buffer = Buffer.alloc(0);
-    return out;
-  }
-
-  /** Bytes received so far, without waiting. */
-  peek(): Buffer {
-    return this.buffer;
-  }
-
-  end(): void {
-    this.socket.end();
-  }
-
-  destroy(): void {
-    this.socket.destroy();
-  }
+/** A raw SOCKS client on `port`, its waits bounded by WAIT_MS. */
+function connectClient(port: number): Promise<RawClient> {
+  return RawClient.connect(port, { timeoutMs: WAIT_MS });
 }
 
 const hex = (text: string): Buffer => Buffer.from(text.replace(/\s+/g, ""), "hex");
@@ -226,19 +136,14 @@ function socks4a(host: string, port: number, userId = "me"): Buffer {
   return Buffer.from([0x04, 0x01, ...port16(port), 0, 0, 0, 1, ...Buffer.from(userId), 0x00, ...Buffer.from(host, "latin1"), 0x00]);
 }
 
-const socks5Reply = (rep: number): Buffer => Buffer.from([0x05, rep, 0x00, 0x01, 0, 0, 0, 0, 0, 0]);
 const SOCKS4_GRANTED = hex("00 5a 0000 00000000");
 const SOCKS4_REJECTED = hex("00 5b 0000 00000000");
 
 const IPV6_DOC = [0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
 
 /** Greeting, method choice, then the request; returns the connected client. */
-async function socks5Connect(port: number, request: Buffer): Promise<RawClient> {
-  const client = await RawClient.connect(port);
-  client.write(GREETING);
-  assert.deepEqual(await client.read(2), METHOD_NO_AUTH);
-  client.write(request);
-  return client;
+function socks5Connect(port: number, request: Buffer): Promise<RawClient> {
+  return socks5Open(port, request, { timeoutMs: WAIT_MS });
 }
 
 async function until(condition: () => boolean, what: string): Promise<void> {
@@ -292,7 +197,7 @@ describe("startDynamicForward: names go through the tunnel", () => {
   test("bytes sent right after the request, before the reply, reach the channel and are counted", async () => {
     const { listener, session, stats } = await startForward();
     session.open = () => echoChannel();
-    const client = await RawClient.connect(listener.port);
+    const client = await connectClient(listener.port);
     client.write(Buffer.concat([GREETING, socks5Name("example.org", 80), Buffer.from("early")]));
     assert.deepEqual(await client.read(2), METHOD_NO_AUTH);
     assert.deepEqual(await client.read(10), socks5Reply(0x00));
@@ -305,7 +210,7 @@ describe("startDynamicForward: names go through the tunnel", () => {
 
   test("a SOCKS4a name request opens a channel for the name and gets 0x5A", async () => {
     const { listener, session } = await startForward();
-    const client = await RawClient.connect(listener.port);
+    const client = await connectClient(listener.port);
     client.write(socks4a("example.org", 8080));
     assert.deepEqual(await client.read(8), SOCKS4_GRANTED);
     assert.deepEqual(session.calls.map((c) => [c.host, c.port]), [["example.org", 8080]]);
@@ -323,7 +228,7 @@ describe("startDynamicForward: IP-address requests are refused", () => {
     let client: RawClient;
     if (version === 5) client = await socks5Connect(forward.listener.port, request);
     else {
-      client = await RawClient.connect(forward.listener.port);
+      client = await connectClient(forward.listener.port);
       client.write(request);
     }
     const reply = await client.readToEnd();
@@ -497,7 +402,7 @@ describe("startDynamicForward: channel-open failures map to exact replies", () =
       session.open = () => Promise.reject(new ChannelOpenError(kind, `far end says ${kind}`));
       const five = await socks5Connect(listener.port, socks5Name("target.example", 80));
       assert.deepEqual(await five.readToEnd(), socks5Reply(rep));
-      const four = await RawClient.connect(listener.port);
+      const four = await connectClient(listener.port);
       four.write(socks4a("target.example", 80));
       assert.deepEqual(await four.readToEnd(), SOCKS4_REJECTED);
       assertStats(stats, { failures: 2, connections: 0, refusals: 0 });
@@ -527,10 +432,10 @@ describe("startDynamicForward: closing", () => {
     assert.equal(session.channels.length, 1);
     const port = listener.port;
     await listener.close();
-    await client.closed;
+    await client.until(() => client.closed, "the client socket to close");
     await until(() => session.channels[0]!.destroyed, "the channel to be destroyed");
     await until(() => stats.active === 0, "the connection to be accounted");
-    await assert.rejects(RawClient.connect(port), (err: NodeJS.ErrnoException) => err.code === "ECONNREFUSED");
+    await assert.rejects(connectClient(port), (err: NodeJS.ErrnoException) => err.code === "ECONNREFUSED");
   });
 
   test("a client that leaves while the channel is opening leaves no channel or connection open", async () => {
@@ -540,7 +445,7 @@ describe("startDynamicForward: closing", () => {
     const client = await socks5Connect(listener.port, socks5Name("example.org", 80));
     await until(() => release !== undefined, "openDirect to be called");
     client.socket.resetAndDestroy();
-    await client.closed;
+    await client.until(() => client.closed, "the client socket to close");
     const channel = new PassThrough();
     release!(channel);
     await until(() => channel.destroyed, "the orphaned channel to be destroyed");

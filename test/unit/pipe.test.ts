@@ -9,80 +9,34 @@ import assert from "node:assert/strict";
 import { Buffer } from "node:buffer";
 import { createHash, randomBytes } from "node:crypto";
 import { once } from "node:events";
-import { connect, createServer, type AddressInfo, type Server, type Socket } from "node:net";
+import type { Socket } from "node:net";
 import { setImmediate as nextTurn } from "node:timers/promises";
 import { joinStreams, type PipeResult } from "../../src/forward/pipe.ts";
+import { type PairServer, startPairServer } from "../helpers/socket-pair.ts";
+import { closeOf, readExactly, readUntilClosed } from "../helpers/sockets.ts";
+import { sha256 } from "../helpers/targets.ts";
+import { bounded } from "../helpers/wait.ts";
 
 const WAIT_MS = 10_000;
 
 /** A bounded wait: the test fails with `what` instead of hanging. */
-async function within<T>(promise: Promise<T>, what: string, ms = WAIT_MS): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`gave up after ${ms} ms waiting for ${what}`)), ms);
-  });
-  try {
-    return await Promise.race([promise, timeout]);
-  } finally {
-    clearTimeout(timer);
-  }
+function within<T>(promise: Promise<T>, what: string, ms = WAIT_MS): Promise<T> {
+  return bounded(promise, what, ms);
 }
 
-function sha256(data: Uint8Array): string {
-  return createHash("sha256").update(data).digest("hex");
-}
-
-let server: Server;
-let serverPort = 0;
-const waiting = new Map<number, (socket: Socket) => void>();
-const arrived = new Map<number, Socket>();
-const sockets = new Set<Socket>();
+let pairs: PairServer;
 
 before(async () => {
-  server = createServer({ allowHalfOpen: true }, (socket) => {
-    track(socket);
-    const key = socket.remotePort!;
-    const taker = waiting.get(key);
-    if (taker) {
-      waiting.delete(key);
-      taker(socket);
-    } else {
-      arrived.set(key, socket);
-    }
-  });
-  server.listen(0, "127.0.0.1");
-  await once(server, "listening");
-  serverPort = (server.address() as AddressInfo).port;
+  pairs = await startPairServer({ timeoutMs: WAIT_MS });
 });
 
 after(async () => {
-  await new Promise<void>((resolve) => server.close(() => resolve()));
+  await pairs.close();
 });
 
 afterEach(() => {
-  for (const socket of sockets) socket.destroy();
-  sockets.clear();
+  pairs.destroySockets();
 });
-
-function track(socket: Socket): void {
-  sockets.add(socket);
-  socket.on("close", () => sockets.delete(socket));
-}
-
-/**
- * A connected TCP pair on loopback: `[connecting side, accepted side]`. Both
- * keep their write half open after the peer's FIN unless told otherwise.
- */
-async function socketPair(connectingAllowHalfOpen = true): Promise<[Socket, Socket]> {
-  const client = connect({ port: serverPort, host: "127.0.0.1", allowHalfOpen: connectingAllowHalfOpen });
-  track(client);
-  await within(once(client, "connect"), "a loopback connection");
-  const key = client.localPort!;
-  const accepted =
-    arrived.get(key) ?? (await within(new Promise<Socket>((resolve) => waiting.set(key, resolve)), "the accepted socket"));
-  arrived.delete(key);
-  return [client, accepted];
-}
 
 interface Joined {
   /** The client program's socket. */
@@ -100,8 +54,8 @@ interface Joined {
 }
 
 async function joined(options: { initial?: Uint8Array; remoteAllowHalfOpen?: boolean; beforeJoin?: (j: Omit<Joined, "results" | "done">) => Promise<void> } = {}): Promise<Joined> {
-  const [app, local] = await socketPair();
-  const [remote, far] = await socketPair(options.remoteAllowHalfOpen ?? true);
+  const [app, local] = await pairs.pair();
+  const [remote, far] = await pairs.pair(options.remoteAllowHalfOpen ?? true);
   // The test's own sockets report resets as 'error'; they must not crash the run.
   app.on("error", () => {});
   far.on("error", () => {});
@@ -121,48 +75,6 @@ async function joined(options: { initial?: Uint8Array; remoteAllowHalfOpen?: boo
   return { app, local, remote, far, results, done };
 }
 
-/** Everything a socket delivers until end of stream (or close), concatenated. */
-function readAll(socket: Socket): Promise<Buffer> {
-  const chunks: Buffer[] = [];
-  socket.on("data", (chunk: Buffer) => chunks.push(chunk));
-  return new Promise((resolve) => {
-    let settled = false;
-    const finish = (): void => {
-      if (settled) return;
-      settled = true;
-      resolve(Buffer.concat(chunks));
-    };
-    socket.once("end", finish);
-    socket.once("close", finish);
-  });
-}
-
-/** Read from a socket until `n` bytes have arrived. */
-async function readExactly(socket: Socket, n: number, what: string): Promise<Buffer> {
-  const chunks: Buffer[] = [];
-  let length = 0;
-  await within(
-    new Promise<void>((resolve) => {
-      const onData = (chunk: Buffer): void => {
-        chunks.push(chunk);
-        length += chunk.length;
-        if (length >= n) {
-          socket.off("data", onData);
-          resolve();
-        }
-      };
-      socket.on("data", onData);
-    }),
-    what,
-  );
-  return Buffer.concat(chunks);
-}
-
-/** Resolves on 'close' whatever came first (events.once would reject on a reset's 'error'). */
-function closeOf(socket: Socket): Promise<void> {
-  return socket.closed ? Promise.resolve() : new Promise((resolve) => socket.once("close", () => resolve()));
-}
-
 /** Both joined sockets have closed, and any onDone call due has had its turn. */
 async function settled(j: Joined): Promise<void> {
   await within(Promise.all([closeOf(j.local), closeOf(j.remote)]), "both joined sockets to close");
@@ -175,8 +87,8 @@ describe("joinStreams", () => {
     const j = await joined();
     const upload = randomBytes(300_000);
     const download = randomBytes(1_000_000);
-    const atFar = readAll(j.far);
-    const atApp = readAll(j.app);
+    const atFar = readUntilClosed(j.far);
+    const atApp = readUntilClosed(j.app);
     j.app.end(upload);
     j.far.end(download);
     assert.equal(sha256(await within(atFar, "the upload")), sha256(upload));
@@ -196,7 +108,7 @@ describe("joinStreams", () => {
         await within(once(local, "readable"), "the queued bytes to reach the accepted socket");
       },
     });
-    const atFar = readAll(j.far);
+    const atFar = readUntilClosed(j.far);
     j.app.end("later");
     j.far.end();
     assert.equal((await within(atFar, "the upload")).toString(), "early:queued:later");
@@ -208,7 +120,7 @@ describe("joinStreams", () => {
 
   test("an empty initial buffer sends and counts nothing", async () => {
     const j = await joined({ initial: new Uint8Array(0) });
-    const atFar = readAll(j.far);
+    const atFar = readUntilClosed(j.far);
     j.app.end("x");
     j.far.end();
     assert.equal((await within(atFar, "the upload")).toString(), "x");
@@ -217,8 +129,8 @@ describe("joinStreams", () => {
 
   test("a client that ends its side still receives everything the far end sends afterwards", async () => {
     const j = await joined();
-    const farReads = readAll(j.far);
-    const appReads = readAll(j.app);
+    const farReads = readUntilClosed(j.far);
+    const appReads = readUntilClosed(j.app);
     j.app.end("request");
     // The far end sees the client's FIN (end of the upload) ...
     assert.equal((await within(farReads, "the far end to see the client's end")).toString(), "request");
@@ -237,8 +149,8 @@ describe("joinStreams", () => {
 
   test("a far end that ends its side still receives everything the client sends afterwards", async () => {
     const j = await joined();
-    const farReads = readAll(j.far);
-    const appReads = readAll(j.app);
+    const farReads = readUntilClosed(j.far);
+    const appReads = readUntilClosed(j.app);
     j.far.end("banner");
     assert.equal((await within(appReads, "the client to see the far end's end")).toString(), "banner");
     assert.equal(j.far.readableEnded, false);
@@ -258,7 +170,7 @@ describe("joinStreams", () => {
     const download = randomBytes(8 * 1024 * 1024);
     j.far.resume();
     const remoteClosed = closeOf(j.remote);
-    const appReads = readAll(j.app);
+    const appReads = readUntilClosed(j.app);
     j.far.end(download);
     assert.equal(sha256(await within(appReads, "the client to read the download and the end")), sha256(download));
     await within(remoteClosed, "the tunnel side to close");
@@ -275,7 +187,7 @@ describe("joinStreams", () => {
     j.far.resume();
     j.far.end(download);
     await within(closeOf(j.remote), "the tunnel side to close");
-    const received = await within(readAll(j.app), "the client to read the download and the end");
+    const received = await within(readUntilClosed(j.app), "the client to read the download and the end");
     assert.equal(sha256(received), sha256(download));
     assert.equal(j.app.readableEnded, true);
     assert.deepEqual(await within(j.done, "onDone"), { bytesUp: 0, bytesDown: download.length });
@@ -283,7 +195,7 @@ describe("joinStreams", () => {
 
   test("an error on the local side destroys the remote side and onDone gets the error", async () => {
     const j = await joined();
-    const farReads = readAll(j.far);
+    const farReads = readUntilClosed(j.far);
     j.app.write("some");
     await readExactly(j.far, 4, "data before the error");
     j.local.destroy(new Error("local side failed"));
@@ -298,7 +210,7 @@ describe("joinStreams", () => {
 
   test("an error on the remote side destroys the local side and onDone gets the error", async () => {
     const j = await joined();
-    const appReads = readAll(j.app);
+    const appReads = readUntilClosed(j.app);
     j.far.write("data");
     await readExactly(j.app, 4, "data before the error");
     j.remote.destroy(new Error("channel failed"));
@@ -313,7 +225,7 @@ describe("joinStreams", () => {
 
   test("a client reset closes the far end and onDone reports the reset", async () => {
     const j = await joined();
-    const farReads = readAll(j.far);
+    const farReads = readUntilClosed(j.far);
     j.far.write("hello");
     await readExactly(j.app, 5, "data before the reset");
     j.app.resetAndDestroy();
@@ -327,7 +239,7 @@ describe("joinStreams", () => {
 
   test("the local side closing without an error destroys the remote side", async () => {
     const j = await joined();
-    const farReads = readAll(j.far);
+    const farReads = readUntilClosed(j.far);
     j.local.destroy();
     await within(farReads, "the far end to see the tunnel side close");
     const result = await within(j.done, "onDone");

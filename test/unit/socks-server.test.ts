@@ -7,7 +7,7 @@ import { afterEach, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { Buffer } from "node:buffer";
 import { once } from "node:events";
-import { connect, createServer, type AddressInfo, type Server, type Socket } from "node:net";
+import { createServer, type AddressInfo, type Server, type Socket } from "node:net";
 import type { Duplex } from "node:stream";
 import { setImmediate as nextTurn } from "node:timers/promises";
 import {
@@ -18,6 +18,10 @@ import {
   type SocksSessionOptions,
 } from "../../src/socks/server.ts";
 import type { Socks5ReplyCode, SocksRequest } from "../../src/socks/codec.ts";
+import { RawClient } from "../helpers/raw-socks.ts";
+import { startPairServer } from "../helpers/socket-pair.ts";
+import { closeOf, readExactly, readUntilClosed } from "../helpers/sockets.ts";
+import { bounded } from "../helpers/wait.ts";
 
 const WAIT_MS = 5000;
 
@@ -27,16 +31,8 @@ function hex(text: string): Buffer {
 }
 
 /** A bounded wait: the test fails with `what` instead of hanging. */
-async function within<T>(promise: Promise<T>, what: string, ms = WAIT_MS): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`gave up after ${ms} ms waiting for ${what}`)), ms);
-  });
-  try {
-    return await Promise.race([promise, timeout]);
-  } finally {
-    clearTimeout(timer);
-  }
+function within<T>(promise: Promise<T>, what: string, ms = WAIT_MS): Promise<T> {
+  return bounded(promise, what, ms);
 }
 
 interface Deferred<T> {
@@ -94,74 +90,11 @@ function closeServer(server: Server, sockets: Iterable<Socket>): Promise<void> {
   return new Promise((resolve) => server.close(() => resolve()));
 }
 
-/** A raw client socket that keeps everything it receives. */
-class RawClient {
-  received: Buffer = Buffer.alloc(0);
-  ended = false;
-  closed = false;
-  private readonly watchers = new Set<() => void>();
-
-  constructor(readonly socket: Socket) {
-    socket.on("data", (chunk: Buffer) => {
-      this.received = Buffer.concat([this.received, chunk]);
-      this.notify();
-    });
-    socket.on("end", () => {
-      this.ended = true;
-      this.notify();
-    });
-    socket.on("close", () => {
-      this.closed = true;
-      this.notify();
-    });
-    // Resets are part of what is tested; they must not crash the test process.
-    socket.on("error", () => {});
-  }
-
-  static async connect(port: number): Promise<RawClient> {
-    const socket = connect({ port, host: "127.0.0.1" });
-    const client = new RawClient(socket);
-    cleanups.push(() => {
-      socket.destroy();
-    });
-    await within(once(socket, "connect"), "the client to connect");
-    socket.setNoDelay(true);
-    return client;
-  }
-
-  write(bytes: Uint8Array | string): Promise<void> {
-    return new Promise((resolve, reject) => this.socket.write(bytes, (err) => (err ? reject(err) : resolve())));
-  }
-
-  until(predicate: () => boolean, what: string): Promise<void> {
-    return within(
-      new Promise<void>((resolve) => {
-        const check = (): void => {
-          if (!predicate()) return;
-          this.watchers.delete(check);
-          resolve();
-        };
-        this.watchers.add(check);
-        check();
-      }),
-      what,
-    );
-  }
-
-  /** Wait for at least `n` bytes in total. */
-  async bytes(n: number, what: string): Promise<Buffer> {
-    await this.until(() => this.received.length >= n, `${n} bytes: ${what}`);
-    return this.received.subarray(0, n);
-  }
-
-  /** Wait until the server has closed its side (FIN) or the socket is gone. */
-  async serverClosed(what: string): Promise<void> {
-    await this.until(() => this.ended || this.closed, `the server to close the socket: ${what}`);
-  }
-
-  private notify(): void {
-    for (const watcher of [...this.watchers]) watcher();
-  }
+/** A raw client on `port` (Nagle off, waits bounded by WAIT_MS), destroyed after the test. */
+async function connectClient(port: number): Promise<RawClient> {
+  const client = await RawClient.connect(port, { noDelay: true, timeoutMs: WAIT_MS });
+  cleanups.push(() => client.destroy());
+  return client;
 }
 
 /** A loopback server standing in for the far end of a tunnel channel. */
@@ -171,36 +104,11 @@ interface FarEnd {
 }
 
 async function startFarEnd(): Promise<FarEnd> {
-  const sockets = new Set<Socket>();
-  const waiting = new Map<number, (socket: Socket) => void>();
-  const arrived = new Map<number, Socket>();
-  const server = createServer({ allowHalfOpen: true }, (socket) => {
-    sockets.add(socket);
-    socket.on("close", () => sockets.delete(socket));
-    socket.on("error", () => {});
-    const key = socket.remotePort!;
-    const taker = waiting.get(key);
-    if (taker) {
-      waiting.delete(key);
-      taker(socket);
-    } else {
-      arrived.set(key, socket);
-    }
-  });
-  const port = await listenLoopback(server);
-  cleanups.push(() => closeServer(server, sockets));
+  const pairs = await startPairServer({ ignoreErrors: true, timeoutMs: WAIT_MS });
+  cleanups.push(() => pairs.close());
   return {
     async open() {
-      const stream = connect({ port, host: "127.0.0.1", allowHalfOpen: true });
-      sockets.add(stream);
-      stream.on("close", () => sockets.delete(stream));
-      stream.on("error", () => {});
-      await within(once(stream, "connect"), "the far end to accept");
-      const key = stream.localPort!;
-      const peer =
-        arrived.get(key) ??
-        (await within(new Promise<Socket>((resolve) => waiting.set(key, resolve)), "the far end's socket"));
-      arrived.delete(key);
+      const [stream, peer] = await pairs.pair();
       return { stream, peer };
     },
   };
@@ -336,11 +244,6 @@ async function socks5Handshake(client: RawClient, request: Buffer): Promise<void
   await client.write(request);
 }
 
-/** Resolves on 'close' whatever came first (events.once would reject on a reset's 'error'). */
-function closeOf(socket: Socket): Promise<void> {
-  return socket.destroyed && socket.closed ? Promise.resolve() : new Promise((resolve) => socket.once("close", () => resolve()));
-}
-
 /** Resolves when the far end has read everything and seen end of stream (or the socket is gone). */
 function endOf(socket: Socket): Promise<void> {
   socket.resume();
@@ -350,41 +253,9 @@ function endOf(socket: Socket): Promise<void> {
   });
 }
 
-/** Everything a socket delivers until end of stream (or close), concatenated. */
-function readAllOf(socket: Socket): Promise<Buffer> {
-  const chunks: Buffer[] = [];
-  socket.on("data", (chunk: Buffer) => chunks.push(chunk));
-  return new Promise((resolve) => {
-    const finish = (): void => resolve(Buffer.concat(chunks));
-    socket.once("end", finish);
-    socket.once("close", finish);
-  });
-}
-
-/** Read from a socket until `n` bytes have arrived. */
-async function readExactly(socket: Socket, n: number, what: string): Promise<Buffer> {
-  const chunks: Buffer[] = [];
-  let length = 0;
-  await within(
-    new Promise<void>((resolve) => {
-      const onData = (chunk: Buffer): void => {
-        chunks.push(chunk);
-        length += chunk.length;
-        if (length >= n) {
-          socket.off("data", onData);
-          resolve();
-        }
-      };
-      socket.on("data", onData);
-    }),
-    what,
-  );
-  return Buffer.concat(chunks);
-}
-
 /** Data written at either end arrives unchanged at the other. */
 async function assertDataFlows(client: RawClient, peer: Socket, replyLength: number): Promise<void> {
-  const up = readExactly(peer, 4, "the far end to receive the client's bytes");
+  const up = readExactly(peer, 4, "the far end to receive the client's bytes", WAIT_MS);
   await client.write("ping");
   assert.equal((await up).toString(), "ping");
   peer.write("pong");
@@ -395,7 +266,7 @@ async function assertDataFlows(client: RawClient, peer: Socket, replyLength: num
 describe("serveSocksSocket: successful CONNECT", () => {
   test("answers a SOCKS5 CONNECT with 05 00 then 05 00 00 01 00000000 0000 and carries data both ways", async () => {
     const socks = await startSocks();
-    const client = await RawClient.connect(socks.port);
+    const client = await connectClient(socks.port);
     await socks5Handshake(client, socks5Connect("example.org", 443));
 
     const call = await socks.connects.next("onConnect");
@@ -426,7 +297,7 @@ describe("serveSocksSocket: successful CONNECT", () => {
 
   test("answers a SOCKS4a CONNECT with 00 5A 00 00 00 00 00 00 and carries data both ways", async () => {
     const socks = await startSocks();
-    const client = await RawClient.connect(socks.port);
+    const client = await connectClient(socks.port);
     await client.write(socks4aConnect("example.org", 80, "alice"));
 
     const call = await socks.connects.next("onConnect");
@@ -445,7 +316,7 @@ describe("serveSocksSocket: successful CONNECT", () => {
 
   test("hands a SOCKS4 CONNECT to an IPv4 address to onConnect as an ipv4 destination", async () => {
     const socks = await startSocks();
-    const client = await RawClient.connect(socks.port);
+    const client = await connectClient(socks.port);
     await client.write(socks4Connect([192, 0, 2, 1], 8080, "bob"));
     const call = await socks.connects.next("onConnect");
     assert.deepEqual(call.request.destination, { kind: "ipv4", host: "192.0.2.1", port: 8080 });
@@ -457,7 +328,7 @@ describe("serveSocksSocket: successful CONNECT", () => {
   test("sends nothing but the method reply while onConnect is pending", async () => {
     const pending = deferred<ConnectOutcome>();
     const socks = await startSocks({ onConnect: () => pending.promise });
-    const client = await RawClient.connect(socks.port);
+    const client = await connectClient(socks.port);
     await socks5Handshake(client, socks5Connect("example.org", 443));
     const side = await socks.serverSides.next("the accepted socket");
     await socks.connects.next("onConnect");
@@ -475,7 +346,7 @@ describe("serveSocksSocket: successful CONNECT", () => {
   test("a SOCKS4 client gets no reply while onConnect is pending", async () => {
     const pending = deferred<ConnectOutcome>();
     const socks = await startSocks({ onConnect: () => pending.promise });
-    const client = await RawClient.connect(socks.port);
+    const client = await connectClient(socks.port);
     await client.write(socks4aConnect("example.org", 443));
     const side = await socks.serverSides.next("the accepted socket");
     await socks.connects.next("onConnect");
@@ -497,7 +368,7 @@ describe("serveSocksSocket: refused CONNECT", () => {
   test("answers each SOCKS5 failure outcome with its exact REP code and closes", async () => {
     const socks = await startSocks({ onConnect: byPort });
     for (const code of [0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07, 0x08]) {
-      const client = await RawClient.connect(socks.port);
+      const client = await connectClient(socks.port);
       await socks5Handshake(client, socks5Connect("example.org", code));
       await client.serverClosed(`after REP 0x0${code}`);
       assert.equal(client.received.toString("hex"), `${METHOD_NO_AUTH}050${code}0001000000000000`, `REP 0x0${code}`);
@@ -507,7 +378,7 @@ describe("serveSocksSocket: refused CONNECT", () => {
 
   test("answers 05 01 when onConnect rejects", async () => {
     const socks = await startSocks({ onConnect: byPort });
-    const client = await RawClient.connect(socks.port);
+    const client = await connectClient(socks.port);
     await socks5Handshake(client, socks5Connect("example.org", 0));
     await client.serverClosed("after the failure");
     assert.equal(client.received.toString("hex"), `${METHOD_NO_AUTH}05010001000000000000`);
@@ -517,7 +388,7 @@ describe("serveSocksSocket: refused CONNECT", () => {
     const socks = await startSocks({ onConnect: byPort });
     for (const code of [0x00, 0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07, 0x08]) {
       for (const request of [socks4aConnect("example.org", code), socks4Connect([10, 0, 0, 1], code)]) {
-        const client = await RawClient.connect(socks.port);
+        const client = await connectClient(socks.port);
         await client.write(request);
         await client.serverClosed(`after outcome ${code}`);
         assert.equal(client.received.toString("hex"), V4_REJECTED, `outcome ${code}`);
@@ -531,7 +402,7 @@ describe("serveSocksSocket: unsupported requests", () => {
   test("refuses BIND and UDP ASSOCIATE with 05 07 00 01 00000000 0000, closes, and never calls onConnect", async () => {
     const socks = await startSocks();
     for (const [command, name] of [[0x02, "BIND"], [0x03, "UDP-ASSOCIATE"]] as const) {
-      const client = await RawClient.connect(socks.port);
+      const client = await connectClient(socks.port);
       await socks5Handshake(client, socks5Connect("example.org", 443, command));
       await client.serverClosed(name);
       assert.equal(client.received.toString("hex"), `${METHOD_NO_AUTH}05070001000000000000`);
@@ -543,7 +414,7 @@ describe("serveSocksSocket: unsupported requests", () => {
 
   test("refuses an unknown SOCKS5 command with 05 07 and names the byte", async () => {
     const socks = await startSocks();
-    const client = await RawClient.connect(socks.port);
+    const client = await connectClient(socks.port);
     await socks5Handshake(client, socks5Connect("example.org", 443, 0x09));
     await client.serverClosed("unknown command");
     assert.equal(client.received.toString("hex"), `${METHOD_NO_AUTH}05070001000000000000`);
@@ -553,7 +424,7 @@ describe("serveSocksSocket: unsupported requests", () => {
 
   test("refuses SOCKS4 BIND with 00 5B and never calls onConnect", async () => {
     const socks = await startSocks();
-    const client = await RawClient.connect(socks.port);
+    const client = await connectClient(socks.port);
     await client.write(socks4aConnect("example.org", 21, "", 0x02));
     await client.serverClosed("SOCKS4 BIND");
     assert.equal(client.received.toString("hex"), V4_REJECTED);
@@ -563,7 +434,7 @@ describe("serveSocksSocket: unsupported requests", () => {
 
   test("answers a greeting without 'no authentication' with 05 FF and closes", async () => {
     const socks = await startSocks();
-    const client = await RawClient.connect(socks.port);
+    const client = await connectClient(socks.port);
     await client.write(hex("05 01 02"));
     await client.serverClosed("no acceptable method");
     assert.equal(client.received.toString("hex"), "05ff");
@@ -573,7 +444,7 @@ describe("serveSocksSocket: unsupported requests", () => {
 
   test("answers a greeting with zero methods with 05 FF and closes", async () => {
     const socks = await startSocks();
-    const client = await RawClient.connect(socks.port);
+    const client = await connectClient(socks.port);
     await client.write(hex("05 00"));
     await client.serverClosed("zero methods");
     assert.equal(client.received.toString("hex"), "05ff");
@@ -582,7 +453,7 @@ describe("serveSocksSocket: unsupported requests", () => {
 
   test("answers an unknown address type with 05 08 00 01 00000000 0000 and closes", async () => {
     const socks = await startSocks();
-    const client = await RawClient.connect(socks.port);
+    const client = await connectClient(socks.port);
     await socks5Handshake(client, hex("05 01 00 02 00000000 0050"));
     await client.serverClosed("unknown ATYP");
     assert.equal(client.received.toString("hex"), `${METHOD_NO_AUTH}05080001000000000000`);
@@ -592,7 +463,7 @@ describe("serveSocksSocket: unsupported requests", () => {
 
   test("answers an empty host name with 05 01 and closes", async () => {
     const socks = await startSocks();
-    const client = await RawClient.connect(socks.port);
+    const client = await connectClient(socks.port);
     await socks5Handshake(client, hex("05 01 00 03 00 0050"));
     await client.serverClosed("empty name");
     assert.equal(client.received.toString("hex"), `${METHOD_NO_AUTH}05010001000000000000`);
@@ -604,7 +475,7 @@ describe("serveSocksSocket: not SOCKS at all", () => {
   test("closes without a reply when the first byte is garbage", async () => {
     const socks = await startSocks();
     for (const [bytes, first] of [[hex("00 01 02 03"), "0x00"], [hex("ff"), "0xff"], [Buffer.from("\x01hello"), "0x01"]] as const) {
-      const client = await RawClient.connect(socks.port);
+      const client = await connectClient(socks.port);
       await client.write(bytes);
       await client.serverClosed(`first byte ${first}`);
       assert.equal(client.received.length, 0);
@@ -615,7 +486,7 @@ describe("serveSocksSocket: not SOCKS at all", () => {
 
   test("closes without a reply on an HTTP CONNECT line and says the client spoke HTTP", async () => {
     const socks = await startSocks();
-    const client = await RawClient.connect(socks.port);
+    const client = await connectClient(socks.port);
     await client.write("CONNECT example.org:443 HTTP/1.1\r\nHost: example.org:443\r\n\r\n");
     await client.serverClosed("HTTP CONNECT");
     assert.equal(client.received.length, 0);
@@ -627,13 +498,13 @@ describe("serveSocksSocket: not SOCKS at all", () => {
 
   test("closes without a reply on an HTTP GET and on a TLS ClientHello, naming each", async () => {
     const socks = await startSocks();
-    const http = await RawClient.connect(socks.port);
+    const http = await connectClient(socks.port);
     await http.write("GET http://example.org/ HTTP/1.1\r\n\r\n");
     await http.serverClosed("HTTP GET");
     assert.equal(http.received.length, 0);
     assert.match(await socks.protocolErrors.next("onProtocolError"), /spoke HTTP/);
 
-    const tls = await RawClient.connect(socks.port);
+    const tls = await connectClient(socks.port);
     await tls.write(hex("16 03 01 00 a5 01 00 00 a1 03 03"));
     await tls.serverClosed("TLS");
     assert.equal(tls.received.length, 0);
@@ -644,7 +515,7 @@ describe("serveSocksSocket: not SOCKS at all", () => {
 describe("serveSocksSocket: bounded handshakes", () => {
   test("refuses a SOCKS4 USERID longer than 255 bytes with 00 5B and closes", async () => {
     const socks = await startSocks();
-    const client = await RawClient.connect(socks.port);
+    const client = await connectClient(socks.port);
     await client.write(Buffer.concat([hex("04 01 0050 7f000001"), Buffer.alloc(300, 0x75)]));
     await client.serverClosed("over-long USERID");
     assert.equal(client.received.toString("hex"), V4_REJECTED);
@@ -654,7 +525,7 @@ describe("serveSocksSocket: bounded handshakes", () => {
 
   test("refuses a SOCKS4 USERID that grows past 255 bytes over several writes", async () => {
     const socks = await startSocks();
-    const client = await RawClient.connect(socks.port);
+    const client = await connectClient(socks.port);
     await client.write(hex("04 01 0050 7f000001"));
     for (let i = 0; i < 4; i++) {
       await client.write(Buffer.alloc(100, 0x75));
@@ -668,7 +539,7 @@ describe("serveSocksSocket: bounded handshakes", () => {
   test(`drops a handshake of more than ${MAX_HANDSHAKE_BYTES} bytes without a NUL and never calls onConnect`, async () => {
     assert.equal(MAX_HANDSHAKE_BYTES, 1024);
     const socks = await startSocks();
-    const client = await RawClient.connect(socks.port);
+    const client = await connectClient(socks.port);
     // The bytes may reach the server in one chunk (the 1024-byte cap) or several (the codec's 255-byte cap).
     client.socket.write(Buffer.concat([hex("04 01 0050 00000001"), Buffer.alloc(2000, 0x75)]));
     await client.serverClosed("oversized handshake");
@@ -678,7 +549,7 @@ describe("serveSocksSocket: bounded handshakes", () => {
 
   test("a SOCKS4a request with two 255-byte fields is still accepted", async () => {
     const socks = await startSocks({ onConnect: () => Promise.resolve({ ok: false, reply: 0x02 }) });
-    const client = await RawClient.connect(socks.port);
+    const client = await connectClient(socks.port);
     const name = `${"h".repeat(251)}.org`;
     await client.write(socks4aConnect(name, 80, "u".repeat(255)));
     const call = await socks.connects.next("onConnect");
@@ -690,12 +561,12 @@ describe("serveSocksSocket: bounded handshakes", () => {
 
   test("closes a client that sends no complete request within handshakeTimeoutMs", async () => {
     const socks = await startSocks({ handshakeTimeoutMs: 200 });
-    const silent = await RawClient.connect(socks.port);
+    const silent = await connectClient(socks.port);
     await silent.serverClosed("a silent client");
     assert.equal(silent.received.length, 0);
     assert.match(await socks.protocolErrors.next("onProtocolError"), /no complete SOCKS request/);
 
-    const partial = await RawClient.connect(socks.port);
+    const partial = await connectClient(socks.port);
     await partial.write(GREETING);
     await partial.write(hex("05 01 00 03 0b 6578616d706c65"));
     await partial.serverClosed("a client stuck mid-request");
@@ -707,11 +578,11 @@ describe("serveSocksSocket: bounded handshakes", () => {
   test("the handshake deadline no longer applies once onConnect has been called", async () => {
     const pending = deferred<ConnectOutcome>();
     const socks = await startSocks({ handshakeTimeoutMs: 200, onConnect: () => pending.promise });
-    const client = await RawClient.connect(socks.port);
+    const client = await connectClient(socks.port);
     await socks5Handshake(client, socks5Connect("example.org", 443));
     await socks.connects.next("onConnect");
     // A client that connects later times out later: once it has, the first client's deadline has passed too.
-    const later = await RawClient.connect(socks.port);
+    const later = await connectClient(socks.port);
     await later.serverClosed("the later client to time out");
     assert.equal(socks.protocolErrors.size, 1);
     assert.match(await socks.protocolErrors.next("onProtocolError"), /no complete SOCKS request/);
@@ -725,7 +596,7 @@ describe("serveSocksSocket: bounded handshakes", () => {
 describe("serveSocksSocket: how bytes arrive", () => {
   test("accepts a SOCKS5 greeting and request written one byte at a time", async () => {
     const socks = await startSocks();
-    const client = await RawClient.connect(socks.port);
+    const client = await connectClient(socks.port);
     for (const byte of GREETING) await client.write(Buffer.from([byte]));
     await client.bytes(2, "the method reply");
     for (const byte of socks5Connect("example.org", 443)) {
@@ -741,7 +612,7 @@ describe("serveSocksSocket: how bytes arrive", () => {
 
   test("accepts a SOCKS4a request written one byte at a time", async () => {
     const socks = await startSocks();
-    const client = await RawClient.connect(socks.port);
+    const client = await connectClient(socks.port);
     for (const byte of socks4aConnect("example.org", 443, "me")) {
       await client.write(Buffer.from([byte]));
       await nextTurn();
@@ -755,12 +626,12 @@ describe("serveSocksSocket: how bytes arrive", () => {
 
   test("hands a payload pipelined with the greeting and request to onEstablished as leftover", async () => {
     const socks = await startSocks();
-    const client = await RawClient.connect(socks.port);
+    const client = await connectClient(socks.port);
     await client.write(Buffer.concat([GREETING, socks5Connect("example.org", 80), Buffer.from("GET / HTTP/1.0\r\n\r\n")]));
     const established = await socks.established.next("onEstablished");
     assert.equal(established.leftover.toString(), "GET / HTTP/1.0\r\n\r\n");
     const peer = await socks.farPeers.next("the far end");
-    assert.equal((await readExactly(peer, 18, "the pipelined payload")).toString(), "GET / HTTP/1.0\r\n\r\n");
+    assert.equal((await readExactly(peer, 18, "the pipelined payload", WAIT_MS)).toString(), "GET / HTTP/1.0\r\n\r\n");
     await client.bytes(12, "the success reply");
     assert.equal(client.received.toString("hex"), METHOD_NO_AUTH + V5_SUCCESS);
   });
@@ -768,14 +639,14 @@ describe("serveSocksSocket: how bytes arrive", () => {
   test("a SOCKS4a payload pipelined with the request reaches the stream ahead of later bytes", async () => {
     const pending = deferred<ConnectOutcome>();
     const socks = await startSocks({ onConnect: () => pending.promise });
-    const client = await RawClient.connect(socks.port);
+    const client = await connectClient(socks.port);
     await client.write(Buffer.concat([socks4aConnect("example.org", 80), Buffer.from("first,")]));
     await socks.connects.next("onConnect");
     // Sent while the channel is still opening: held until the tunnel is up.
     await client.write("second");
     const far = await startFarEnd();
     const { stream, peer } = await far.open();
-    const arriving = readExactly(peer, 12, "both payloads");
+    const arriving = readExactly(peer, 12, "both payloads", WAIT_MS);
     pending.resolve({ ok: true, stream });
     assert.equal((await arriving).toString(), "first,second");
     assert.equal((await socks.established.next("onEstablished")).leftover.toString(), "first,");
@@ -785,19 +656,19 @@ describe("serveSocksSocket: how bytes arrive", () => {
 
   test(`delivers a pipelined payload larger than ${MAX_HANDSHAKE_BYTES} bytes sent with the request in one write`, async () => {
     const socks = await startSocks();
-    const client = await RawClient.connect(socks.port);
+    const client = await connectClient(socks.port);
     const payload = Buffer.alloc(4000);
     for (let i = 0; i < payload.length; i++) payload[i] = (i * 7) & 0xff;
     await client.write(Buffer.concat([GREETING, socks5Connect("example.org", 443), payload]));
     const peer = await socks.farPeers.next("onConnect to open the channel");
-    assert.deepEqual(await readExactly(peer, payload.length, "the pipelined payload"), payload);
+    assert.deepEqual(await readExactly(peer, payload.length, "the pipelined payload", WAIT_MS), payload);
     await client.bytes(12, "the success reply");
     assert.equal(client.received.toString("hex"), METHOD_NO_AUTH + V5_SUCCESS);
   });
 
   test(`delivers an optimistic payload larger than ${MAX_HANDSHAKE_BYTES} bytes written with the request after the method reply`, async () => {
     const socks = await startSocks();
-    const client = await RawClient.connect(socks.port);
+    const client = await connectClient(socks.port);
     await client.write(GREETING);
     await client.bytes(2, "the method reply");
     // A TLS ClientHello with a post-quantum key share is about 1.8 KB.
@@ -805,7 +676,7 @@ describe("serveSocksSocket: how bytes arrive", () => {
     for (let i = 0; i < payload.length; i++) payload[i] = (i * 13) & 0xff;
     await client.write(Buffer.concat([socks5Connect("example.org", 443), payload]));
     const peer = await socks.farPeers.next("onConnect to open the channel");
-    assert.deepEqual(await readExactly(peer, payload.length, "the optimistic payload"), payload);
+    assert.deepEqual(await readExactly(peer, payload.length, "the optimistic payload", WAIT_MS), payload);
     await client.bytes(12, "the success reply");
     assert.equal(client.received.toString("hex"), METHOD_NO_AUTH + V5_SUCCESS);
   });
@@ -815,7 +686,7 @@ describe("serveSocksSocket: clients that go away", () => {
   test("aborts the signal when the client resets during onConnect, and destroys a stream resolved afterwards", async () => {
     const pending = deferred<ConnectOutcome>();
     const socks = await startSocks({ onConnect: () => pending.promise });
-    const client = await RawClient.connect(socks.port);
+    const client = await connectClient(socks.port);
     await socks5Handshake(client, socks5Connect("example.org", 443));
     const call = await socks.connects.next("onConnect");
     assert.equal(call.signal.aborted, false);
@@ -837,7 +708,7 @@ describe("serveSocksSocket: clients that go away", () => {
   test("keeps a request whose client half-closes during onConnect: reply, payload and answer all get through", async () => {
     const pending = deferred<ConnectOutcome>();
     const socks = await startSocks({ onConnect: () => pending.promise });
-    const client = await RawClient.connect(socks.port);
+    const client = await connectClient(socks.port);
     await client.write(GREETING);
     await client.bytes(2, "the method reply");
     await client.write(Buffer.concat([socks5Connect("example.org", 80), Buffer.from("GET / HTTP/1.0\r\n\r\n")]));
@@ -846,7 +717,7 @@ describe("serveSocksSocket: clients that go away", () => {
 
     const far = await startFarEnd();
     const { stream, peer } = await far.open();
-    const upload = readAllOf(peer);
+    const upload = readUntilClosed(peer);
     pending.resolve({ ok: true, stream });
     assert.equal((await within(upload, "the payload and the client's end at the far end")).toString(), "GET / HTTP/1.0\r\n\r\n");
     assert.equal(call.signal.aborted, false);
@@ -858,7 +729,7 @@ describe("serveSocksSocket: clients that go away", () => {
 
   test("drops a client that closes mid-handshake at once, without waiting for the deadline", async () => {
     const socks = await startSocks({ handshakeTimeoutMs: 60_000 });
-    const client = await RawClient.connect(socks.port);
+    const client = await connectClient(socks.port);
     await client.write(GREETING);
     await client.bytes(2, "the method reply");
     await client.write(hex("05 01 00 03 0b 6578"));
@@ -871,7 +742,7 @@ describe("serveSocksSocket: clients that go away", () => {
     );
     assert.equal(socks.connectCount, 0);
 
-    const sock4 = await RawClient.connect(socks.port);
+    const sock4 = await connectClient(socks.port);
     await sock4.write(hex("04 01 0050"));
     sock4.socket.end();
     await sock4.serverClosed("the half-closed SOCKS4 client");
@@ -881,12 +752,12 @@ describe("serveSocksSocket: clients that go away", () => {
 
   test("a bare connect-and-close is closed quietly, not reported as a protocol error", async () => {
     const socks = await startSocks({ handshakeTimeoutMs: 60_000 });
-    const client = await RawClient.connect(socks.port);
+    const client = await connectClient(socks.port);
     client.socket.end();
     await client.serverClosed("the probe");
     assert.equal(client.received.length, 0);
     // A later, broken client is reported: the probe before it was not.
-    const broken = await RawClient.connect(socks.port);
+    const broken = await connectClient(socks.port);
     await broken.write(hex("00"));
     await broken.serverClosed("the broken client");
     assert.equal(await socks.protocolErrors.next("onProtocolError"), "not a SOCKS request (first byte 0x00)");
@@ -897,21 +768,21 @@ describe("serveSocksSocket: clients that go away", () => {
   test("client resets at every stage never crash the process and the server keeps serving", async () => {
     const socks = await startSocks();
 
-    const duringGreeting = await RawClient.connect(socks.port);
+    const duringGreeting = await connectClient(socks.port);
     await duringGreeting.write(hex("05"));
     duringGreeting.socket.resetAndDestroy();
 
-    const afterGreeting = await RawClient.connect(socks.port);
+    const afterGreeting = await connectClient(socks.port);
     await afterGreeting.write(GREETING);
     await afterGreeting.bytes(2, "the method reply");
     await afterGreeting.write(hex("05 01 00 03"));
     afterGreeting.socket.resetAndDestroy();
 
-    const refused = await RawClient.connect(socks.port);
+    const refused = await connectClient(socks.port);
     await refused.write(hex("05 01 02"));
     refused.socket.resetAndDestroy();
 
-    const streaming = await RawClient.connect(socks.port);
+    const streaming = await connectClient(socks.port);
     await socks5Handshake(streaming, socks5Connect("example.org", 443));
     const peer = await socks.farPeers.next("the far end");
     await streaming.bytes(12, "the success reply");
@@ -927,7 +798,7 @@ describe("serveSocksSocket: clients that go away", () => {
       await client.until(() => client.closed, "the reset client to close");
     }
 
-    const fresh = await RawClient.connect(socks.port);
+    const fresh = await connectClient(socks.port);
     await socks5Handshake(fresh, socks5Connect("example.org", 443));
     await fresh.bytes(12, "the success reply");
     assert.equal(fresh.received.toString("hex"), METHOD_NO_AUTH + V5_SUCCESS);
