@@ -4,6 +4,7 @@
  * sshd pins that ssh2 and our sockets behave (FACTS.md: setNoDelay, chacha20).
  */
 import assert from "node:assert/strict";
+import { existsSync, readdirSync } from "node:fs";
 import { join } from "node:path";
 import process from "node:process";
 import { after, before, test } from "node:test";
@@ -14,7 +15,24 @@ import type { Sshd } from "../helpers/sshd.ts";
 import { freePort, startHttpTarget, type HttpTarget } from "../helpers/targets.ts";
 import { startSshdWithHome } from "../helpers/tunnel.ts";
 
-const DENO = join(repoRoot(), "node_modules", ".bin", "deno");
+/**
+ * The deno executable itself, never node_modules/.bin/deno: without the
+ * package's postinstall that is a Node wrapper that does not pass signals on,
+ * so SIGINT would end the wrapper and orphan the real deno and its tunnel.
+ */
+function denoExecutable(): string {
+  const name = process.platform === "win32" ? "deno.exe" : "deno";
+  const installed = join(repoRoot(), "node_modules", "deno", name);
+  if (existsSync(installed)) return installed;
+  const platformPackages = join(repoRoot(), "node_modules", "@deno");
+  for (const entry of existsSync(platformPackages) ? readdirSync(platformPackages) : []) {
+    const candidate = join(platformPackages, entry, name);
+    if (existsSync(candidate)) return candidate;
+  }
+  throw new Error("no deno executable under node_modules: run npm ci");
+}
+
+const DENO = denoExecutable();
 
 let home: Home;
 let sshd: Sshd;
