@@ -614,10 +614,37 @@ function matchBlockApplies(block: Extract<ConfigBlock, { kind: "match" }>, state
     if (!held) allHeld = false;
   }
   if (!allHeld) return false;
-  for (const attribute of new Set(unsupported)) {
-    result.warnings.push(`${block.file} line ${block.line}: Match ${attribute} is not supported; ignoring that block`);
+  if (unsupported.length > 0) {
+    // Skipping a block that may route the connection or vouch for a host key
+    // could connect somewhere the user did not mean (directly instead of
+    // through their proxy): refuse. Other blocks are skipped with a warning.
+    const risky = blockKeywords(block.entries).filter((keyword) => ROUTING_KEYWORDS.has(keyword));
+    if (risky.length > 0) {
+      throw new TunnelError(
+        "BAD_CONFIG",
+        `${block.file} line ${block.line}: Match ${unsupported[0]} is not supported, and that block sets ${[...new Set(risky)].join(", ")}; skipping it could connect another way than you configured. Use a Host block (or ProxyJump) for this host instead`,
+      );
+    }
+    for (const attribute of new Set(unsupported)) {
+      result.warnings.push(`${block.file} line ${block.line}: Match ${attribute} is not supported; ignoring that block`);
+    }
   }
   return unsupported.length === 0;
+}
+
+/** Keywords that decide where and how we connect, or which host keys we trust. */
+const ROUTING_KEYWORDS = new Set([
+  "hostname", "port", "user", "proxycommand", "proxyjump", "hostkeyalias", "stricthostkeychecking",
+  "userknownhostsfile", "globalknownhostsfile", "knownhostscommand", "revokedhostkeys", "identityfile",
+  "identityagent", "identitiesonly", "addressfamily", "bindaddress",
+]);
+
+function blockKeywords(entries: ConfigEntry[]): string[] {
+  return entries.flatMap((entry) =>
+    entry.kind === "option"
+      ? [entry.directive.keyword]
+      : entry.configs.flatMap((config) => config.blocks.flatMap((b) => blockKeywords(b.entries))),
+  );
 }
 
 /** `Match host` sees HostName (with %h expanded) once set, else the typed host. */

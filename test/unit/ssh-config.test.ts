@@ -289,22 +289,39 @@ test("accepts Match attribute=value as OpenSSH 9 does", () => {
 test("treats Match canonical and final as not matching", () => {
   const text = "Match canonical\n  Port 1\nMatch !canonical host x\n  User u\n";
   assert.deepEqual(optionsOf(text, "x"), { user: ["u"] });
-  const final = resolveText("Match final host x\n  Port 1\n", { host: "x" });
+  const final = resolveText("Match final host x\n  ServerAliveInterval 1\n", { host: "x" });
   assert.deepEqual(Object.fromEntries(final.options), {});
   assert.deepEqual(final.warnings, ["cfg line 1: Match final is not supported; ignoring that block"]);
 });
 
 test("skips Match exec blocks with a warning, but only when the rest of the block matched", () => {
-  const text = 'Match host web exec "test -f /x"\n  Port 1\nMatch host db exec true\n  Port 2\n';
+  const text = 'Match host web exec "test -f /x"\n  ServerAliveInterval 1\nMatch host db exec true\n  ServerAliveInterval 2\n';
   const result = resolveText(text, { host: "web" });
   assert.deepEqual(Object.fromEntries(result.options), {});
   assert.deepEqual(result.warnings, ["cfg line 1: Match exec is not supported; ignoring that block"]);
 });
 
 test("skips Match blocks with other unknown conditions with a warning", () => {
-  const result = resolveText("Match localnetwork 10.0.0.0/8\n  Port 1\n", { host: "x" });
+  const result = resolveText("Match localnetwork 10.0.0.0/8\n  ServerAliveInterval 1\n", { host: "x" });
   assert.deepEqual(Object.fromEntries(result.options), {});
   assert.deepEqual(result.warnings, ["cfg line 1: Match localnetwork is not supported; ignoring that block"]);
+});
+
+test("refuses an unsupported Match block that would route the connection or vouch for keys, instead of skipping it", () => {
+  for (const line of ["ProxyCommand nc -x 127.0.0.1:9050 %h %p", "HostName 10.1.2.3", "ProxyJump bastion", "UserKnownHostsFile /dev/null"]) {
+    assert.throws(
+      () => resolveText(`Match exec true\n  ${line}\n`, { host: "x" }),
+      (err: unknown) => {
+        assert.ok(err instanceof TunnelError);
+        assert.equal(err.code, "BAD_CONFIG");
+        assert.match(err.message, /^cfg line 1: Match exec is not supported, and that block sets /);
+        assert.ok(err.message.includes(line.split(" ")[0]!.toLowerCase()), err.message);
+        return true;
+      },
+    );
+  }
+  // Not when the supported part of the block does not hold: then it never applied.
+  assert.deepEqual(resolveText("Match host other exec true\n  ProxyCommand nc %h %p\n", { host: "x" }).warnings, []);
 });
 
 // ------------------------------------------------------------ Include
