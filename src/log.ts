@@ -87,5 +87,17 @@ export function printable(text: string): string {
   return text.replace(/[\u0000-\u0008\u000b-\u001f\u007f-\u009f]/g, (ch) => `\\x${ch.charCodeAt(0).toString(16).padStart(2, "0")}`);
 }
 
+/**
+ * `printable`, and newlines escaped too: for text from the server that lands
+ * inside one of our lines (a disconnect reason, a channel failure), where a
+ * newline could forge a whole log line.
+ *
+ * @example
+ * singleLine("refused\nsafetunnel: all good") // "refused\\nsafetunnel: all good"
+ */
+export function singleLine(text: string): string {
+  return printable(text).replace(/\n/g, "\\n");
+}
+
 /** A logger that drops everything; for tests and library use. */
 export const silentLogger: Logger = createLogger({ verbosity: -2, write: () => {} });

@@ -5,7 +5,7 @@
  * on Deno.
  */
 import process from "node:process";
-import { homedir, userInfo } from "node:os";
+import { homedir, hostname, userInfo } from "node:os";
 import { parseCommandLine } from "./cli.ts";
 import { createLogger } from "./log.ts";
 import { TunnelError, describeError } from "./errors.ts";
@@ -53,6 +53,8 @@ async function main(argv: string[]): Promise<number> {
       agentSocket: process.env["SSH_AUTH_SOCK"] || undefined,
       platform: process.platform,
       env: process.env,
+      localHostname: hostname(),
+      ...(typeof process.getuid === "function" ? { uid: process.getuid() } : {}),
       log,
       runtime: "Deno" in globalThis ? "deno" : "node",
       onStopSignal: (handler) => {

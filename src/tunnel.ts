@@ -140,6 +140,10 @@ export async function runTunnel(plan: TunnelPlan, run: RunEnvironment): Promise<
   });
 }
 
+function isLoopback(address: string): boolean {
+  return address === "::1" || /^(::ffff:)?127\./.test(address);
+}
+
 function checkSupported(alias: string, lookup: HostLookup, log: Logger): void {
   const { errors, warnings } = unsupportedSettings(alias, lookup);
   for (const warning of warnings) log.warn(warning);
@@ -187,8 +191,11 @@ async function startForward(spec: ForwardSpec, context: ForwardContext): Promise
     allowIp: context.allowIp,
     log,
     stats,
-    describePeer: (client) =>
-      peerProcessName({ clientAddress: client.address, clientPort: client.port, serverAddress: client.localAddress, serverPort: client.localPort }),
+    // /proc can only name programs on this machine: loopback clients.
+    describePeer: async (client) =>
+      isLoopback(client.address)
+        ? peerProcessName({ clientAddress: client.address, clientPort: client.port, serverAddress: client.localAddress, serverPort: client.localPort })
+        : undefined,
   });
   log.info(`SOCKS proxy listening on ${forward.addresses.join(" and ")} (${label}); names are resolved by the SSH server, IP-address requests are refused.`, {
     event: "listening",

@@ -5,6 +5,7 @@
  *
  * Defaults and value spellings follow ssh_config(5) for OpenSSH 9.2.
  */
+import { createHash } from "node:crypto";
 import { TunnelError } from "../errors.ts";
 import { expandTilde, expandTokens } from "./ssh-config.ts";
 import type { HopSettings } from "../ssh/connection.ts";
@@ -27,6 +28,25 @@ export interface LocalEnvironment {
   platform: string;
   /** For ${VAR} in IdentityAgent. */
   env?: Record<string, string | undefined>;
+  /** os.hostname() and the numeric user id, for the %l %L %C %i tokens. */
+  localHostname?: string;
+  uid?: number;
+}
+
+/**
+ * ssh_config(5) TOKENS that describe this machine: %l (local host name), %L
+ * (its first label), %i (user id) and %C (SHA-1 of %l%h%p%r, OpenSSH 9.2).
+ * Given only when known, so an unknown one is still reported as such.
+ */
+function localTokens(local: LocalEnvironment, hostname: string, port: string, user: string): Record<string, string> {
+  const tokens: Record<string, string> = {};
+  if (local.localHostname !== undefined) {
+    tokens["l"] = local.localHostname;
+    tokens["L"] = local.localHostname.split(".")[0]!;
+    tokens["C"] = createHash("sha1").update(local.localHostname + hostname + port + user).digest("hex");
+  }
+  if (local.uid !== undefined) tokens["i"] = String(local.uid);
+  return tokens;
 }
 
 export interface JumpHost {
@@ -71,7 +91,7 @@ export function resolveHop(alias: string, options: OptionLookup, local: LocalEnv
   const user = options.first("user")?.[0] ?? local.localUser;
   const base = { p: String(port), r: user, u: local.localUser, d: local.homeDir, n: alias };
   const hostname = expandTokens(options.first("hostname")?.[0] ?? alias, { ...base, h: alias });
-  const tokens = { ...base, h: hostname };
+  const tokens = { ...base, h: hostname, ...localTokens(local, hostname, String(port), user) };
   const path = (raw: string): string => expandTilde(expandTokens(raw, tokens), local.homeDir);
 
   const batchMode = yesNo(options, "batchmode", false);

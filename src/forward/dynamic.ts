@@ -10,11 +10,11 @@ import type { Socket } from "node:net";
 import type { Duplex } from "node:stream";
 import { serveSocksSocket, type ConnectOutcome, type SocksClient } from "../socks/server.ts";
 import { Socks5Reply, type Socks5ReplyCode, type SocksRequest } from "../socks/codec.ts";
-import { decideDestination, type Cidr } from "../socks/policy.ts";
+import { classifyHost, decideDestination, type Cidr } from "../socks/policy.ts";
 import type { ChannelFailureKind, TunnelSession } from "../ssh/session.ts";
 import { ChannelOpenError, describeOpenFailure } from "../ssh/session.ts";
 import { joinStreams } from "./pipe.ts";
-import { hostPort } from "../address.ts";
+import { formatAddress, hostPort } from "../address.ts";
 import { listenAll, type Listener } from "./listen.ts";
 import type { Logger } from "../log.ts";
 import type { TrafficStats } from "./stats.ts";
@@ -209,5 +209,8 @@ export function refusalLine(request: SocksRequest, client: SocksClient, program:
       `make the app send names: Firefox: network.proxy.socks5_remote_dns = true; ` +
       `Chromium: --proxy-server=socks5://${proxy}; curl: --socks5-hostname ${proxy} or socks5h://`;
   }
-  return `Refused SOCKS${request.version} CONNECT to ${target} from ${who}: ${why}. Fix: ${fix}. To allow this address on purpose: --allow-ip ${request.destination.host.replace(/^\[(.*)\]$/, "$1")}`;
+  // The canonical spelling, so the suggested flag parses (127.1, 0x7f.1 and fe80::1%eth0 would not).
+  const address = classifyHost(request.destination.host).address;
+  const allow = address === undefined ? request.destination.host : formatAddress(address);
+  return `Refused SOCKS${request.version} CONNECT to ${target} from ${who}: ${why}. Fix: ${fix}. To allow this address on purpose: --allow-ip ${allow}`;
 }

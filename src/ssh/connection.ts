@@ -8,11 +8,11 @@
  * ssh2 is imported lazily so `--version` and `--help` start fast (the
  * single binary measured 45 ms vs 18 ms).
  */
-import { connect as netConnect, type Socket } from "node:net";
+import { connect as netConnect, isIP, type Socket } from "node:net";
 import type { Duplex } from "node:stream";
 import type { Client, ConnectConfig } from "ssh2";
 import { TunnelError, describeError, isTunnelError } from "../errors.ts";
-import type { Logger } from "../log.ts";
+import { singleLine, type Logger } from "../log.ts";
 import { createAuthFlow, type AuthSettings } from "./auth.ts";
 import { loadSsh2 } from "./ssh2-module.ts";
 import { verifyHostKey, type HostKeyPolicy } from "./host-key.ts";
@@ -114,6 +114,18 @@ export async function connectChain(hops: HopSettings[], deps: ConnectDeps): Prom
 
 function openTcp(hop: HopSettings, log: Logger): Promise<Socket> {
   const family = hop.addressFamily === "inet" ? 4 : hop.addressFamily === "inet6" ? 6 : 0;
+  const literal = isIP(hop.hostname);
+  if (family !== 0 && literal !== 0 && literal !== family) {
+    return Promise.reject(
+      new TunnelError("HOST_UNREACHABLE", `${hop.hostname} is an IPv${literal} address but -${family} (AddressFamily ${hop.addressFamily}) was asked for: Address family for hostname not supported; drop -${family} or give an IPv${family} address.`),
+    );
+  }
+  // RFC 7686: .onion names must not go to DNS, and only Tor can reach them.
+  if (/\.onion\.?$/i.test(hop.hostname)) {
+    return Promise.reject(
+      new TunnelError("HOST_UNREACHABLE", `${hop.hostname} is a Tor onion address: it cannot be resolved or reached directly (and must not be looked up in DNS); reach it with ProxyJump through a host that runs Tor.`),
+    );
+  }
   log.debug(1, `Connecting to ${hop.hostname} port ${hop.port}.`);
   return new Promise((resolve, reject) => {
     const sock = netConnect({ host: hop.hostname, port: hop.port, family });
@@ -210,6 +222,7 @@ async function connectOne(hop: HopSettings, openSocket: () => Promise<Duplex>, d
   let lastError: Error | undefined;
   const sock = await openSocket();
   let stopBannerTimer = (): void => {};
+  let verifiedKey: Buffer | undefined;
   const config: ConnectConfig = {
     sock: sock as ConnectConfig["sock"],
     username: hop.user,
@@ -219,8 +232,18 @@ async function connectOne(hop: HopSettings, openSocket: () => Promise<Duplex>, d
     authHandler: auth.handler,
     hostVerifier: (key: Buffer, verify: (valid: boolean) => void) => {
       stopBannerTimer();
+      // ssh2 asks again at every re-key: the key accepted at the start (even
+      // one not recorded anywhere) is the only one a re-key may present.
+      if (verifiedKey !== undefined) {
+        if (!verifiedKey.equals(key)) failure ??= new TunnelError("HOST_KEY_CHANGED", `${hop.hostname} presented a different host key during re-keying; disconnected.`);
+        verify(verifiedKey.equals(key));
+        return;
+      }
       verifyHostKey(key, { ...hop.hostKey, prompt, log }).then(
-        () => verify(true),
+        () => {
+          verifiedKey = key;
+          verify(true);
+        },
         (err: unknown) => {
           failure = isTunnelError(err)
             ? err
@@ -279,7 +302,8 @@ async function connectOne(hop: HopSettings, openSocket: () => Promise<Duplex>, d
 }
 
 function explainFailure(hop: HopSettings, err: Error | undefined, methods: string[]): TunnelError {
-  const message = err?.message ?? "connection closed during the SSH handshake";
+  // The server may have chosen this text (a disconnect reason): keep it on one line.
+  const message = singleLine(err?.message ?? "connection closed during the SSH handshake");
   if (/authentication methods failed/i.test(message)) {
     return new TunnelError(
       "AUTH_FAILED",

@@ -8,6 +8,7 @@
  */
 import type { Duplex } from "node:stream";
 import type { Client } from "ssh2";
+import { singleLine } from "../log.ts";
 
 export type ChannelFailureKind =
   /** The far end's connect() got ECONNREFUSED. */
@@ -153,7 +154,7 @@ export function sessionFromClient(client: Client, disconnect: () => Promise<void
           client.forwardOut(origin.address, origin.port, host, port, (err, channel) => {
             if (err) {
               const reason = (err as Error & { reason?: number }).reason;
-              const description = err.message.replace(/^\(SSH\) Channel open failure: /, "") || "the server gave no reason";
+              const description = singleLine(err.message.replace(/^\(SSH\) Channel open failure: /, "")) || "the server gave no reason";
               const kind = up ? classifyOpenFailure(typeof reason === "number" ? reason : undefined, description) : "connection-down";
               reject(new ChannelOpenError(kind, description));
               return;

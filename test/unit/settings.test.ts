@@ -186,6 +186,13 @@ describe("resolveDestination: IdentityAgent", () => {
     assert.equal(settingsFor("h", [], "IdentityAgent /run/agent.sock\n").auth.agent, "/run/agent.sock");
   });
 
+  test("%l %L %i and %C expand like OpenSSH 9.2 (%C is SHA-1 of %l%h%p%r, checked against ssh -G)", () => {
+    const local = { ...LOCAL, localHostname: "vm", uid: 1000 };
+    const s = settingsFor("somehost", [cli("port", "2222"), cli("user", "bob"), cli("identityfile", "~/.ssh/%C-%l-%L-%i")], "", local);
+    assert.deepEqual(s.auth.identityFiles.map((f) => f.path), ["/home/me/.ssh/40ab4146d6a1a7ccc04d44b2dc0549c89123a42f-vm-vm-1000"]);
+    assert.throws(() => settingsFor("h", [cli("identityfile", "~/.ssh/%l")]), /unknown token %l/);
+  });
+
   test("${VAR} and a bare $VAR come from the environment; an unset one is BAD_CONFIG naming it", () => {
     const local = { ...LOCAL, env: { XDG_RUNTIME_DIR: "/run/user/1000", MY_AGENT: "/tmp/a.sock" } };
     assert.equal(settingsFor("h", [], "IdentityAgent ${XDG_RUNTIME_DIR}/ssh-agent.socket\n", local).auth.agent, "/run/user/1000/ssh-agent.socket");
