@@ -21,6 +21,7 @@ import { printable } from "../log.ts";
 export interface Ssh2Runtime {
   utils: { parseKey(data: Buffer | string, passphrase?: Buffer | string): ParsedKey | ParsedKey[] | Error };
   OpenSSHAgent: new (socketPath: string) => BaseAgent;
+  BaseAgent: abstract new () => BaseAgent;
 }
 
 export interface IdentityFile {
@@ -159,19 +160,48 @@ function publicKeySteps(settings: AuthSettings, ssh2: Ssh2Runtime): PlannedStep[
   for (const identity of settings.identityFiles) {
     steps.push({
       method: "publickey",
-      run: async () => {
-        const key = await loadIdentity(identity, settings, ssh2);
+      run: async (cancel) => {
+        const key = await loadIdentity(identity, settings, ssh2, cancel);
         if (key === null) return null;
         log.debug(1, `Offering public key: ${identity.path}`);
-        return { type: "publickey", username: user, key };
+        return "agent" in key ? { type: "agent", username: user, agent: key.agent } : { type: "publickey", username: user, key: key.key };
       },
     });
   }
   return steps;
 }
 
-/** Read and decrypt one identity file; null (with OpenSSH's kind of warning) when it cannot be used. */
-async function loadIdentity(identity: IdentityFile, settings: AuthSettings, ssh2: Ssh2Runtime): Promise<ParsedKey | null> {
+/**
+ * Read one identity file. A plain key is returned as is. An encrypted key whose
+ * public half we can read (`<file>.pub`, or the clear header of the OpenSSH
+ * format) is offered first and unlocked only if the server accepts it, as
+ * OpenSSH does: no passphrase prompt for a key the server would refuse. Null
+ * (with OpenSSH's kind of warning) when the file cannot be used.
+ */
+async function loadIdentity(
+  identity: IdentityFile,
+  settings: AuthSettings,
+  ssh2: Ssh2Runtime,
+  cancel: (err: TunnelError) => void,
+): Promise<{ key: ParsedKey } | { agent: BaseAgent } | null> {
+  const data = await readIdentity(identity, settings);
+  if (data === null) return null;
+  const plain = firstKey(ssh2.utils.parseKey(data));
+  if (!(plain instanceof Error)) return { key: plain };
+  if (!/encrypted|passphrase/i.test(plain.message)) return unusable(identity, plain, settings);
+  if (settings.batchMode) {
+    settings.log.debug(1, `Skipping encrypted key ${identity.path}: BatchMode is on`);
+    return null;
+  }
+  const publicKey = await publicHalf(identity.path, data, ssh2);
+  if (publicKey === null) {
+    const key = await unlock(identity, data, settings, ssh2);
+    return key === null ? null : { key };
+  }
+  return { agent: unlockOnSign(ssh2, publicKey, () => unlock(identity, data, settings, ssh2), cancel) };
+}
+
+async function readIdentity(identity: IdentityFile, settings: AuthSettings): Promise<Buffer | null> {
   let data: Buffer;
   try {
     data = await readFile(identity.path);
@@ -181,29 +211,107 @@ async function loadIdentity(identity: IdentityFile, settings: AuthSettings, ssh2
     settings.log.warn(`Identity file ${identity.path} not accessible: ${errnoText(code, err)}.`);
     return null;
   }
-  if (!(await permissionsOk(identity.path, settings.log))) return null;
-  let parsed = firstKey(ssh2.utils.parseKey(data));
-  if (parsed instanceof Error && /encrypted|passphrase/i.test(parsed.message)) {
-    if (settings.batchMode) {
-      settings.log.debug(1, `Skipping encrypted key ${identity.path}: BatchMode is on`);
-      return null;
-    }
-    for (let attempt = 0; attempt < 3 && parsed instanceof Error; attempt++) {
-      const passphrase = await settings.prompt({ message: `Enter passphrase for key '${identity.path}': `, echo: false, kind: "secret" });
-      if (passphrase === null || passphrase === "") return null;
-      parsed = firstKey(ssh2.utils.parseKey(data, passphrase));
-      if (parsed instanceof Error) settings.log.error(`Bad passphrase for ${identity.path}, try again.`);
-    }
-  }
-  if (parsed instanceof Error) {
-    const message = parsed.message.replace(/[.?!]+$/, "");
-    const hint = /passphrase|integrity/i.test(message) ? "wrong passphrase" : "check that it is an OpenSSH, PEM or PPK private key";
-    settings.log.warn(`Load key "${identity.path}": ${message} (${hint}); skipping it.`);
-    return null;
-  }
-  return parsed;
+  return (await permissionsOk(identity.path, settings.log)) ? data : null;
 }
 
+/** Ask for the passphrase (three tries, as OpenSSH); null when declined or wrong. */
+async function unlock(identity: IdentityFile, data: Buffer, settings: AuthSettings, ssh2: Ssh2Runtime): Promise<ParsedKey | null> {
+  let parsed: ParsedKey | Error = new Error("no passphrase given");
+  for (let attempt = 0; attempt < 3 && parsed instanceof Error; attempt++) {
+    const passphrase = await settings.prompt({ message: `Enter passphrase for key '${identity.path}': `, echo: false, kind: "secret" });
+    if (passphrase === null || passphrase === "") return null;
+    parsed = firstKey(ssh2.utils.parseKey(data, passphrase));
+    if (parsed instanceof Error) settings.log.error(`Bad passphrase for ${identity.path}, try again.`);
+  }
+  return parsed instanceof Error ? unusable(identity, parsed, settings) : parsed;
+}
+
+function unusable(identity: IdentityFile, err: Error, settings: AuthSettings): null {
+  const message = err.message.replace(/[.?!]+$/, "");
+  const hint = /passphrase|integrity/i.test(message) ? "wrong passphrase" : "check that it is an OpenSSH, PEM or PPK private key";
+  settings.log.warn(`Load key "${identity.path}": ${message} (${hint}); skipping it.`);
+  return null;
+}
+
+/**
+ * The public key of an encrypted private key file, without the passphrase:
+ * from `<file>.pub`, else from the openssh-key-v1 header, which stores the
+ * public key in clear (PROTOCOL.key). Null when neither is available.
+ */
+async function publicHalf(path: string, data: Buffer, ssh2: Ssh2Runtime): Promise<ParsedKey | null> {
+  try {
+    const fromPub = firstKey(ssh2.utils.parseKey(await readFile(`${path}.pub`)));
+    if (!(fromPub instanceof Error)) return fromPub;
+  } catch {
+    // No .pub file: try the header.
+  }
+  const blob = openSshPublicBlob(data);
+  if (blob === null) return null;
+  const type = blob.subarray(4, 4 + blob.readUInt32BE(0)).toString("latin1");
+  const parsed = firstKey(ssh2.utils.parseKey(`${type} ${blob.toString("base64")}`));
+  return parsed instanceof Error ? null : parsed;
+}
+
+/** The first public key blob of an "-----BEGIN OPENSSH PRIVATE KEY-----" file, or null. */
+export function openSshPublicBlob(data: Buffer): Buffer | null {
+  const match = /-----BEGIN OPENSSH PRIVATE KEY-----([\s\S]*?)-----END OPENSSH PRIVATE KEY-----/.exec(data.toString("latin1"));
+  if (!match) return null;
+  const raw = Buffer.from(match[1]!.replace(/\s+/g, ""), "base64");
+  const magic = "openssh-key-v1\0";
+  if (raw.subarray(0, magic.length).toString("latin1") !== magic) return null;
+  let offset = magic.length;
+  const readString = (): Buffer | null => {
+    if (offset + 4 > raw.length) return null;
+    const length = raw.readUInt32BE(offset);
+    if (offset + 4 + length > raw.length) return null;
+    const value = raw.subarray(offset + 4, offset + 4 + length);
+    offset += 4 + length;
+    return value;
+  };
+  // ciphername, kdfname, kdfoptions, then the key count and the first public key.
+  if (readString() === null || readString() === null || readString() === null) return null;
+  if (offset + 4 > raw.length || raw.readUInt32BE(offset) < 1) return null;
+  offset += 4;
+  const blob = readString();
+  return blob === null || blob.length < 4 ? null : Buffer.from(blob);
+}
+
+/**
+ * An agent holding one key that is decrypted at the first signature: ssh2
+ * asks the server about the public key first and signs only after PK_OK.
+ */
+function unlockOnSign(
+  ssh2: Ssh2Runtime,
+  publicKey: ParsedKey,
+  unlockKey: () => Promise<ParsedKey | null>,
+  cancel: (err: TunnelError) => void,
+): BaseAgent {
+  let unlocked: Promise<ParsedKey | null> | undefined;
+  // ssh2 recognises agents with instanceof, so subclass its own BaseAgent.
+  class UnlockOnSign extends ssh2.BaseAgent {
+    getIdentities(cb: (err: Error | undefined, keys?: ParsedKey[]) => void): void {
+      cb(undefined, [publicKey]);
+    }
+    sign(_pub: unknown, data: Buffer, options: unknown, cb?: (err?: Error, signature?: Buffer) => void): void {
+      const done = (typeof options === "function" ? options : cb) as (err?: Error, signature?: Buffer) => void;
+      const hash = typeof options === "object" && options !== null ? (options as { hash?: string }).hash : undefined;
+      unlocked ??= unlockKey();
+      unlocked.then(
+        (key) => {
+          if (key === null) return done(new Error("key not unlocked"));
+          const signature = key.sign(data, hash);
+          if (signature instanceof Error) done(signature);
+          else done(undefined, signature);
+        },
+        (err: unknown) => {
+          if (isTunnelError(err, "CANCELLED")) cancel(err);
+          done(err instanceof Error ? err : new Error(String(err)));
+        },
+      );
+    }
+  }
+  return new UnlockOnSign();
+}
 /**
  * OpenSSH's sshkey_perm_ok(): a private key that others may read is ignored,
  * loudly, whatever it would unlock. Only for files the user owns (root's

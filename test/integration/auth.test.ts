@@ -144,6 +144,42 @@ describe("an encrypted identity file", () => {
   });
 });
 
+describe("an encrypted identity file is offered before it is unlocked, as in OpenSSH", () => {
+  test("a key the server refuses is never unlocked: no passphrase prompt, and the next key logs in", async () => {
+    const home = await homes.trusting(sshd);
+    const refused = await makeKey(scratch, "locked-stranger", { passphrase: PASSPHRASE });
+    const askpass = await writeAskpass(scratch, "passphrase-unneeded", PASSPHRASE);
+    await runWorkingTunnel(["-i", refused.privatePath, "-i", key("plain").privatePath], {
+      home: home.home,
+      env: { SSH_ASKPASS: askpass.path, SSH_ASKPASS_REQUIRE: "force" },
+    });
+    assert.equal(existsSync(askpass.log), false, "asked for the passphrase of a key the server refuses");
+    assert.equal(await acceptedBySshd(key("plain")), true, sshd.logs());
+  });
+
+  test("without a .pub file the public half comes from the key file's clear header: still no prompt for a refused key", async () => {
+    const home = await homes.trusting(sshd);
+    const refused = await makeKey(scratch, "locked-stranger-nopub", { passphrase: PASSPHRASE });
+    await rm(refused.publicPath);
+    const askpass = await writeAskpass(scratch, "passphrase-unneeded-nopub", PASSPHRASE);
+    await runWorkingTunnel(["-i", refused.privatePath, "-i", key("plain").privatePath], {
+      home: home.home,
+      env: { SSH_ASKPASS: askpass.path, SSH_ASKPASS_REQUIRE: "force" },
+    });
+    assert.equal(existsSync(askpass.log), false, "asked for the passphrase of a key the server refuses");
+  });
+
+  test("an accepted key without a .pub file is unlocked once, after the server accepted its public half", async () => {
+    const home = await homes.trusting(sshd);
+    const copy = join(scratch, "locked-copy-nopub");
+    await writeFile(copy, await readFile(key("locked").privatePath), { mode: 0o600 });
+    const askpass = await writeAskpass(scratch, "passphrase-after-ok", PASSPHRASE);
+    await runWorkingTunnel(["-i", copy], { home: home.home, env: { SSH_ASKPASS: askpass.path, SSH_ASKPASS_REQUIRE: "force" } });
+    assert.equal(await readFile(askpass.log, "utf8"), `Enter passphrase for key '${copy}': \n`);
+    assert.equal(await acceptedBySshd(key("locked")), true, sshd.logs());
+  });
+});
+
 describe("identity files", () => {
   test("~/.ssh/id_ed25519 is used when no -i is given", async () => {
     const home = await homes.trusting(sshd);
