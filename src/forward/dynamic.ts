@@ -77,18 +77,19 @@ export async function startDynamicForward(options: DynamicForwardOptions): Promi
   const { session, log, stats } = options;
 
   // A misconfigured browser is refused dozens of times a page: one full line
-  // (with the /proc lookup, bounded) per client address and SOCKS version per
-  // window, the rest counted into the next full line and shown only with -v.
+  // per program (or client address, when /proc cannot tell) and SOCKS version
+  // per window; the rest are counted into the next full line and shown with -v.
   const lastFull = new Map<string, { at: number; suppressed: number }>();
   const reportRefusal = async (request: SocksRequest, client: SocksClient): Promise<void> => {
+    const program = options.describePeer === undefined ? undefined : await within(options.describePeer(client), PEER_LOOKUP_MS);
     const now = (options.clock ?? Date.now)();
-    // Per address and SOCKS version: the fix differs between SOCKS4 and 5.
-    const key = `${client.address}/${request.version}`;
+    // Per program and SOCKS version: each app needs its own fix, and it differs between SOCKS4 and 5.
+    const key = `${program ?? client.address}/${request.version}`;
     const seen = lastFull.get(key);
     const target = hostPort(request.destination.host, request.destination.port);
     if (seen !== undefined && now - seen.at < REFUSAL_WINDOW_MS) {
       seen.suppressed++;
-      log.debug(1, `Refused SOCKS${request.version} CONNECT to ${target} from ${client.address}:${client.port} (IP address).`);
+      log.debug(1, `Refused SOCKS${request.version} CONNECT to ${target} from ${client.address}:${client.port}${program ? ` (${program})` : ""} (IP address).`);
       return;
     }
     // Bounded: with -g, many addresses may come and go.
@@ -96,7 +97,6 @@ export async function startDynamicForward(options: DynamicForwardOptions): Promi
       for (const [k, v] of lastFull) if (now - v.at >= REFUSAL_WINDOW_MS) lastFull.delete(k);
     }
     lastFull.set(key, { at: now, suppressed: 0 });
-    const program = options.describePeer === undefined ? undefined : await within(options.describePeer(client), PEER_LOOKUP_MS);
     const more = seen !== undefined && seen.suppressed > 0 ? ` (${seen.suppressed} more refused since the last such line)` : "";
     log.info(refusalLine(request, client, program) + more, {
       event: "refused",
@@ -135,7 +135,8 @@ export async function startDynamicForward(options: DynamicForwardOptions): Promi
       stats.failures++;
       const kind = err instanceof ChannelOpenError ? err.kind : "other";
       const reply = REPLY_FOR_FAILURE[kind];
-      log.info(`${options.label}: connect to ${target} failed: ${describeOpenFailure(err)} (SOCKS reply 0x0${reply}).`, {
+      const sent = request.version === 5 ? `0x0${reply}` : "0x5b";
+      log.info(`${options.label}: connect to ${target} failed: ${describeOpenFailure(err)} (SOCKS${request.version} reply ${sent}).`, {
         event: "open-failed",
         destination: target,
         kind,

@@ -5,7 +5,7 @@
  * (another OS, another user's process, a race) just means "unknown".
  *
  * This reads a few hundred small files, so it runs only for refusals, never on
- * the path of an accepted connection.
+ * the path of an accepted connection, and looks at recent owners first.
  */
 import process from "node:process";
 import { readFile, readdir, readlink } from "node:fs/promises";
@@ -46,9 +46,10 @@ export async function peerProcessName(peer: PeerSocket, procRoot = "/proc"): Pro
     const inode = await findInode(procRoot, local, remote);
     if (inode === undefined) return undefined;
     const target = `socket:[${inode}]`;
-    const pids = (await readdir(procRoot)).filter((name) => /^\d+$/.test(name));
+    const all = (await readdir(procRoot)).filter((name) => /^\d+$/.test(name) && Number(name) !== process.pid);
+    // A misconfigured app is refused again and again: look at it first.
+    const pids = [...recentOwners.filter((pid) => all.includes(pid)), ...all.filter((pid) => !recentOwners.includes(pid))];
     for (const pid of pids) {
-      if (Number(pid) === process.pid) continue;
       let fds: string[];
       try {
         fds = await readdir(`${procRoot}/${pid}/fd`);
@@ -58,6 +59,7 @@ export async function peerProcessName(peer: PeerSocket, procRoot = "/proc"): Pro
       for (const fd of fds) {
         try {
           if ((await readlink(`${procRoot}/${pid}/fd/${fd}`)) === target) {
+            rememberOwner(pid);
             return (await readFile(`${procRoot}/${pid}/comm`, "utf8")).trim();
           }
         } catch {
@@ -69,6 +71,16 @@ export async function peerProcessName(peer: PeerSocket, procRoot = "/proc"): Pro
     // No /proc, or not readable: unknown.
   }
   return undefined;
+}
+
+/** PIDs that owned recent client sockets, most recent first. */
+const recentOwners: string[] = [];
+
+function rememberOwner(pid: string): void {
+  const at = recentOwners.indexOf(pid);
+  if (at >= 0) recentOwners.splice(at, 1);
+  recentOwners.unshift(pid);
+  recentOwners.length = Math.min(recentOwners.length, 8);
 }
 
 async function findInode(procRoot: string, local: string, remote: string): Promise<string | undefined> {

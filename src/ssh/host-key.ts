@@ -127,7 +127,7 @@ async function decideUnknown(policy: HostKeyPolicy, key: UnknownKey): Promise<vo
       if (answer === null && attempt === 0) {
         throw new TunnelError(
           "HOST_KEY_UNKNOWN",
-          `Host key verification failed: ${key.name} is not in known_hosts (${key.label} ${key.fingerprint}) and there is no terminal or SSH_ASKPASS to ask. Run once in a terminal, or add the key to ${policy.userKnownHostsFiles[0]}, or use -o StrictHostKeyChecking=accept-new.`,
+          `Host key verification failed: ${key.name} is not in known_hosts (${key.label} ${key.fingerprint}) and the question got no answer (no terminal or SSH_ASKPASS to ask, or it was cancelled). Run once in a terminal, or add the key to ${policy.userKnownHostsFiles[0]}, or use -o StrictHostKeyChecking=accept-new.`,
         );
       }
       if (answer === null) break;
@@ -136,7 +136,8 @@ async function decideUnknown(policy: HostKeyPolicy, key: UnknownKey): Promise<vo
         accepted = true;
         break;
       }
-      if (trimmed.toLowerCase() === "no") break;
+      // OpenSSH's confirm(): Enter alone means no.
+      if (trimmed === "" || trimmed.toLowerCase() === "no") break;
     }
     if (!accepted) {
       throw new TunnelError("HOST_KEY_UNKNOWN", `Host key verification failed for ${key.name} (${key.label} ${key.fingerprint}): not confirmed. Answer 'yes' at the prompt, or add the key to ${policy.userKnownHostsFiles[0]}.`);

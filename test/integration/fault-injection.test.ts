@@ -491,7 +491,29 @@ describe("channel open failures from the server become exact SOCKS replies", () 
     assert.deepEqual(await socks4aOutcome(socksPort, "refused.fault.test", 80), Buffer.from([0x00, 0x5b, 0, 0, 0, 0, 0, 0]));
   });
 
-  test("every failure is logged and none crashes the process", () => {
+  test("every failure is logged and none crashes the process", async () => {
+    // One notice per failed CONNECT, as OpenSSH's "channel N: open failed: ..." but naming the destination and the reply.
+    const label = `-D ${socksPort}`;
+    const expected = [
+      `${label}: connect to refused.fault.test:80 failed: Connection refused (SOCKS5 reply 0x05).`,
+      `${label}: connect to noroute.fault.test:80 failed: No route to host (SOCKS5 reply 0x04).`,
+      `${label}: connect to netunreach.fault.test:80 failed: Network is unreachable (SOCKS5 reply 0x03).`,
+      `${label}: connect to unknown-name.fault.test:80 failed: Name or service not known (SOCKS5 reply 0x04).`,
+      `${label}: connect to prohibited.fault.test:80 failed: administratively prohibited by the server (AllowTcpForwarding or PermitOpen): open failed (SOCKS5 reply 0x02).`,
+      `${label}: connect to shortage.fault.test:80 failed: resource shortage (SOCKS5 reply 0x01).`,
+      `${label}: connect to unknown-type.fault.test:80 failed: unknown channel type (SOCKS5 reply 0x01).`,
+      `${label}: connect to silent.fault.test:80 failed: the server gave no reason (SOCKS5 reply 0x01).`,
+    ];
+    const failureLines = (): string[] => stderrLines(cli.stderr()).filter((line) => line.includes(": connect to "));
+    // The tests above made one SOCKS5 CONNECT per kind and one SOCKS4a CONNECT to refused.fault.test.
+    await waitFor(() => failureLines().length >= expected.length + 1, "a log line for every failed CONNECT", () => `stderr:\n${cli.stderr()}`);
+    const lines = failureLines();
+    for (const line of expected) {
+      assert.ok(lines.includes(line), `missing log line ${JSON.stringify(line)}; stderr:\n${cli.stderr()}`);
+    }
+    const refused = lines.filter((line) => line.startsWith(`${label}: connect to refused.fault.test:80 failed: Connection refused (`));
+    assert.equal(refused.length, 2, `one line for the SOCKS5 and one for the SOCKS4a CONNECT; stderr:\n${cli.stderr()}`);
+    assert.equal(lines.length, expected.length + 1, `no other failure lines; stderr:\n${cli.stderr()}`);
     assertNoCrash(cli.stderr());
   });
 });

@@ -131,7 +131,7 @@ describe("safetunnel -D forwards: failures, bind addresses and signals", () => {
     assert.deepEqual(await cli.stop("SIGTERM"), { code: 0, signal: null });
   });
 
-  test("-D 0.0.0.0:PORT without -g warns 'Ignoring bind address' and listens on loopback only", async () => {
+  test("-D 0.0.0.0:PORT without -g warns 'Ignoring bind address' and listens on loopback only", async (t) => {
     const port = await freePort();
     const cli = start(["-D", `0.0.0.0:${port}`]);
     await waitForListen(port, "127.0.0.1", cli);
@@ -143,7 +143,11 @@ describe("safetunnel -D forwards: failures, bind addresses and signals", () => {
     assert.equal(result.code, 0, result.stderr);
     assert.equal(result.stdout.toString(), HELLO);
     const outside = nonLoopbackAddress();
-    if (outside !== undefined) assert.equal(await connectOutcome(port, outside), "ECONNREFUSED");
+    if (outside === undefined) {
+      assert.deepEqual(await cli.stop("SIGTERM"), { code: 0, signal: null });
+      return t.skip("this machine has no non-loopback IPv4 address, so 'not reachable from outside' cannot be checked");
+    }
+    assert.equal(await connectOutcome(port, outside), "ECONNREFUSED");
     assert.deepEqual(await cli.stop("SIGTERM"), { code: 0, signal: null });
   });
 

@@ -244,10 +244,10 @@ describe("startDynamicForward: IP-address requests are refused", () => {
     return line;
   }
 
-  test("one full line per client address in 10 s: repeats are counted into the next full line, and every one is refused", async () => {
+  test("one full line per program in 10 s: repeats are counted into the next full line, and every one is refused", async () => {
     let now = 1_000_000;
-    let lookups = 0;
-    const forward = await startForward({ clock: () => now, describePeer: async () => (lookups++, "firefox") });
+    let program = "firefox";
+    const forward = await startForward({ clock: () => now, describePeer: async () => program });
     const refuse = async (): Promise<void> => {
       const client = await socks5Connect(forward.listener.port, socks5IPv4([192, 0, 2, 7], 443));
       assert.deepEqual(await client.readToEnd(), socks5Reply(0x02));
@@ -258,12 +258,17 @@ describe("startDynamicForward: IP-address requests are refused", () => {
     await refuse();
     await refuse();
     assert.equal(forward.lines.length, 1, JSON.stringify(forward.lines));
-    now += 10_000;
+    // Another app on the same address needs its own fix: it gets its own line at once.
+    program = "chromium";
     await refuse();
     assert.equal(forward.lines.length, 2, JSON.stringify(forward.lines));
-    assert.match(forward.lines[1]!, /^Refused SOCKS5 CONNECT to 192\.0\.2\.7:443 from 127\.0\.0\.1:\d+ \(firefox\): .* \(2 more refused since the last such line\)$/);
-    assert.equal(lookups, 2, "the /proc lookup runs only for full lines");
-    assertStats(forward.stats, { refusals: 4, connections: 0, failures: 0 });
+    assert.match(forward.lines[1]!, /^Refused SOCKS5 CONNECT to 192\.0\.2\.7:443 from 127\.0\.0\.1:\d+ \(chromium\): .*--proxy-server=socks5:\/\/127\.0\.0\.1:\d+ .*--allow-ip 192\.0\.2\.7$/);
+    program = "firefox";
+    now += 10_000;
+    await refuse();
+    assert.equal(forward.lines.length, 3, JSON.stringify(forward.lines));
+    assert.match(forward.lines[2]!, /^Refused SOCKS5 CONNECT to 192\.0\.2\.7:443 from 127\.0\.0\.1:\d+ \(firefox\): .* \(2 more refused since the last such line\)$/);
+    assertStats(forward.stats, { refusals: 5, connections: 0, failures: 0 });
   });
 
   test("a slow /proc lookup does not hold the refusal: the line just names no program", async () => {
@@ -290,8 +295,38 @@ describe("startDynamicForward: IP-address requests are refused", () => {
     await refused(socks5Name("::1", 80), "[::1]:80");
   });
 
-  test("SOCKS5 name field holding an inet_aton form (0x7f.1)", async () => {
-    await refused(socks5Name("0x7f.1", 80), "0x7f.1:80");
+  /** The address the refusal line's "--allow-ip X" hint names (the line ends with it). */
+  function allowHint(line: string): string {
+    const match = /To allow this address on purpose: --allow-ip (\S+)$/.exec(line);
+    assert.ok(match !== null, `line ends with an --allow-ip hint: ${line}`);
+    return match[1]!;
+  }
+
+  /** Given back as --allow-ip, the hint lets the very request it was printed for go out. */
+  async function hintAllows(hint: string, request: Buffer, expectedHost: string): Promise<void> {
+    const forward = await startForward({ allowIp: [parseCidr(hint)] });
+    const client = await socks5Connect(forward.listener.port, request);
+    assert.deepEqual(await client.read(10), socks5Reply(0x00), `--allow-ip ${hint} lets the request through`);
+    assert.deepEqual(forward.session.calls.map((c) => [c.host, c.port]), [[expectedHost, 80]]);
+    client.destroy();
+  }
+
+  test("SOCKS5 name field holding an inet_aton form (0x7f.1): the hint is the canonical --allow-ip 127.0.0.1", async () => {
+    const line = await refused(socks5Name("0x7f.1", 80), "0x7f.1:80");
+    assert.equal(allowHint(line), "127.0.0.1");
+    await hintAllows(allowHint(line), socks5Name("0x7f.1", 80), "0x7f.1");
+  });
+
+  test("SOCKS5 name field holding a single-number inet_aton form (2130706433): the hint is --allow-ip 127.0.0.1", async () => {
+    const line = await refused(socks5Name("2130706433", 80), "2130706433:80");
+    assert.equal(allowHint(line), "127.0.0.1");
+    await hintAllows(allowHint(line), socks5Name("2130706433", 80), "2130706433");
+  });
+
+  test("SOCKS5 name field holding an IPv6 literal with a zone (fe80::1%eth0): the hint drops the zone, --allow-ip fe80::1", async () => {
+    const line = await refused(socks5Name("fe80::1%eth0", 80), "[fe80::1%eth0]:80");
+    assert.equal(allowHint(line), "fe80::1");
+    await hintAllows(allowHint(line), socks5Name("fe80::1%eth0", 80), "fe80::1%eth0");
   });
 
   test("plain SOCKS4 (always an IP address): 0x5B and a line that says so", async () => {
@@ -409,7 +444,7 @@ describe("startDynamicForward: channel-open failures map to exact replies", () =
       assert.equal(lines.length, 2);
       // sshd says only "open failed" when forwarding is forbidden; the line adds why.
       const why = kind === "prohibited" ? "administratively prohibited by the server (AllowTcpForwarding or PermitOpen): " : "";
-      assert.equal(lines[0], `-D test: connect to target.example:80 failed: ${why}far end says ${kind} (SOCKS reply 0x0${rep}).`);
+      assert.equal(lines[0], `-D test: connect to target.example:80 failed: ${why}far end says ${kind} (SOCKS5 reply 0x0${rep}).`);
     });
   }
 
