@@ -284,8 +284,10 @@ async function connectOne(hop: HopSettings, openSocket: () => Promise<Duplex>, d
         return;
       }
       // The first error is the cause; later ones (ECONNRESET as the server
-      // hangs up after "no matching host key") are its echo.
-      lastError ??= err;
+      // hangs up after "no matching host key") are its echo. The end of
+      // authentication is the exception: it sums up the attempts before it.
+      if (err.level === "client-authentication" && /authentication methods failed/i.test(err.message)) lastError = err;
+      else lastError ??= err;
     });
     client.once("ready", () => {
       ready = true;
