@@ -264,7 +264,7 @@ export const SUPPORTED_KEYWORDS = new Set([
 /** Every other ssh_config keyword OpenSSH 9.2 knows: accepted with a warning on -o, silently in files. */
 export const OTHER_SSH_KEYWORDS = new Set([
   "addkeystoagent", "bindaddress", "bindinterface", "canonicaldomains", "canonicalizefallbacklocal",
-  "canonicalizehostname", "canonicalizemaxdots", "canonicalizepermittedcnames", "casignaturealgorithms",
+  "canonicalizemaxdots", "canonicalizepermittedcnames", "casignaturealgorithms",
   "certificatefile", "checkhostip", "clearallforwardings", "compression", "controlmaster",
   "controlpath", "controlpersist", "enableescapecommandline", "enablesshkeysign", "escapechar", "fingerprinthash",
   "forkafterauthentication", "forwardagent", "forwardx11", "forwardx11timeout", "forwardx11trusted",
@@ -282,7 +282,7 @@ export const OTHER_SSH_KEYWORDS = new Set([
  * Keywords that config/resolve.ts checks for the host (refused or warned
  * about with where they came from), so -o must not also call them ignored.
  */
-export const CHECKED_KEYWORDS = new Set(["proxycommand", "knownhostscommand", "revokedhostkeys", "ciphers", "kexalgorithms", "macs", "hostkeyalgorithms"]);
+export const CHECKED_KEYWORDS = new Set(["canonicalizehostname", "proxycommand", "knownhostscommand", "revokedhostkeys", "ciphers", "kexalgorithms", "macs", "hostkeyalgorithms"]);
 
 /** `-o Keyword=value` or `-o "Keyword value"`: one ssh_config line, read by the same parser as the files. */
 function parseDashO(text: string): ConfigLine {

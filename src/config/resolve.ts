@@ -92,6 +92,14 @@ export function unsupportedSettings(alias: string, lookup: HostLookup): { errors
       `ProxyCommand is set for ${alias} (${lookup.where("proxycommand")}), and safetunnel cannot run it; connecting directly would bypass that proxy. Use ProxyJump instead, or remove ProxyCommand for this host`,
     );
   }
+  const canonicalize = lookup.first("canonicalizehostname")?.[0]?.toLowerCase();
+  if (canonicalize !== undefined && canonicalize !== "no" && canonicalize !== "false") {
+    // ssh would re-read the config for the canonical name, where a Host block may
+    // route through a proxy; resolving without it could connect directly.
+    errors.push(
+      `CanonicalizeHostname is set for ${alias} (${lookup.where("canonicalizehostname")}), and safetunnel does not canonicalize; give the full host name and remove CanonicalizeHostname for this host`,
+    );
+  }
   if (set("knownhostscommand")) {
     errors.push(
       `KnownHostsCommand is set for ${alias} (${lookup.where("knownhostscommand")}), and safetunnel cannot run it; put the host's key in known_hosts instead (ssh-keyscan), or remove the setting for this host`,

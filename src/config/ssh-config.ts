@@ -579,17 +579,16 @@ function matchBlockApplies(block: Extract<ConfigBlock, { kind: "match" }>, state
       case "all":
         held = true;
         break;
-      // We never canonicalise and do no final pass, so these are false as in
-      // OpenSSH's first pass; `Match final` blocks would apply in ssh's second pass.
+      // We never canonicalise and do no final pass. OpenSSH's first pass sees
+      // these as false, but its final pass applies `canonical` and `final`
+      // blocks: so they count as unsupported (refused if they route us).
       case "canonical":
-        held = false;
-        break;
       case "final":
         if (!criterion.negated) {
-          unsupported.push("final");
+          unsupported.push(criterion.attribute);
           continue;
         }
-        held = false;
+        held = false; // first pass: not canonical, not final; "!" below makes it true
         break;
       case "host":
         held = hostPatternListMatches(list, currentHostName(ctx, result));
@@ -625,8 +624,12 @@ function matchBlockApplies(block: Extract<ConfigBlock, { kind: "match" }>, state
         `${block.file} line ${block.line}: Match ${unsupported[0]} is not supported, and that block sets ${[...new Set(risky)].join(", ")}; skipping it could connect another way than you configured. Use a Host block (or ProxyJump) for this host instead`,
       );
     }
-    for (const attribute of new Set(unsupported)) {
-      result.warnings.push(`${block.file} line ${block.line}: Match ${attribute} is not supported; ignoring that block`);
+    // Say so only when the block sets something we would use; a distribution's
+    // `Match final` block of crypto policies and SendEnv is no news to anyone.
+    if (blockKeywords(block.entries).some((keyword) => RELEVANT_KEYWORDS.has(keyword))) {
+      for (const attribute of new Set(unsupported)) {
+        result.warnings.push(`${block.file} line ${block.line}: Match ${attribute} is not supported; ignoring that block`);
+      }
     }
   }
   return unsupported.length === 0;
@@ -637,6 +640,13 @@ const ROUTING_KEYWORDS = new Set([
   "hostname", "port", "user", "proxycommand", "proxyjump", "hostkeyalias", "stricthostkeychecking",
   "userknownhostsfile", "globalknownhostsfile", "knownhostscommand", "revokedhostkeys", "identityfile",
   "identityagent", "identitiesonly", "addressfamily", "bindaddress",
+]);
+
+/** Other keywords safetunnel acts on: skipping a block that sets them deserves a warning. */
+const RELEVANT_KEYWORDS = new Set([
+  "batchmode", "connecttimeout", "dynamicforward", "exitonforwardfailure", "gatewayports", "hashknownhosts",
+  "localforward", "numberofpasswordprompts", "preferredauthentications", "remoteforward", "serveralivecountmax",
+  "serveraliveinterval",
 ]);
 
 function blockKeywords(entries: ConfigEntry[]): string[] {

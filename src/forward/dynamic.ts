@@ -80,8 +80,19 @@ export async function startDynamicForward(options: DynamicForwardOptions): Promi
   // per program (or client address, when /proc cannot tell) and SOCKS version
   // per window; the rest are counted into the next full line and shown with -v.
   const lastFull = new Map<string, { at: number; suppressed: number }>();
+  // One /proc walk at a time: a burst of refusals must not start a walk each.
+  // While one runs, a refusal is keyed by its address (at most one more line).
+  let lookingUp = false;
+  const lookUpProgram = async (client: SocksClient): Promise<string | undefined> => {
+    if (options.describePeer === undefined || lookingUp) return undefined;
+    lookingUp = true;
+    const walk = options.describePeer(client).finally(() => {
+      lookingUp = false;
+    });
+    return within(walk, PEER_LOOKUP_MS);
+  };
   const reportRefusal = async (request: SocksRequest, client: SocksClient): Promise<void> => {
-    const program = options.describePeer === undefined ? undefined : await within(options.describePeer(client), PEER_LOOKUP_MS);
+    const program = await lookUpProgram(client);
     const now = (options.clock ?? Date.now)();
     // Per program and SOCKS version: each app needs its own fix, and it differs between SOCKS4 and 5.
     const key = `${program ?? client.address}/${request.version}`;
@@ -92,9 +103,10 @@ export async function startDynamicForward(options: DynamicForwardOptions): Promi
       log.debug(1, `Refused SOCKS${request.version} CONNECT to ${target} from ${client.address}:${client.port}${program ? ` (${program})` : ""} (IP address).`);
       return;
     }
-    // Bounded: with -g, many addresses may come and go.
+    // Bounded: with -g, many addresses may come and go (at worst we forget and log more).
     if (lastFull.size >= 1024) {
       for (const [k, v] of lastFull) if (now - v.at >= REFUSAL_WINDOW_MS) lastFull.delete(k);
+      if (lastFull.size >= 1024) lastFull.clear();
     }
     lastFull.set(key, { at: now, suppressed: 0 });
     const more = seen !== undefined && seen.suppressed > 0 ? ` (${seen.suppressed} more refused since the last such line)` : "";

@@ -120,20 +120,36 @@ function buildSteps(settings: AuthSettings, ssh2: Ssh2Runtime): PlannedStep[] {
   for (const method of order) {
     if (method === "publickey") steps.push(...publicKeySteps(settings, ssh2));
     else if (method === "keyboard-interactive" && !settings.batchMode) {
-      // OpenSSH retries up to NumberOfPasswordPrompts rounds while the server
-      // keeps offering it, and stops once a round brought no prompt or the user cancelled.
-      const rounds = { over: false };
+      // OpenSSH (sshconnect2.c, info_req_seen) retries up to
+      // NumberOfPasswordPrompts rounds, but only while the previous round
+      // brought an info request, and not after the user declined.
+      const rounds: KbdRounds = { over: false, requestSeen: false };
       for (let round = 0; round < settings.passwordPrompts; round++) {
-        steps.push({ method, run: async (cancel) => (rounds.over ? null : keyboardInteractive(settings, rounds, cancel)) });
+        steps.push({
+          method,
+          run: async (cancel) => {
+            if (rounds.over || (round > 0 && !rounds.requestSeen)) return null;
+            rounds.requestSeen = false;
+            return keyboardInteractive(settings, rounds, cancel);
+          },
+        });
       }
     } else if (method === "password" && !settings.batchMode) {
+      const state = { sent: false, gaveUp: false };
       for (let attempt = 0; attempt < settings.passwordPrompts; attempt++) {
         steps.push({
           method,
           run: async () => {
-            if (attempt > 0) settings.log.error("Permission denied, please try again.");
+            if (state.gaveUp) return null;
+            // Only after a password was really sent and refused, as in OpenSSH.
+            if (state.sent) settings.log.error("Permission denied, please try again.");
             const password = await settings.prompt({ message: `${settings.user}@${settings.host}'s password: `, echo: false, kind: "secret" });
-            return password === null ? null : { type: "password", username: settings.user, password };
+            if (password === null) {
+              state.gaveUp = true;
+              return null;
+            }
+            state.sent = true;
+            return { type: "password", username: settings.user, password };
           },
         });
       }
@@ -198,7 +214,15 @@ async function loadIdentity(
     const key = await unlock(identity, data, settings, ssh2);
     return key === null ? null : { key };
   }
-  return { agent: unlockOnSign(ssh2, publicKey, () => unlock(identity, data, settings, ssh2), cancel) };
+  const unlockMatching = async (): Promise<ParsedKey | null> => {
+    const key = await unlock(identity, data, settings, ssh2);
+    if (key !== null && !key.getPublicSSH().equals(publicKey.getPublicSSH())) {
+      settings.log.warn(`The private key in ${identity.path} does not match ${identity.path}.pub; skipping it. Regenerate the .pub with: ssh-keygen -y -f ${identity.path}`);
+      return null;
+    }
+    return key;
+  };
+  return { agent: unlockOnSign(ssh2, publicKey, unlockMatching, cancel) };
 }
 
 async function readIdentity(identity: IdentityFile, settings: AuthSettings): Promise<Buffer | null> {
@@ -351,16 +375,14 @@ function errnoText(code: string | undefined, err: unknown): string {
 async function filteredAgent(ssh2: Ssh2Runtime, socket: string, files: IdentityFile[]): Promise<BaseAgent> {
   const wanted = new Set<string>();
   for (const file of files) {
-    for (const candidate of [`${file.path}.pub`, file.path]) {
-      try {
-        const parsed = firstKey(ssh2.utils.parseKey(await readFile(candidate)));
-        if (!(parsed instanceof Error)) {
-          wanted.add(parsed.getPublicSSH().toString("base64"));
-          break;
-        }
-      } catch {
-        // Missing or unreadable: that identity simply offers nothing.
-      }
+    try {
+      const data = await readFile(file.path);
+      const plain = firstKey(ssh2.utils.parseKey(data));
+      // An encrypted file's public half (.pub or the clear header): no passphrase needed to match it.
+      const publicKey = plain instanceof Error ? await publicHalf(file.path, data, ssh2) : plain;
+      if (publicKey !== null) wanted.add(publicKey.getPublicSSH().toString("base64"));
+    } catch {
+      // Missing or unreadable: that identity simply offers nothing.
     }
   }
   const inner = new ssh2.OpenSSHAgent(socket);
@@ -380,15 +402,25 @@ async function filteredAgent(ssh2: Ssh2Runtime, socket: string, files: IdentityF
   return agent;
 }
 
-async function keyboardInteractive(settings: AuthSettings, rounds: { over: boolean }, cancel: (err: TunnelError) => void): Promise<AnyAuthMethod> {
+interface KbdRounds {
+  /** The user declined or cancelled: no further rounds. */
+  over: boolean;
+  /** The current round received an info request from the server. */
+  requestSeen: boolean;
+}
+
+async function keyboardInteractive(settings: AuthSettings, rounds: KbdRounds, cancel: (err: TunnelError) => void): Promise<AnyAuthMethod> {
   return {
     type: "keyboard-interactive",
     username: settings.user,
     prompt: (name, instructions, _lang, prompts, finish) => {
+      rounds.requestSeen = true;
       if (name) settings.log.info(name);
       if (instructions) settings.log.info(instructions);
-      if (prompts.length === 0) rounds.over = true;
       const answers: string[] = [];
+      // sshd drops the connection on a reply with fewer answers than prompts
+      // ("wrong number of replies"): declined prompts are answered empty.
+      const padded = (): string[] => [...answers, ...new Array<string>(prompts.length - answers.length).fill("")];
       const askAll = async (): Promise<void> => {
         for (const p of prompts) {
           // sshconnect2.c: "(user@host) " before each server prompt, so a phishing
@@ -402,10 +434,11 @@ async function keyboardInteractive(settings: AuthSettings, rounds: { over: boole
         }
       };
       askAll().then(
-        () => finish(answers),
+        () => finish(padded()),
         (err: unknown) => {
           if (isTunnelError(err, "CANCELLED")) cancel(err);
-          finish([]);
+          rounds.over = true;
+          finish(padded());
         },
       );
     },

@@ -235,8 +235,10 @@ async function connectOne(hop: HopSettings, openSocket: () => Promise<Duplex>, d
       // ssh2 asks again at every re-key: the key accepted at the start (even
       // one not recorded anywhere) is the only one a re-key may present.
       if (verifiedKey !== undefined) {
-        if (!verifiedKey.equals(key)) failure ??= new TunnelError("HOST_KEY_CHANGED", `${hop.hostname} presented a different host key during re-keying; disconnected.`);
-        verify(verifiedKey.equals(key));
+        const same = verifiedKey.equals(key);
+        // After login nobody reads `failure`: say it here, or the user only sees "Host denied".
+        if (!same) log.error(`${hop.hostname} presented a different host key while re-keying; disconnecting. Host key verification failed.`);
+        verify(same);
         return;
       }
       verifyHostKey(key, { ...hop.hostKey, prompt, log }).then(

@@ -123,7 +123,8 @@ export function sessionFromClient(client: Client, disconnect: () => Promise<void
     for (const listener of listeners) listener(downReason);
   };
   client.on("error", (err: Error) => {
-    downReason = err.message;
+    // Possibly the server's own words (a disconnect reason): one line, no control characters.
+    downReason = singleLine(err.message);
   });
   // Down on "close" only: ssh2 fails pending channel opens right after it, and
   // those must still be answered (SOCKS 0x03) before anything is torn down.

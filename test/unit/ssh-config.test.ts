@@ -286,12 +286,21 @@ test("accepts Match attribute=value as OpenSSH 9 does", () => {
   assert.deepEqual(optionsOf("Match host=web\n  Port 1\n", "web"), { port: ["1"] });
 });
 
-test("treats Match canonical and final as not matching", () => {
-  const text = "Match canonical\n  Port 1\nMatch !canonical host x\n  User u\n";
-  assert.deepEqual(optionsOf(text, "x"), { user: ["u"] });
+test("treats Match canonical and final as unsupported: skipped with a warning, or refused when they would route us", () => {
+  // OpenSSH applies these blocks in its final pass; we have none.
+  const text = "Match canonical\n  ServerAliveInterval 1\nMatch !canonical host x\n  User u\n";
+  const canonical = resolveText(text, { host: "x" });
+  assert.deepEqual(Object.fromEntries(canonical.options), { user: ["u"] });
+  assert.deepEqual(canonical.warnings, ["cfg line 1: Match canonical is not supported; ignoring that block"]);
   const final = resolveText("Match final host x\n  ServerAliveInterval 1\n", { host: "x" });
   assert.deepEqual(Object.fromEntries(final.options), {});
   assert.deepEqual(final.warnings, ["cfg line 1: Match final is not supported; ignoring that block"]);
+  assert.throws(() => resolveText("Match canonical\n  ProxyJump bastion\n", { host: "x" }), /Match canonical is not supported, and that block sets proxyjump/);
+});
+
+test("skips an unsupported Match block that sets nothing safetunnel uses, without a word (a distribution's crypto-policy block)", () => {
+  const result = resolveText("Match final all\n  GSSAPIAuthentication yes\n  SendEnv LANG\n", { host: "x" });
+  assert.deepEqual(result.warnings, []);
 });
 
 test("skips Match exec blocks with a warning, but only when the rest of the block matched", () => {
