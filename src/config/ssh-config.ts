@@ -621,7 +621,7 @@ function matchBlockApplies(block: Extract<ConfigBlock, { kind: "match" }>, state
     if (risky.length > 0) {
       throw new TunnelError(
         "BAD_CONFIG",
-        `${block.file} line ${block.line}: Match ${unsupported[0]} is not supported, and that block sets ${[...new Set(risky)].join(", ")}; skipping it could connect another way than you configured. Use a Host block (or ProxyJump) for this host instead`,
+        `${block.file} line ${block.line}: Match ${unsupported[0]} is not supported, and that block sets ${[...new Set(risky)].map((k) => ROUTING_KEYWORDS.get(k)).join(", ")}; skipping it could connect another way than you configured. Move those settings into a Host block for this host instead`,
       );
     }
     // Say so only when the block sets something we would use; a distribution's
@@ -636,11 +636,13 @@ function matchBlockApplies(block: Extract<ConfigBlock, { kind: "match" }>, state
 }
 
 /** Keywords that decide where and how we connect, or which host keys we trust. */
-const ROUTING_KEYWORDS = new Set([
-  "hostname", "port", "user", "proxycommand", "proxyjump", "hostkeyalias", "stricthostkeychecking",
-  "userknownhostsfile", "globalknownhostsfile", "knownhostscommand", "revokedhostkeys", "identityfile",
-  "identityagent", "identitiesonly", "addressfamily", "bindaddress",
-]);
+const ROUTING_KEYWORDS = new Map(
+  [
+    "HostName", "Port", "User", "ProxyCommand", "ProxyJump", "HostKeyAlias", "StrictHostKeyChecking",
+    "UserKnownHostsFile", "GlobalKnownHostsFile", "KnownHostsCommand", "RevokedHostKeys", "IdentityFile",
+    "IdentityAgent", "IdentitiesOnly", "AddressFamily", "BindAddress",
+  ].map((name) => [name.toLowerCase(), name]),
+);
 
 /** Other keywords safetunnel acts on: skipping a block that sets them deserves a warning. */
 const RELEVANT_KEYWORDS = new Set([

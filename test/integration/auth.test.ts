@@ -16,6 +16,7 @@ import { makeHomeSet, runCli, startCli } from "../helpers/run.ts";
 import { makeKey, sha256Fingerprint, startAgent, startSshd, type Agent, type KeyPair, type Sshd } from "../helpers/sshd.ts";
 import { freePort, startHttpTarget, type HttpTarget } from "../helpers/targets.ts";
 import { assertWorkingTunnel } from "../helpers/tunnel.ts";
+import { waitFor } from "../helpers/wait.ts";
 
 const PASSPHRASE = "correct horse battery staple";
 
@@ -35,6 +36,9 @@ before(async () => {
     keys[name] = await makeKey(scratch, name);
   }
   keys.locked = await makeKey(scratch, "locked", { passphrase: PASSPHRASE });
+  keys.agentLocked = await makeKey(scratch, "agentLocked", { passphrase: PASSPHRASE });
+  // Only its public half is used: as the stale .pub next to another key.
+  keys.staleTarget = await makeKey(scratch, "staleTarget");
   strangerKey = await makeKey(scratch, "stranger");
   sshd = await startSshd({ authorizedKeys: Object.values(keys).map((key) => key.publicLine) });
   http = await startHttpTarget();
@@ -109,6 +113,21 @@ describe("ssh-agent", () => {
     });
     assert.equal(await acceptedBySshd(key("agent")), false, "sshd accepted the agent's key");
   });
+
+  test("with IdentitiesOnly=yes and -i naming an encrypted key without a .pub file, the agent's copy of that key logs in and askpass never runs", async () => {
+    // ssh-add needs the passphrase; the CLI must not: the file's clear header names the agent's key.
+    await agent.add(key("agentLocked"));
+    const home = await homes.trusting(sshd);
+    const copy = join(scratch, "agent-locked-nopub");
+    await writeFile(copy, await readFile(key("agentLocked").privatePath), { mode: 0o600 });
+    const askpass = await writeAskpass(scratch, "passphrase-agent-holds-it", PASSPHRASE);
+    await runWorkingTunnel(["-o", "IdentitiesOnly=yes", "-i", copy], {
+      home: home.home,
+      env: { SSH_AUTH_SOCK: agent.socketPath, SSH_ASKPASS: askpass.path, SSH_ASKPASS_REQUIRE: "force" },
+    });
+    assert.equal(existsSync(askpass.log), false, "askpass ran although the agent holds the key");
+    assert.equal(await acceptedBySshd(key("agentLocked")), true, sshd.logs());
+  });
 });
 
 describe("an encrypted identity file", () => {
@@ -177,6 +196,27 @@ describe("an encrypted identity file is offered before it is unlocked, as in Ope
     await runWorkingTunnel(["-i", copy], { home: home.home, env: { SSH_ASKPASS: askpass.path, SSH_ASKPASS_REQUIRE: "force" } });
     assert.equal(await readFile(askpass.log, "utf8"), `Enter passphrase for key '${copy}': \n`);
     assert.equal(await acceptedBySshd(key("locked")), true, sshd.logs());
+  });
+
+  test("an encrypted key whose .pub is another (authorized) key's is unlocked, then skipped with a warning naming the file and 'ssh-keygen -y -f': exit 255 Permission denied", async () => {
+    const home = await homes.trusting(sshd);
+    const locked = await makeKey(scratch, "locked-stale-pub", { passphrase: PASSPHRASE });
+    // sshd accepts the .pub's key, so the private key is unlocked to sign; it does not match.
+    await writeFile(locked.publicPath, `${key("staleTarget").publicLine}\n`);
+    const askpass = await writeAskpass(scratch, "passphrase-stale-pub", PASSPHRASE);
+    const since = sshd.logs().length;
+    const stderr = await assertPermissionDenied(["-i", locked.privatePath], {
+      home: home.home,
+      env: { SSH_ASKPASS: askpass.path, SSH_ASKPASS_REQUIRE: "force" },
+    });
+    const line = warningNaming(stderr, locked.privatePath);
+    assert.ok(line.includes("does not match"), line);
+    assert.ok(line.includes(`${locked.privatePath}.pub`), line);
+    assert.ok(line.includes(`ssh-keygen -y -f ${locked.privatePath}`), line);
+    assert.equal(await readFile(askpass.log, "utf8"), `Enter passphrase for key '${locked.privatePath}': \n`);
+    // No signature reached sshd: neither the .pub's key nor the private key was used to sign.
+    await waitFor(() => /Disconnected from .* port \d+/.test(sshd.logs().slice(since)), "sshd to log the disconnect", () => sshd.logs().slice(since));
+    assert.doesNotMatch(sshd.logs().slice(since), /Accepted publickey|Failed publickey/);
   });
 });
 

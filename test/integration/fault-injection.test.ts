@@ -389,6 +389,229 @@ describe("authentication against a server that records every attempt", () => {
   });
 });
 
+describe("keyboard-interactive and password rounds, counted as OpenSSH's sshconnect2.c counts them", () => {
+  /**
+   * What the server does with a keyboard-interactive request:
+   * "two prompts": one info request with FIRST_PROMPT and SECOND_PROMPT, then failure;
+   * "reject at once": failure with no info request (sshd without PAM or BSD auth devices does this);
+   * "prompt each round": one info request with KBD_PROMPT every time;
+   * "prompt on the first round only": KBD_PROMPT on the connection's first round, then failure at once.
+   */
+  type KbdMode = "two prompts" | "reject at once" | "prompt each round" | "prompt on the first round only";
+  const FIRST_PROMPT = "First code: ";
+  const SECOND_PROMPT = "Second code: ";
+  let server: FaultServer;
+  let askpass: string;
+  let kbdMode: KbdMode;
+  /** The methods the server offers after a failure. */
+  let offered: AuthenticationType[];
+  /** What each connection since the last reset tried, in order. */
+  let attempts: string[][];
+  /** The answers each keyboard-interactive reply carried, per connection and round. */
+  let kbdReplies: string[][][];
+  /** Passwords received, per connection. */
+  let passwords: string[][];
+  const recorded = new WeakMap<Connection, { tried: string[]; replies: string[][]; passwords: string[] }>();
+
+  before(async () => {
+    // argv[1] is logged NUL-terminated. The password prompt is answered with
+    // $FAULT_PASSWORD; keyboard-interactive prompts as $FAULT_KBD says:
+    // "answer", "silent" (prints nothing, exits 1), "cancelled" (prints text,
+    // exits 1: a dialog's Cancel after typing), "first" (answers FIRST_PROMPT only).
+    askpass = join(scratch, "rounds-askpass.sh");
+    await writeFile(
+      askpass,
+      [
+        "#!/bin/sh",
+        `printf '%s\\0' "$1" >> "$FAULT_PROMPT_LOG"`,
+        `case "$1" in *"'s password: ") printf '%s\\n' "$FAULT_PASSWORD"; exit 0 ;; esac`,
+        `case "$FAULT_KBD" in`,
+        `  answer) printf '%s\\n' '${KBD_ANSWER}' ;;`,
+        "  silent) exit 1 ;;",
+        "  cancelled) printf '%s\\n' 'half typed'; exit 1 ;;",
+        `  first) case "$1" in *"${FIRST_PROMPT}") printf '%s\\n' 'first answer' ;; *) exit 1 ;; esac ;;`,
+        "esac",
+        "",
+      ].join("\n"),
+      { mode: 0o700 },
+    );
+    server = await startFaultServer({
+      authenticate(ctx, conn) {
+        let record = recorded.get(conn);
+        if (record === undefined) {
+          record = { tried: [], replies: [], passwords: [] };
+          recorded.set(conn, record);
+          attempts.push(record.tried);
+          kbdReplies.push(record.replies);
+          passwords.push(record.passwords);
+        }
+        const { tried, replies } = record;
+        tried.push(ctx.method);
+        if (ctx.method === "keyboard-interactive") {
+          const round = tried.filter((method) => method === "keyboard-interactive").length;
+          const prompts =
+            kbdMode === "two prompts"
+              ? [{ prompt: FIRST_PROMPT, echo: false }, { prompt: SECOND_PROMPT, echo: false }]
+              : kbdMode === "prompt each round" || (kbdMode === "prompt on the first round only" && round === 1)
+                ? [{ prompt: KBD_PROMPT, echo: false }]
+                : [];
+          if (prompts.length === 0) {
+            ctx.reject(offered);
+            return;
+          }
+          ctx.prompt(prompts, (responses) => {
+            replies.push([...responses]);
+            // sshd (auth2-chall.c input_userauth_info_response): "wrong number of replies" is fatal.
+            if (responses.length !== prompts.length) rawSocket(conn).destroy();
+            else ctx.reject(offered);
+          });
+        } else if (ctx.method === "password") {
+          record.passwords.push(ctx.password);
+          if (ctx.password === PASSWORD) ctx.accept();
+          else ctx.reject(offered);
+        } else {
+          ctx.reject(offered);
+        }
+      },
+      tcpip(accept) {
+        pipeToEcho(accept());
+      },
+    });
+    servers.push(server);
+  });
+
+  /** Start the CLI (no keys, no agent) with the rounds askpass; `env` may replace SSH_ASKPASS. */
+  async function login(
+    options: { kbd?: string; password?: string; extra?: string[]; env?: Record<string, string> } = {},
+  ): Promise<{ cli: Running; socksPort: number; promptLog: string }> {
+    attempts = [];
+    kbdReplies = [];
+    passwords = [];
+    const home = await trustingHome(server);
+    const promptLog = join(home.home, "prompts");
+    const socksPort = await freePort();
+    const cli = start(tunnelArgs(socksPort, server.port, options.extra ?? []), home, {
+      SSH_ASKPASS: askpass,
+      SSH_ASKPASS_REQUIRE: "force",
+      FAULT_PROMPT_LOG: promptLog,
+      FAULT_KBD: options.kbd ?? "answer",
+      FAULT_PASSWORD: options.password ?? PASSWORD,
+      ...options.env,
+    });
+    return { cli, socksPort, promptLog };
+  }
+
+  async function promptsSeen(promptLog: string): Promise<string[]> {
+    if (!existsSync(promptLog)) return [];
+    return (await readFile(promptLog, "utf8")).split("\0").filter((prompt) => prompt !== "");
+  }
+
+  const declines: [string, string][] = [
+    ["prints nothing and exits 1", "silent"],
+    ["prints an answer but exits 1 (Cancel after typing)", "cancelled"],
+  ];
+  for (const [how, kbd] of declines) {
+    test(`when askpass ${how} at a two-prompt keyboard-interactive request, the reply still carries two (empty) answers and password is tried next`, async () => {
+      kbdMode = "two prompts";
+      offered = ["keyboard-interactive", "password"];
+      const { cli, socksPort, promptLog } = await login({ kbd });
+      await waitForListen(socksPort, "127.0.0.1", cli);
+      // sshd drops a reply with fewer answers than prompts; OpenSSH answers a declined prompt with "".
+      assert.deepEqual(kbdReplies, [[["", ""]]]);
+      // Declined: no second keyboard-interactive round, though the server still offers it.
+      assert.deepEqual(attempts, [["none", "keyboard-interactive", "password"]]);
+      assert.deepEqual(passwords, [[PASSWORD]]);
+      assert.equal((await promptsSeen(promptLog)).at(-1), `${USER}@127.0.0.1's password: `);
+      await cli.stop("SIGTERM");
+      assertNoCrash(cli.stderr());
+    });
+  }
+
+  test("when askpass answers the first of two prompts and declines the second, the reply carries the answer and one empty answer", async () => {
+    kbdMode = "two prompts";
+    offered = ["keyboard-interactive", "password"];
+    const { cli, socksPort, promptLog } = await login({ kbd: "first" });
+    await waitForListen(socksPort, "127.0.0.1", cli);
+    assert.deepEqual(kbdReplies, [[["first answer", ""]]]);
+    assert.deepEqual(attempts, [["none", "keyboard-interactive", "password"]]);
+    assert.deepEqual((await promptsSeen(promptLog)).slice(0, 2), [`(${USER}@127.0.0.1) ${FIRST_PROMPT}`, `(${USER}@127.0.0.1) ${SECOND_PROMPT}`]);
+    await cli.stop("SIGTERM");
+  });
+
+  test("a server that fails keyboard-interactive without an info request gets one keyboard-interactive attempt, then password", async () => {
+    kbdMode = "reject at once";
+    offered = ["keyboard-interactive", "password"];
+    const { cli, socksPort, promptLog } = await login();
+    await waitForListen(socksPort, "127.0.0.1", cli);
+    // sshconnect2.c userauth_kbdint(): no second round unless the last one brought an info request.
+    assert.deepEqual(attempts, [["none", "keyboard-interactive", "password"]]);
+    assert.deepEqual(kbdReplies, [[]]);
+    assert.deepEqual(await promptsSeen(promptLog), [`${USER}@127.0.0.1's password: `]);
+    await cli.stop("SIGTERM");
+  });
+
+  test("a server that prompts on the first round only gets a second round, which fails at once, and no third", async () => {
+    kbdMode = "prompt on the first round only";
+    offered = ["keyboard-interactive", "password"];
+    const { cli, socksPort } = await login();
+    await waitForListen(socksPort, "127.0.0.1", cli);
+    assert.deepEqual(attempts, [["none", "keyboard-interactive", "keyboard-interactive", "password"]]);
+    assert.deepEqual(kbdReplies, [[[KBD_ANSWER]]]);
+    await cli.stop("SIGTERM");
+  });
+
+  const roundLimits: [string, string[], number][] = [
+    ["NumberOfPasswordPrompts (default 3)", [], 3],
+    ["-o NumberOfPasswordPrompts=2", ["-o", "NumberOfPasswordPrompts=2"], 2],
+  ];
+  for (const [what, extra, rounds] of roundLimits) {
+    test(`a server that sends an info request every round gets ${rounds} keyboard-interactive rounds under ${what}, then password`, async () => {
+      kbdMode = "prompt each round";
+      offered = ["keyboard-interactive", "password"];
+      const { cli, socksPort } = await login({ extra });
+      await waitForListen(socksPort, "127.0.0.1", cli);
+      assert.deepEqual(attempts, [["none", ...new Array<string>(rounds).fill("keyboard-interactive"), "password"]]);
+      assert.deepEqual(kbdReplies, [new Array<string[]>(rounds).fill([KBD_ANSWER])]);
+      await cli.stop("SIGTERM");
+    });
+  }
+
+  test("with no way to ask for a password (askpass missing, SSH_ASKPASS_REQUIRE=force, no tty), password is not attempted and no 'please try again' line is printed", async () => {
+    kbdMode = "reject at once";
+    offered = ["password"];
+    const { cli, promptLog } = await login({ env: { SSH_ASKPASS: join(scratch, "no-such-askpass") } });
+    assert.equal(await waitForExit(cli), 255, cli.stderr());
+    assert.deepEqual(attempts, [["none"]]);
+    assert.deepEqual(await promptsSeen(promptLog), []);
+    assert.doesNotMatch(cli.stderr(), /please try again/);
+    assert.match(cli.stderr(), new RegExp(`${USER}@127\\.0\\.0\\.1: Permission denied \\(password\\)`));
+    assertNoCrash(cli.stderr());
+  });
+
+  const passwordLimits: [string, string[], number][] = [
+    ["NumberOfPasswordPrompts (default 3)", [], 3],
+    ["-o NumberOfPasswordPrompts=2", ["-o", "NumberOfPasswordPrompts=2"], 2],
+    ["-o NumberOfPasswordPrompts=1", ["-o", "NumberOfPasswordPrompts=1"], 1],
+  ];
+  const times = (n: number): string => (n === 0 ? "never" : n === 1 ? "once" : `${n} times`);
+  for (const [what, extra, tries] of passwordLimits) {
+    test(`a wrong password from askpass reaches the server ${times(tries)} under ${what}, 'Permission denied, please try again.' is printed ${times(tries - 1)}, then exit 255`, async () => {
+      kbdMode = "reject at once";
+      offered = ["password"];
+      const { cli, promptLog } = await login({ password: "wrong password", extra });
+      assert.equal(await waitForExit(cli), 255, cli.stderr());
+      assert.deepEqual(attempts, [["none", ...new Array<string>(tries).fill("password")]]);
+      assert.deepEqual(passwords, [new Array<string>(tries).fill("wrong password")]);
+      assert.deepEqual(await promptsSeen(promptLog), new Array<string>(tries).fill(`${USER}@127.0.0.1's password: `));
+      const lines = stderrLines(cli.stderr());
+      assert.equal(lines.filter((line) => line === "Permission denied, please try again.").length, tries - 1, cli.stderr());
+      assert.equal(lines.filter((line) => line.includes("please try again")).length, tries - 1, cli.stderr());
+      assert.match(cli.stderr(), new RegExp(`${USER}@127\\.0\\.0\\.1: Permission denied \\(password\\)`));
+      assertNoCrash(cli.stderr());
+    });
+  }
+});
+
 describe("the SSH connection is lost while a SOCKS request waits for its channel", () => {
   const drops: [string, (socket: Socket) => void][] = [
     ["closes the TCP connection (FIN)", (socket) => socket.destroy()],

@@ -129,11 +129,16 @@ describe("ssh_config settings safetunnel cannot honour are refused, not skipped"
     ["ProxyCommand", "nc -X 5 -x 127.0.0.1:9050 %h %p", /ProxyJump/],
     ["KnownHostsCommand", "/bin/echo %H", undefined],
     ["RevokedHostKeys", "/etc/ssh/revoked_keys", undefined],
+    // ssh would re-read the config for the canonical name, whose Host block may route elsewhere.
+    ["CanonicalizeHostname", "yes", undefined],
+    ["CanonicalizeHostname", "always", undefined],
   ];
-  for (const [keyword, value, extra] of refusals) {
-    test(`${keyword} for the host in an -F config exits 255 with one line naming ${keyword}, the file and its line${extra === undefined ? "" : ", and ProxyJump"}, and connects nowhere`, async () => {
+  for (const [index, [keyword, value, extra]] of refusals.entries()) {
+    // "CanonicalizeHostname yes", "... always"; the others are named by keyword alone.
+    const setting = refusals.filter(([other]) => other === keyword).length > 1 ? `${keyword} ${value}` : keyword;
+    test(`${setting} for the host in an -F config exits 255 with one line naming ${keyword}, the file and its line${extra === undefined ? "" : ", and ProxyJump"}, and connects nowhere`, async () => {
       const standIn = await startTcpServer();
-      const config = await writeConfig(`refuse-${keyword}`, [
+      const config = await writeConfig(`refuse-${index}-${keyword}`, [
         "# a comment, so the setting is not on line 1",
         "Host refused",
         "  HostName 127.0.0.1",
@@ -141,7 +146,8 @@ describe("ssh_config settings safetunnel cannot honour are refused, not skipped"
         `  ${keyword} ${value}`,
       ]);
       const home = await trustingHome();
-      const result = await runCli(["-N", "-D", String(await freePort()), "-F", config, "refused"], { home: home.home });
+      // ConnectTimeout: a regression that connects fails in 2 s, not at runCli's 20 s limit.
+      const result = await runCli(["-N", "-D", String(await freePort()), "-o", "ConnectTimeout=2", "-F", config, "refused"], { home: home.home });
       assert.equal(result.code, 255, result.stderr);
       const lines = stderrLines(result.stderr);
       assert.equal(lines.length, 1, `expected one line, got:\n${result.stderr}`);
@@ -185,6 +191,75 @@ describe("ssh_config settings safetunnel cannot honour are refused, not skipped"
     const socksPort = await freePort();
     const stderr = await runWorkingTunnel(["-N", "-D", String(socksPort), "-F", config, "direct"], socksPort, home);
     assert.doesNotMatch(stderr, /ProxyCommand is set|cannot run it/);
+  });
+
+  test("CanonicalizeHostname given with -o is refused the same way, without an 'ignoring it' warning", async () => {
+    const standIn = await startTcpServer();
+    const home = await trustingHome();
+    const result = await runCli(["-N", "-D", String(await freePort()), "-o", "CanonicalizeHostname=yes", "-o", "ConnectTimeout=2", "-p", String(standIn.port), "127.0.0.1"], {
+      home: home.home,
+    });
+    assert.equal(result.code, 255, result.stderr);
+    const lines = stderrLines(result.stderr);
+    assert.equal(lines.length, 1, `expected one line, got:\n${result.stderr}`);
+    assert.match(lines[0]!, /CanonicalizeHostname/);
+    assert.match(lines[0]!, /command line \(-o\)/);
+    assert.doesNotMatch(result.stderr, /ignoring it/);
+    await delay(200);
+    assert.equal(standIn.connections, 0);
+  });
+
+  test("CanonicalizeHostname no is accepted without a word: the tunnel connects directly and works", async () => {
+    const config = await writeConfig("canonicalize-no", [
+      "Host plainname",
+      "  HostName 127.0.0.1",
+      `  Port ${sshd.port}`,
+      `  User ${sshd.user}`,
+      `  IdentityFile ${clientKey.privatePath}`,
+      "  CanonicalizeHostname no",
+    ]);
+    const home = await trustingHome();
+    const socksPort = await freePort();
+    const stderr = await runWorkingTunnel(["-N", "-D", String(socksPort), "-F", config, "plainname"], socksPort, home);
+    assert.doesNotMatch(stderr, /Canonicalize|^Warning: /m);
+  });
+
+  test("a Match canonical block that sets ProxyJump exits 255 with one line naming Match canonical, ProxyJump, the file and its line, and connects nowhere", async () => {
+    const standIn = await startTcpServer();
+    const config = await writeConfig("match-canonical-proxyjump", [
+      "Host routed",
+      "  HostName 127.0.0.1",
+      `  Port ${standIn.port}`,
+      "Match canonical host 127.0.0.1",
+      "  ProxyJump bastion.invalid",
+    ]);
+    const home = await trustingHome();
+    const result = await runCli(["-N", "-D", String(await freePort()), "-o", "ConnectTimeout=2", "-F", config, "routed"], { home: home.home });
+    assert.equal(result.code, 255, result.stderr);
+    const lines = stderrLines(result.stderr);
+    assert.equal(lines.length, 1, `expected one line, got:\n${result.stderr}`);
+    assert.ok(lines[0]!.includes(`${config} line 4`), lines[0]);
+    assert.ok(lines[0]!.includes("Match canonical"), lines[0]);
+    assert.match(lines[0]!, /proxyjump/i);
+    assertNoCrash(result.stderr);
+    await delay(200);
+    assert.equal(standIn.connections, 0);
+  });
+
+  test("a Match final all block with only SendEnv LANG (a distribution's default) draws no warning at all, and the tunnel works", async () => {
+    const config = await writeConfig("match-final-sendenv", [
+      "Host finalpass",
+      "  HostName 127.0.0.1",
+      `  Port ${sshd.port}`,
+      `  User ${sshd.user}`,
+      `  IdentityFile ${clientKey.privatePath}`,
+      "Match final all",
+      "  SendEnv LANG",
+    ]);
+    const home = await trustingHome();
+    const socksPort = await freePort();
+    const stderr = await runWorkingTunnel(["-N", "-D", String(socksPort), "-F", config, "finalpass"], socksPort, home);
+    assert.doesNotMatch(stderr, /Match|SendEnv|^Warning: /m);
   });
 
   test("Ciphers in the config draws one warning naming it, the file and the line, and the connection still works", async () => {
