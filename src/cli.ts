@@ -50,7 +50,11 @@ export interface TunnelPlan {
   warnings: string[];
 }
 
-export type Plan = TunnelPlan | { command: "help"; text: string } | { command: "version"; text: string };
+export type Plan =
+  | TunnelPlan
+  | { command: "help"; text: string }
+  /** `-V` writes to stderr like `ssh -V` (scripts do `ssh -V 2>&1`); `--version` to stdout. */
+  | { command: "version"; text: string; stream: "stdout" | "stderr" };
 
 /** ssh(1) flags that take a value, and those that do not. */
 const WITH_VALUE = new Set("BbcDEeFIiJLlmOoPpQRSWw".split(""));
@@ -177,7 +181,8 @@ export function parseCommandLine(argv: string[]): Plan {
   const longOptions = parsed.options as { help?: boolean; version?: boolean; json?: boolean };
 
   if (longOptions.help || flags.some((f) => f.flag === "h")) return { command: "help", text: HELP_TEXT };
-  if (longOptions.version || flags.some((f) => f.flag === "V")) return { command: "version", text: `safetunnel ${VERSION}` };
+  if (longOptions.version) return { command: "version", text: `safetunnel ${VERSION}`, stream: "stdout" };
+  if (flags.some((f) => f.flag === "V")) return { command: "version", text: `safetunnel ${VERSION}`, stream: "stderr" };
 
   const warnings: string[] = [];
   // In argv order: OpenSSH sets -p, -l and -o values first-come-first-served.

@@ -23,9 +23,10 @@ async function main(argv: string[]): Promise<number> {
     return err instanceof TunnelError ? err.exitCode : 255;
   }
   if (plan.command === "help" || plan.command === "version") {
+    const out = plan.command === "version" && plan.stream === "stderr" ? process.stderr : process.stdout;
     // `safetunnel --help | head` closes the pipe early; that is not an error.
-    process.stdout.on("error", () => {});
-    process.stdout.write(plan.text.endsWith("\n") ? plan.text : plan.text + "\n");
+    out.on("error", () => {});
+    out.write(plan.text.endsWith("\n") ? plan.text : plan.text + "\n");
     return 0;
   }
   const log = createLogger({ verbosity: plan.verbosity, json: plan.json, write: writeErr });

@@ -313,8 +313,8 @@ describe("parseCommandLine: long options and plans", () => {
   });
 
   test("--version and -V give the version plan", () => {
-    assert.deepEqual(parseCommandLine(["--version"]), { command: "version", text: `safetunnel ${VERSION}` });
-    assert.deepEqual(parseCommandLine(["-V"]), { command: "version", text: "safetunnel 0.1.0" });
+    assert.deepEqual(parseCommandLine(["--version"]), { command: "version", text: `safetunnel ${VERSION}`, stream: "stdout" });
+    assert.deepEqual(parseCommandLine(["-V"]), { command: "version", text: "safetunnel 0.1.0", stream: "stderr" });
   });
 
   test("the help text names every flag the issue lists", () => {
@@ -336,10 +336,11 @@ describe("the built binary (node dist/safetunnel.cjs)", () => {
     assert.equal(result.stderr, "");
   });
 
-  test("-V prints the same version", async () => {
+  test("-V prints the same version on stderr, as ssh -V does", async () => {
     const result = await runCli(["-V"]);
     assert.equal(result.code, 0);
-    assert.equal(result.stdout, "safetunnel 0.1.0\n");
+    assert.equal(result.stderr, "safetunnel 0.1.0\n");
+    assert.equal(result.stdout, "");
   });
 
   test("--help exits 0 and mentions every flag the issue lists", async () => {
