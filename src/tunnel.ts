@@ -30,7 +30,6 @@ export interface RunEnvironment extends LocalEnvironment {
 }
 
 interface RunningForward {
-  label: string;
   shutdown(): Promise<void>;
 }
 
@@ -167,7 +166,7 @@ async function startForward(spec: ForwardSpec, context: ForwardContext): Promise
     }
     const forward = await startRemoteForward({ label, bindAddress: spec.listen.address, port: spec.listen.port, target: spec.target, session, log, stats });
     log.debug(1, `${label}: the server listens on port ${forward.port}`);
-    return { label, shutdown: () => forward.close() };
+    return { shutdown: () => forward.close() };
   }
   if (isPathSpec(spec.listen)) {
     throw new TunnelError("FORWARD_FAILED", `${label}: listening on a Unix socket is not supported; give [bind_address:]port`);
@@ -181,7 +180,7 @@ async function startForward(spec: ForwardSpec, context: ForwardContext): Promise
       event: "listening",
       addresses: forward.addresses.join(","),
     });
-    return { label, shutdown: () => forward.close() };
+    return { shutdown: () => forward.close() };
   }
   const forward = await startDynamicForward({
     label,
@@ -201,5 +200,5 @@ async function startForward(spec: ForwardSpec, context: ForwardContext): Promise
     event: "listening",
     addresses: forward.addresses.join(","),
   });
-  return { label, shutdown: () => forward.close() };
+  return { shutdown: () => forward.close() };
 }
