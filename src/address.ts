@@ -150,3 +150,49 @@ export function mappedIPv4(bytes: Uint8Array): Uint8Array | null {
 export function hostPort(host: string, port: number): string {
   return host.includes(":") && !host.startsWith("[") ? `[${host}]:${port}` : `${host}:${port}`;
 }
+
+/**
+ * A host without the brackets that protect an IPv6 address in host:port syntax.
+ *
+ * @example
+ * unbracket("[::1]") // "::1"
+ * unbracket("example.org") // "example.org"
+ */
+export function unbracket(host: string): string {
+  return host.length >= 2 && host.startsWith("[") && host.endsWith("]") ? host.slice(1, -1) : host;
+}
+
+/**
+ * Whether an address literal is a loopback address: 127.0.0.0/8, ::1, or
+ * 127.0.0.0/8 mapped into IPv6 (RFC 4291 section 2.5.5.2), as a dual-stack
+ * socket reports an IPv4 peer. Names (even "localhost") are not literals.
+ *
+ * @example
+ * isLoopbackAddress("::ffff:127.0.0.1") // true
+ * isLoopbackAddress("localhost") // false
+ */
+export function isLoopbackAddress(address: string): boolean {
+  const text = unbracket(address);
+  const v4 = parseIPv4(text);
+  if (v4 !== null) return v4[0] === 127;
+  const v6 = parseIPv6(text);
+  if (v6 === null) return false;
+  const mapped = mappedIPv4(v6);
+  if (mapped !== null) return mapped[0] === 127;
+  return v6.every((b, i) => b === (i === 15 ? 1 : 0));
+}
+
+/**
+ * A TCP port written in decimal, from `min` (1, or 0 where "any port" is
+ * allowed) to 65535; undefined for anything else. Service names are not
+ * looked up (OpenSSH's a2port does; we keep every port explicit).
+ *
+ * @example
+ * parsePortNumber("2222") // 2222
+ * parsePortNumber("0") // undefined
+ * parsePortNumber("0", 0) // 0
+ */
+export function parsePortNumber(text: string, min: 0 | 1 = 1): number | undefined {
+  const value = /^[0-9]{1,5}$/.test(text) ? Number(text) : NaN;
+  return value >= min && value <= 65535 ? value : undefined;
+}

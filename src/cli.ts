@@ -17,17 +17,11 @@ import { cac } from "cac";
 import packageJson from "../package.json" with { type: "json" };
 import { TunnelError } from "./errors.ts";
 import { parseSshConfig } from "./config/ssh-config.ts";
+import type { ConfigLine } from "./config/resolve.ts";
 import { parseDestination } from "./config/settings.ts";
 
 /** From package.json, so the binary, the bundle and the sources never disagree. */
 export const VERSION: string = packageJson.version;
-
-export interface ConfigLine {
-  keyword: string;
-  args: string[];
-  /** Where it came from, for error messages: "-p", "-o", ... */
-  source: string;
-}
 
 export interface TunnelPlan {
   command: "tunnel";

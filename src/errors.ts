@@ -44,3 +44,17 @@ export function describeError(err: unknown): string {
   if (err instanceof Error) return err.message.replace(/\s*\n\s*/g, " ");
   return String(err);
 }
+
+/**
+ * The errno-style code of a Node or Deno system error ("ENOENT", "EADDRINUSE"), if any.
+ *
+ * @example
+ * errnoCode(Object.assign(new Error("x"), { code: "ENOENT" })) // "ENOENT"
+ */
+export function errnoCode(err: unknown): string | undefined {
+  if (typeof err === "object" && err !== null && "code" in err) {
+    const code = (err as { code: unknown }).code;
+    return typeof code === "string" ? code : undefined;
+  }
+  return undefined;
+}

@@ -8,10 +8,10 @@ import type { TunnelPlan } from "./cli.ts";
 import { TunnelError } from "./errors.ts";
 import type { Logger } from "./log.ts";
 import { commandLineConfig, loadConfigFiles, lookupHost, unsupportedSettings, type HostLookup } from "./config/resolve.ts";
-import { resolveDestination, resolveHop, type LocalEnvironment } from "./config/settings.ts";
+import { resolveDestination, resolveHop, type HopSettings, type LocalEnvironment } from "./config/settings.ts";
 import { forwardLabel, listenAddresses, parseForwardConfigArgs, parseForwardSpec, isPathSpec, type ForwardSpec } from "./config/forward-spec.ts";
-import { parseCidrList, type Cidr } from "./socks/policy.ts";
-import { connectChain, type HopSettings } from "./ssh/connection.ts";
+import { parseCidrList, type Cidr } from "./cidr.ts";
+import { connectChain } from "./ssh/connection.ts";
 import { sessionFromClient, type TunnelSession } from "./ssh/session.ts";
 import { promptUser, type PromptRequest } from "./ssh/prompt.ts";
 import { startDynamicForward } from "./forward/dynamic.ts";
@@ -20,6 +20,7 @@ import { startRemoteForward } from "./forward/remote.ts";
 import { createStats, summaryLine, type TrafficStats } from "./forward/stats.ts";
 import { peerProcessName } from "./platform/peer-process.ts";
 import { describeError } from "./errors.ts";
+import { isLoopbackAddress } from "./address.ts";
 
 export interface RunEnvironment extends LocalEnvironment {
   env: Record<string, string | undefined>;
@@ -139,10 +140,6 @@ export async function runTunnel(plan: TunnelPlan, run: RunEnvironment): Promise<
   });
 }
 
-function isLoopback(address: string): boolean {
-  return address === "::1" || /^(::ffff:)?127\./.test(address);
-}
-
 function checkSupported(alias: string, lookup: HostLookup, log: Logger): void {
   const { errors, warnings } = unsupportedSettings(alias, lookup);
   for (const warning of warnings) log.warn(warning);
@@ -192,7 +189,7 @@ async function startForward(spec: ForwardSpec, context: ForwardContext): Promise
     stats,
     // /proc can only name programs on this machine: loopback clients.
     describePeer: async (client) =>
-      isLoopback(client.address)
+      isLoopbackAddress(client.address)
         ? peerProcessName({ clientAddress: client.address, clientPort: client.port, serverAddress: client.localAddress, serverPort: client.localPort })
         : undefined,
   });

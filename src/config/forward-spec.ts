@@ -6,9 +6,8 @@
  * rejects the '/' form; we accept it for all three kinds because the seed
  * text tells users to write it.
  */
-import { isIPv4 } from "node:net";
 import { TunnelError } from "../errors.ts";
-import { hostPort, parseIPv6 } from "../address.ts";
+import { hostPort, isLoopbackAddress, parsePortNumber, unbracket } from "../address.ts";
 
 export type ForwardKind = "dynamic" | "local" | "remote";
 
@@ -213,7 +212,7 @@ export function listenAddresses(
     const all = address === "" || address === "*";
     return { hosts: all ? [...ALL_HOSTS] : [address], warning: null };
   }
-  if (isLoopbackLiteral(address)) return { hosts: [address], warning: null };
+  if (isLoopbackAddress(address)) return { hosts: [address], warning: null };
   const allInterfaces = ["", "*", "0.0.0.0", "::"].includes(address) ? " (all interfaces)" : "";
   return {
     hosts: [...LOOPBACK_HOSTS],
@@ -223,15 +222,6 @@ export function listenAddresses(
   };
 }
 
-function unbracket(text: string): string {
-  return text.length >= 2 && text.startsWith("[") && text.endsWith("]") ? text.slice(1, -1) : text;
-}
-
-function isLoopbackLiteral(address: string): boolean {
-  if (isIPv4(address)) return address.startsWith("127.");
-  const bytes = parseIPv6(address);
-  return bytes !== null && bytes.every((b, i) => b === (i === 15 ? 1 : 0));
-}
 
 /**
  * The '/' form is in use when the first '/' does not start a field, i.e. it
@@ -296,14 +286,9 @@ function targetPort(field: Field): number {
   return parsePort(field, 1);
 }
 
-/** Decimal only: OpenSSH's a2port also looks up service names, which we do not. */
 function parsePort(field: Field, min: 0 | 1): number {
   if (field.text === "") fail("a port is missing");
-  const value = /^[0-9]{1,5}$/.test(field.text) ? Number(field.text) : NaN;
-  if (!(value >= min && value <= 65535)) {
-    fail(`port '${field.text}' is not a number from ${min} to 65535`);
-  }
-  return value;
+  return parsePortNumber(field.text, min) ?? fail(`port '${field.text}' is not a number from ${min} to 65535`);
 }
 
 function bindAddress(field: Field, usage: string): string {

@@ -10,7 +10,7 @@ import { Buffer } from "node:buffer";
 import { createHash, createHmac, randomBytes } from "node:crypto";
 import { mkdir, open, readFile } from "node:fs/promises";
 import { dirname } from "node:path";
-import { TunnelError } from "../errors.ts";
+import { TunnelError, errnoCode } from "../errors.ts";
 import { hostPatternListMatches } from "./patterns.ts";
 
 /** A public host key: `blob` is the SSH wire encoding, `type` the first string inside it. */
@@ -380,10 +380,6 @@ export function prefersHashing(entries: KnownHostsEntry[]): boolean {
     if (entry !== undefined && entry.marker === null) return entry.hashed;
   }
   return false;
-}
-
-function errnoCode(err: unknown): string | undefined {
-  return typeof err === "object" && err !== null && "code" in err ? String((err as { code: unknown }).code) : undefined;
 }
 
 /**

@@ -4,9 +4,17 @@
  * order OpenSSH reads them in. Jump hosts get their own lookup, as each
  * ProxyJump hop is its own `ssh` in OpenSSH.
  */
-import type { ConfigLine } from "../cli.ts";
 import { loadSshConfig, resolveHostConfig, type ParsedConfig, MULTI_VALUED_KEYWORDS } from "./ssh-config.ts";
 import type { OptionLookup } from "./settings.ts";
+
+/** One setting from the command line as an ssh_config line (`-p 2222` is `Port 2222`). */
+export interface ConfigLine {
+  /** Lower case, as ssh_config keywords are compared. */
+  keyword: string;
+  args: string[];
+  /** Where it came from, for error messages: "-p", "-o", ... */
+  source: string;
+}
 
 export interface ConfigSources {
   files: ParsedConfig[];

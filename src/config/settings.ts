@@ -7,10 +7,60 @@
  */
 import { createHash } from "node:crypto";
 import { TunnelError } from "../errors.ts";
+import { parsePortNumber } from "../address.ts";
 import { expandTilde, expandTokens } from "./ssh-config.ts";
-import type { HopSettings } from "../ssh/connection.ts";
-import type { StrictHostKeyChecking } from "../ssh/host-key.ts";
-import type { IdentityFile } from "../ssh/auth.ts";
+
+/** ssh_config(5) StrictHostKeyChecking, with its synonyms folded. */
+export type StrictHostKeyChecking = "yes" | "accept-new" | "no" | "ask";
+
+/** Where and how a host's key is checked (ssh/host-key.ts applies it). */
+export interface HostKeySettings {
+  /** The name known_hosts is searched for: HostKeyAlias, else HostName. */
+  host: string;
+  port: number;
+  userKnownHostsFiles: string[];
+  globalKnownHostsFiles: string[];
+  strict: StrictHostKeyChecking;
+  /** HashKnownHosts=yes forces hashing new entries; otherwise the file's own style decides. */
+  hashKnownHosts: boolean | undefined;
+  batchMode: boolean;
+}
+
+export interface IdentityFile {
+  path: string;
+  /** Named by -i or IdentityFile (a missing one is worth a warning); defaults are not. */
+  explicit: boolean;
+}
+
+/** How to log in (ssh/auth.ts applies it). */
+export interface AuthOptions {
+  identityFiles: IdentityFile[];
+  identitiesOnly: boolean;
+  /** SSH_AUTH_SOCK or IdentityAgent; "pageant" on Windows; undefined for none. */
+  agent: string | undefined;
+  batchMode: boolean;
+  /** NumberOfPasswordPrompts (OpenSSH default 3). */
+  passwordPrompts: number;
+  /** PreferredAuthentications, if set; else OpenSSH's default order. */
+  preferredAuthentications: string[] | undefined;
+}
+
+/** Everything needed to reach and log in to one SSH hop (a jump host or the destination). */
+export interface HopSettings {
+  /** The host as the user typed it, for messages. */
+  alias: string;
+  hostname: string;
+  port: number;
+  user: string;
+  addressFamily: "any" | "inet" | "inet6";
+  /** ConnectTimeout in ms; undefined waits as long as the OS does. */
+  connectTimeoutMs: number | undefined;
+  /** ServerAliveInterval in ms; 0 disables keepalives. */
+  serverAliveIntervalMs: number;
+  serverAliveCountMax: number;
+  hostKey: HostKeySettings;
+  auth: AuthOptions;
+}
 
 /** Read access to one host's resolved options (keywords lower case). */
 export interface OptionLookup {
@@ -192,9 +242,9 @@ export function parseDestination(text: string, what = "destination"): JumpHost {
 }
 
 function parsePort(text: string, what: string): number {
-  const n = /^\d{1,5}$/.test(text) ? Number(text) : NaN;
-  if (!(n >= 1 && n <= 65535)) throw new TunnelError("BAD_CONFIG", `Bad port '${text}' for ${what}: expected a number from 1 to 65535`);
-  return n;
+  const port = parsePortNumber(text);
+  if (port === undefined) throw new TunnelError("BAD_CONFIG", `Bad port '${text}' for ${what}: expected a number from 1 to 65535`);
+  return port;
 }
 
 function yesNo(options: OptionLookup, keyword: string, fallback: boolean): boolean {

@@ -10,7 +10,7 @@
  */
 import { readFile as fsReadFile, readdir } from "node:fs/promises";
 import { Buffer } from "node:buffer";
-import { TunnelError } from "../errors.ts";
+import { TunnelError, errnoCode } from "../errors.ts";
 import { hostPatternListMatches, matchPattern } from "./patterns.ts";
 
 export { hostPatternListMatches };
@@ -704,10 +704,3 @@ function trimSlash(path: string): string {
   return path.length > 1 ? path.replace(/\/+$/, "") : path === "/" ? "" : path;
 }
 
-function errnoCode(err: unknown): string | undefined {
-  if (typeof err === "object" && err !== null && "code" in err) {
-    const code = (err as { code: unknown }).code;
-    return typeof code === "string" ? code : undefined;
-  }
-  return undefined;
-}

@@ -10,11 +10,12 @@ import type { Socket } from "node:net";
 import type { Duplex } from "node:stream";
 import { serveSocksSocket, type ConnectOutcome, type SocksClient } from "../socks/server.ts";
 import { Socks5Reply, type Socks5ReplyCode, type SocksRequest } from "../socks/codec.ts";
-import { classifyHost, decideDestination, type Cidr } from "../socks/policy.ts";
-import type { ChannelFailureKind, TunnelSession } from "../ssh/session.ts";
-import { ChannelOpenError, describeOpenFailure } from "../ssh/session.ts";
+import { classifyHost, decideDestination } from "../socks/policy.ts";
+import type { Cidr } from "../cidr.ts";
+import type { TunnelSession } from "../ssh/session.ts";
+import { ChannelOpenError, describeOpenFailure, type ChannelFailureKind } from "../ssh/channel-failure.ts";
 import { joinStreams } from "./pipe.ts";
-import { formatAddress, hostPort } from "../address.ts";
+import { formatAddress, hostPort, unbracket } from "../address.ts";
 import { listenAll, type Listener } from "./listen.ts";
 import type { Logger } from "../log.ts";
 import type { TrafficStats } from "./stats.ts";
@@ -134,7 +135,7 @@ export async function startDynamicForward(options: DynamicForwardOptions): Promi
         destination: target,
       });
     }
-    const host = destination.host.replace(/^\[(.*)\]$/, "$1");
+    const host = unbracket(destination.host);
     try {
       const channel = await session.openDirect(host, destination.port, { address: client.address, port: client.port });
       if (signal.aborted) {

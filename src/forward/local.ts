@@ -5,7 +5,8 @@
  * The channel is opened when a client connects, not at set-up (as OpenSSH).
  */
 import type { Socket } from "node:net";
-import { describeOpenFailure, type TunnelSession } from "../ssh/session.ts";
+import type { TunnelSession } from "../ssh/session.ts";
+import { describeOpenFailure } from "../ssh/channel-failure.ts";
 import type { Logger } from "../log.ts";
 import type { TrafficStats } from "./stats.ts";
 import { joinStreams } from "./pipe.ts";

@@ -13,8 +13,9 @@ import process from "node:process";
 import type { AnyAuthMethod, AuthHandlerMiddleware, AuthenticationType, BaseAgent, ParsedKey } from "ssh2";
 import { Buffer } from "node:buffer";
 import type { Logger } from "../log.ts";
+import type { AuthOptions, IdentityFile } from "../config/settings.ts";
 import type { PromptRequest } from "./prompt.ts";
-import { TunnelError, describeError, isTunnelError } from "../errors.ts";
+import { TunnelError, describeError, errnoCode, isTunnelError } from "../errors.ts";
 import { printable } from "../log.ts";
 
 /** The parts of the ssh2 module this file uses (passed in: ssh2 is imported lazily). */
@@ -24,25 +25,10 @@ export interface Ssh2Runtime {
   BaseAgent: abstract new () => BaseAgent;
 }
 
-export interface IdentityFile {
-  path: string;
-  /** Named by -i or IdentityFile (a missing one is worth a warning); defaults are not. */
-  explicit: boolean;
-}
-
-export interface AuthSettings {
+export interface AuthSettings extends AuthOptions {
   user: string;
   /** As shown in prompts: `user@host's password:`. */
   host: string;
-  identityFiles: IdentityFile[];
-  identitiesOnly: boolean;
-  /** SSH_AUTH_SOCK or IdentityAgent; "pageant" on Windows; undefined for none. */
-  agent: string | undefined;
-  batchMode: boolean;
-  /** NumberOfPasswordPrompts (OpenSSH default 3). */
-  passwordPrompts: number;
-  /** PreferredAuthentications, if set; else OpenSSH's default order. */
-  preferredAuthentications: string[] | undefined;
   prompt: (request: PromptRequest) => Promise<string | null>;
   log: Logger;
 }
@@ -230,7 +216,7 @@ async function readIdentity(identity: IdentityFile, settings: AuthSettings): Pro
   try {
     data = await readFile(identity.path);
   } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
+    const code = errnoCode(err);
     if (code === "ENOENT" && !identity.explicit) return null;
     settings.log.warn(`Identity file ${identity.path} not accessible: ${errnoText(code, err)}.`);
     return null;

@@ -13,28 +13,14 @@ import type { Duplex } from "node:stream";
 import type { Client, ConnectConfig } from "ssh2";
 import { TunnelError, describeError, isTunnelError } from "../errors.ts";
 import { singleLine, type Logger } from "../log.ts";
-import { createAuthFlow, type AuthSettings } from "./auth.ts";
+import { createAuthFlow } from "./auth.ts";
 import { loadSsh2 } from "./ssh2-module.ts";
-import { verifyHostKey, type HostKeyPolicy } from "./host-key.ts";
+import { verifyHostKey } from "./host-key.ts";
+import { openFailureText } from "./channel-failure.ts";
+import type { HopSettings } from "../config/settings.ts";
 import type { PromptRequest } from "./prompt.ts";
 import { keyTypesKnownFor, loadKnownHosts, orderHostKeyAlgorithms } from "../config/known-hosts.ts";
 import type { Buffer } from "node:buffer";
-
-export interface HopSettings {
-  /** The host as the user typed it, for messages. */
-  alias: string;
-  hostname: string;
-  port: number;
-  user: string;
-  addressFamily: "any" | "inet" | "inet6";
-  /** ConnectTimeout in ms; undefined waits as long as the OS does. */
-  connectTimeoutMs: number | undefined;
-  /** ServerAliveInterval in ms; 0 disables keepalives. */
-  serverAliveIntervalMs: number;
-  serverAliveCountMax: number;
-  hostKey: Omit<HostKeyPolicy, "prompt" | "log">;
-  auth: Omit<AuthSettings, "prompt" | "log" | "user" | "host">;
-}
 
 export interface ConnectDeps {
   prompt: (request: PromptRequest) => Promise<string | null>;
@@ -184,7 +170,7 @@ function openThroughJump(jump: Client, hop: HopSettings): Promise<Duplex> {
           reject(
             new TunnelError(
               "HOST_UNREACHABLE",
-              `jump host could not open a channel to ${hop.hostname} port ${hop.port}: ${err.message.replace(/^\(SSH\) Channel open failure: /, "")}; check the destination's name and port as the jump host sees them.`,
+              `jump host could not open a channel to ${hop.hostname} port ${hop.port}: ${openFailureText(err)}; check the destination's name and port as the jump host sees them.`,
             ),
           );
           return;

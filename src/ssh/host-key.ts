@@ -18,22 +18,12 @@ import {
   type KnownHostsEntry,
 } from "../config/known-hosts.ts";
 import { TunnelError } from "../errors.ts";
+import type { HostKeySettings } from "../config/settings.ts";
 import type { Logger } from "../log.ts";
 import type { PromptRequest } from "./prompt.ts";
 import { Buffer } from "node:buffer";
 
-export type StrictHostKeyChecking = "yes" | "accept-new" | "no" | "ask";
-
-export interface HostKeyPolicy {
-  /** The name known_hosts is searched for: HostKeyAlias, else HostName. */
-  host: string;
-  port: number;
-  userKnownHostsFiles: string[];
-  globalKnownHostsFiles: string[];
-  strict: StrictHostKeyChecking;
-  /** HashKnownHosts=yes forces hashing new entries; otherwise the file's own style decides. */
-  hashKnownHosts: boolean | undefined;
-  batchMode: boolean;
+export interface HostKeyPolicy extends HostKeySettings {
   prompt: (request: PromptRequest) => Promise<string | null>;
   log: Logger;
 }

@@ -1,79 +1,14 @@
 /**
  * The one SSH connection everything shares, seen from the forwarders: open a
  * `direct-tcpip` channel, know whether the connection is up, hear when it
- * goes down. Failures are classified once here (from RFC 4254 section 5.1
- * reason codes and OpenSSH's descriptions) so callers map a small, closed set
- * of kinds to their own protocol (SOCKS replies, log lines) without parsing
- * ssh2 error strings themselves.
+ * goes down. Channel-open failures arrive classified (channel-failure.ts), so
+ * callers map a small, closed set of kinds to their own protocol (SOCKS
+ * replies, log lines) without parsing ssh2 error strings themselves.
  */
 import type { Duplex } from "node:stream";
 import type { Client } from "ssh2";
 import { singleLine } from "../log.ts";
-
-export type ChannelFailureKind =
-  /** The far end's connect() got ECONNREFUSED. */
-  | "refused"
-  /** The name did not resolve at the far end, or the host did not answer. */
-  | "unreachable"
-  /** The far end has no route to that network. */
-  | "network-unreachable"
-  /** The server forbids this forwarding (AllowTcpForwarding, PermitOpen). */
-  | "prohibited"
-  /** There is no SSH connection to open a channel on. */
-  | "connection-down"
-  | "other";
-
-export class ChannelOpenError extends Error {
-  readonly kind: ChannelFailureKind;
-  constructor(kind: ChannelFailureKind, message: string) {
-    super(message);
-    this.name = "ChannelOpenError";
-    this.kind = kind;
-  }
-}
-
-/** RFC 4254 section 5.1 SSH_MSG_CHANNEL_OPEN_FAILURE reason codes. */
-const OPEN_ADMINISTRATIVELY_PROHIBITED = 1;
-const OPEN_RESOURCE_SHORTAGE = 4;
-
-/**
- * Classify a channel-open failure. OpenSSH's sshd reports connect() and
- * getaddrinfo() failures as CONNECT_FAILED with strerror()/gai_strerror()
- * text, so the description is the only place the cause is found.
- *
- * @example
- * classifyOpenFailure(2, "Connection refused") // "refused"
- */
-export function classifyOpenFailure(reason: number | undefined, description: string): ChannelFailureKind {
-  if (reason === OPEN_ADMINISTRATIVELY_PROHIBITED) return "prohibited";
-  if (reason === OPEN_RESOURCE_SHORTAGE) return "other";
-  const text = description.toLowerCase();
-  if (text.includes("refused")) return "refused";
-  if (text.includes("network is unreachable")) return "network-unreachable";
-  if (
-    /no route to host|host is unreachable|timed out|name or service not known|nodename nor servname|temporary failure in name resolution|no address associated|unknown host|name resolution|non-recoverable failure|not known/.test(
-      text,
-    )
-  ) {
-    return "unreachable";
-  }
-  return "other";
-}
-
-/**
- * A failed open for a log line. OpenSSH's sshd says only "open failed" when
- * its configuration forbids forwarding, so the reason code has to speak.
- *
- * @example
- * describeOpenFailure(new ChannelOpenError("prohibited", "open failed"))
- * // "administratively prohibited by the server (AllowTcpForwarding or PermitOpen): open failed"
- */
-export function describeOpenFailure(err: unknown): string {
-  if (err instanceof ChannelOpenError && err.kind === "prohibited") {
-    return `administratively prohibited by the server (AllowTcpForwarding or PermitOpen): ${err.message}`;
-  }
-  return err instanceof Error ? err.message : String(err);
-}
+import { ChannelOpenError, classifyOpenFailure, openFailureText } from "./channel-failure.ts";
 
 export interface Origin {
   address: string;
@@ -155,7 +90,7 @@ export function sessionFromClient(client: Client, disconnect: () => Promise<void
           client.forwardOut(origin.address, origin.port, host, port, (err, channel) => {
             if (err) {
               const reason = (err as Error & { reason?: number }).reason;
-              const description = singleLine(err.message.replace(/^\(SSH\) Channel open failure: /, "")) || "the server gave no reason";
+              const description = openFailureText(err);
               const kind = up ? classifyOpenFailure(typeof reason === "number" ? reason : undefined, description) : "connection-down";
               reject(new ChannelOpenError(kind, description));
               return;

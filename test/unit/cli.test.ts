@@ -1,6 +1,7 @@
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { HELP_TEXT, parseCommandLine, VERSION, type ConfigLine, type Plan, type TunnelPlan } from "../../src/cli.ts";
+import { HELP_TEXT, parseCommandLine, VERSION, type Plan, type TunnelPlan } from "../../src/cli.ts";
+import type { ConfigLine } from "../../src/config/resolve.ts";
 import { commandLineConfig, lookupHost } from "../../src/config/resolve.ts";
 import { resolveDestination, type LocalEnvironment } from "../../src/config/settings.ts";
 import { TunnelError } from "../../src/errors.ts";

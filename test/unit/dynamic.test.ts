@@ -7,10 +7,11 @@ import { REPLY_FOR_FAILURE, refusalLine, startDynamicForward } from "../../src/f
 import type { Listener } from "../../src/forward/listen.ts";
 import { createStats, type TrafficStats } from "../../src/forward/stats.ts";
 import { createLogger } from "../../src/log.ts";
-import { parseCidr, type Cidr } from "../../src/socks/policy.ts";
+import { parseCidr, type Cidr } from "../../src/cidr.ts";
 import type { SocksRequest } from "../../src/socks/codec.ts";
 import type { SocksClient } from "../../src/socks/server.ts";
-import { ChannelOpenError, type ChannelFailureKind, type Origin, type RemoteListen, type TunnelSession } from "../../src/ssh/session.ts";
+import type { Origin, RemoteListen, TunnelSession } from "../../src/ssh/session.ts";
+import { ChannelOpenError, type ChannelFailureKind } from "../../src/ssh/channel-failure.ts";
 import { RawClient, socks5Open, socks5Reply } from "../helpers/raw-socks.ts";
 
 const WAIT_MS = 5000;

@@ -18,7 +18,8 @@ import { join } from "node:path";
 import { promisify } from "node:util";
 import { TunnelError } from "../../src/errors.ts";
 import { createLogger } from "../../src/log.ts";
-import { verifyHostKey, type HostKeyPolicy, type StrictHostKeyChecking } from "../../src/ssh/host-key.ts";
+import { verifyHostKey, type HostKeyPolicy } from "../../src/ssh/host-key.ts";
+import type { StrictHostKeyChecking } from "../../src/config/settings.ts";
 import type { PromptRequest } from "../../src/ssh/prompt.ts";
 
 const run = promisify(execFile);

@@ -3,7 +3,8 @@ import assert from "node:assert/strict";
 import { EventEmitter } from "node:events";
 import { PassThrough, type Duplex } from "node:stream";
 import type { Client } from "ssh2";
-import { ChannelOpenError, classifyOpenFailure, sessionFromClient, type ChannelFailureKind } from "../../src/ssh/session.ts";
+import { sessionFromClient } from "../../src/ssh/session.ts";
+import { ChannelOpenError, classifyOpenFailure, type ChannelFailureKind } from "../../src/ssh/channel-failure.ts";
 
 /** RFC 4254 section 5.1 reason codes. */
 const ADMINISTRATIVELY_PROHIBITED = 1;

@@ -1,6 +1,6 @@
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
-import type { ConfigLine } from "../../src/cli.ts";
+import type { ConfigLine } from "../../src/config/resolve.ts";
 import { commandLineConfig, lookupHost, unsupportedSettings } from "../../src/config/resolve.ts";
 import {
   parseDestination,
