@@ -38,9 +38,15 @@ export type ForwardSpec =
       raw: string;
     };
 
-export type DynamicForward = Extract<ForwardSpec, { kind: "dynamic" }>;
-export type LocalForward = Extract<ForwardSpec, { kind: "local" }>;
-export type RemoteForward = Extract<ForwardSpec, { kind: "remote" }>;
+export type DynamicForwardSpec = Extract<ForwardSpec, { kind: "dynamic" }>;
+export type LocalForwardSpec = Extract<ForwardSpec, { kind: "local" }>;
+export type RemoteForwardSpec = Extract<ForwardSpec, { kind: "remote" }>;
+
+/** A forward safetunnel can run: TCP ports on both sides. */
+export type TcpForwardSpec =
+  | { kind: "dynamic"; listen: BindSpec; raw: string }
+  | { kind: "local"; listen: BindSpec; target: HostPort; raw: string }
+  | { kind: "remote"; listen: BindSpec; target: HostPort; raw: string };
 
 const FLAG: Record<ForwardKind, string> = { dynamic: "-D", local: "-L", remote: "-R" };
 
@@ -81,9 +87,9 @@ function fail(reason: string): never {
  * parseForwardSpec("dynamic", "[::1]:9001").listen; // { address: "::1", port: 9001 }
  * parseForwardSpec("local", "8080/2001:db8::1/80").target; // { host: "2001:db8::1", port: 80 }
  */
-export function parseForwardSpec(kind: "dynamic", spec: string): DynamicForward;
-export function parseForwardSpec(kind: "local", spec: string): LocalForward;
-export function parseForwardSpec(kind: "remote", spec: string): RemoteForward;
+export function parseForwardSpec(kind: "dynamic", spec: string): DynamicForwardSpec;
+export function parseForwardSpec(kind: "local", spec: string): LocalForwardSpec;
+export function parseForwardSpec(kind: "remote", spec: string): RemoteForwardSpec;
 export function parseForwardSpec(kind: ForwardKind, spec: string): ForwardSpec;
 export function parseForwardSpec(kind: ForwardKind, spec: string): ForwardSpec {
   try {
@@ -115,9 +121,9 @@ export function parseForwardSpec(kind: ForwardKind, spec: string): ForwardSpec {
  * @example
  * parseForwardConfigArgs("local", ["9001", "wikileaks.org:80"]).raw; // "9001:wikileaks.org:80"
  */
-export function parseForwardConfigArgs(kind: "dynamic", args: string[]): DynamicForward;
-export function parseForwardConfigArgs(kind: "local", args: string[]): LocalForward;
-export function parseForwardConfigArgs(kind: "remote", args: string[]): RemoteForward;
+export function parseForwardConfigArgs(kind: "dynamic", args: string[]): DynamicForwardSpec;
+export function parseForwardConfigArgs(kind: "local", args: string[]): LocalForwardSpec;
+export function parseForwardConfigArgs(kind: "remote", args: string[]): RemoteForwardSpec;
 export function parseForwardConfigArgs(kind: ForwardKind, args: string[]): ForwardSpec;
 export function parseForwardConfigArgs(kind: ForwardKind, args: string[]): ForwardSpec {
   const keyword = CONFIG_KEYWORD[kind];
@@ -168,6 +174,30 @@ export function formatBind(b: BindSpec): string {
  */
 export function forwardLabel(spec: ForwardSpec): string {
   return `${FLAG[spec.kind]} ${spec.raw}`;
+}
+
+/**
+ * The spec as something that can run, or a BAD_FORWARD_SPEC error naming
+ * what is not supported and the form to use instead. Called for every spec
+ * before connecting, so an unsupported form never costs a password prompt.
+ *
+ * @example
+ * requireTcpForward(parseForwardSpec("local", "9001:example.org:80")).kind; // "local"
+ * requireTcpForward(parseForwardSpec("local", "8080:/run/app.sock")); // throws: forwarding to a Unix socket is not supported
+ */
+export function requireTcpForward(spec: ForwardSpec): TcpForwardSpec {
+  const label = forwardLabel(spec);
+  const unsupported = (what: string, instead: string): never => {
+    throw new TunnelError("BAD_FORWARD_SPEC", `${label}: ${what} is not supported; give ${instead}`);
+  };
+  const listen = isPathSpec(spec.listen) ? unsupported("listening on a Unix socket", "[bind_address:]port") : spec.listen;
+  if (spec.kind === "dynamic") return { kind: "dynamic", listen, raw: spec.raw };
+  const usage = "[bind_address:]port:host:hostport";
+  if (spec.target === null) {
+    return unsupported("remote dynamic forwarding (-R with a port alone, a SOCKS proxy on the server)", `-R ${usage}, or -D on this side`);
+  }
+  const target = isPathSpec(spec.target) ? unsupported("forwarding to a Unix socket", usage) : spec.target;
+  return { kind: spec.kind, listen, target, raw: spec.raw };
 }
 
 /**

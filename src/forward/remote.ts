@@ -22,7 +22,10 @@ export interface RemoteForwardOptions {
   stats: TrafficStats;
 }
 
-export interface RemoteForward {
+/** A -R forward the server has agreed to. */
+export interface RunningRemoteForward {
+  /** What the server was asked to bind ("localhost" by default, "*" for all interfaces), for messages. */
+  address: string;
   /** The port the server bound (the one asked for, or the one it allocated for 0). */
   port: number;
   close(): Promise<void>;
@@ -32,7 +35,7 @@ export interface RemoteForward {
  * @example
  * await startRemoteForward({ label: "-R 9001:internalsite.org:80", bindAddress: null, port: 9001, target, session, log, stats });
  */
-export async function startRemoteForward(options: RemoteForwardOptions): Promise<RemoteForward> {
+export async function startRemoteForward(options: RemoteForwardOptions): Promise<RunningRemoteForward> {
   const { session, log, stats, target, label } = options;
   // OpenSSH sends "localhost" for no address and "" for "*" (all interfaces; the server's GatewayPorts decides).
   const address = options.bindAddress === null ? "localhost" : options.bindAddress === "*" ? "" : options.bindAddress;
@@ -61,6 +64,5 @@ export async function startRemoteForward(options: RemoteForwardOptions): Promise
       `${label}: the server refused to listen on ${address || "*"} port ${options.port} (${describeError(err)}); the port may be in use there, or sshd has AllowTcpForwarding/PermitListen set.`,
     );
   }
-  if (options.port === 0) log.info(`Allocated port ${listen.port} for remote forward to ${target.host}:${target.port}`);
-  return { port: listen.port, close: () => listen.close() };
+  return { address: address || "*", port: listen.port, close: () => listen.close() };
 }

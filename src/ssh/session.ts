@@ -9,6 +9,8 @@ import type { Duplex } from "node:stream";
 import type { Client } from "ssh2";
 import { singleLine } from "../log.ts";
 import { ChannelOpenError, classifyOpenFailure, openFailureText } from "./channel-failure.ts";
+import { connectChain, type ConnectDeps } from "./connection.ts";
+import type { HopSettings } from "../config/settings.ts";
 
 export interface Origin {
   address: string;
@@ -28,17 +30,40 @@ export interface RemoteListen {
   close(): Promise<void>;
 }
 
+/**
+ * What forwarders hold instead of an SSH connection. Listeners and -R
+ * registrations belong to the run, not to one connection: today a session is
+ * one connection and stays down once lost, but a reconnecting session keeps
+ * this same shape (`up` false while it reconnects, opens failing with
+ * "connection-down" meanwhile, `listenRemote` registrations requested again
+ * on each new connection), so forwarders need not change for it.
+ */
 export interface TunnelSession {
   /** Whether channels can be opened now. */
   readonly up: boolean;
   /** Open a direct-tcpip channel; a name is resolved by the SSH server. */
   openDirect(host: string, port: number, origin: Origin): Promise<Duplex>;
-  /** Ask the server to listen (tcpip-forward); each connection arrives through `onIncoming`. */
+  /**
+   * Ask the server to listen (RFC 4254 section 7.1 tcpip-forward); each
+   * connection arrives through `onIncoming` until the registration is closed.
+   */
   listenRemote(address: string, port: number, onIncoming: (connection: IncomingConnection) => void): Promise<RemoteListen>;
   /** Called once when the SSH connection ends, with the reason if it was an error. */
   onDown(listener: (reason: string) => void): void;
   /** Disconnect politely; resolves once the connection is closed (or a bound passed). */
   close(): Promise<void>;
+}
+
+/**
+ * Connect through `hops` (jump hosts first, destination last) and return the
+ * session the forwards use.
+ *
+ * @example
+ * const session = await connectSession([...jumps, destination], { prompt, log });
+ */
+export async function connectSession(hops: HopSettings[], deps: ConnectDeps): Promise<TunnelSession> {
+  const chain = await connectChain(hops, deps);
+  return sessionFromClient(chain.client, chain.close);
 }
 
 /**

@@ -7,6 +7,7 @@
 import assert from "node:assert/strict";
 import { Buffer } from "node:buffer";
 import { once } from "node:events";
+import { createServer, type AddressInfo, type Socket } from "node:net";
 import { after, before, describe, test } from "node:test";
 import { curlThroughSocks, socksConnect } from "../helpers/curl.ts";
 import { type Home, type Running, runCli, startCli, stderrLines, waitForLine, waitForListen } from "../helpers/run.ts";
@@ -42,6 +43,42 @@ describe("safetunnel -D forwards: failures, bind addresses and signals", () => {
     await http?.stop();
     await echo?.stop();
     await home?.cleanup();
+  });
+
+  test("a forward safetunnel cannot run is refused with exit 255 before any connection to the server is tried", async () => {
+    // A listener standing in for the server counts every connection attempt.
+    const attempts: Socket[] = [];
+    const server = createServer((socket) => attempts.push(socket));
+    server.listen(0, "127.0.0.1");
+    await once(server, "listening");
+    const port = (server.address() as AddressInfo).port;
+    try {
+      const cases: [string[], string][] = [
+        [["-L", "8080:/run/app.sock"], "safetunnel: -L 8080:/run/app.sock: forwarding to a Unix socket is not supported; give [bind_address:]port:host:hostport"],
+        [["-D", "/tmp/socks.sock"], "safetunnel: -D /tmp/socks.sock: listening on a Unix socket is not supported; give [bind_address:]port"],
+        [["-R", "9001"], "safetunnel: -R 9001: remote dynamic forwarding (-R with a port alone, a SOCKS proxy on the server) is not supported; give -R [bind_address:]port:host:hostport, or -D on this side"],
+      ];
+      for (const [forward, message] of cases) {
+        const result = await runCli([...forward, "-F", "none", "-o", "BatchMode=yes", "-p", String(port), "127.0.0.1"], { home: home.home });
+        assert.equal(result.code, 255, result.stderr);
+        assert.equal(result.stderr, `${message}\n`);
+      }
+      assert.equal(attempts.length, 0, "nothing connected to the server");
+    } finally {
+      for (const socket of attempts) socket.destroy();
+      server.close();
+    }
+  });
+
+  test("with --allow-ip, the listening line names the networks that are let through", async () => {
+    const port = await freePort();
+    const cli = start(["--allow-ip", "10.1.2.3/8,192.0.2.7", "-D", `127.0.0.1:${port}`]);
+    const line = await waitForLine(cli, /^SOCKS proxy listening/, "the listening line");
+    assert.equal(
+      line,
+      `SOCKS proxy listening on 127.0.0.1:${port} (-D 127.0.0.1:${port}); names are resolved by the SSH server, IP-address requests are refused except inside --allow-ip 10.0.0.0/8, 192.0.2.7/32.`,
+    );
+    assert.deepEqual(await cli.stop("SIGTERM"), { code: 0, signal: null });
   });
 
   test("SIGINT stops listening, exits 0 and prints one summary line with connections, bytes and refusals", async () => {
@@ -114,7 +151,10 @@ describe("safetunnel -D forwards: failures, bind addresses and signals", () => {
       { home: home.home },
     );
     assert.equal(result.code, 255, result.stderr);
-    assert.ok(stderrLines(result).some((line) => line.includes(`127.0.0.1:${busy}`) && line.includes("Address already in use")), result.stderr);
+    const lines = stderrLines(result);
+    assert.ok(lines.some((line) => line.includes(`127.0.0.1:${busy}`) && line.includes("Address already in use")), result.stderr);
+    assert.deepEqual(lines.filter((line) => line.includes("listening")), [], "no forward is announced as listening before the run gives up");
+    assert.match(lines.at(-1)!, new RegExp(`ExitOnForwardFailure is set, so the ones that started \\(-D 127\\.0\\.0\\.1:${free}\\) are closed again`));
     assert.equal(await connectOutcome(free), "ECONNREFUSED");
   });
 

@@ -301,11 +301,12 @@ describe("safetunnel -L and -R against a real sshd", () => {
   test("the seed's `-R P:localhost:HTTPPORT user@host` serves the target's page on the server's loopback port", async () => {
     const port = await freePort();
     const cli = startExact([...loginOptions(sshd), "-R", `${port}:localhost:${http.port}`, destination()]);
-    await waitForListen(port, "127.0.0.1", cli);
+    // Like -D and -L, a -R forward says when it is up, on stderr.
+    await waitForLine(cli, /^Forwarding /, "the -R forward");
     const result = await curl(`http://127.0.0.1:${port}/hello`);
     assert.equal(result.code, 0, result.stderr);
     assert.equal(result.stdout.toString("utf8"), HELLO);
-    assert.equal(cli.stderr(), "");
+    assert.equal(cli.stderr(), `Forwarding localhost:${port} on the SSH server to localhost:${http.port} as seen from here (-R ${port}:localhost:${http.port}).\n`);
   });
 
   // --- -L bind addresses ---------------------------------------------------
@@ -437,8 +438,8 @@ describe("safetunnel -L and -R against a real sshd", () => {
 
   test("through -R, a target that half-closes first still receives everything the client sends afterwards", async () => {
     const port = await freePort();
-    const cli = start(["-v", "-R", `${port}:localhost:${closesFirst.port}`]);
-    await waitForLine(cli, new RegExp(`the server listens on port ${port}$`), "the -R forward");
+    const cli = start(["-R", `${port}:localhost:${closesFirst.port}`]);
+    await waitForLine(cli, new RegExp(`^Forwarding localhost:${port} on the SSH server `), "the -R forward");
     await targetClosesFirst(port);
   });
 
@@ -510,7 +511,12 @@ describe("safetunnel -L and -R against a real sshd", () => {
     const failure = lines.filter((line) => line.startsWith(`-R ${spec}: `));
     assert.equal(failure.length, 1, result.stderr);
     assert.match(failure[0]!, new RegExp(`^-R ${spec}: the server refused to listen on 127\\.0\\.0\\.1 port ${busy}\\b`));
-    assert.equal(lines.at(-1), "safetunnel: a forwarding failed and ExitOnForwardFailure is set; exiting");
+    assert.equal(
+      lines.at(-1),
+      `safetunnel: a forwarding failed and ExitOnForwardFailure is set, so the ones that started (-L ${local}:localhost:${echo.port}) are closed again; fix the failure above or set ExitOnForwardFailure=no`,
+    );
+    // Nothing was announced as listening: the run's fate was decided first.
+    assert.deepEqual(lines.filter((line) => line.startsWith("Forwarding ")), [], result.stderr);
     assert.equal(await connectOutcome(local), "ECONNREFUSED");
   });
 
@@ -584,7 +590,7 @@ describe("safetunnel -L and -R against a real sshd", () => {
     const remote = await freePort();
     const cli = start(["-v", "-L", `${local}:localhost:${sink.port}`, "-R", `${remote}:localhost:${sink.port}`]);
     await waitForLocal(cli, local);
-    await waitForLine(cli, new RegExp(`the server listens on port ${remote}$`), "the -R forward");
+    await waitForLine(cli, new RegExp(`^Forwarding localhost:${remote} on the SSH server `), "the -R forward");
 
     // -L: 300 bytes go up (client to target), the 69-byte answer comes down.
     const upL = deterministicBytes(300, 31);
@@ -606,7 +612,7 @@ describe("safetunnel -L and -R against a real sshd", () => {
     const remote = await freePort();
     const cli = start(["-v", "-L", `${local}:localhost:${echo.port}`, "-R", `${remote}:localhost:${echo.port}`]);
     await waitForLocal(cli, local);
-    await waitForLine(cli, new RegExp(`the server listens on port ${remote}$`), "the -R forward");
+    await waitForLine(cli, new RegExp(`^Forwarding localhost:${remote} on the SSH server `), "the -R forward");
 
     const clients: Socket[] = [];
     const ends: Promise<Received>[] = [];
@@ -722,7 +728,7 @@ describe("safetunnel -R when the server stops answering", () => {
     const stopped: number[] = [];
     let client: Socket | undefined;
     try {
-      await waitForLine(cli, new RegExp(`the server listens on port ${remote}$`), "the -R forward");
+      await waitForLine(cli, new RegExp(`^Forwarding localhost:${remote} on the SSH server `), "the -R forward");
       // One connection through the forward, left open.
       client = await open(remote);
       client.on("error", () => {});

@@ -1,6 +1,6 @@
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { HELP_TEXT, parseCommandLine, VERSION, type Plan, type TunnelPlan } from "../../src/cli.ts";
+import { HELP_TEXT, parseCommandLine, VERSION, type Plan, type Subcommand, type TunnelPlan } from "../../src/cli.ts";
 import type { ConfigLine } from "../../src/config/resolve.ts";
 import { commandLineConfig, lookupHost } from "../../src/config/resolve.ts";
 import { resolveDestination, type LocalEnvironment } from "../../src/config/settings.ts";
@@ -266,8 +266,23 @@ describe("parseCommandLine: errors", () => {
   });
 
   test("an unknown long option is USAGE naming it", () => {
-    assertUsage(["--bogus", "host"], "--bogus");
-    assertUsage(["host", "--allowip", "10.0.0.1"], "--allowip");
+    assertUsage(["--bogus", "host"], "unknown option '--bogus'");
+    assertUsage(["host", "--allowip", "10.0.0.1"], "unknown option '--allowip'");
+    assertUsage(["--json=yes", "--bogus=1", "host"], "unknown option '--bogus'");
+  });
+
+  test("the first unknown long option is the error, before help, version or anything else is read", () => {
+    assertUsage(["--help", "--nope", "--version"], "unknown option '--nope'");
+    assertUsage(["-D", "9001", "--first", "--second", "host"], "unknown option '--first'");
+  });
+
+  test("100,000 unknown long options give the same one error at once", () => {
+    const argv = Array.from({ length: 100_000 }, (_, i) => `--unknown-${i}`);
+    assertUsage([...argv, "host"], "unknown option '--unknown-0'");
+  });
+
+  test("a long option repeated 100,000 times is read once", () => {
+    assert.equal(tunnel([...Array.from({ length: 100_000 }, () => "--json"), "host"]).json, true);
   });
 
   test("no destination is USAGE with an example", () => {
@@ -286,21 +301,22 @@ describe("parseCommandLine: errors", () => {
 });
 
 describe("parseCommandLine: long options and plans", () => {
-  test("--allow-ip may repeat and keeps each comma list as typed", () => {
-    const plan = tunnel(["--allow-ip", "10.0.0.0/8", "--allow-ip", "192.168.1.5,2001:db8::/32", "--allow-ip=::1", "host"]);
-    assert.deepEqual(plan.allowIp, ["10.0.0.0/8", "192.168.1.5,2001:db8::/32", "::1"]);
+  test("--allow-ip may repeat and each comma list becomes networks in canonical form", () => {
+    const plan = tunnel(["--allow-ip", "10.1.2.3/8", "--allow-ip", "192.168.1.5, 2001:DB8::/32", "--allow-ip=::1", "host"]);
+    assert.deepEqual(plan.allowIp.map((cidr) => cidr.text), ["10.0.0.0/8", "192.168.1.5/32", "2001:db8::/32", "::1/128"]);
   });
 
-  test("--allow-ip values stay strings even when they look like numbers", () => {
-    assert.deepEqual(tunnel(["--allow-ip", "010", "host"]).allowIp, ["010"]);
-    assert.deepEqual(tunnel(["--allow-ip=1e3", "host"]).allowIp, ["1e3"]);
+  test("a bad --allow-ip value is USAGE naming it, before anything connects", () => {
+    assertUsage(["--allow-ip", "010", "-D", "9001", "host"], "Bad --allow-ip value '010'");
+    assertUsage(["--allow-ip=10.0.0.0/33", "host"], "Bad --allow-ip value '10.0.0.0/33'", "0 to 32");
+    assertUsage(["--allow-ip=example.org", "host"], "example.org");
   });
 
   test("--allow-ip and --json may follow the destination", () => {
     const plan = tunnel(["host", "--json", "--allow-ip", "10.0.0.1"]);
     assert.equal(plan.destination, "host");
     assert.equal(plan.json, true);
-    assert.deepEqual(plan.allowIp, ["10.0.0.1"]);
+    assert.deepEqual(plan.allowIp.map((cidr) => cidr.text), ["10.0.0.1/32"]);
   });
 
   test("--json sets JSON logging", () => {
@@ -318,7 +334,7 @@ describe("parseCommandLine: long options and plans", () => {
     assert.deepEqual(parseCommandLine(["-V"]), { command: "version", text: "safetunnel 0.1.0", stream: "stderr" });
   });
 
-  test("the help text names every flag the issue lists", () => {
+  test("the help text names every flag safetunnel takes", () => {
     for (const flag of HELP_FLAGS) assert.match(HELP_TEXT, flagPattern(flag), `help lacks ${flag}`);
   });
 });
@@ -344,7 +360,7 @@ describe("the built binary (node dist/safetunnel.cjs)", () => {
     assert.equal(result.stdout, "");
   });
 
-  test("--help exits 0 and mentions every flag the issue lists", async () => {
+  test("--help exits 0 and mentions every flag safetunnel takes", async () => {
     const result = await runCli(["--help"]);
     assert.equal(result.code, 0);
     assert.equal(result.stderr, "");
@@ -376,5 +392,21 @@ describe("the built binary (node dist/safetunnel.cjs)", () => {
     assert.equal(result.code, 255);
     assert.equal(result.stderr.split("\n").length, 2, `stderr: ${JSON.stringify(result.stderr)}`);
     assert.match(result.stderr, /^safetunnel: .*Prot/);
+  });
+});
+
+describe("parseCommandLine: subcommands", () => {
+  const probe: Subcommand = { name: "probe", summary: "a test subcommand", parse: (argv) => ({ command: "help", text: `probe ${argv.join(" ")}` }) };
+  const registry = new Map([["probe", probe]]);
+
+  test("a first word naming a subcommand hands the rest of argv to its parser", () => {
+    assert.deepEqual(parseCommandLine(["probe", "-D", "--whatever"], registry), { command: "help", text: "probe -D --whatever" });
+  });
+
+  test("the same word anywhere else, or as user@word, is the tunnel's destination", () => {
+    assert.equal(tunnel(["-D", "9001", "probe"]).host, "probe");
+    const plan = parseCommandLine(["me@probe", "-D", "9001"], registry);
+    assert.equal(plan.command, "tunnel");
+    assert.equal((plan as TunnelPlan).host, "probe");
   });
 });

@@ -1,0 +1,37 @@
+/** The usage text of `safetunnel --help`. */
+export const HELP_TEXT = `usage: safetunnel [-46gNqVv] [-D [bind_address:]port] [-F configfile] [-i identity_file]
+                  [-J destination] [-L spec] [-l login_name] [-o option] [-p port]
+                  [-R spec] [--allow-ip cidr[,cidr...]] [--json] [user@]host
+
+A SOCKS5 proxy through SSH that never leaks DNS: names go through the tunnel
+and are resolved by the SSH server; requests that carry an IP address (the app
+resolved the name locally) are refused with SOCKS reply 0x02 and a log line
+saying how to fix the app.
+
+  -D [bind_address:]port   SOCKS4a/5 proxy on this port (loopback unless -g)
+  -L [bind_address:]port:host:hostport
+                           Forward a local port to host:hostport via the server
+                           (also port/host/hostport)
+  -R [bind_address:]port:host:hostport
+                           Forward a port on the server back to host:hostport
+  -N                       Accepted for ssh compatibility (no command is ever run)
+  -p port                  SSH port of the server
+  -l login_name            User to log in as
+  -i identity_file         Private key to try (repeatable)
+  -F configfile            Use this ssh_config instead of ~/.ssh/config
+  -J [user@]host[:port][,...]
+                           Connect through these jump hosts
+  -o Option=value          Any supported ssh_config option, e.g. -o Port=2222
+  -g                       Allow other hosts to connect to forwarded ports
+  -4 / -6                  Use IPv4 / IPv6 only for the SSH connection
+  -v                       More detail (repeat for more)
+  -q                       Quiet: errors only
+  -V, --version            Print the version
+  -h, --help               This help
+  --allow-ip cidrs         Let these IP-literal destinations through the proxy
+  --json                   JSON log lines
+
+Browser: Firefox: SOCKS v5 host 127.0.0.1 port N, "Proxy DNS when using SOCKS v5"
+(network.proxy.socks5_remote_dns = true). Chromium: --proxy-server=socks5://127.0.0.1:N.
+curl: --socks5-hostname 127.0.0.1:N or -x socks5h://127.0.0.1:N.
+`;

@@ -1,0 +1,298 @@
+/**
+ * The tunnel command's arguments, read as ssh(1) reads them, into a plain
+ * TunnelPlan (no sockets, no files).
+ *
+ * OpenSSH's short flags go through a getopt pass of our own that matches
+ * ssh(1): flags may be clustered (`-NvD 9001`), a value may be attached
+ * (`-D9001`) or separate, options may follow the destination, and the first
+ * word after the destination starts a remote command. cac's parser (mri)
+ * cannot do that: it turns values like `007` into numbers and does not know
+ * which flags take a value. cac checks and reads the few long options.
+ *
+ * Every flag becomes an ssh_config line (`-p 2222` is `Port 2222`), in
+ * OpenSSH's precedence: the command line comes before any file, first value
+ * wins, so the rest of the program only ever reads resolved config.
+ */
+import { cac } from "cac";
+import { TunnelError } from "../errors.ts";
+import { parseSshConfig } from "../config/ssh-config.ts";
+import type { ConfigLine } from "../config/resolve.ts";
+import { parseDestination } from "../config/settings.ts";
+import { parseCidrList } from "../cidr.ts";
+import type { TunnelOptions } from "../tunnel.ts";
+import { HELP_TEXT } from "./help.ts";
+import { VERSION } from "../version.ts";
+
+export interface TunnelPlan extends TunnelOptions {
+  command: "tunnel";
+  /** The destination as typed: `host`, `user@host` or `ssh://user@host:port`. */
+  destination: string;
+  /** -1 for -q, 0 by default, +1 per -v. */
+  verbosity: number;
+  json: boolean;
+}
+
+/** What the tunnel command's argv asks for: a tunnel, or help or the version instead. */
+export type TunnelArgsResult =
+  | TunnelPlan
+  | { command: "help"; text: string }
+  /** `-V` writes to stderr like `ssh -V` (scripts do `ssh -V 2>&1`); `--version` to stdout. */
+  | { command: "version"; text: string; stream: "stdout" | "stderr" };
+
+/** Long options; every other `--word` is refused before anything else is parsed. */
+const LONG_OPTIONS = new Set(["--json", "--help", "--version", "--allow-ip"]);
+
+/** ssh(1) flags that take a value, and those that do not. */
+const WITH_VALUE = new Set("BbcDEeFIiJLlmOoPpQRSWw".split(""));
+const WITHOUT_VALUE = new Set("46AaCfGgKkhMNnqsTtVvXxYy".split(""));
+
+/** Flags we implement; the others are accepted (ssh scripts pass them) and named in a warning. */
+const SUPPORTED = new Set("46DFghiJLlNopqRVv".split(""));
+
+const IGNORED_REASON: Record<string, string> = {
+  A: "agent forwarding",
+  a: "agent forwarding",
+  C: "compression",
+  f: "going to the background",
+  G: "printing the configuration",
+  K: "GSSAPI",
+  k: "GSSAPI",
+  M: "connection sharing",
+  n: "stdin redirection",
+  s: "subsystems",
+  T: "terminals",
+  t: "terminals",
+  X: "X11 forwarding",
+  x: "X11 forwarding",
+  Y: "X11 forwarding",
+  y: "syslog",
+  B: "bind interfaces",
+  b: "choosing the source address",
+  c: "cipher selection",
+  E: "log files",
+  e: "escape characters",
+  I: "PKCS#11",
+  m: "MAC selection",
+  O: "control commands",
+  P: "tags",
+  Q: "queries",
+  S: "control sockets",
+  W: "stdio forwarding",
+  w: "tun devices",
+};
+
+interface ShortFlag {
+  flag: string;
+  value?: string;
+}
+
+/** Split argv into short flags, long options, the destination and any remote command. */
+function getopt(argv: string[]): { flags: ShortFlag[]; long: string[]; positional: string[]; allowIp: string[]; flagsBeforeDestination: number } {
+  const flags: ShortFlag[] = [];
+  let flagsBeforeDestination = -1;
+  const allowIp: string[] = [];
+  const long: string[] = [];
+  const positional: string[] = [];
+  let i = 0;
+  let optionsDone = false;
+  while (i < argv.length) {
+    const arg = argv[i]!;
+    i++;
+    if (optionsDone || arg === "-" || !arg.startsWith("-")) {
+      if (positional.length === 0) flagsBeforeDestination = flags.length;
+      positional.push(arg);
+      // Options may follow the destination; after a second word, all is command.
+      if (positional.length >= 2) optionsDone = true;
+      continue;
+    }
+    if (arg === "--") {
+      optionsDone = true;
+      continue;
+    }
+    if (arg === "--allow-ip" || arg.startsWith("--allow-ip=")) {
+      // Taken here, not by cac: mri would turn a value like "10" into a number.
+      const value = arg === "--allow-ip" ? argv[i++] : arg.slice("--allow-ip=".length);
+      if (value === undefined || value === "") throw usage("option --allow-ip needs a value, e.g. --allow-ip 10.0.0.0/8");
+      allowIp.push(value);
+      continue;
+    }
+    if (arg.startsWith("--")) {
+      // Checked here, one word at a time: cac's own check slows down faster
+      // than quadratically with many unknown options (8,000 took 9 s).
+      const name = arg.split("=")[0]!;
+      if (!LONG_OPTIONS.has(name)) throw usage(`unknown option '${name}'`);
+      if (!long.includes(arg)) long.push(arg);
+      continue;
+    }
+    for (let j = 1; j < arg.length; j++) {
+      const flag = arg[j]!;
+      if (WITH_VALUE.has(flag)) {
+        let value = arg.slice(j + 1);
+        if (value === "") {
+          if (i >= argv.length) throw usage(`option requires an argument -- ${flag}`);
+          value = argv[i++]!;
+        }
+        flags.push({ flag, value });
+        break;
+      }
+      if (!WITHOUT_VALUE.has(flag)) throw usage(`unknown option -- ${flag}`);
+      flags.push({ flag });
+    }
+  }
+  return { flags, long, positional, allowIp, flagsBeforeDestination };
+}
+
+function usage(problem: string): TunnelError {
+  return new TunnelError("USAGE", `${problem}; see 'safetunnel --help'`);
+}
+
+/**
+ * @example
+ * parseTunnelArgs(["-D", "9001", "user@home"]).command // "tunnel"
+ */
+export function parseTunnelArgs(argv: string[]): TunnelArgsResult {
+  const { flags, long, positional, allowIp, flagsBeforeDestination } = getopt(argv);
+
+  // cac reads the long options (its own help and version would print as a
+  // side effect of parse(), so HELP_TEXT and VERSION are ours).
+  const cli = cac("safetunnel");
+  cli.option("--json", "Log one JSON object per line instead of text");
+  cli.option("-h, --help", "Show this help").option("--version", "Print the version");
+
+  let parsed;
+  try {
+    parsed = cli.parse(["node", "safetunnel", ...long], { run: false });
+    (cli.matchedCommand ?? cli.globalCommand).checkUnknownOptions();
+  } catch (err) {
+    throw usage((err as Error).message.replace(/`/g, "'").replace(/^Unknown option/, "unknown option"));
+  }
+  const longOptions = parsed.options as { help?: boolean; version?: boolean; json?: boolean };
+
+  if (longOptions.help || flags.some((f) => f.flag === "h")) return { command: "help", text: HELP_TEXT };
+  if (longOptions.version) return { command: "version", text: `safetunnel ${VERSION}`, stream: "stdout" };
+  if (flags.some((f) => f.flag === "V")) return { command: "version", text: `safetunnel ${VERSION}`, stream: "stderr" };
+
+  const warnings: string[] = [];
+  // In argv order: OpenSSH sets -p, -l and -o values first-come-first-served.
+  const configLines: ConfigLine[] = [];
+  // ssh assigns -4/-6 and -g outright, so they beat any -o; the last -4/-6 wins.
+  let family: ConfigLine | undefined;
+  let gateway: ConfigLine | undefined;
+  let configFile: string | undefined;
+  let verbosity = 0;
+  let jumpGiven = false;
+
+  const [destinationText, ...command] = positional;
+  if (destinationText === undefined) throw usage("no destination given: safetunnel [options] [user@]host, e.g. safetunnel -D 9001 user@home");
+  if (command.length > 0) {
+    throw usage(`safetunnel runs no remote commands ('${command.join(" ")}'); it only forwards ports. Remove the command (or use ssh for it)`);
+  }
+  const destination = parseDestination(destinationText);
+  // ssh takes user@host (and ssh://...:port) where it stands in argv: a -l
+  // before it wins, a -l after it does not.
+  const destinationLines: ConfigLine[] = [
+    ...(destination.user !== undefined ? [{ keyword: "user", args: [destination.user], source: "user@host" }] : []),
+    ...(destination.port !== undefined ? [{ keyword: "port", args: [String(destination.port)], source: "ssh://" }] : []),
+  ];
+
+  for (const [index, { flag, value }] of flags.entries()) {
+    if (index === flagsBeforeDestination) configLines.push(...destinationLines);
+    const v = value ?? "";
+    switch (flag) {
+      // ssh: the last of -q and -v decides.
+      case "v": verbosity = Math.max(verbosity, 0) + 1; break;
+      case "q": verbosity = -1; break;
+      case "N": break; // We never run a remote command; -N is what we always do.
+      case "V": break;
+      case "4": family = { keyword: "addressfamily", args: ["inet"], source: "-4" }; break;
+      case "6": family = { keyword: "addressfamily", args: ["inet6"], source: "-6" }; break;
+      case "g": gateway = { keyword: "gatewayports", args: ["yes"], source: "-g" }; break;
+      case "p": configLines.push({ keyword: "port", args: [v], source: "-p" }); break;
+      case "l": configLines.push({ keyword: "user", args: [v], source: "-l" }); break;
+      case "i": configLines.push({ keyword: "identityfile", args: [v], source: "-i" }); break;
+      case "J":
+        if (jumpGiven) throw usage("only a single -J option is permitted; list several jump hosts with commas: -J a,b");
+        jumpGiven = true;
+        configLines.push({ keyword: "proxyjump", args: [v], source: "-J" });
+        break;
+      case "D": configLines.push({ keyword: "dynamicforward", args: [v], source: "-D" }); break;
+      case "L": configLines.push({ keyword: "localforward", args: [v], source: "-L" }); break;
+      case "R": configLines.push({ keyword: "remoteforward", args: [v], source: "-R" }); break;
+      case "F": configFile = v; break;
+      case "o": {
+        const line = parseDashO(v);
+        if (!SUPPORTED_KEYWORDS.has(line.keyword) && !CHECKED_KEYWORDS.has(line.keyword)) warnings.push(`-o ${v}: safetunnel does not use this ssh option; ignoring it.`);
+        configLines.push(line);
+        break;
+      }
+      default:
+        if (!SUPPORTED.has(flag)) warnings.push(`-${flag} (${IGNORED_REASON[flag] ?? "not supported"}) is an ssh option safetunnel does not support; ignoring it.`);
+    }
+  }
+
+  if (flagsBeforeDestination === flags.length) configLines.push(...destinationLines);
+  return {
+    command: "tunnel",
+    destination: destinationText,
+    host: destination.host,
+    user: destination.user,
+    configLines: [...(family ? [family] : []), ...(gateway ? [gateway] : []), ...configLines],
+    configFile,
+    verbosity,
+    json: Boolean(longOptions.json),
+    allowIp: allowIp.flatMap((text) => parseCidrList(text)),
+    warnings,
+  };
+}
+
+/** Keywords we act on (ssh_config names, lower case). */
+export const SUPPORTED_KEYWORDS = new Set([
+  "addressfamily", "batchmode", "connecttimeout", "dynamicforward", "exitonforwardfailure", "gatewayports",
+  "globalknownhostsfile", "hashknownhosts", "hostkeyalias", "hostname", "identitiesonly", "identityagent",
+  "identityfile", "localforward", "numberofpasswordprompts", "port", "preferredauthentications", "proxyjump",
+  "remoteforward", "serveralivecountmax", "serveraliveinterval", "stricthostkeychecking", "user",
+  "userknownhostsfile",
+]);
+
+/** Every other ssh_config keyword OpenSSH 9.2 knows: accepted with a warning on -o, silently in files. */
+export const OTHER_SSH_KEYWORDS = new Set([
+  "addkeystoagent", "bindaddress", "bindinterface", "canonicaldomains", "canonicalizefallbacklocal",
+  "canonicalizemaxdots", "canonicalizepermittedcnames", "casignaturealgorithms",
+  "certificatefile", "checkhostip", "clearallforwardings", "compression", "controlmaster",
+  "controlpath", "controlpersist", "enableescapecommandline", "enablesshkeysign", "escapechar", "fingerprinthash",
+  "forkafterauthentication", "forwardagent", "forwardx11", "forwardx11timeout", "forwardx11trusted",
+  "gssapiauthentication", "gssapidelegatecredentials", "hostbasedacceptedalgorithms", "hostbasedauthentication",
+  "ignoreunknown", "include", "ipqos", "kbdinteractiveauthentication", "kbdinteractivedevices",
+  "localcommand", "loglevel", "logverbose", "nohostauthenticationforlocalhost",
+  "passwordauthentication", "permitlocalcommand", "permitremoteopen", "pkcs11provider",   "proxyusefdpass", "pubkeyacceptedalgorithms", "pubkeyacceptedkeytypes", "pubkeyauthentication", "rekeylimit",
+  "remotecommand", "requesttty", "requiredrsasize", "securitykeyprovider", "sendenv",
+  "sessiontype", "setenv", "stdinnull", "streamlocalbindmask", "streamlocalbindunlink",
+  "syslogfacility", "tcpkeepalive", "tunnel", "tunneldevice", "updatehostkeys", "usekeychain", "verifyhostkeydns",
+  "visualhostkey", "xauthlocation", "match", "host", "protocol", "challengeresponseauthentication",
+]);
+
+/**
+ * Keywords that config/resolve.ts checks for the host (refused or warned
+ * about with where they came from), so -o must not also call them ignored.
+ */
+export const CHECKED_KEYWORDS = new Set(["canonicalizehostname", "proxycommand", "knownhostscommand", "revokedhostkeys", "ciphers", "kexalgorithms", "macs", "hostkeyalgorithms"]);
+
+/** `-o Keyword=value` or `-o "Keyword value"`: one ssh_config line, read by the same parser as the files. */
+function parseDashO(text: string): ConfigLine {
+  let directive;
+  try {
+    const parsed = parseSshConfig(text, "-o");
+    const entry = parsed.blocks[0]?.entries[0];
+    directive = entry?.kind === "option" ? entry.directive : undefined;
+  } catch {
+    directive = undefined;
+  }
+  if (directive === undefined || directive.args.length === 0) {
+    throw usage(`bad -o option '${text}': expected -o Keyword=value, e.g. -o Port=2222`);
+  }
+  if (!SUPPORTED_KEYWORDS.has(directive.keyword) && !OTHER_SSH_KEYWORDS.has(directive.keyword) && !CHECKED_KEYWORDS.has(directive.keyword)) {
+    throw usage(`-o ${text}: Bad configuration option (not an ssh_config keyword)`);
+  }
+  return { keyword: directive.keyword, args: directive.args, source: "-o" };
+}
+

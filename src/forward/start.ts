@@ -1,0 +1,119 @@
+/**
+ * Starting a run's forwards: each spec becomes a running forward on the
+ * session. Starting and announcing are separate steps, so the caller can
+ * start them all, decide (ExitOnForwardFailure, nothing started), and only
+ * then say "listening" for forwards that stay up.
+ */
+import { TunnelError, describeError } from "../errors.ts";
+import { hostPort } from "../address.ts";
+import type { Cidr } from "../cidr.ts";
+import type { Logger, LogFields } from "../log.ts";
+import { forwardLabel, listenAddresses, type TcpForwardSpec } from "../config/forward-spec.ts";
+import type { TunnelSession } from "../ssh/session.ts";
+import { startDynamicForward } from "./dynamic.ts";
+import { startLocalForward } from "./local.ts";
+import { startRemoteForward } from "./remote.ts";
+import type { TrafficStats } from "./stats.ts";
+
+export interface ForwardContext {
+  session: TunnelSession;
+  /** --allow-ip networks (-D only). */
+  allowIp: readonly Cidr[];
+  /** GatewayPorts / -g: whether -D and -L may listen beyond loopback. */
+  gatewayPorts: boolean;
+  stats: TrafficStats;
+  log: Logger;
+}
+
+/** A forward that is up. */
+export interface RunningForward {
+  /** `-D 9001`, as the user wrote it. */
+  readonly label: string;
+  /** The line that says it is up and how to use it. */
+  readonly announcement: { message: string; fields: LogFields };
+  close(): Promise<void>;
+}
+
+export interface StartResult {
+  started: RunningForward[];
+  /** One error per forward that could not start, already logged. */
+  failures: TunnelError[];
+}
+
+/**
+ * Starts every forward, in order; a failure is logged and the next one is
+ * tried (OpenSSH does the same unless ExitOnForwardFailure is set, which the
+ * caller decides on from `failures`). Nothing is announced here.
+ *
+ * @example
+ * const { started, failures } = await startForwards(settings.forwards, context);
+ * for (const forward of started) log.info(forward.announcement.message, forward.announcement.fields);
+ */
+export async function startForwards(specs: readonly TcpForwardSpec[], context: ForwardContext): Promise<StartResult> {
+  const started: RunningForward[] = [];
+  const failures: TunnelError[] = [];
+  for (const spec of specs) {
+    try {
+      started.push(await startForward(spec, context));
+    } catch (err) {
+      const error = err instanceof TunnelError ? err : new TunnelError("FORWARD_FAILED", `${forwardLabel(spec)}: ${describeError(err)}`);
+      context.log.error(error.message, { code: error.code });
+      failures.push(error);
+    }
+  }
+  return { started, failures };
+}
+
+/**
+ * @example
+ * const forward = await startForward({ kind: "dynamic", listen: { address: null, port: 9001 }, raw: "9001" }, context);
+ * forward.announcement.message; // "SOCKS proxy listening on 127.0.0.1:9001 and [::1]:9001 (-D 9001); ..."
+ */
+export async function startForward(spec: TcpForwardSpec, context: ForwardContext): Promise<RunningForward> {
+  const label = forwardLabel(spec);
+  const { session, log, stats } = context;
+  if (spec.kind === "remote") {
+    const { target } = spec;
+    const forward = await startRemoteForward({ label, bindAddress: spec.listen.address, port: spec.listen.port, target, session, log, stats });
+    // OpenSSH's own line for a port the server picked (scripts read it); our
+    // line, in the style of -L's, for a port the user chose.
+    const message =
+      spec.listen.port === 0
+        ? `Allocated port ${forward.port} for remote forward to ${target.host}:${target.port}`
+        : `Forwarding ${hostPort(forward.address, forward.port)} on the SSH server to ${hostPort(target.host, target.port)} as seen from here (${label}).`;
+    return {
+      label,
+      announcement: { message, fields: { event: "listening", addresses: hostPort(forward.address, forward.port), side: "server" } },
+      close: () => forward.close(),
+    };
+  }
+
+  const { hosts, warning } = listenAddresses(spec.listen, context.gatewayPorts, label);
+  if (warning !== null) log.warn(warning);
+  if (spec.kind === "local") {
+    const { target } = spec;
+    const forward = await startLocalForward({ label, hosts, port: spec.listen.port, target, session, log, stats });
+    return {
+      label,
+      announcement: {
+        message: `Forwarding ${forward.addresses.join(" and ")} to ${hostPort(target.host, target.port)} as seen from the SSH server (${label}).`,
+        fields: { event: "listening", addresses: forward.addresses.join(",") },
+      },
+      close: () => forward.close(),
+    };
+  }
+
+  const forward = await startDynamicForward({ label, hosts, port: spec.listen.port, session, allowIp: context.allowIp, log, stats });
+  const ipPolicy =
+    context.allowIp.length === 0
+      ? "IP-address requests are refused"
+      : `IP-address requests are refused except inside --allow-ip ${context.allowIp.map((cidr) => cidr.text).join(", ")}`;
+  return {
+    label,
+    announcement: {
+      message: `SOCKS proxy listening on ${forward.addresses.join(" and ")} (${label}); names are resolved by the SSH server, ${ipPolicy}.`,
+      fields: { event: "listening", addresses: forward.addresses.join(",") },
+    },
+    close: () => forward.close(),
+  };
+}
