@@ -3,8 +3,8 @@
  * readconf.c `parse_forward` does (fields split on ':', IPv6 and paths in
  * brackets, '\' escapes, Unix socket paths), plus the '/' separator that
  * ssh(1) once documented for IPv6 (`-L port/host/hostport`). OpenSSH 9.x
- * rejects the '/' form; we accept it for all three kinds because the seed
- * text tells users to write it.
+ * rejects the '/' form; we accept it for all three kinds because tutorials
+ * written for older OpenSSH still tell users to type it.
  */
 import { TunnelError } from "../errors.ts";
 import { hostPort, isLoopbackAddress, parsePortNumber, unbracket } from "../address.ts";

@@ -1,7 +1,7 @@
 /**
  * -L [bind_address:]port:host:hostport: every connection to the local port
  * becomes a direct-tcpip channel to host:hostport, named as given so the SSH
- * server resolves it (seed: "The localhost is relative to the gateway").
+ * server resolves it: ssh(1) -L, "localhost" in the target is the server itself.
  * The channel is opened when a client connects, not at set-up (as OpenSSH).
  */
 import type { Socket } from "node:net";
