@@ -4,7 +4,10 @@
  * order OpenSSH reads them in. Jump hosts get their own lookup, as each
  * ProxyJump hop is its own `ssh` in OpenSSH.
  */
-import { loadSshConfig, resolveHostConfig, type ParsedConfig, MULTI_VALUED_KEYWORDS } from "./ssh-config.ts";
+import { KEYWORDS, MULTI_VALUED_KEYWORDS } from "./keywords.ts";
+import { loadSshConfig } from "./load-ssh-config.ts";
+import type { ParsedConfig } from "./parse-ssh-config.ts";
+import { resolveHostConfig } from "./resolve-host-config.ts";
 import type { OptionLookup } from "./settings.ts";
 
 /** One setting from the command line as an ssh_config line (`-p 2222` is `Port 2222`). */
@@ -20,18 +23,39 @@ export interface ConfigSources {
   files: ParsedConfig[];
 }
 
+/** Where the system-wide config lives; tests point these at a temporary directory. */
+export interface SystemConfigLocation {
+  /** @default "/etc/ssh/ssh_config" */
+  systemFile?: string;
+  /** Base of the system file's relative Include paths (OpenSSH's SSHDIR). @default "/etc/ssh" */
+  systemDir?: string;
+}
+
 /**
+ * The config files for this run, in the order they apply: `-F FILE` alone
+ * (it must exist), nothing for `-F none`, else ~/.ssh/config then the system
+ * file (either may be missing), as ssh.c reads them.
+ *
  * @example
  * const sources = await loadConfigFiles(undefined, "/home/me");
+ * sources.files.map((f) => f.file); // ["/home/me/.ssh/config", "/etc/ssh/ssh_config"]
  */
-export async function loadConfigFiles(configFile: string | undefined, homeDir: string): Promise<ConfigSources> {
+export async function loadConfigFiles(
+  configFile: string | undefined,
+  homeDir: string,
+  location: SystemConfigLocation = {},
+): Promise<ConfigSources> {
   if (configFile !== undefined) {
     // ssh -F: that file only, no system-wide file; "-F none" reads nothing.
     if (configFile.toLowerCase() === "none") return { files: [] };
     return { files: [await loadSshConfig(configFile, { homeDir, required: true })] };
   }
   const user = await loadSshConfig(`${homeDir}/.ssh/config`, { homeDir });
-  const system = await loadSshConfig("/etc/ssh/ssh_config", { homeDir, system: true });
+  const system = await loadSshConfig(location.systemFile ?? "/etc/ssh/ssh_config", {
+    homeDir,
+    system: true,
+    ...(location.systemDir !== undefined ? { systemDir: location.systemDir } : {}),
+  });
   return { files: [user, system] };
 }
 
@@ -82,44 +106,28 @@ export function lookupHost(alias: string, configs: ParsedConfig[], ctx: { localU
 }
 
 /**
- * ssh_config settings safetunnel cannot honour and must not silently skip:
- * ignoring ProxyCommand would connect directly (and resolve HostName through
- * the local DNS) when the user asked to go through a proxy or Tor; ignoring
- * KnownHostsCommand or RevokedHostKeys would accept keys the user rejects.
- * Returns the problems as messages; algorithm lists only get a warning.
+ * ssh_config settings safetunnel cannot honour and must not silently skip
+ * (treatment `refused` in config/keywords.ts, which says why for each), and
+ * those it only warns about (`warned`: the algorithm lists). Only the first
+ * value counts, as everywhere in ssh_config. Messages name the keyword, the
+ * host and where the setting came from.
+ *
+ * @example
+ * unsupportedSettings("web", lookup).errors[0];
+ * // "ProxyCommand is set for web (~/.ssh/config line 3), and safetunnel cannot run it; ..."
  */
 export function unsupportedSettings(alias: string, lookup: HostLookup): { errors: string[]; warnings: string[] } {
   const errors: string[] = [];
   const warnings: string[] = [];
-  const set = (keyword: string): boolean => {
+  for (const { keyword, name, treatment } of KEYWORDS) {
+    if (treatment.kind !== "refused" && treatment.kind !== "warned") continue;
     const value = lookup.first(keyword)?.[0];
-    return value !== undefined && value.toLowerCase() !== "none";
-  };
-  if (set("proxycommand")) {
-    errors.push(
-      `ProxyCommand is set for ${alias} (${lookup.where("proxycommand")}), and safetunnel cannot run it; connecting directly would bypass that proxy. Use ProxyJump instead, or remove ProxyCommand for this host`,
-    );
-  }
-  const canonicalize = lookup.first("canonicalizehostname")?.[0]?.toLowerCase();
-  if (canonicalize !== undefined && canonicalize !== "no" && canonicalize !== "false") {
-    // ssh would re-read the config for the canonical name, where a Host block may
-    // route through a proxy; resolving without it could connect directly.
-    errors.push(
-      `CanonicalizeHostname is set for ${alias} (${lookup.where("canonicalizehostname")}), and safetunnel does not canonicalize; give the full host name and remove CanonicalizeHostname for this host`,
-    );
-  }
-  if (set("knownhostscommand")) {
-    errors.push(
-      `KnownHostsCommand is set for ${alias} (${lookup.where("knownhostscommand")}), and safetunnel cannot run it; put the host's key in known_hosts instead (ssh-keyscan), or remove the setting for this host`,
-    );
-  }
-  if (set("revokedhostkeys")) {
-    errors.push(
-      `RevokedHostKeys is set for ${alias} (${lookup.where("revokedhostkeys")}), and safetunnel cannot read it; mark revoked keys with @revoked lines in known_hosts instead, or remove the setting for this host`,
-    );
-  }
-  for (const [keyword, name] of [["ciphers", "Ciphers"], ["kexalgorithms", "KexAlgorithms"], ["macs", "MACs"], ["hostkeyalgorithms", "HostKeyAlgorithms"]] as const) {
-    if (set(keyword)) warnings.push(`${name} (${lookup.where(keyword)}) is not supported; safetunnel uses its own modern defaults for ${alias}.`);
+    if (value === undefined || treatment.offValues.includes(value.toLowerCase())) continue;
+    if (treatment.kind === "refused") {
+      errors.push(`${name} is set for ${alias} (${lookup.where(keyword)}), and safetunnel ${treatment.reason}; ${treatment.fix}`);
+    } else {
+      warnings.push(`${name} (${lookup.where(keyword)}) is not supported; ${treatment.instead} for ${alias}.`);
+    }
   }
   return { errors, warnings };
 }

@@ -1,7 +1,7 @@
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
 import type { ConfigLine } from "../../src/config/resolve.ts";
-import { commandLineConfig, lookupHost, unsupportedSettings } from "../../src/config/resolve.ts";
+import { commandLineConfig, lookupHost } from "../../src/config/resolve.ts";
 import {
   parseDestination,
   parseJumpList,
@@ -395,40 +395,5 @@ describe("parseJumpList", () => {
   test("a port out of range is BAD_CONFIG naming ProxyJump", () => {
     assertBadConfig(() => parseJumpList("b:0"), /ProxyJump/);
     assertBadConfig(() => parseJumpList("ssh://h:70000"), /ProxyJump/);
-  });
-});
-
-describe("unsupportedSettings: CanonicalizeHostname", () => {
-  /** The refusals and warnings for `alias`, with command-line lines first, then an in-memory ~/.ssh/config. */
-  function problemsFor(alias: string, lines: ConfigLine[], configText: string): { errors: string[]; warnings: string[] } {
-    const configs = [commandLineConfig(lines), parseSshConfig(configText, "/home/me/.ssh/config")];
-    return unsupportedSettings(alias, lookupHost(alias, configs, { localUser: "me" }));
-  }
-
-  for (const value of ["yes", "always", "YES"]) {
-    test(`CanonicalizeHostname ${value} is refused, naming the keyword, the host, the file and its line`, () => {
-      const { errors, warnings } = problemsFor("web", [], `Host web\n  HostName web.example.com\n  CanonicalizeHostname ${value}\n`);
-      assert.equal(errors.length, 1, errors.join("\n"));
-      assert.ok(errors[0]!.startsWith("CanonicalizeHostname is set for web (/home/me/.ssh/config line 3)"), errors[0]);
-      assert.deepEqual(warnings, []);
-    });
-  }
-
-  test("CanonicalizeHostname no (and its synonym false) is accepted without a word", () => {
-    for (const value of ["no", "No", "false"]) {
-      assert.deepEqual(problemsFor("web", [], `Host web\n  CanonicalizeHostname ${value}\n`), { errors: [], warnings: [] }, value);
-    }
-  });
-
-  test("only the first value counts: -o CanonicalizeHostname=no overrides a config file's yes, and the reverse is refused naming the command line", () => {
-    const config = "Host *\n  CanonicalizeHostname yes\n";
-    assert.deepEqual(problemsFor("web", [cli("canonicalizehostname", "no")], config).errors, []);
-    const refused = problemsFor("web", [cli("canonicalizehostname", "yes")], "Host *\n  CanonicalizeHostname no\n").errors;
-    assert.equal(refused.length, 1);
-    assert.ok(refused[0]!.startsWith("CanonicalizeHostname is set for web (command line (-o))"), refused[0]);
-  });
-
-  test("a CanonicalizeHostname line in a Host block for another host does not count", () => {
-    assert.deepEqual(problemsFor("web", [], "Host db\n  CanonicalizeHostname yes\n").errors, []);
   });
 });
