@@ -109,7 +109,9 @@ export const KEYWORDS: readonly KeywordInfo[] = [
   row("HostName", USED, { routing: true }),
   row("IdentitiesOnly", USED, { routing: true }),
   row("IdentityAgent", USED, { routing: true }),
-  row("IdentityFile", USED, { multiValued: true, routing: true }),
+  // IdentityFile2 is readconf.c's obsolete spelling of the same option
+  // (`ssh -G` with an IdentityFile2 line prints it as identityfile).
+  row("IdentityFile", USED, { multiValued: true, routing: true, aliases: ["identityfile2"] }),
   row("Include", USED),
   row("LocalForward", USED, { multiValued: true }),
   row("Match", USED),
@@ -215,7 +217,9 @@ export const KEYWORDS: readonly KeywordInfo[] = [
   row("PasswordAuthentication", IGNORED),
   row("PermitLocalCommand", IGNORED),
   row("PermitRemoteOpen", IGNORED),
-  row("PKCS11Provider", IGNORED),
+  // SmartcardDevice is readconf.c's older name, mapped when built with PKCS#11
+  // as distributions build it (`ssh -G` prints it as pkcs11provider).
+  row("PKCS11Provider", IGNORED, { aliases: ["smartcarddevice"] }),
   row("ProxyUseFdpass", IGNORED),
   row("PubkeyAcceptedAlgorithms", IGNORED, { aliases: ["pubkeyacceptedkeytypes"] }),
   row("PubkeyAuthentication", IGNORED, { aliases: ["dsaauthentication"] }),
@@ -245,10 +249,6 @@ export const KEYWORDS: readonly KeywordInfo[] = [
   row("UseKeychain", IGNORED),
   // readconf.c still accepts these and ignores them: oIgnore (Protocol),
   // oDeprecated and oUnsupported (a debug or error line, then nothing).
-  // IdentityFile2 and SmartcardDevice are its old names for IdentityFile and
-  // PKCS11Provider, kept apart here as the parser always has.
-  row("IdentityFile2", IGNORED),
-  row("SmartcardDevice", IGNORED),
   row("Protocol", IGNORED),
   row("Cipher", IGNORED),
   row("FallBackToRsh", IGNORED),

@@ -57,8 +57,14 @@ test("refuses nothing that is not a keyword", () => {
 
 test("maps readconf.c's old spellings to the current keyword and leaves other words alone", () => {
   assert.deepEqual(
-    ["challengeresponseauthentication", "skeyauthentication", "tisauthentication", "dsaauthentication", "keepalive", "hostbasedkeytypes", "pubkeyacceptedkeytypes"].map(currentKeyword),
-    ["kbdinteractiveauthentication", "kbdinteractiveauthentication", "kbdinteractiveauthentication", "pubkeyauthentication", "tcpkeepalive", "hostbasedacceptedalgorithms", "pubkeyacceptedalgorithms"],
+    [
+      "challengeresponseauthentication", "skeyauthentication", "tisauthentication", "dsaauthentication", "keepalive",
+      "hostbasedkeytypes", "pubkeyacceptedkeytypes", "identityfile2", "smartcarddevice",
+    ].map(currentKeyword),
+    [
+      "kbdinteractiveauthentication", "kbdinteractiveauthentication", "kbdinteractiveauthentication", "pubkeyauthentication",
+      "tcpkeepalive", "hostbasedacceptedalgorithms", "pubkeyacceptedalgorithms", "identityfile", "pkcs11provider",
+    ],
   );
   assert.equal(currentKeyword("port"), "port");
   assert.equal(currentKeyword("bogus"), "bogus");

@@ -284,3 +284,11 @@ describe("unsupportedSettings", () => {
     });
   });
 });
+
+describe("old keyword spellings", () => {
+  test("an IdentityFile2 line is an IdentityFile, as `ssh -G` shows, accumulating with the others in order", () => {
+    const host = lookup("web", [cli("identityfile", "/k1", "-i")], "IdentityFile2 /k2\nIdentityFile /k3\n");
+    assert.deepEqual(host.all("identityfile"), [["/k1"], ["/k2"], ["/k3"]]);
+    assert.equal(host.first("identityfile2"), undefined);
+  });
+});
