@@ -16,6 +16,7 @@
 import { cac } from "cac";
 import { TunnelError } from "../errors.ts";
 import { parseSshConfig } from "../config/ssh-config.ts";
+import { isIgnoredKeyword, isKnownKeyword } from "../config/keywords.ts";
 import type { ConfigLine } from "../config/resolve.ts";
 import { parseDestination } from "../config/settings.ts";
 import { parseCidrList } from "../cidr.ts";
@@ -221,7 +222,7 @@ export function parseTunnelArgs(argv: string[]): TunnelArgsResult {
       case "F": configFile = v; break;
       case "o": {
         const line = parseDashO(v);
-        if (!SUPPORTED_KEYWORDS.has(line.keyword) && !CHECKED_KEYWORDS.has(line.keyword)) warnings.push(`-o ${v}: safetunnel does not use this ssh option; ignoring it.`);
+        if (isIgnoredKeyword(line.keyword)) warnings.push(`-o ${v}: safetunnel does not use this ssh option; ignoring it.`);
         configLines.push(line);
         break;
       }
@@ -245,38 +246,6 @@ export function parseTunnelArgs(argv: string[]): TunnelArgsResult {
   };
 }
 
-/** Keywords we act on (ssh_config names, lower case). */
-export const SUPPORTED_KEYWORDS = new Set([
-  "addressfamily", "batchmode", "connecttimeout", "dynamicforward", "exitonforwardfailure", "gatewayports",
-  "globalknownhostsfile", "hashknownhosts", "hostkeyalias", "hostname", "identitiesonly", "identityagent",
-  "identityfile", "localforward", "numberofpasswordprompts", "port", "preferredauthentications", "proxyjump",
-  "remoteforward", "serveralivecountmax", "serveraliveinterval", "stricthostkeychecking", "user",
-  "userknownhostsfile",
-]);
-
-/** Every other ssh_config keyword OpenSSH 9.2 knows: accepted with a warning on -o, silently in files. */
-export const OTHER_SSH_KEYWORDS = new Set([
-  "addkeystoagent", "bindaddress", "bindinterface", "canonicaldomains", "canonicalizefallbacklocal",
-  "canonicalizemaxdots", "canonicalizepermittedcnames", "casignaturealgorithms",
-  "certificatefile", "checkhostip", "clearallforwardings", "compression", "controlmaster",
-  "controlpath", "controlpersist", "enableescapecommandline", "enablesshkeysign", "escapechar", "fingerprinthash",
-  "forkafterauthentication", "forwardagent", "forwardx11", "forwardx11timeout", "forwardx11trusted",
-  "gssapiauthentication", "gssapidelegatecredentials", "hostbasedacceptedalgorithms", "hostbasedauthentication",
-  "ignoreunknown", "include", "ipqos", "kbdinteractiveauthentication", "kbdinteractivedevices",
-  "localcommand", "loglevel", "logverbose", "nohostauthenticationforlocalhost",
-  "passwordauthentication", "permitlocalcommand", "permitremoteopen", "pkcs11provider",   "proxyusefdpass", "pubkeyacceptedalgorithms", "pubkeyacceptedkeytypes", "pubkeyauthentication", "rekeylimit",
-  "remotecommand", "requesttty", "requiredrsasize", "securitykeyprovider", "sendenv",
-  "sessiontype", "setenv", "stdinnull", "streamlocalbindmask", "streamlocalbindunlink",
-  "syslogfacility", "tcpkeepalive", "tunnel", "tunneldevice", "updatehostkeys", "usekeychain", "verifyhostkeydns",
-  "visualhostkey", "xauthlocation", "match", "host", "protocol", "challengeresponseauthentication",
-]);
-
-/**
- * Keywords that config/resolve.ts checks for the host (refused or warned
- * about with where they came from), so -o must not also call them ignored.
- */
-export const CHECKED_KEYWORDS = new Set(["canonicalizehostname", "proxycommand", "knownhostscommand", "revokedhostkeys", "ciphers", "kexalgorithms", "macs", "hostkeyalgorithms"]);
-
 /** `-o Keyword=value` or `-o "Keyword value"`: one ssh_config line, read by the same parser as the files. */
 function parseDashO(text: string): ConfigLine {
   let directive;
@@ -290,7 +259,7 @@ function parseDashO(text: string): ConfigLine {
   if (directive === undefined || directive.args.length === 0) {
     throw usage(`bad -o option '${text}': expected -o Keyword=value, e.g. -o Port=2222`);
   }
-  if (!SUPPORTED_KEYWORDS.has(directive.keyword) && !OTHER_SSH_KEYWORDS.has(directive.keyword) && !CHECKED_KEYWORDS.has(directive.keyword)) {
+  if (!isKnownKeyword(directive.keyword)) {
     throw usage(`-o ${text}: Bad configuration option (not an ssh_config keyword)`);
   }
   return { keyword: directive.keyword, args: directive.args, source: "-o" };

@@ -146,6 +146,7 @@ export const KEYWORDS: readonly KeywordInfo[] = [
     ["no", "false"],
     "does not canonicalize",
     "give the full host name and remove CanonicalizeHostname for this host",
+    { routing: true },
   ),
   // Ignoring these would accept host keys the user rejects.
   refused(

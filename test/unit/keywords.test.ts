@@ -121,7 +121,7 @@ test("keeps the rest of the line verbatim for the four keywords readconf.c's par
 
 test("counts as routing the keywords that choose the server, the path to it, the login or the trusted keys", () => {
   assert.deepEqual([...ROUTING_KEYWORDS].sort(), [
-    "addressfamily", "bindaddress", "globalknownhostsfile", "hostkeyalias", "hostname", "identitiesonly",
+    "addressfamily", "bindaddress", "canonicalizehostname", "globalknownhostsfile", "hostkeyalias", "hostname", "identitiesonly",
     "identityagent", "identityfile", "knownhostscommand", "port", "proxycommand", "proxyjump", "revokedhostkeys",
     "stricthostkeychecking", "user", "userknownhostsfile",
   ]);

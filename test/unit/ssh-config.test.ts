@@ -317,7 +317,7 @@ test("skips Match blocks with other unknown conditions with a warning", () => {
 });
 
 test("refuses an unsupported Match block that would route the connection or vouch for keys, instead of skipping it", () => {
-  for (const line of ["ProxyCommand nc -x 127.0.0.1:9050 %h %p", "HostName 10.1.2.3", "ProxyJump bastion", "UserKnownHostsFile /dev/null"]) {
+  for (const line of ["ProxyCommand nc -x 127.0.0.1:9050 %h %p", "HostName 10.1.2.3", "ProxyJump bastion", "UserKnownHostsFile /dev/null", "CanonicalizeHostname yes"]) {
     assert.throws(
       () => resolveText(`Match exec true\n  ${line}\n`, { host: "x" }),
       (err: unknown) => {
