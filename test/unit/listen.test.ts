@@ -1,5 +1,6 @@
 import { describe, test, after } from "node:test";
 import assert from "node:assert/strict";
+import { rejection } from "../helpers/rejection.ts";
 import { connect, type Socket } from "node:net";
 import { once } from "node:events";
 import { listenAll, type Listener } from "../../src/forward/listen.ts";
@@ -29,15 +30,6 @@ async function listen(hosts: string[], port: number, onConnection: (socket: Sock
   return { listener, lines };
 }
 
-async function rejection(promise: Promise<unknown>): Promise<TunnelError> {
-  try {
-    await promise;
-  } catch (err) {
-    assert.ok(err instanceof TunnelError, `expected a TunnelError, got ${String(err)}`);
-    return err;
-  }
-  assert.fail("expected the listener to fail");
-}
 
 describe("listenAll", () => {
   test("binds every host on the same port and names each address", async () => {
@@ -61,7 +53,7 @@ describe("listenAll", () => {
     if (!ipv6) return t.skip("no IPv6 loopback here");
     const port = await freePort();
     held.push(await occupyPort(port, "127.0.0.1"));
-    const err = await rejection(listenAll(["127.0.0.1", "::1"], port, `-D ${port}`, () => {}, capture().log));
+    const err = await rejection(listenAll(["127.0.0.1", "::1"], port, `-D ${port}`, () => {}, capture().log), TunnelError);
     assert.equal(err.code, "PORT_IN_USE");
     assert.equal(
       err.message,
@@ -72,7 +64,7 @@ describe("listenAll", () => {
 
   test("an address this machine does not have is BIND_FAILED naming it", async () => {
     const port = await freePort();
-    const err = await rejection(listenAll(["192.0.2.1"], port, `-D 192.0.2.1:${port}`, () => {}, capture().log));
+    const err = await rejection(listenAll(["192.0.2.1"], port, `-D 192.0.2.1:${port}`, () => {}, capture().log), TunnelError);
     assert.equal(err.code, "BIND_FAILED");
     assert.equal(
       err.message,

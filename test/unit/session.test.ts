@@ -1,5 +1,6 @@
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
+import { rejection } from "../helpers/rejection.ts";
 import { EventEmitter } from "node:events";
 import { PassThrough, type Duplex } from "node:stream";
 import type { Client } from "ssh2";
@@ -78,15 +79,6 @@ function openFailure(reason: number, description: string): Error {
   return Object.assign(new Error(`(SSH) Channel open failure: ${description}`), { reason });
 }
 
-async function rejection(promise: Promise<unknown>): Promise<ChannelOpenError> {
-  try {
-    await promise;
-  } catch (err) {
-    assert.ok(err instanceof ChannelOpenError, `expected a ChannelOpenError, got ${String(err)}`);
-    return err;
-  }
-  assert.fail("expected openDirect to reject");
-}
 
 describe("sessionFromClient", () => {
   test("opens a direct-tcpip channel with the origin as source and the name as destination", async () => {
@@ -102,7 +94,7 @@ describe("sessionFromClient", () => {
   test("a refused open rejects with kind refused and the server's description without ssh2's prefix", async () => {
     const { client, session } = fakeSession();
     client.behaviour = (cb) => cb(openFailure(CONNECT_FAILED, "Connection refused"), new PassThrough());
-    const err = await rejection(session.openDirect("db.internal", 5432, ORIGIN));
+    const err = await rejection(session.openDirect("db.internal", 5432, ORIGIN), ChannelOpenError);
     assert.equal(err.kind, "refused");
     assert.equal(err.message, "Connection refused");
     assert.equal(err.name, "ChannelOpenError");
@@ -118,7 +110,7 @@ describe("sessionFromClient", () => {
     ];
     for (const [reason, description, kind] of cases) {
       client.behaviour = (cb) => cb(openFailure(reason, description), new PassThrough());
-      const err = await rejection(session.openDirect("x.example", 80, ORIGIN));
+      const err = await rejection(session.openDirect("x.example", 80, ORIGIN), ChannelOpenError);
       assert.equal(err.kind, kind, description);
       assert.equal(err.message, description);
     }
@@ -130,7 +122,7 @@ describe("sessionFromClient", () => {
     client.behaviour = () => {
       throw new Error("Not connected");
     };
-    const err = await rejection(session.openDirect("example.org", 80, ORIGIN));
+    const err = await rejection(session.openDirect("example.org", 80, ORIGIN), ChannelOpenError);
     assert.equal(err.kind, "connection-down");
     assert.match(err.message, /Not connected/);
   });
@@ -143,7 +135,7 @@ describe("sessionFromClient", () => {
     client.emit("close");
     assert.equal(session.up, false);
     assert.deepEqual(heard, ["SSH connection closed"]);
-    const err = await rejection(session.openDirect("example.org", 80, ORIGIN));
+    const err = await rejection(session.openDirect("example.org", 80, ORIGIN), ChannelOpenError);
     assert.equal(err.kind, "connection-down");
     assert.deepEqual(client.calls, []);
   });
@@ -167,7 +159,7 @@ describe("sessionFromClient", () => {
     const pending = session.openDirect("example.org", 80, ORIGIN);
     client.emit("close");
     answer!(openFailure(CONNECT_FAILED, "Connection refused"), new PassThrough());
-    const err = await rejection(pending);
+    const err = await rejection(pending, ChannelOpenError);
     assert.equal(err.kind, "connection-down");
   });
 

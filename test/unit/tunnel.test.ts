@@ -1,5 +1,6 @@
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
+import { rejection } from "../helpers/rejection.ts";
 import { PassThrough, type Duplex } from "node:stream";
 import { serveForwards } from "../../src/tunnel.ts";
 import { resolveTunnelSettings } from "../../src/config/tunnel-settings.ts";
@@ -67,15 +68,6 @@ function harness() {
   };
 }
 
-async function rejection(promise: Promise<unknown>): Promise<TunnelError> {
-  try {
-    await promise;
-  } catch (err) {
-    assert.ok(err instanceof TunnelError, `expected a TunnelError, got ${String(err)}`);
-    return err;
-  }
-  assert.fail("expected the run to fail");
-}
 
 describe("serveForwards", () => {
   test("starts every forward, announces each once all have started, and on a signal closes them and exits 0 with a summary", async () => {
@@ -130,6 +122,7 @@ describe("serveForwards", () => {
       const h = harness();
       const err = await rejection(
         serveForwards(session, settingsFor(flags(["-o", "yes"], ["-D", `127.0.0.1:${free}`], ["-D", `127.0.0.1:${busy}`])), [], h.run),
+        TunnelError,
       );
       assert.equal(err.code, "FORWARD_FAILED");
       assert.equal(
@@ -163,7 +156,7 @@ describe("serveForwards", () => {
   test("when no forward can start, the run fails with FORWARD_FAILED and closes the session", async () => {
     const session = new FakeSession();
     session.refuseRemote = true;
-    const err = await rejection(serveForwards(session, settingsFor(flags(["-R", "9003:internal:80"])), [], harness().run));
+    const err = await rejection(serveForwards(session, settingsFor(flags(["-R", "9003:internal:80"])), [], harness().run), TunnelError);
     assert.equal(err.code, "FORWARD_FAILED");
     assert.equal(err.message, "no forwarding could be started; see the errors above");
     assert.equal(session.closed, 1);
@@ -174,7 +167,7 @@ describe("serveForwards", () => {
     const session = new FakeSession();
     session.duringListen = () => session.drop("Connection reset by peer");
     const h = harness();
-    const err = await rejection(serveForwards(session, settingsFor(flags(["-D", `127.0.0.1:${port}`], ["-R", "9003:internal:80"])), [], h.run));
+    const err = await rejection(serveForwards(session, settingsFor(flags(["-D", `127.0.0.1:${port}`], ["-R", "9003:internal:80"])), [], h.run), TunnelError);
     assert.equal(err.code, "SSH_DISCONNECTED");
     assert.equal(err.message, "Connection to home closed while starting the forwards: Connection reset by peer.");
     assert.deepEqual(h.lines.filter((line) => line.includes("listening")), []);
