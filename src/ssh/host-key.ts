@@ -22,6 +22,7 @@ import type { HostKeySettings } from "../config/settings.ts";
 import type { Logger } from "../log.ts";
 import type { PromptRequest } from "./prompt.ts";
 import { Buffer } from "node:buffer";
+import type { HostVerifier } from "ssh2";
 
 export interface HostKeyPolicy extends HostKeySettings {
   prompt: (request: PromptRequest) => Promise<string | null>;
@@ -82,7 +83,8 @@ The fingerprint of the ${knownLabel} key recorded for this host is
 ${knownFingerprint}.
 Please contact your system administrator.
 Add correct host key in ${policy.userKnownHostsFiles[0] ?? verdict.entry.file} to get rid of this message.
-Offending ${knownLabel} key in ${verdict.entry.file}:${verdict.entry.line}`);
+Offending ${knownLabel} key in ${verdict.entry.file}:${verdict.entry.line}
+${removeHint(verdict.entry.file, name)}`);
       throw new TunnelError(
         "HOST_KEY_CHANGED",
         `Host key for ${name} has changed (${verdict.entry.file}:${verdict.entry.line}); no forwarding was started. Host key verification failed.`,
@@ -92,6 +94,81 @@ Offending ${knownLabel} key in ${verdict.entry.file}:${verdict.entry.line}`);
       await decideUnknown(policy, { name, label, fingerprint, line: () => formatNewLine(policy, key, entries) });
       return;
   }
+}
+
+/**
+ * The two lines Debian's OpenSSH prints after "Offending ... key in FILE:LINE"
+ * (its patch mention-ssh-keygen-on-keychange, sshconnect.c check_host_key();
+ * checked against OpenSSH 9.2p1 Debian-2+deb12u10): the command that removes
+ * every key recorded for the host from the file that holds the offending line.
+ * NAME is the host as known_hosts names it: `[host]:port` off port 22, the
+ * HostKeyAlias when one is set.
+ *
+ * @example
+ * removeHint("/home/me/.ssh/known_hosts", "[example.org]:2222")
+ * // '  remove with:\n  ssh-keygen -f "/home/me/.ssh/known_hosts" -R "[example.org]:2222"'
+ */
+function removeHint(file: string, name: string): string {
+  return `  remove with:\n  ssh-keygen -f ${shellQuote(file)} -R ${shellQuote(name)}`;
+}
+
+/**
+ * Double quotes, as Debian's OpenSSH 9.2 prints them (later versions of the
+ * patch use single quotes), unless the text holds a character a POSIX shell
+ * still interprets inside double quotes ($, `, \, ", and ! for bash's history
+ * expansion): then single quotes, so that the pasted command names the same
+ * file and host.
+ */
+function shellQuote(text: string): string {
+  if (!/[$`\\"!]/.test(text)) return `"${text}"`;
+  return `'${text.replaceAll("'", "'\\''")}'`;
+}
+
+/**
+ * ssh2's `hostVerifier` for one connection. ssh2 calls it at the first key
+ * exchange and again at every re-key (RFC 4253 section 9). The first key
+ * goes to `check` and, once accepted, is pinned: a re-key must present that
+ * same key, whatever known_hosts says. OpenSSH (sshconnect.c
+ * verify_host_key(), previous_host_key) lets the same key through without a
+ * second look and checks a different one against known_hosts again; nobody can
+ * be asked about a key in the middle of a session, so we refuse it.
+ *
+ * @example
+ * const hostVerifier = pinFirstHostKey({
+ *   check: (key) => verifyHostKey(key, policy),
+ *   refused: (reason) => { failure = reason; },
+ *   changed: () => log.error("the host key changed while re-keying"),
+ * });
+ */
+export function pinFirstHostKey(handlers: PinnedKeyHandlers): HostVerifier {
+  let pinned: Buffer | undefined;
+  return (key, verify) => {
+    if (pinned !== undefined) {
+      const same = pinned.equals(key);
+      if (!same) handlers.changed(key);
+      verify(same);
+      return;
+    }
+    handlers.check(key).then(
+      () => {
+        pinned = Buffer.from(key);
+        verify(true);
+      },
+      (reason: unknown) => {
+        handlers.refused(reason);
+        verify(false);
+      },
+    );
+  };
+}
+
+export interface PinnedKeyHandlers {
+  /** Decides on the first key: resolves to accept it, rejects with the reason to refuse it. */
+  check(key: Buffer): Promise<void>;
+  /** Receives `check`'s rejection; ssh2 itself only reports "Host denied (verification failed)". */
+  refused(reason: unknown): void;
+  /** A re-key presented a key other than the pinned one; the connection is refused after this returns. */
+  changed(key: Buffer): void;
 }
 
 interface UnknownKey {

@@ -90,6 +90,8 @@ describe("a changed host key", () => {
     const recorded = await sha256Fingerprint(impostor.publicPath);
     assert.ok(result.stderr.includes(`The fingerprint for the ED25519 key sent by the remote host is\n${served}.\n`), result.stderr);
     assert.ok(result.stderr.includes(`The fingerprint of the ED25519 key recorded for this host is\n${recorded}.\n`), result.stderr);
+    // Debian's OpenSSH 9.2 prints these three lines, byte for byte, against the same sshd and file.
+    assert.ok(result.stderr.includes(`\nOffending ED25519 key in ${knownHosts}:1\n  remove with:\n  ssh-keygen -f "${knownHosts}" -R "${hostName()}"\n`), result.stderr);
     assert.ok(result.stderr.includes(`Host key for ${hostName()} has changed`), result.stderr);
     assert.doesNotMatch(result.stderr, /SOCKS proxy listening/);
     assert.equal(await connectOutcome(socksPort), "ECONNREFUSED");
@@ -113,6 +115,24 @@ describe("a changed host key", () => {
     await home.writeKnownHosts(original);
     await assertChangedKeyRefused(home, ["-o", "StrictHostKeyChecking=accept-new"]);
     assert.equal(await readFile(join(home.sshDir, "known_hosts"), "utf8"), original);
+  });
+
+  test("prints an ssh-keygen -R command that, run by a shell, removes the old key so that accept-new then records the new one", async () => {
+    const home = await homes.make();
+    const knownHosts = join(home.sshDir, "known_hosts");
+    await home.writeKnownHosts(`other.example ${keyField(impostor)}\n${hostName()} ${keyField(impostor)}\n`);
+    const refused = await runCli(tunnelArgs(await freePort()), { home: home.home });
+    assert.equal(refused.code, 255, refused.stderr);
+    const lines = refused.stderr.split("\n");
+    const hint = lines[lines.indexOf("  remove with:") + 1] ?? "";
+    assert.equal(hint, `  ssh-keygen -f "${knownHosts}" -R "${hostName()}"`);
+
+    const removed = await runCommand("sh", ["-c", hint]);
+    assert.equal(removed.code, 0, removed.stderr);
+    assert.equal(await readFile(knownHosts, "utf8"), `other.example ${keyField(impostor)}\n`);
+
+    const stderr = await runWorkingTunnel(["-o", "StrictHostKeyChecking=accept-new"], { home: home.home });
+    assert.ok(stderr.includes(`Permanently added '${hostName()}' (ED25519) to the list of known hosts.`), stderr);
   });
 
   test("is detected in a known_hosts file hashed with ssh-keygen -H", async () => {
@@ -284,7 +304,7 @@ describe("a host known only by a key of another type, presenting a new type", ()
     assert.equal(result.code, 255, result.stderr);
     assert.match(result.stderr, /WARNING: REMOTE HOST IDENTIFICATION HAS CHANGED!/);
     assert.ok(result.stderr.includes(`The fingerprint for the ED25519 key sent by the remote host is\n${await sha256Fingerprint(sshd.hostKeys[0]!.publicPath)}.\n`), result.stderr);
-    assert.ok(result.stderr.includes(`Offending RSA key in ${knownHosts}:1`), result.stderr);
+    assert.ok(result.stderr.includes(`Offending RSA key in ${knownHosts}:1\n  remove with:\n  ssh-keygen -f "${knownHosts}" -R "${hostName()}"\n`), result.stderr);
     assert.equal(existsSync(askpass.log), false, "the askpass program ran");
     assert.equal(await readFile(knownHosts, "utf8"), otherTypeLine);
     assert.equal(await connectOutcome(socksPort), "ECONNREFUSED");
@@ -321,6 +341,8 @@ describe("known_hosts files named with -o", () => {
     assert.equal(result.code, 255, result.stderr);
     assert.match(result.stderr, /REMOTE HOST IDENTIFICATION HAS CHANGED/);
     assert.ok(result.stderr.includes(`${global}:2`), result.stderr);
+    // The file to fix is named in "Add correct host key in"; the hint removes the line from the file that holds it.
+    assert.ok(result.stderr.includes(`\n  ssh-keygen -f "${global}" -R "${hostName()}"\n`), result.stderr);
     assert.equal(await connectOutcome(socksPort), "ECONNREFUSED");
   });
 });

@@ -6,7 +6,8 @@
  * StrictHostKeyChecking value (OpenSSH's "no" lets a changed key through with
  * forwarding disabled, which leaves a tunnel nothing to do); a new key is
  * refused, recorded or asked about; and confirm() accepts "yes" or the exact
- * fingerprint.
+ * fingerprint. The changed-key warning ends with the `ssh-keygen -R` hint of
+ * Debian's OpenSSH, which these tests run through a shell.
  */
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
@@ -17,8 +18,9 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { TunnelError } from "../../src/errors.ts";
+import { rejection } from "../helpers/rejection.ts";
 import { createLogger } from "../../src/log.ts";
-import { verifyHostKey, type HostKeyPolicy } from "../../src/ssh/host-key.ts";
+import { pinFirstHostKey, verifyHostKey, type HostKeyPolicy } from "../../src/ssh/host-key.ts";
 import type { StrictHostKeyChecking } from "../../src/config/settings.ts";
 import type { PromptRequest } from "../../src/ssh/prompt.ts";
 
@@ -113,17 +115,6 @@ async function makeCase(
   return { userFile, globalFile, logged, asker, policy };
 }
 
-/** The TunnelError verifyHostKey rejects with; fails when it resolves. */
-async function rejection(promise: Promise<void>): Promise<TunnelError> {
-  try {
-    await promise;
-  } catch (err) {
-    assert.ok(err instanceof TunnelError, `expected a TunnelError, got ${String(err)}`);
-    return err;
-  }
-  assert.fail("verifyHostKey resolved; expected it to refuse the key");
-}
-
 /** Hashes every host name in `file` with OpenSSH's own `ssh-keygen -H`, removing the backup it leaves. */
 async function hashWithSshKeygen(file: string): Promise<void> {
   await run("ssh-keygen", ["-q", "-H", "-f", file]);
@@ -200,7 +191,7 @@ describe("verifyHostKey: a changed key is refused whatever StrictHostKeyChecking
     test(`StrictHostKeyChecking=${strict}: HOST_KEY_CHANGED, exit 255, and the warning names file:line and both fingerprints`, async () => {
       const text = `# my hosts\nexample.org ${edB.type} ${edB.base64}\n${line(edA)}\n`;
       const c = await makeCase({ userText: text, answers: ["yes", "yes", "yes"], policy: { strict } });
-      const err = await rejection(verifyHostKey(edB.blob, c.policy));
+      const err = await rejection(verifyHostKey(edB.blob, c.policy), TunnelError);
       assert.equal(err.code, "HOST_KEY_CHANGED");
       assert.equal(err.exitCode, 255);
       assert.ok(err.message.includes(`(${c.userFile}:3)`), err.message);
@@ -217,7 +208,7 @@ describe("verifyHostKey: a changed key is refused whatever StrictHostKeyChecking
       assert.ok(recorded >= 0, c.logged[0]);
       assert.equal(warning[recorded + 1], `${edA.fingerprint}.`);
       assert.ok(warning.includes(`Add correct host key in ${c.userFile} to get rid of this message.`), c.logged[0]);
-      assert.equal(warning.at(-1), `Offending ED25519 key in ${c.userFile}:3`);
+      assert.deepEqual(warning.slice(-3), [`Offending ED25519 key in ${c.userFile}:3`, "  remove with:", `  ssh-keygen -f "${c.userFile}" -R "${NAME}"`]);
 
       assert.equal(await readFile(c.userFile, "utf8"), text, "nothing appended");
       assert.deepEqual(c.asker.requests, [], "a changed key is never asked about");
@@ -227,12 +218,12 @@ describe("verifyHostKey: a changed key is refused whatever StrictHostKeyChecking
   test("a changed key recorded in the global file names that file:line, and the user file as the place to fix it", async () => {
     const globalText = `example.org ${edB.type} ${edB.base64}\n${line(edA)}\n`;
     const c = await makeCase({ userText: `example.net ${edA.type} ${edA.base64}\n`, globalText, policy: { strict: "accept-new" } });
-    const err = await rejection(verifyHostKey(edB.blob, c.policy));
+    const err = await rejection(verifyHostKey(edB.blob, c.policy), TunnelError);
     assert.equal(err.code, "HOST_KEY_CHANGED");
     assert.ok(err.message.includes(`(${c.globalFile}:2)`), err.message);
     const warning = c.logged.join("\n").split("\n");
     assert.ok(warning.includes(`Add correct host key in ${c.userFile} to get rid of this message.`), c.logged.join("\n"));
-    assert.equal(warning.at(-1), `Offending ED25519 key in ${c.globalFile}:2`);
+    assert.deepEqual(warning.slice(-3), [`Offending ED25519 key in ${c.globalFile}:2`, "  remove with:", `  ssh-keygen -f "${c.globalFile}" -R "${NAME}"`]);
     assert.equal(await readFile(c.userFile, "utf8"), `example.net ${edA.type} ${edA.base64}\n`);
   });
 
@@ -240,7 +231,7 @@ describe("verifyHostKey: a changed key is refused whatever StrictHostKeyChecking
     test(`StrictHostKeyChecking=${strict}: a host known only by an ECDSA key that presents ED25519 is a changed host naming the ECDSA line`, async () => {
       const text = `example.org ${edA.type} ${edA.base64}\n${line(ecdsa)}\n`;
       const c = await makeCase({ userText: text, answers: ["yes", "yes", "yes"], policy: { strict } });
-      const err = await rejection(verifyHostKey(edA.blob, c.policy));
+      const err = await rejection(verifyHostKey(edA.blob, c.policy), TunnelError);
       assert.equal(err.code, "HOST_KEY_CHANGED");
       assert.equal(err.exitCode, 255);
       assert.ok(err.message.includes(`(${c.userFile}:2)`), err.message);
@@ -252,11 +243,110 @@ describe("verifyHostKey: a changed key is refused whatever StrictHostKeyChecking
       const recorded = warning.indexOf("The fingerprint of the ECDSA key recorded for this host is");
       assert.ok(recorded >= 0, c.logged[0]);
       assert.equal(warning[recorded + 1], `${ecdsa.fingerprint}.`);
-      assert.equal(warning.at(-1), `Offending ECDSA key in ${c.userFile}:2`);
+      assert.deepEqual(warning.slice(-3), [`Offending ECDSA key in ${c.userFile}:2`, "  remove with:", `  ssh-keygen -f "${c.userFile}" -R "${NAME}"`]);
       assert.equal(await readFile(c.userFile, "utf8"), text, "nothing appended");
       assert.deepEqual(c.asker.requests, []);
     });
   }
+
+  test("the warning is OpenSSH's line for line, with the recorded key's fingerprint added, ending in the 'remove with: ssh-keygen -f FILE -R HOST' hint", async () => {
+    const text = `# my hosts\n${line(edA)}\n`;
+    const c = await makeCase({ userText: text });
+    await rejection(verifyHostKey(edB.blob, c.policy), TunnelError);
+    // Debian's OpenSSH 9.2 prints these lines (its own output against a private
+    // sshd); the two lines about the recorded key are ours.
+    const expected = [
+      "@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@",
+      "@    WARNING: REMOTE HOST IDENTIFICATION HAS CHANGED!     @",
+      "@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@",
+      "IT IS POSSIBLE THAT SOMEONE IS DOING SOMETHING NASTY!",
+      "Someone could be eavesdropping on you right now (man-in-the-middle attack)!",
+      "It is also possible that a host key has just been changed.",
+      "The fingerprint for the ED25519 key sent by the remote host is",
+      `${edB.fingerprint}.`,
+      "The fingerprint of the ED25519 key recorded for this host is",
+      `${edA.fingerprint}.`,
+      "Please contact your system administrator.",
+      `Add correct host key in ${c.userFile} to get rid of this message.`,
+      `Offending ED25519 key in ${c.userFile}:2`,
+      "  remove with:",
+      `  ssh-keygen -f "${c.userFile}" -R "[127.0.0.1]:2222"`,
+    ].join("\n");
+    assert.deepEqual(c.logged, [expected]);
+  });
+
+  test("the hint names the host without brackets on port 22, and by its HostKeyAlias when one is set", async () => {
+    for (const [host, port, name] of [["example.org", 22, "example.org"], ["my-alias", 22, "my-alias"]] as const) {
+      const c = await makeCase({ userText: line(edA, name) + "\n", policy: { host, port } });
+      await rejection(verifyHostKey(edB.blob, c.policy), TunnelError);
+      assert.equal(c.logged[0]!.split("\n").at(-1), `  ssh-keygen -f "${c.userFile}" -R "${name}"`);
+    }
+  });
+
+  test("the hint, run by a shell, removes the offending line with ssh-keygen, after which the host is unknown", async () => {
+    const c = await makeCase({ userText: `example.org ${edB.type} ${edB.base64}\n${line(edA)}\n` });
+    await rejection(verifyHostKey(edB.blob, c.policy), TunnelError);
+    const command = c.logged[0]!.split("\n").at(-1)!;
+    await run("sh", ["-c", command]);
+    assert.deepEqual(await fileLines(c.userFile), [`example.org ${edB.type} ${edB.base64}`]);
+    await rm(`${c.userFile}.old`, { force: true });
+    c.logged.length = 0;
+    const err = await rejection(verifyHostKey(edB.blob, { ...c.policy, strict: "yes" }), TunnelError);
+    assert.equal(err.code, "HOST_KEY_UNKNOWN");
+  });
+
+  test("a known_hosts path with characters a shell expands inside double quotes is single-quoted in the hint, and the hint still works", async () => {
+    const c = await makeCase();
+    const file = join(c.userFile, "..", "it's $HOME `x` \\ \"q\" !");
+    await writeFile(file, `${line(edA)}\n`);
+    await rejection(verifyHostKey(edB.blob, { ...c.policy, userKnownHostsFiles: [file] }), TunnelError);
+    const command = c.logged[0]!.split("\n").at(-1)!;
+    assert.equal(command, `  ssh-keygen -f '${file.replaceAll("'", "'\\''")}' -R "${NAME}"`);
+    await run("sh", ["-c", command]);
+    assert.equal(await readFile(file, "utf8"), "");
+  });
+});
+
+describe("pinFirstHostKey: ssh2's hostVerifier across re-keys", () => {
+  /** Calls the verifier as ssh2 does and returns what it answered. */
+  function answer(verifier: ReturnType<typeof pinFirstHostKey>, key: Buffer): Promise<boolean> {
+    return new Promise((resolve) => verifier(key, resolve));
+  }
+
+  test("the first key goes to check; a re-key with the same key is accepted without checking again", async () => {
+    const checked: Buffer[] = [];
+    const verifier = pinFirstHostKey({ check: async (key) => void checked.push(key), refused: () => assert.fail("refused"), changed: () => assert.fail("changed") });
+    assert.equal(await answer(verifier, edA.blob), true);
+    assert.equal(await answer(verifier, Buffer.from(edA.blob)), true);
+    assert.deepEqual(checked, [edA.blob]);
+  });
+
+  test("a re-key presenting another key is refused and reported, even a key check would accept", async () => {
+    const changed: Buffer[] = [];
+    const verifier = pinFirstHostKey({ check: async () => {}, refused: () => assert.fail("refused"), changed: (key) => void changed.push(key) });
+    assert.equal(await answer(verifier, edA.blob), true);
+    assert.equal(await answer(verifier, edB.blob), false);
+    assert.deepEqual(changed, [edB.blob]);
+    assert.equal(await answer(verifier, edA.blob), true, "the pinned key stays the first one");
+  });
+
+  test("a first key that check rejects is refused, with check's reason handed to refused, and nothing is pinned", async () => {
+    const reasons: unknown[] = [];
+    const reason = new TunnelError("HOST_KEY_UNKNOWN", "not known");
+    let calls = 0;
+    const verifier = pinFirstHostKey({
+      check: async () => {
+        calls++;
+        throw reason;
+      },
+      refused: (r) => void reasons.push(r),
+      changed: () => assert.fail("changed"),
+    });
+    assert.equal(await answer(verifier, edA.blob), false);
+    assert.deepEqual(reasons, [reason]);
+    assert.equal(await answer(verifier, edA.blob), false);
+    assert.equal(calls, 2, "a refused key is not pinned: the next one is checked again");
+  });
 });
 
 describe("verifyHostKey: a revoked key", () => {
@@ -264,7 +354,7 @@ describe("verifyHostKey: a revoked key", () => {
     test(`StrictHostKeyChecking=${strict}: an @revoked key is refused with HOST_KEY_REVOKED even when a plain line also lists it`, async () => {
       const text = `${line(edA)}\n@revoked ${line(edA)}\n`;
       const c = await makeCase({ userText: text, answers: ["yes"], policy: { strict } });
-      const err = await rejection(verifyHostKey(edA.blob, c.policy));
+      const err = await rejection(verifyHostKey(edA.blob, c.policy), TunnelError);
       assert.equal(err.code, "HOST_KEY_REVOKED");
       assert.equal(err.exitCode, 255);
       assert.ok(err.message.includes(edA.fingerprint), err.message);
@@ -280,7 +370,7 @@ describe("verifyHostKey: a revoked key", () => {
 
   test("an @revoked line for every host (*) in the global file refuses a host not otherwise known", async () => {
     const c = await makeCase({ globalText: `@revoked * ${edA.type} ${edA.base64}\n`, policy: { strict: "no" } });
-    const err = await rejection(verifyHostKey(edA.blob, c.policy));
+    const err = await rejection(verifyHostKey(edA.blob, c.policy), TunnelError);
     assert.equal(err.code, "HOST_KEY_REVOKED");
     assert.ok(err.message.includes(`${c.globalFile}:1`), err.message);
     await assert.rejects(readFile(c.userFile, "utf8"), { code: "ENOENT" }, "a revoked key is never recorded");
@@ -291,7 +381,7 @@ describe("verifyHostKey: an unknown key", () => {
   test("StrictHostKeyChecking=yes refuses with HOST_KEY_UNKNOWN naming the file, the fingerprint and accept-new, writing nothing", async () => {
     const text = `example.org ${edB.type} ${edB.base64}\n`;
     const c = await makeCase({ userText: text, answers: ["yes"], policy: { strict: "yes" } });
-    const err = await rejection(verifyHostKey(edA.blob, c.policy));
+    const err = await rejection(verifyHostKey(edA.blob, c.policy), TunnelError);
     assert.equal(err.code, "HOST_KEY_UNKNOWN");
     assert.equal(err.exitCode, 255);
     assert.ok(err.message.includes(c.userFile), err.message);
@@ -347,7 +437,7 @@ describe("verifyHostKey: an unknown key", () => {
 describe("verifyHostKey: StrictHostKeyChecking=ask", () => {
   test("the question names the host, the key type and fingerprint, and offers yes/no/[fingerprint], echoing the answer", async () => {
     const c = await makeCase({ answers: ["no"] });
-    await rejection(verifyHostKey(edA.blob, c.policy));
+    await rejection(verifyHostKey(edA.blob, c.policy), TunnelError);
     assert.equal(c.asker.requests.length, 1);
     const request = c.asker.requests[0]!;
     assert.ok(request.message.includes("The authenticity of host '[127.0.0.1]:2222' can't be established."), request.message);
@@ -378,7 +468,7 @@ describe("verifyHostKey: StrictHostKeyChecking=ask", () => {
 
   test("answering 'no' refuses with HOST_KEY_UNKNOWN after one prompt and records nothing", async () => {
     const c = await makeCase({ answers: ["no", "yes"] });
-    const err = await rejection(verifyHostKey(edA.blob, c.policy));
+    const err = await rejection(verifyHostKey(edA.blob, c.policy), TunnelError);
     assert.equal(err.code, "HOST_KEY_UNKNOWN");
     assert.equal(err.exitCode, 255);
     assert.ok(err.message.includes(NAME) && err.message.includes(edA.fingerprint), err.message);
@@ -389,7 +479,7 @@ describe("verifyHostKey: StrictHostKeyChecking=ask", () => {
 
   test("an empty answer is a 'no', as in OpenSSH's confirm(): refused after one prompt", async () => {
     const c = await makeCase({ answers: ["", "yes"] });
-    const err = await rejection(verifyHostKey(edA.blob, c.policy));
+    const err = await rejection(verifyHostKey(edA.blob, c.policy), TunnelError);
     assert.equal(err.code, "HOST_KEY_UNKNOWN");
     assert.equal(c.asker.requests.length, 1, "not asked again after an empty answer");
     await assert.rejects(readFile(c.userFile, "utf8"), { code: "ENOENT" });
@@ -398,7 +488,7 @@ describe("verifyHostKey: StrictHostKeyChecking=ask", () => {
   test("three answers that are neither yes, no nor the fingerprint are refused, asking again with the short question", async () => {
     // Another key's fingerprint, this one's in the wrong case, and a word: none of them is a yes.
     const c = await makeCase({ answers: [edB.fingerprint, edA.fingerprint.toLowerCase(), "maybe", "yes"] });
-    const err = await rejection(verifyHostKey(edA.blob, c.policy));
+    const err = await rejection(verifyHostKey(edA.blob, c.policy), TunnelError);
     assert.equal(err.code, "HOST_KEY_UNKNOWN");
     assert.deepEqual(
       c.asker.requests.map((r) => r.message === RETRY_PROMPT),
@@ -409,7 +499,7 @@ describe("verifyHostKey: StrictHostKeyChecking=ask", () => {
 
   test("with no way to ask (the first answer is null), HOST_KEY_UNKNOWN says there is no terminal or SSH_ASKPASS and suggests accept-new", async () => {
     const c = await makeCase({ answers: [null] });
-    const err = await rejection(verifyHostKey(edA.blob, c.policy));
+    const err = await rejection(verifyHostKey(edA.blob, c.policy), TunnelError);
     assert.equal(err.code, "HOST_KEY_UNKNOWN");
     assert.equal(err.exitCode, 255);
     assert.ok(err.message.includes("no terminal or SSH_ASKPASS"), err.message);
@@ -422,7 +512,7 @@ describe("verifyHostKey: StrictHostKeyChecking=ask", () => {
 
   test("BatchMode=yes never prompts and refuses the unknown key", async () => {
     const c = await makeCase({ answers: ["yes"], policy: { batchMode: true } });
-    const err = await rejection(verifyHostKey(edA.blob, c.policy));
+    const err = await rejection(verifyHostKey(edA.blob, c.policy), TunnelError);
     assert.equal(err.code, "HOST_KEY_UNKNOWN");
     assert.equal(err.exitCode, 255);
     assert.deepEqual(c.asker.requests, []);
