@@ -261,6 +261,31 @@ export function encodeReply(version: 4 | 5, reply: Socks5ReplyCode): Buffer {
   return version === 5 ? encodeSocks5Reply(reply) : encodeSocks4Reply(socks4ReplyFor(reply));
 }
 
+/**
+ * The reply byte a client of `version` receives for `reply`: REP (RFC 1928
+ * section 6) for SOCKS5, CD for SOCKS4, whose protocol note has one code for
+ * a failed request (91; 92 and 93 are about identd) where SOCKS5 has eight.
+ * Callers that name the byte in a message ask here rather than spelling it.
+ *
+ * @example
+ * replyCodeFor(5, Socks5Reply.CONNECTION_REFUSED) // 0x05
+ * replyCodeFor(4, Socks5Reply.CONNECTION_REFUSED) // 0x5b
+ */
+export function replyCodeFor(version: 4 | 5, reply: Socks5ReplyCode): number {
+  return version === 5 ? reply : socks4ReplyFor(reply);
+}
+
+/**
+ * `replyCodeFor` as log lines write it: two hex digits after "0x".
+ *
+ * @example
+ * formatReplyCode(5, Socks5Reply.NOT_ALLOWED) // "0x02"
+ * formatReplyCode(4, Socks5Reply.NOT_ALLOWED) // "0x5b"
+ */
+export function formatReplyCode(version: 4 | 5, reply: Socks5ReplyCode): string {
+  return `0x${hex(replyCodeFor(version, reply))}`;
+}
+
 /** RFC 1928's wording for each REP value, for logs. */
 export function describeSocks5Reply(reply: number): string {
   switch (reply) {

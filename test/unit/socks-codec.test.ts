@@ -9,12 +9,14 @@ import {
   encodeSocks4Reply,
   encodeSocks5MethodChoice,
   encodeSocks5Reply,
+  formatReplyCode,
   parseSocks4Request,
   parseSocks5Greeting,
   parseSocks5Request,
   SOCKS4_MAX_FIELD,
   Socks4Reply,
   Socks5Reply,
+  replyCodeFor,
   socks4ReplyFor,
   type ParseResult,
   type Socks5ReplyCode,
@@ -456,6 +458,20 @@ describe("socks4ReplyFor and encodeReply", () => {
       assert.equal(encodeReply(5, code).toString("hex"), `050${code}0001000000000000`);
       assert.equal(encodeReply(4, code).toString("hex"), "005b000000000000");
     }
+  });
+
+  test("replyCodeFor names the byte encodeReply puts on the wire, for every outcome and version", () => {
+    for (const code of [Socks5Reply.SUCCEEDED, ...failures]) {
+      assert.equal(replyCodeFor(5, code), encodeReply(5, code)[1], `SOCKS5 REP for 0x0${code}`);
+      assert.equal(replyCodeFor(4, code), encodeReply(4, code)[1], `SOCKS4 CD for 0x0${code}`);
+    }
+  });
+
+  test("formatReplyCode writes that byte as log lines do: 0x05 for SOCKS5, 0x5b for SOCKS4", () => {
+    assert.equal(formatReplyCode(5, Socks5Reply.CONNECTION_REFUSED), "0x05");
+    assert.equal(formatReplyCode(5, Socks5Reply.SUCCEEDED), "0x00");
+    assert.equal(formatReplyCode(4, Socks5Reply.CONNECTION_REFUSED), "0x5b");
+    assert.equal(formatReplyCode(4, Socks5Reply.SUCCEEDED), "0x5a");
   });
 });
 
