@@ -1,0 +1,126 @@
+import { after, describe, test } from "node:test";
+import assert from "node:assert/strict";
+import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { parseProcNetTcpRow, procNetAddress, SocketOwnerLookup, type PeerSocket } from "../../src/platform/socket-owner.ts";
+
+describe("procNetAddress", () => {
+  test("127.0.0.1:9001 is 0100007F:2329, as /proc/net/tcp prints it on little-endian hosts", () => {
+    assert.equal(procNetAddress("127.0.0.1", 9001), "0100007F:2329");
+  });
+
+  test("::1:9001 is 00000000000000000000000001000000:2329", () => {
+    assert.equal(procNetAddress("::1", 9001), "00000000000000000000000001000000:2329");
+  });
+
+  test("an IPv4-mapped address is looked up as its IPv4 form", () => {
+    assert.equal(procNetAddress("::ffff:127.0.0.1", 9001), "0100007F:2329");
+  });
+
+  test("other IPv4 addresses and ports pad to four hex digits in upper case", () => {
+    assert.equal(procNetAddress("10.1.2.3", 80), "0302010A:0050");
+    assert.equal(procNetAddress("192.168.254.171", 65535), "ABFEA8C0:FFFF");
+  });
+
+  test("a string that is not an address gives null", () => {
+    assert.equal(procNetAddress("localhost", 80), null);
+  });
+});
+
+// Rows as Linux 6.1 prints them (proc(5)); the header line comes first.
+const HEADER = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode";
+const row = (sl: number, local: string, remote: string, uid: number, inode: string): string =>
+  `  ${sl}: ${local} ${remote} 01 00000000:00000000 00:00000000 00000000  ${uid}        0 ${inode} 1 0000000000000000 20 4 30 10 -1`;
+
+describe("parseProcNetTcpRow", () => {
+  test("reads the endpoints, the uid and the inode of an established row", () => {
+    assert.deepEqual(parseProcNetTcpRow(row(3, "0100007F:C350", "0100007F:2329", 1000, "48121")), {
+      local: "0100007F:C350",
+      remote: "0100007F:2329",
+      owner: { uid: 1000, inode: "48121" },
+    });
+  });
+
+  test("a tcp6 row for an IPv4-mapped peer compares in its tcp form", () => {
+    const parsed = parseProcNetTcpRow(row(0, "0000000000000000FFFF00000100007F:C350", "0000000000000000FFFF00000100007F:2329", 0, "7"));
+    assert.deepEqual(parsed, { local: "0100007F:C350", remote: "0100007F:2329", owner: { uid: 0, inode: "7" } });
+  });
+
+  test("an IPv6 row keeps its 32 hex digits", () => {
+    const v6 = "00000000000000000000000001000000:2329";
+    assert.equal(parseProcNetTcpRow(row(0, v6, v6, 0, "7"))?.local, v6);
+  });
+
+  test("the header, blank lines and rows whose socket is closed (inode 0) give null", () => {
+    assert.equal(parseProcNetTcpRow(HEADER), null);
+    assert.equal(parseProcNetTcpRow(""), null);
+    assert.equal(parseProcNetTcpRow(row(1, "0100007F:C350", "0100007F:2329", 0, "0")), null);
+  });
+});
+
+// ------------------------------------------------------------------ a /proc of our own
+
+const folders: string[] = [];
+after(async () => {
+  for (const folder of folders) await rm(folder, { recursive: true, force: true });
+});
+
+async function fakeProc(tcp: string[], tcp6: string[] = []): Promise<string> {
+  const root = await mkdtemp(join(tmpdir(), "safetunnel-proc-"));
+  folders.push(root);
+  await mkdir(join(root, "net"));
+  await writeFile(join(root, "net", "tcp"), [HEADER, ...tcp, ""].join("\n"));
+  await writeFile(join(root, "net", "tcp6"), [HEADER, ...tcp6, ""].join("\n"));
+  return root;
+}
+
+const peer = (clientAddress: string, clientPort: number, serverPort = 9001, serverAddress = "127.0.0.1"): PeerSocket => ({
+  clientAddress,
+  clientPort,
+  serverAddress,
+  serverPort,
+});
+
+describe("SocketOwnerLookup against a /proc of our own", () => {
+  test("finds the client's row (its address local, ours remote), not the server's mirror row", async () => {
+    const root = await fakeProc([
+      row(0, "0100007F:2329", "0100007F:C350", 0, "111"), // our accepted end
+      row(1, "0100007F:C350", "0100007F:2329", 1000, "222"), // the client's end
+    ]);
+    assert.deepEqual(await new SocketOwnerLookup({ procRoot: root }).find(peer("127.0.0.1", 0xc350)), { uid: 1000, inode: "222" });
+  });
+
+  test("answers lookups made at the same time, each with its own row, a repeated one twice", async () => {
+    const root = await fakeProc(
+      [row(0, "0100007F:C350", "0100007F:2329", 1000, "222"), row(1, "0100007F:C351", "0100007F:2329", 1001, "333")],
+      [row(0, "00000000000000000000000001000000:C352", "00000000000000000000000001000000:2329", 1002, "444")],
+    );
+    const owners = new SocketOwnerLookup({ procRoot: root });
+    const found = await Promise.all([
+      owners.find(peer("127.0.0.1", 0xc350)),
+      owners.find(peer("::ffff:127.0.0.1", 0xc351, 9001, "::ffff:127.0.0.1")),
+      owners.find(peer("::1", 0xc352, 9001, "::1")),
+      owners.find(peer("127.0.0.1", 0xc353)),
+      owners.find(peer("127.0.0.1", 0xc350)),
+    ]);
+    assert.deepEqual(found, [{ uid: 1000, inode: "222" }, { uid: 1001, inode: "333" }, { uid: 1002, inode: "444" }, undefined, { uid: 1000, inode: "222" }]);
+  });
+
+  test("an IPv4 client of a dual-stack socket is found in tcp6", async () => {
+    const root = await fakeProc([], [row(0, "0000000000000000FFFF00000100007F:C350", "0000000000000000FFFF00000100007F:2329", 1000, "555")]);
+    assert.deepEqual(await new SocketOwnerLookup({ procRoot: root }).find(peer("::ffff:127.0.0.1", 0xc350, 9001, "::ffff:127.0.0.1")), { uid: 1000, inode: "555" });
+  });
+
+  test("a row whose socket is closed (inode 0) is unknown", async () => {
+    const root = await fakeProc([row(0, "0100007F:C350", "0100007F:2329", 0, "0")]);
+    assert.equal(await new SocketOwnerLookup({ procRoot: root }).find(peer("127.0.0.1", 0xc350)), undefined);
+  });
+
+  test("no /proc at all, or an address /proc/net cannot be searched for, is unknown", async () => {
+    const empty = await mkdtemp(join(tmpdir(), "safetunnel-proc-"));
+    folders.push(empty);
+    assert.equal(await new SocketOwnerLookup({ procRoot: empty }).find(peer("127.0.0.1", 50000)), undefined);
+    assert.equal(await new SocketOwnerLookup().find(peer("localhost", 50000)), undefined);
+  });
+});
