@@ -6,19 +6,23 @@
  * with --allow-ip), the session opens a channel (the name is resolved by the
  * SSH server), the reply goes back, pipe.ts joins the two.
  */
+import process from "node:process";
 import type { Socket } from "node:net";
 import type { Duplex } from "node:stream";
-import { serveSocksSocket, type ConnectOutcome, type SocksClient } from "../socks/server.ts";
-import { Socks5Reply, type Socks5ReplyCode, type SocksRequest } from "../socks/codec.ts";
-import { classifyHost, decideDestination } from "../socks/policy.ts";
+import { serveSocksSocket, type ConnectOutcome, type SocksClient, type SocksClientAddress, type SocksHandshakeOptions } from "../socks/server.ts";
+import { formatReplyCode, Socks5Reply, type Socks5ReplyCode, type SocksRequest } from "../socks/codec.ts";
+import { decideDestination } from "../socks/policy.ts";
 import type { Cidr } from "../cidr.ts";
 import type { TunnelSession } from "../ssh/session.ts";
 import { ChannelOpenError, describeOpenFailure, type ChannelFailureKind } from "../ssh/channel-failure.ts";
 import { joinStreams } from "./pipe.ts";
-import { formatAddress, hostPort, unbracket } from "../address.ts";
+import { hostPort, isLoopbackAddress, unbracket } from "../address.ts";
 import { listenAll, type Listener } from "./listen.ts";
 import type { Logger } from "../log.ts";
 import type { TrafficStats } from "./stats.ts";
+import { RefusalLog } from "./refusal-log.ts";
+import { SocketOwnerLookup, type SocketOwner } from "../platform/socket-owner.ts";
+import { SocketProgramFinder } from "../platform/peer-process.ts";
 
 export interface DynamicForwardOptions {
   /** "-D 9001", for messages. */
@@ -29,15 +33,24 @@ export interface DynamicForwardOptions {
   allowIp: readonly Cidr[];
   log: Logger;
   stats: TrafficStats;
+  /** @default 30000 */
   handshakeTimeoutMs?: number;
-  /** Milliseconds now; injectable so tests can step over the refusal window. */
+  /** Milliseconds now; injectable so tests can step over the refusal window. @default Date.now */
   clock?: () => number;
-  /** Names the local program behind a client socket (Linux /proc), for refusal lines. */
-  describePeer?: (client: SocksClient) => Promise<string | undefined>;
+  /**
+   * The local account and socket behind a client, asked as its connection is
+   * accepted; the answer is `client.owner`. @default on Linux, loopback
+   * clients' rows in /proc/net/tcp{,6}; nothing for other clients and systems
+   */
+  lookUpOwner?: (client: SocksClientAddress) => Promise<SocketOwner | undefined>;
+  /**
+   * The program behind a client, asked only when a refusal line needs it.
+   * @default the process holding the socket `client.owner` names, from /proc/<pid>/fd
+   */
+  nameProgram?: (client: SocksClient) => Promise<string | undefined>;
 }
 
-
-/** SOCKS reply for each way a channel open can fail (the mapping the issue fixes). */
+/** SOCKS reply for each way a channel open can fail. */
 export const REPLY_FOR_FAILURE: Record<ChannelFailureKind, Socks5ReplyCode> = {
   refused: Socks5Reply.CONNECTION_REFUSED,
   unreachable: Socks5Reply.HOST_UNREACHABLE,
@@ -48,26 +61,24 @@ export const REPLY_FOR_FAILURE: Record<ChannelFailureKind, Socks5ReplyCode> = {
 };
 
 const DEFAULT_HANDSHAKE_TIMEOUT_MS = 30_000;
-/** At most one full refusal line per client address in this window. */
-const REFUSAL_WINDOW_MS = 10_000;
-/** How long the refusal may wait for /proc to name the program. */
-const PEER_LOOKUP_MS = 200;
 
-/** The promise's value, or undefined if it fails or takes longer than `ms`. */
-function within<T>(promise: Promise<T>, ms: number): Promise<T | undefined> {
-  return new Promise((resolve) => {
-    const timer = setTimeout(() => resolve(undefined), ms);
-    promise.then(
-      (value) => {
-        clearTimeout(timer);
-        resolve(value);
-      },
-      () => {
-        clearTimeout(timer);
-        resolve(undefined);
-      },
-    );
-  });
+/**
+ * Shared by every -D forward, so that /proc is read and walked one at a time
+ * in the whole process, and a program found for one forward is looked at
+ * first for the next.
+ */
+const procSocketOwners = new SocketOwnerLookup();
+const procPrograms = new SocketProgramFinder();
+
+/** /proc can only tell about programs on this machine, and only on Linux. */
+async function lookUpOwnerInProc(client: SocksClientAddress): Promise<SocketOwner | undefined> {
+  if (process.platform !== "linux" || !isLoopbackAddress(client.address)) return undefined;
+  return procSocketOwners.find({ clientAddress: client.address, clientPort: client.port, serverAddress: client.localAddress, serverPort: client.localPort });
+}
+
+async function nameProgramInProc(client: SocksClient): Promise<string | undefined> {
+  const owner = await client.owner;
+  return owner === undefined ? undefined : procPrograms.find(owner.inode);
 }
 
 /**
@@ -76,49 +87,11 @@ function within<T>(promise: Promise<T>, ms: number): Promise<T | undefined> {
  */
 export async function startDynamicForward(options: DynamicForwardOptions): Promise<Listener> {
   const { session, log, stats } = options;
-
-  // A misconfigured browser is refused dozens of times a page: one full line
-  // per program (or client address, when /proc cannot tell) and SOCKS version
-  // per window; the rest are counted into the next full line and shown with -v.
-  const lastFull = new Map<string, { at: number; suppressed: number }>();
-  // One /proc walk at a time: a burst of refusals must not start a walk each.
-  // While one runs, a refusal is keyed by its address (at most one more line).
-  let lookingUp = false;
-  const lookUpProgram = async (client: SocksClient): Promise<string | undefined> => {
-    if (options.describePeer === undefined || lookingUp) return undefined;
-    lookingUp = true;
-    const walk = options.describePeer(client).finally(() => {
-      lookingUp = false;
-    });
-    return within(walk, PEER_LOOKUP_MS);
-  };
-  const reportRefusal = async (request: SocksRequest, client: SocksClient): Promise<void> => {
-    const program = await lookUpProgram(client);
-    const now = (options.clock ?? Date.now)();
-    // Per program and SOCKS version: each app needs its own fix, and it differs between SOCKS4 and 5.
-    const key = `${program ?? client.address}/${request.version}`;
-    const seen = lastFull.get(key);
-    const target = hostPort(request.destination.host, request.destination.port);
-    if (seen !== undefined && now - seen.at < REFUSAL_WINDOW_MS) {
-      seen.suppressed++;
-      log.debug(1, `Refused SOCKS${request.version} CONNECT to ${target} from ${client.address}:${client.port}${program ? ` (${program})` : ""} (IP address).`);
-      return;
-    }
-    // Bounded: with -g, many addresses may come and go (at worst we forget and log more).
-    if (lastFull.size >= 1024) {
-      for (const [k, v] of lastFull) if (now - v.at >= REFUSAL_WINDOW_MS) lastFull.delete(k);
-      if (lastFull.size >= 1024) lastFull.clear();
-    }
-    lastFull.set(key, { at: now, suppressed: 0 });
-    const more = seen !== undefined && seen.suppressed > 0 ? ` (${seen.suppressed} more refused since the last such line)` : "";
-    log.info(refusalLine(request, client, program) + more, {
-      event: "refused",
-      code: "SOCKS_IP_REFUSED",
-      destination: target,
-      client: `${client.address}:${client.port}`,
-      program: program ?? null,
-    });
-  };
+  const refusals = new RefusalLog({
+    log,
+    ...(options.clock !== undefined ? { clock: options.clock } : {}),
+    nameProgram: options.nameProgram ?? nameProgramInProc,
+  });
 
   const onConnect = async (request: SocksRequest, client: SocksClient, signal: AbortSignal): Promise<ConnectOutcome> => {
     const { destination } = request;
@@ -126,7 +99,9 @@ export async function startDynamicForward(options: DynamicForwardOptions): Promi
     const decision = decideDestination(destination, options.allowIp);
     if (!decision.allow) {
       stats.refusals++;
-      await reportRefusal(request, client);
+      // Before the reply: the client keeps its socket open until it has one,
+      // so /proc can still tell which program holds it.
+      await refusals.report(request, client);
       return { ok: false, reply: Socks5Reply.NOT_ALLOWED };
     }
     if (decision.viaAllowList) {
@@ -148,8 +123,7 @@ export async function startDynamicForward(options: DynamicForwardOptions): Promi
       stats.failures++;
       const kind = err instanceof ChannelOpenError ? err.kind : "other";
       const reply = REPLY_FOR_FAILURE[kind];
-      const sent = request.version === 5 ? `0x0${reply}` : "0x5b";
-      log.info(`${options.label}: connect to ${target} failed: ${describeOpenFailure(err)} (SOCKS${request.version} reply ${sent}).`, {
+      log.info(`${options.label}: connect to ${target} failed: ${describeOpenFailure(err)} (SOCKS${request.version} reply ${formatReplyCode(request.version, reply)}).`, {
         event: "open-failed",
         destination: target,
         kind,
@@ -172,59 +146,19 @@ export async function startDynamicForward(options: DynamicForwardOptions): Promi
     );
   };
 
-  const listener = await listenAll(
-    options.hosts,
-    options.port,
-    options.label,
-    (socket) =>
-      serveSocksSocket(socket, {
-        handshakeTimeoutMs: options.handshakeTimeoutMs ?? DEFAULT_HANDSHAKE_TIMEOUT_MS,
-        onConnect,
-        onEstablished,
-        onProtocolError: (client, reason) => {
-          stats.protocolErrors++;
-          log.info(`${options.label}: dropped SOCKS client ${client.address}:${client.port}: ${reason}.`, { event: "protocol-error" });
-        },
-      }),
-    log,
-  );
+  const handshake: SocksHandshakeOptions = {
+    handshakeTimeoutMs: options.handshakeTimeoutMs ?? DEFAULT_HANDSHAKE_TIMEOUT_MS,
+    lookUpOwner: options.lookUpOwner ?? lookUpOwnerInProc,
+    onConnect,
+    onEstablished,
+    onProtocolError: (client, reason) => {
+      stats.protocolErrors++;
+      log.info(`${options.label}: dropped SOCKS client ${client.address}:${client.port}: ${reason}.`, { event: "protocol-error" });
+    },
+  };
+  const listener = await listenAll(options.hosts, options.port, options.label, (socket) => serveSocksSocket(socket, handshake), log);
 
   // Closing the listener destroys its sockets; pipe.ts then closes their channels.
   return listener;
 }
 
-
-/**
- * The one line a refused client gets: who, what, why it matters, and the fix
- * for the program that asked (or for the common ones when we cannot tell).
- * Firefox's SOCKS5 pref is socks5_remote_dns (FACTS.md); socks_remote_dns
- * now covers SOCKS4 only.
- */
-export function refusalLine(request: SocksRequest, client: SocksClient, program: string | undefined): string {
-  const target = hostPort(request.destination.host, request.destination.port);
-  const who = `${client.address}:${client.port}${program ? ` (${program})` : ""}`;
-  // The address the client itself used to reach us, so the fix can be pasted as is.
-  const proxy = hostPort(client.localAddress.replace(/^::ffff:/, ""), client.localPort);
-  const proxyPort = client.localPort;
-  const why =
-    request.version === 4 && !request.socks4a
-      ? "it used plain SOCKS4, which carries only IP addresses, so the name was resolved locally and your network saw the DNS lookup"
-      : "it carries an IP address, so the name was resolved locally and your network saw the DNS lookup";
-  const name = (program ?? "").toLowerCase();
-  let fix: string;
-  if (name.includes("firefox") || name.includes("librewolf") || name.includes("icecat")) {
-    fix = `in Firefox set network.proxy.socks5_remote_dns = true ("Proxy DNS when using SOCKS v5") with SOCKS v5 host 127.0.0.1 port ${proxyPort}`;
-  } else if (name.includes("chrom") || name.includes("brave") || name.includes("edge")) {
-    fix = `start Chromium with --proxy-server=socks5://${proxy} (socks5, not socks4)`;
-  } else if (name === "curl") {
-    fix = `use curl --socks5-hostname ${proxy} (or -x socks5h://${proxy})`;
-  } else {
-    fix =
-      `make the app send names: Firefox: network.proxy.socks5_remote_dns = true; ` +
-      `Chromium: --proxy-server=socks5://${proxy}; curl: --socks5-hostname ${proxy} or socks5h://`;
-  }
-  // The canonical spelling, so the suggested flag parses (127.1, 0x7f.1 and fe80::1%eth0 would not).
-  const address = classifyHost(request.destination.host).address;
-  const allow = address === undefined ? request.destination.host : formatAddress(address);
-  return `Refused SOCKS${request.version} CONNECT to ${target} from ${who}: ${why}. Fix: ${fix}. To allow this address on purpose: --allow-ip ${allow}`;
-}

@@ -24,9 +24,10 @@ import {
   SOCKS4_VERSION,
   SOCKS5_VERSION,
 } from "./codec.ts";
+import type { SocketOwner } from "../platform/socket-owner.ts";
 
-/** Who is asking, as far as the socket tells. */
-export interface SocksClient {
+/** Where a client connects from, and to which of our listening addresses. */
+export interface SocksClientAddress {
   address: string;
   port: number;
   /** The local address:port the client connected to (which listener). */
@@ -34,13 +35,29 @@ export interface SocksClient {
   localPort: number;
 }
 
+/** Who is asking, as far as the socket tells. */
+export interface SocksClient extends SocksClientAddress {
+  /**
+   * The local account and socket behind the client, from `lookUpOwner` as the
+   * connection was accepted; undefined when unknown. Nothing waits for it
+   * unless a caller awaits it (to name a refused program, to check who may connect).
+   */
+  owner: Promise<SocketOwner | undefined>;
+}
+
 export type ConnectOutcome =
   | { ok: true; stream: Duplex }
   | { ok: false; reply: Socks5ReplyCode };
 
-export interface SocksSessionOptions {
+export interface SocksHandshakeOptions {
   /** Close sockets that have not sent a whole request by then. */
   handshakeTimeoutMs: number;
+  /**
+   * Called once per socket as it is accepted, before the client has had a
+   * chance to close it (its owner can then no longer be found); its answer is
+   * `client.owner`. Rejecting means "unknown".
+   */
+  lookUpOwner?(client: SocksClientAddress): Promise<SocketOwner | undefined>;
   /**
    * Called once per CONNECT. The reply is sent only after it settles, so
    * success means the far end really is connected. `signal` aborts when the
@@ -60,151 +77,197 @@ export interface SocksSessionOptions {
  */
 export const MAX_HANDSHAKE_BYTES = 1024;
 
-type Phase = "start" | "socks5-request" | "connecting" | "done";
-
 /**
  * Drive one accepted socket through the SOCKS handshake.
  *
  * @example
  * net.createServer({ allowHalfOpen: true }, (s) => serveSocksSocket(s, options));
  */
-export function serveSocksSocket(socket: Socket, options: SocksSessionOptions): void {
-  const client: SocksClient = {
-    address: socket.remoteAddress ?? "unknown",
-    port: socket.remotePort ?? 0,
-    localAddress: socket.localAddress ?? "",
-    localPort: socket.localPort ?? 0,
-  };
-  let phase: Phase = "start";
-  let buffered: Buffer = Buffer.alloc(0);
-  const abort = new AbortController();
+export function serveSocksSocket(socket: Socket, options: SocksHandshakeOptions): void {
+  new SocksHandshake(socket, options);
+}
 
-  const timer = setTimeout(() => {
-    const ms = options.handshakeTimeoutMs;
-    dropWith(undefined, `no complete SOCKS request within ${ms >= 1000 ? `${Math.round(ms / 1000)} s` : `${ms} ms`}`);
-  }, options.handshakeTimeoutMs);
-  timer.unref?.();
+/**
+ * Where a handshake stands:
+ * - `first`: waiting for the first message, a SOCKS5 greeting or a whole SOCKS4 request;
+ * - `socks5-request`: the method reply is sent, waiting for the SOCKS5 request;
+ * - `connecting`: `onConnect` has the request; input waits in the socket;
+ * - `done`: answered, dropped or gone; nothing more happens here.
+ */
+type Phase = "first" | "socks5-request" | "connecting" | "done";
 
-  function dropWith(reply: Buffer | undefined, reason: string): void {
-    if (phase === "done") return;
-    phase = "done";
-    clearTimeout(timer);
-    socket.removeListener("data", onData);
-    options.onProtocolError(client, reason);
-    closeAfter(socket, reply);
+/** One socket's handshake: each SOCKS step is a method, the bytes' meaning comes from the codec. */
+class SocksHandshake {
+  readonly #socket: Socket;
+  readonly #options: SocksHandshakeOptions;
+  readonly #client: SocksClient;
+  readonly #abort = new AbortController();
+  readonly #deadline: ReturnType<typeof setTimeout>;
+  #phase: Phase = "first";
+  /** Bytes received and not yet consumed; bounded by MAX_HANDSHAKE_BYTES until a request is whole. */
+  #buffered: Buffer = Buffer.alloc(0);
+
+  constructor(socket: Socket, options: SocksHandshakeOptions) {
+    this.#socket = socket;
+    this.#options = options;
+    const address: SocksClientAddress = {
+      address: socket.remoteAddress ?? "unknown",
+      port: socket.remotePort ?? 0,
+      localAddress: socket.localAddress ?? "",
+      localPort: socket.localPort ?? 0,
+    };
+    this.#client = { ...address, owner: askOwner(options, address) };
+    this.#deadline = setTimeout(() => this.#drop(undefined, `no complete SOCKS request within ${formatMs(options.handshakeTimeoutMs)}`), options.handshakeTimeoutMs);
+    this.#deadline.unref?.();
+    socket.on("data", this.#onData);
+    socket.on("close", this.#onClose);
+    socket.on("end", this.#onEnd);
+    // Errors (resets) end in "close"; without a listener they would crash the process.
+    socket.on("error", () => {});
   }
 
-  function onData(chunk: Buffer): void {
-    buffered = buffered.length === 0 ? chunk : Buffer.concat([buffered, chunk]);
-    advance();
+  readonly #onData = (chunk: Buffer): void => {
+    this.#buffered = this.#buffered.length === 0 ? chunk : Buffer.concat([this.#buffered, chunk]);
+    if (this.#phase === "first") this.#readFirstMessage();
+    if (this.#phase === "socks5-request") this.#readSocks5Request();
     // Only an unfinished handshake counts: bytes after a whole request are
     // the client's payload (a TLS ClientHello alone can be 1.8 kB).
-    if ((phase === "start" || phase === "socks5-request") && buffered.length > MAX_HANDSHAKE_BYTES) {
-      dropWith(undefined, `handshake longer than ${MAX_HANDSHAKE_BYTES} bytes`);
+    if ((this.#phase === "first" || this.#phase === "socks5-request") && this.#buffered.length > MAX_HANDSHAKE_BYTES) {
+      this.#drop(undefined, `handshake longer than ${MAX_HANDSHAKE_BYTES} bytes`);
     }
+  };
+
+  /** The version byte says which protocol: a SOCKS5 greeting, a SOCKS4 request, or not SOCKS. */
+  #readFirstMessage(): void {
+    const version = this.#buffered[0];
+    if (version === undefined) return;
+    if (version === SOCKS5_VERSION) this.#readGreeting();
+    else if (version === SOCKS4_VERSION) this.#readSocks4Request();
+    else this.#drop(undefined, describeForeignProtocol(this.#buffered));
   }
 
-  function advance(): void {
-    if (phase === "start") {
-      const version = buffered[0];
-      if (version === SOCKS5_VERSION) {
-        const greeting = parseSocks5Greeting(buffered);
-        if (!consume(greeting)) return;
-        if (!greeting.value.methods.includes(AuthMethod.NO_AUTH)) {
-          dropWith(encodeSocks5MethodChoice(AuthMethod.NO_ACCEPTABLE), "client offers no method we accept (only \"no authentication\" is supported)");
-          return;
-        }
-        socket.write(encodeSocks5MethodChoice(AuthMethod.NO_AUTH));
-        phase = "socks5-request";
-      } else if (version === SOCKS4_VERSION) {
-        const request = parseSocks4Request(buffered);
-        if (consume(request)) startRequest(request.value);
-        return;
-      } else if (version !== undefined) {
-        dropWith(undefined, describeForeignProtocol(buffered));
-        return;
-      } else {
-        return;
-      }
+  /** RFC 1928 section 3: we accept only "no authentication" (X'00'); else X'FF' and close. */
+  #readGreeting(): void {
+    const greeting = parseSocks5Greeting(this.#buffered);
+    if (!this.#take(greeting)) return;
+    if (!greeting.value.methods.includes(AuthMethod.NO_AUTH)) {
+      this.#drop(encodeSocks5MethodChoice(AuthMethod.NO_ACCEPTABLE), "client offers no method we accept (only \"no authentication\" is supported)");
+      return;
     }
-    if (phase === "socks5-request" && buffered.length > 0) {
-      const request = parseSocks5Request(buffered);
-      if (consume(request)) startRequest(request.value);
-    }
+    this.#socket.write(encodeSocks5MethodChoice(AuthMethod.NO_AUTH));
+    this.#phase = "socks5-request";
+  }
+
+  #readSocks5Request(): void {
+    if (this.#buffered.length === 0) return;
+    const request = parseSocks5Request(this.#buffered);
+    if (this.#take(request)) this.#request(request.value);
+  }
+
+  #readSocks4Request(): void {
+    const request = parseSocks4Request(this.#buffered);
+    if (this.#take(request)) this.#request(request.value);
   }
 
   /** Take a parse result: drop the socket if invalid, keep the rest of the bytes if ok. */
-  function consume<T>(result: ParseResult<T>): result is { status: "ok"; value: T; consumed: number } {
+  #take<T>(result: ParseResult<T>): result is { status: "ok"; value: T; consumed: number } {
     if (result.status === "incomplete") return false;
     if (result.status === "invalid") {
-      dropWith(result.reply, result.reason);
+      this.#drop(result.reply, result.reason);
       return false;
     }
-    buffered = buffered.subarray(result.consumed);
+    this.#buffered = this.#buffered.subarray(result.consumed);
     return true;
   }
 
-  function startRequest(request: SocksRequest): void {
+  /** A whole request: CONNECT goes on; BIND, UDP ASSOCIATE and unknown commands are refused. */
+  #request(request: SocksRequest): void {
     if (request.command !== "connect") {
-      // RFC 1928: 0x07 for BIND, UDP ASSOCIATE and anything unknown; SOCKS4 has only 0x5B.
-      dropWith(
-        encodeReply(request.version, Socks5Reply.COMMAND_NOT_SUPPORTED),
-        `SOCKS${request.version} command ${request.command === "unknown" ? `0x${request.commandCode.toString(16)}` : request.command.toUpperCase()} is not supported (only CONNECT)`,
-      );
+      // RFC 1928 section 6: X'07' "Command not supported"; SOCKS4 answers every failure with 91.
+      const command = request.command === "unknown" ? `0x${request.commandCode.toString(16)}` : request.command.toUpperCase();
+      this.#drop(encodeReply(request.version, Socks5Reply.COMMAND_NOT_SUPPORTED), `SOCKS${request.version} command ${command} is not supported (only CONNECT)`);
       return;
     }
-    phase = "connecting";
-    clearTimeout(timer);
-    // Hold further bytes in the socket (and the kernel) until the tunnel is up.
-    socket.removeListener("data", onData);
-    socket.pause();
-    options.onConnect(request, client, abort.signal).then(
-      (outcome) => finishRequest(request, outcome),
-      () => finishRequest(request, { ok: false, reply: Socks5Reply.GENERAL_FAILURE }),
+    this.#connect(request);
+  }
+
+  /** Hand the request to onConnect; further bytes wait in the socket (and the kernel) until it is answered. */
+  #connect(request: SocksRequest): void {
+    this.#phase = "connecting";
+    clearTimeout(this.#deadline);
+    this.#socket.removeListener("data", this.#onData);
+    this.#socket.pause();
+    this.#options.onConnect(request, this.#client, this.#abort.signal).then(
+      (outcome) => this.#finish(request, outcome),
+      () => this.#finish(request, { ok: false, reply: Socks5Reply.GENERAL_FAILURE }),
     );
   }
 
-  function finishRequest(request: SocksRequest, outcome: ConnectOutcome): void {
-    if (phase !== "connecting" || socket.destroyed) {
+  /** Answer the request: the failure reply and close, or success and the stream joined. */
+  #finish(request: SocksRequest, outcome: ConnectOutcome): void {
+    if (this.#phase !== "connecting" || this.#socket.destroyed) {
       if (outcome.ok) outcome.stream.destroy();
       return;
     }
-    phase = "done";
-    socket.removeListener("close", onCloseEarly);
+    this.#phase = "done";
+    this.#socket.removeListener("close", this.#onClose);
     if (!outcome.ok) {
-      closeAfter(socket, encodeReply(request.version, outcome.reply));
+      closeAfter(this.#socket, encodeReply(request.version, outcome.reply));
       return;
     }
-    socket.write(encodeReply(request.version, Socks5Reply.SUCCEEDED));
-    const leftover = buffered;
-    buffered = Buffer.alloc(0);
-    options.onEstablished(socket, outcome.stream, request, leftover);
-    socket.resume();
+    this.#socket.write(encodeReply(request.version, Socks5Reply.SUCCEEDED));
+    const leftover = this.#buffered;
+    this.#buffered = Buffer.alloc(0);
+    this.#options.onEstablished(this.#socket, outcome.stream, request, leftover);
+    this.#socket.resume();
   }
 
-  function onCloseEarly(): void {
-    clearTimeout(timer);
-    abort.abort();
-    if (phase !== "connecting") phase = "done";
+  /** End the handshake for a protocol problem: report it, send `reply` if any, close. */
+  #drop(reply: Buffer | undefined, reason: string): void {
+    if (this.#phase === "done") return;
+    this.#phase = "done";
+    clearTimeout(this.#deadline);
+    this.#socket.removeListener("data", this.#onData);
+    this.#options.onProtocolError(this.#client, reason);
+    closeAfter(this.#socket, reply);
   }
 
-  socket.on("data", onData);
-  socket.on("close", onCloseEarly);
-  // allowHalfOpen (needed once piped) means a FIN alone does not close the
-  // socket: a client that gives up mid-handshake must not wait for the timer.
-  // Once connecting, a FIN after a pipelined request is legal and is kept.
-  socket.on("end", () => {
-    if (phase === "start" && buffered.length === 0) {
+  /**
+   * allowHalfOpen (needed once piped) means a FIN alone does not close the
+   * socket: a client that gives up mid-handshake must not wait for the
+   * deadline. Once connecting, a FIN after a pipelined request is legal and
+   * the request is kept.
+   */
+  readonly #onEnd = (): void => {
+    if (this.#phase === "first" && this.#buffered.length === 0) {
       // Connect-and-close (a port probe, a health check) is not a SOCKS error.
-      phase = "done";
-      clearTimeout(timer);
-      closeAfter(socket, undefined);
-    } else if (phase === "start" || phase === "socks5-request") {
-      dropWith(undefined, "client closed the connection before sending a complete SOCKS request");
+      this.#phase = "done";
+      clearTimeout(this.#deadline);
+      closeAfter(this.#socket, undefined);
+    } else if (this.#phase === "first" || this.#phase === "socks5-request") {
+      this.#drop(undefined, "client closed the connection before sending a complete SOCKS request");
     }
-  });
-  // Errors (resets) end in "close"; without a listener they would crash the process.
-  socket.on("error", () => {});
+  };
+
+  /** The client is gone: stop the deadline and abort onConnect; `#finish` destroys a late stream. */
+  readonly #onClose = (): void => {
+    clearTimeout(this.#deadline);
+    this.#abort.abort();
+    if (this.#phase !== "connecting") this.#phase = "done";
+  };
+}
+
+/** `lookUpOwner`'s answer, never a rejection (nobody may be listening for one). */
+async function askOwner(options: SocksHandshakeOptions, client: SocksClientAddress): Promise<SocketOwner | undefined> {
+  try {
+    return await options.lookUpOwner?.(client);
+  } catch {
+    return undefined;
+  }
+}
+
+function formatMs(ms: number): string {
+  return ms >= 1000 ? `${Math.round(ms / 1000)} s` : `${ms} ms`;
 }
 
 /** How long a refused client may take to read its reply and close. */

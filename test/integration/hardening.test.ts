@@ -664,7 +664,7 @@ describe("--allow-ip given twice and as a comma list", () => {
       const lines = stderrLines(cli.stderr());
       assert.ok(lines.some((line) => line.startsWith(`Allowing IP destination 127.0.0.1:${http.port} for 127.0.0.1:`) && line.includes("--allow-ip 127.0.0.1/32")), cli.stderr());
       assert.ok(lines.some((line) => line.startsWith(`Allowing IP destination 127.0.0.2:${second.port} for 127.0.0.1:`) && line.includes("--allow-ip 127.0.0.2/32")), cli.stderr());
-      assert.ok(lines.some((line) => line.startsWith(`Refused SOCKS5 CONNECT to 127.0.0.3:${second.port}`)), cli.stderr());
+      assert.ok(lines.some((line) => line.startsWith(`Warning: Refused SOCKS5 CONNECT to 127.0.0.3:${second.port}`)), cli.stderr());
     });
   }
 });

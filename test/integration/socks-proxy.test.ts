@@ -15,6 +15,7 @@ import { after, before, describe, test } from "node:test";
 import { within } from "../helpers/child.ts";
 import { curlThroughSocks, socksConnect } from "../helpers/curl.ts";
 import { type Home, stderrLines, waitForLine } from "../helpers/run.ts";
+import { waitFor } from "../helpers/wait.ts";
 import { RawClient, type RawClientOptions, socks5Open, socks5Reply, socks5Request } from "../helpers/raw-socks.ts";
 import { readAll } from "../helpers/sockets.ts";
 import { type KeyPair, type Sshd, startSshd } from "../helpers/sshd.ts";
@@ -109,8 +110,8 @@ describe("safetunnel -D through a real sshd", () => {
     assert.equal(result.stdout.length, 0);
     assert.deepEqual(http.requests.slice(seen), []);
     // This must be the run's first SOCKS5 refusal: later ones from the same
-    // address within 10 s are folded into the next full line (forward/dynamic.ts).
-    const refusal = new RegExp(`^Refused SOCKS5 CONNECT to 127\\.0\\.0\\.1:${http.port} from 127\\.0\\.0\\.1:\\d+ \\(curl\\): `);
+    // program within 10 s are folded into the next full line (forward/refusal-log.ts).
+    const refusal = new RegExp(`^Warning: Refused SOCKS5 CONNECT to 127\\.0\\.0\\.1:${http.port} from 127\\.0\\.0\\.1:\\d+ \\(curl\\): `);
     await waitForLine(tunnel.cli, refusal, "the refusal line", logOffset);
     const lines = stderrLines(tunnel.cli, logOffset).filter((line) => line.includes("Refused"));
     assert.equal(lines.length, 1, lines.join("\n"));
@@ -127,8 +128,39 @@ describe("safetunnel -D through a real sshd", () => {
     assert.equal(result.stdout.length, 0);
     assert.deepEqual(http.requests.slice(seen), []);
     // The run's first SOCKS4 refusal (see above).
-    const refusal = new RegExp(`^Refused SOCKS4 CONNECT to 127\\.0\\.0\\.1:${http.port} from 127\\.0\\.0\\.1:\\d+ \\(curl\\): .*plain SOCKS4`);
-    await waitForLine(tunnel.cli, refusal, "the SOCKS4 refusal line", logOffset);
+    const refusal = new RegExp(`^Warning: Refused SOCKS4 CONNECT to 127\\.0\\.0\\.1:${http.port} from 127\\.0\\.0\\.1:\\d+ \\(curl\\): .*plain SOCKS4`);
+    const line = await waitForLine(tunnel.cli, refusal, "the SOCKS4 refusal line", logOffset);
+    assert.ok(line.includes(`Fix: use curl --socks5-hostname ${tunnel.proxy} (or -x socks5h://${tunnel.proxy})`), line);
+  });
+
+  test("names curl in every refusal of a parallel burst, and --json writes the full refusal at level warn", async () => {
+    // Its own tunnel: -v shows the refusals folded into the full line, each with its program.
+    const json = await startSocksTunnel(sshd, home, ["-v", "--json"]);
+    try {
+      const seen = http.requests.length;
+      const results = await Promise.all(Array.from({ length: 8 }, () => curlThroughSocks("--socks5", json.proxy, `http://localhost:${http.port}/hello`)));
+      assert.deepEqual(results.map((result) => result.code), Array(8).fill(97), results.map((result) => result.stderr).join(""));
+      assert.deepEqual(http.requests.slice(seen), []);
+      const refusals = (): Record<string, unknown>[] =>
+        stderrLines(json.cli)
+          .map((line) => JSON.parse(line) as Record<string, unknown>) // --json: every line is one object
+          .filter((record) => String(record["msg"]).startsWith("Refused SOCKS5 CONNECT"));
+      await waitFor(() => refusals().length === 8, "eight refusal records", () => json.cli.stderr());
+      const records = refusals();
+      for (const record of records) assert.match(String(record["msg"]), /from 127\.0\.0\.1:\d+ \(curl\)/);
+      const full = records.filter((record) => record["level"] === "warn");
+      assert.equal(full.length, 1, JSON.stringify(records));
+      assert.equal(full[0]!["event"], "refused");
+      assert.equal(full[0]!["code"], "SOCKS_IP_REFUSED");
+      assert.equal(full[0]!["program"], "curl");
+      assert.equal(full[0]!["destination"], `127.0.0.1:${http.port}`);
+      assert.deepEqual(
+        records.filter((record) => record !== full[0]).map((record) => record["level"]),
+        Array(7).fill("debug1"),
+      );
+    } finally {
+      await json.cli.stop();
+    }
   });
 
   test("answers a plain SOCKS4 request for an IP with exactly 00 5B and six zero bytes", async () => {

@@ -2,17 +2,18 @@ import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { Buffer } from "node:buffer";
 import { connect, createServer, type Server, type Socket } from "node:net";
+import process from "node:process";
 import { PassThrough, type Duplex } from "node:stream";
-import { REPLY_FOR_FAILURE, refusalLine, startDynamicForward } from "../../src/forward/dynamic.ts";
+import { REPLY_FOR_FAILURE, startDynamicForward, type DynamicForwardOptions } from "../../src/forward/dynamic.ts";
 import type { Listener } from "../../src/forward/listen.ts";
 import { createStats, type TrafficStats } from "../../src/forward/stats.ts";
 import { createLogger } from "../../src/log.ts";
 import { parseCidr, type Cidr } from "../../src/cidr.ts";
-import type { SocksRequest } from "../../src/socks/codec.ts";
 import type { SocksClient } from "../../src/socks/server.ts";
 import type { Origin, RemoteListen, TunnelSession } from "../../src/ssh/session.ts";
 import { ChannelOpenError, type ChannelFailureKind } from "../../src/ssh/channel-failure.ts";
 import { RawClient, socks5Open, socks5Reply } from "../helpers/raw-socks.ts";
+import { startProcess } from "../helpers/run.ts";
 
 const WAIT_MS = 5000;
 
@@ -85,13 +86,19 @@ after(async () => {
   await Promise.all(open.map((l) => l.close()));
 });
 
+/**
+ * A -D forward on 127.0.0.1 with a fake session. Unless a test asks for
+ * `proc: true`, no client is looked up in /proc (the test process is the
+ * client: it would only slow every refusal down).
+ */
 async function startForward(
-  options: { allowIp?: Cidr[]; json?: boolean; describePeer?: (client: SocksClient) => Promise<string | undefined>; clock?: () => number } = {},
+  options: { allowIp?: Cidr[]; json?: boolean; verbosity?: number; proc?: boolean } & Pick<DynamicForwardOptions, "lookUpOwner" | "nameProgram" | "clock"> = {},
 ): Promise<Forward> {
   const session = new FakeSession();
   const stats = createStats();
   const lines: string[] = [];
-  const log = createLogger({ verbosity: 0, json: options.json ?? false, write: (line) => lines.push(line), now: () => new Date(0) });
+  const log = createLogger({ verbosity: options.verbosity ?? 0, json: options.json ?? false, write: (line) => lines.push(line), now: () => new Date(0) });
+  const proc = options.proc ?? false;
   const listener = await startDynamicForward({
     label: "-D test",
     hosts: ["127.0.0.1"],
@@ -100,7 +107,8 @@ async function startForward(
     allowIp: options.allowIp ?? [],
     log,
     stats,
-    ...(options.describePeer ? { describePeer: options.describePeer } : {}),
+    ...(options.lookUpOwner ? { lookUpOwner: options.lookUpOwner } : proc ? {} : { lookUpOwner: async () => undefined }),
+    ...(options.nameProgram ? { nameProgram: options.nameProgram } : proc ? {} : { nameProgram: async () => undefined }),
     ...(options.clock ? { clock: options.clock } : {}),
   });
   open.push(listener);
@@ -248,7 +256,7 @@ describe("startDynamicForward: IP-address requests are refused", () => {
   test("one full line per program in 10 s: repeats are counted into the next full line, and every one is refused", async () => {
     let now = 1_000_000;
     let program = "firefox";
-    const forward = await startForward({ clock: () => now, describePeer: async () => program });
+    const forward = await startForward({ clock: () => now, nameProgram: async () => program });
     const refuse = async (): Promise<void> => {
       const client = await socks5Connect(forward.listener.port, socks5IPv4([192, 0, 2, 7], 443));
       assert.deepEqual(await client.readToEnd(), socks5Reply(0x02));
@@ -263,20 +271,20 @@ describe("startDynamicForward: IP-address requests are refused", () => {
     program = "chromium";
     await refuse();
     assert.equal(forward.lines.length, 2, JSON.stringify(forward.lines));
-    assert.match(forward.lines[1]!, /^Refused SOCKS5 CONNECT to 192\.0\.2\.7:443 from 127\.0\.0\.1:\d+ \(chromium\): .*--proxy-server=socks5:\/\/127\.0\.0\.1:\d+ .*--allow-ip 192\.0\.2\.7$/);
+    assert.match(forward.lines[1]!, /^Warning: Refused SOCKS5 CONNECT to 192\.0\.2\.7:443 from 127\.0\.0\.1:\d+ \(chromium\): .*--proxy-server=socks5:\/\/127\.0\.0\.1:\d+ .*--allow-ip 192\.0\.2\.7$/);
     program = "firefox";
     now += 10_000;
     await refuse();
     assert.equal(forward.lines.length, 3, JSON.stringify(forward.lines));
-    assert.match(forward.lines[2]!, /^Refused SOCKS5 CONNECT to 192\.0\.2\.7:443 from 127\.0\.0\.1:\d+ \(firefox\): .* \(2 more refused since the last such line\)$/);
+    assert.match(forward.lines[2]!, /^Warning: Refused SOCKS5 CONNECT to 192\.0\.2\.7:443 from 127\.0\.0\.1:\d+ \(firefox\): .* \(2 more refused since the last such line\)$/);
     assertStats(forward.stats, { refusals: 5, connections: 0, failures: 0 });
   });
 
   test("a slow /proc lookup does not hold the refusal: the line just names no program", async () => {
-    const forward = await startForward({ describePeer: () => new Promise(() => {}) });
+    const forward = await startForward({ nameProgram: () => new Promise(() => {}) });
     const client = await socks5Connect(forward.listener.port, socks5IPv4([192, 0, 2, 8], 80));
     assert.deepEqual(await client.readToEnd(), socks5Reply(0x02));
-    assert.match(forward.lines[0]!, /^Refused SOCKS5 CONNECT to 192\.0\.2\.8:80 from 127\.0\.0\.1:\d+: /);
+    assert.match(forward.lines[0]!, /^Warning: Refused SOCKS5 CONNECT to 192\.0\.2\.8:80 from 127\.0\.0\.1:\d+: /);
     client.destroy();
   });
 
@@ -339,8 +347,8 @@ describe("startDynamicForward: IP-address requests are refused", () => {
     await refused(socks4a("192.168.1.1", 22), "192.168.1.1:22", 4);
   });
 
-  test("the refusal line names the local program when describePeer knows it, with that program's fix", async () => {
-    const forward = await startForward({ describePeer: async () => "curl" });
+  test("the refusal line names the local program when nameProgram knows it, with that program's fix", async () => {
+    const forward = await startForward({ nameProgram: async () => "curl" });
     const client = await socks5Connect(forward.listener.port, socks5IPv4([1, 2, 3, 4], 80));
     assert.deepEqual(await client.readToEnd(), socks5Reply(0x02));
     assert.equal(forward.lines.length, 1);
@@ -349,8 +357,8 @@ describe("startDynamicForward: IP-address requests are refused", () => {
     client.destroy();
   });
 
-  test("a describePeer that fails still refuses, with the generic fix", async () => {
-    const forward = await startForward({ describePeer: () => Promise.reject(new Error("EACCES")) });
+  test("a nameProgram that fails still refuses, with the generic fix", async () => {
+    const forward = await startForward({ nameProgram: () => Promise.reject(new Error("EACCES")) });
     const client = await socks5Connect(forward.listener.port, socks5IPv4([1, 2, 3, 4], 80));
     assert.deepEqual(await client.readToEnd(), socks5Reply(0x02));
     assert.equal(forward.lines.length, 1);
@@ -358,14 +366,45 @@ describe("startDynamicForward: IP-address requests are refused", () => {
     client.destroy();
   });
 
-  test("in --json mode the refusal is one object with the code, destination and client", async () => {
+  test("the owner lookUpOwner found at accept time is on the client nameProgram is asked about", async () => {
+    const seen: SocksClient[] = [];
+    const forward = await startForward({
+      lookUpOwner: async () => ({ uid: 4242, inode: "99" }),
+      nameProgram: async (client) => {
+        seen.push(client);
+        return "firefox";
+      },
+    });
+    const client = await socks5Connect(forward.listener.port, socks5IPv4([1, 2, 3, 4], 80));
+    assert.deepEqual(await client.readToEnd(), socks5Reply(0x02));
+    assert.deepEqual(seen.map((c) => c.port), [client.localPort]);
+    assert.deepEqual(await seen[0]!.owner, { uid: 4242, inode: "99" });
+    assert.match(forward.lines[0]!, /\(firefox\): .*Fix: in Firefox set network\.proxy\.socks5_remote_dns = true/);
+    client.destroy();
+  });
+
+  test("with nothing passed in, curl's refusals are named from /proc, each of a parallel burst too", { skip: process.platform === "linux" ? false : "/proc is Linux-only" }, async () => {
+    const forward = await startForward({ proc: true, verbosity: 1 });
+    const proxy = `127.0.0.1:${forward.listener.port}`;
+    const runs = Array.from({ length: 6 }, () => startProcess("curl", ["-s", "-m", "20", "--socks5", proxy, "http://192.0.2.9/"]));
+    const statuses = await Promise.all(runs.map((run) => run.exited));
+    // curl's "proxy handshake" failure: the proxy refused the request.
+    assert.deepEqual(statuses.map((status) => status.code), [97, 97, 97, 97, 97, 97]);
+    const refusals = forward.lines.filter((line) => line.includes("Refused SOCKS5 CONNECT to 192.0.2.9:80"));
+    assert.equal(refusals.length, 6, forward.lines.join("\n"));
+    for (const line of refusals) assert.match(line, /from 127\.0\.0\.1:\d+ \(curl\)/);
+    assert.equal(refusals.filter((line) => line.startsWith("Warning: ")).length, 1, "one full line, the rest folded");
+    assert.equal(forward.stats.refusals, 6);
+  });
+
+  test("in --json mode the refusal is one warn-level object with the code, destination and client", async () => {
     const forward = await startForward({ json: true });
     const client = await socks5Connect(forward.listener.port, socks5IPv4([1, 2, 3, 4], 80));
     assert.deepEqual(await client.readToEnd(), socks5Reply(0x02));
     assert.equal(forward.lines.length, 1);
     const record = JSON.parse(forward.lines[0]!) as Record<string, unknown>;
     assert.equal(record["time"], "1970-01-01T00:00:00.000Z");
-    assert.equal(record["level"], "info");
+    assert.equal(record["level"], "warn");
     assert.equal(record["event"], "refused");
     assert.equal(record["code"], "SOCKS_IP_REFUSED");
     assert.equal(record["destination"], "1.2.3.4:80");
@@ -428,7 +467,7 @@ describe("startDynamicForward: channel-open failures map to exact replies", () =
     ["other", 0x01],
   ];
 
-  test("REPLY_FOR_FAILURE is the issue's table", () => {
+  test("REPLY_FOR_FAILURE maps each failure to its RFC 1928 reply", () => {
     assert.deepEqual(REPLY_FOR_FAILURE, Object.fromEntries(expected));
   });
 
@@ -446,6 +485,7 @@ describe("startDynamicForward: channel-open failures map to exact replies", () =
       // sshd says only "open failed" when forwarding is forbidden; the line adds why.
       const why = kind === "prohibited" ? "administratively prohibited by the server (AllowTcpForwarding or PermitOpen): " : "";
       assert.equal(lines[0], `-D test: connect to target.example:80 failed: ${why}far end says ${kind} (SOCKS5 reply 0x0${rep}).`);
+      assert.equal(lines[1], `-D test: connect to target.example:80 failed: ${why}far end says ${kind} (SOCKS4 reply 0x5b).`);
     });
   }
 
@@ -486,72 +526,5 @@ describe("startDynamicForward: closing", () => {
     release!(channel);
     await until(() => channel.destroyed, "the orphaned channel to be destroyed");
     await until(() => stats.active === 0, "no connection to stay active");
-  });
-});
-
-// ------------------------------------------------------------------ refusalLine
-
-describe("refusalLine", () => {
-  const client: SocksClient = { address: "127.0.0.1", port: 51234, localAddress: "127.0.0.1", localPort: 9001 };
-  const request = (version: 4 | 5, host: string, kind: "name" | "ipv4" | "ipv6", socks4a?: boolean): SocksRequest => ({
-    version,
-    command: "connect",
-    commandCode: 1,
-    destination: { kind, host, port: 443 },
-    ...(socks4a !== undefined ? { socks4a } : {}),
-  });
-
-  test("an unknown program gets the whole line with every common fix", () => {
-    assert.equal(
-      refusalLine(request(5, "93.184.215.14", "ipv4"), client, undefined),
-      "Refused SOCKS5 CONNECT to 93.184.215.14:443 from 127.0.0.1:51234: it carries an IP address, so the name was resolved " +
-        "locally and your network saw the DNS lookup. Fix: make the app send names: Firefox: network.proxy.socks5_remote_dns = true; " +
-        "Chromium: --proxy-server=socks5://127.0.0.1:9001; curl: --socks5-hostname 127.0.0.1:9001 or socks5h://. " +
-        "To allow this address on purpose: --allow-ip 93.184.215.14",
-    );
-  });
-
-  test("Firefox is told about socks5_remote_dns and the port", () => {
-    const line = refusalLine(request(5, "1.2.3.4", "ipv4"), client, "firefox");
-    assert.match(line, /from 127\.0\.0\.1:51234 \(firefox\):/);
-    assert.match(line, /Fix: in Firefox set network\.proxy\.socks5_remote_dns = true \("Proxy DNS when using SOCKS v5"\) with SOCKS v5 host 127\.0\.0\.1 port 9001\./);
-    assert.doesNotMatch(line, /curl/);
-  });
-
-  test("Chromium (and Chrome) are told to use socks5://", () => {
-    for (const program of ["chromium", "chrome", "Chromium-browse"]) {
-      const line = refusalLine(request(4, "1.2.3.4", "ipv4", false), client, program);
-      assert.match(line, /Fix: start Chromium with --proxy-server=socks5:\/\/127\.0\.0\.1:9001 \(socks5, not socks4\)\./, program);
-    }
-  });
-
-  test("curl is told about --socks5-hostname and socks5h://", () => {
-    const line = refusalLine(request(5, "1.2.3.4", "ipv4"), { ...client, localPort: 1080 }, "curl");
-    assert.match(line, /Fix: use curl --socks5-hostname 127\.0\.0\.1:1080 \(or -x socks5h:\/\/127\.0\.0\.1:1080\)\./);
-  });
-
-  test("the fix names the address the client reached us on, IPv6 in brackets", () => {
-    const line = refusalLine(request(5, "1.2.3.4", "ipv4"), { ...client, localAddress: "::1", localPort: 1081 }, "curl");
-    assert.match(line, /Fix: use curl --socks5-hostname \[::1\]:1081 \(or -x socks5h:\/\/\[::1\]:1081\)\./);
-  });
-
-  test("an unrecognised program name gets the generic fix", () => {
-    const line = refusalLine(request(5, "1.2.3.4", "ipv4"), client, "wget");
-    assert.match(line, /\(wget\)/);
-    for (const fix of ["socks5_remote_dns", "--socks5-hostname", "socks5://127.0.0.1:9001"]) assert.ok(line.includes(fix), fix);
-  });
-
-  test("plain SOCKS4 is explained as carrying only IP addresses; SOCKS4a and SOCKS5 as carrying one", () => {
-    assert.match(refusalLine(request(4, "1.2.3.4", "ipv4", false), client, undefined), /^Refused SOCKS4 CONNECT .*it used plain SOCKS4, which carries only IP addresses/);
-    const fourA = refusalLine(request(4, "1.2.3.4", "name", true), client, undefined);
-    assert.match(fourA, /^Refused SOCKS4 CONNECT .*it carries an IP address/);
-    assert.doesNotMatch(fourA, /plain SOCKS4/);
-    assert.match(refusalLine(request(5, "1.2.3.4", "ipv4"), client, undefined), /^Refused SOCKS5 CONNECT .*it carries an IP address/);
-  });
-
-  test("an IPv6 destination is bracketed with its port and unbracketed in the --allow-ip hint", () => {
-    const line = refusalLine(request(5, "2001:db8::1", "ipv6"), client, undefined);
-    assert.match(line, /CONNECT to \[2001:db8::1\]:443 from/);
-    assert.match(line, /--allow-ip 2001:db8::1$/);
   });
 });

@@ -1,0 +1,134 @@
+/**
+ * The log side of refusing an IP-address request: one warning that says who
+ * asked, why it leaked, and how to fix that app.
+ *
+ * A misconfigured browser is refused dozens of times a page, so a full line
+ * is written at most once per program (or client address, where no program
+ * can be named) and SOCKS version in a 10-second window; refusals in between
+ * go to -v and are counted into the next full line. Each app needs its own
+ * fix, and the fix differs between SOCKS4 and SOCKS5, hence the key.
+ */
+import { formatAddress, hostPort } from "../address.ts";
+import { refusalFix } from "../client-setup.ts";
+import type { Logger } from "../log.ts";
+import type { SocksRequest } from "../socks/codec.ts";
+import { classifyHost } from "../socks/policy.ts";
+import type { SocksClient } from "../socks/server.ts";
+
+/** At most one full refusal line per key in this window. */
+export const REFUSAL_WINDOW_MS = 10_000;
+
+export interface RefusalLogOptions {
+  log: Logger;
+  /** Milliseconds now. @default Date.now */
+  clock?: () => number;
+  /**
+   * Names the local program behind a client, for the line and its fix; asked
+   * once per refusal, before the reply is sent (the client's socket, which the
+   * lookup may need, is still open then). @default no names: lines key on the address
+   */
+  nameProgram?: (client: SocksClient) => Promise<string | undefined>;
+  /** How long a refusal waits for `nameProgram` before going on without a name. @default 200 */
+  nameWaitMs?: number;
+  /**
+   * Keys remembered at most: with -g, many addresses may come and go. When
+   * full, expired keys are forgotten, then all (at worst a line is repeated
+   * early). @default 1024
+   */
+  maxKeys?: number;
+}
+
+/**
+ * @example
+ * const refusals = new RefusalLog({ log });
+ * await refusals.report(request, client); // Warning: Refused SOCKS5 CONNECT to ...
+ */
+export class RefusalLog {
+  readonly #log: Logger;
+  readonly #clock: () => number;
+  readonly #nameProgram: ((client: SocksClient) => Promise<string | undefined>) | undefined;
+  readonly #nameWaitMs: number;
+  readonly #maxKeys: number;
+  /** When each key last had a full line, and how many were folded since. */
+  readonly #lastFull = new Map<string, { at: number; folded: number }>();
+
+  constructor(options: RefusalLogOptions) {
+    this.#log = options.log;
+    this.#clock = options.clock ?? Date.now;
+    this.#nameProgram = options.nameProgram;
+    this.#nameWaitMs = options.nameWaitMs ?? 200;
+    this.#maxKeys = options.maxKeys ?? 1024;
+  }
+
+  /** Log one refusal: a full warning, or a -v line counted into the next full one. */
+  async report(request: SocksRequest, client: SocksClient): Promise<void> {
+    const program = this.#nameProgram === undefined ? undefined : await within(this.#nameProgram(client), this.#nameWaitMs);
+    const now = this.#clock();
+    const key = `${program ?? client.address}/${request.version}`;
+    const seen = this.#lastFull.get(key);
+    const target = hostPort(request.destination.host, request.destination.port);
+    if (seen !== undefined && now - seen.at < REFUSAL_WINDOW_MS) {
+      seen.folded++;
+      this.#log.debug(1, `Refused SOCKS${request.version} CONNECT to ${target} from ${client.address}:${client.port}${program ? ` (${program})` : ""} (IP address).`);
+      return;
+    }
+    this.#makeRoom(now);
+    this.#lastFull.set(key, { at: now, folded: 0 });
+    const more = seen !== undefined && seen.folded > 0 ? ` (${seen.folded} more refused since the last such line)` : "";
+    this.#log.warn(refusalLine(request, client, program) + more, {
+      event: "refused",
+      code: "SOCKS_IP_REFUSED",
+      destination: target,
+      client: `${client.address}:${client.port}`,
+      program: program ?? null,
+    });
+  }
+
+  #makeRoom(now: number): void {
+    if (this.#lastFull.size < this.#maxKeys) return;
+    for (const [key, seen] of this.#lastFull) if (now - seen.at >= REFUSAL_WINDOW_MS) this.#lastFull.delete(key);
+    if (this.#lastFull.size >= this.#maxKeys) this.#lastFull.clear();
+  }
+}
+
+/**
+ * The one line a refused client gets: who, what, why it matters, the fix for
+ * the program that asked (or for the common ones when we cannot tell), and the
+ * --allow-ip that would let this address through on purpose.
+ *
+ * @example
+ * refusalLine(request, { address: "127.0.0.1", port: 51234, localAddress: "127.0.0.1", localPort: 9001 }, "curl")
+ * // "Refused SOCKS5 CONNECT to 93.184.215.14:443 from 127.0.0.1:51234 (curl): it carries an IP address, ... Fix: use curl --socks5-hostname 127.0.0.1:9001 ..."
+ */
+export function refusalLine(request: SocksRequest, client: SocksClient, program: string | undefined): string {
+  const target = hostPort(request.destination.host, request.destination.port);
+  const who = `${client.address}:${client.port}${program ? ` (${program})` : ""}`;
+  const why =
+    request.version === 4 && !request.socks4a
+      ? "it used plain SOCKS4, which carries only IP addresses, so the name was resolved locally and your network saw the DNS lookup"
+      : "it carries an IP address, so the name was resolved locally and your network saw the DNS lookup";
+  // The address the client itself used to reach us, so the fix can be pasted as is.
+  const proxy = { host: client.localAddress.replace(/^::ffff:/, ""), port: client.localPort };
+  const fix = refusalFix(program, request.version, proxy);
+  // The canonical spelling, so the suggested flag parses (127.1, 0x7f.1 and fe80::1%eth0 would not).
+  const address = classifyHost(request.destination.host).address;
+  const allow = address === undefined ? request.destination.host : formatAddress(address);
+  return `Refused SOCKS${request.version} CONNECT to ${target} from ${who}: ${why}. Fix: ${fix}. To allow this address on purpose: --allow-ip ${allow}`;
+}
+
+/** The promise's value, or undefined if it fails or takes longer than `ms`. */
+function within<T>(promise: Promise<T>, ms: number): Promise<T | undefined> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => resolve(undefined), ms);
+    promise.then(
+      (value) => {
+        clearTimeout(timer);
+        resolve(value);
+      },
+      () => {
+        clearTimeout(timer);
+        resolve(undefined);
+      },
+    );
+  });
+}
