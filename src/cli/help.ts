@@ -1,4 +1,6 @@
 /** The usage text of `safetunnel --help`. */
+import { clientSetupHelp } from "../client-setup.ts";
+
 export const HELP_TEXT = `usage: safetunnel [-46gNqVv] [-D [bind_address:]port] [-F configfile] [-i identity_file]
                   [-J destination] [-L spec] [-l login_name] [-o option] [-p port]
                   [-R spec] [--allow-ip cidr[,cidr...]] [--json] [user@]host
@@ -31,7 +33,5 @@ saying how to fix the app.
   --allow-ip cidrs         Let these IP-literal destinations through the proxy
   --json                   JSON log lines
 
-Browser: Firefox: SOCKS v5 host 127.0.0.1 port N, "Proxy DNS when using SOCKS v5"
-(network.proxy.socks5_remote_dns = true). Chromium: --proxy-server=socks5://127.0.0.1:N.
-curl: --socks5-hostname 127.0.0.1:N or -x socks5h://127.0.0.1:N.
+${clientSetupHelp()}
 `;

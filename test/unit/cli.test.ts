@@ -5,6 +5,7 @@ import type { ConfigLine } from "../../src/config/resolve.ts";
 import { commandLineConfig, lookupHost } from "../../src/config/resolve.ts";
 import { resolveDestination, type LocalEnvironment } from "../../src/config/settings.ts";
 import { TunnelError } from "../../src/errors.ts";
+import { clientSetupHelp } from "../../src/client-setup.ts";
 import { runCli } from "../helpers/run.ts";
 
 const LOCAL: LocalEnvironment = { homeDir: "/home/me", localUser: "me", agentSocket: undefined, platform: "linux" };
@@ -332,6 +333,13 @@ describe("parseCommandLine: long options and plans", () => {
   test("--version and -V give the version plan", () => {
     assert.deepEqual(parseCommandLine(["--version"]), { command: "version", text: `safetunnel ${VERSION}`, stream: "stdout" });
     assert.deepEqual(parseCommandLine(["-V"]), { command: "version", text: "safetunnel 0.1.0", stream: "stderr" });
+  });
+
+  test("the help text carries the client set-up from client-setup.ts, for both Firefox SOCKS versions", () => {
+    assert.ok(HELP_TEXT.endsWith(`${clientSetupHelp()}\n`), HELP_TEXT);
+    assert.match(HELP_TEXT, /network\.proxy\.socks5_remote_dns = true/);
+    assert.match(HELP_TEXT, /network\.proxy\.socks_remote_dns = true/);
+    assert.match(HELP_TEXT, /--proxy-server=socks5:\/\/127\.0\.0\.1:N/);
   });
 
   test("the help text names every flag safetunnel takes", () => {
