@@ -147,7 +147,7 @@ export function mappedIPv4(bytes: Uint8Array): Uint8Array | null {
  * @example
  * hostPort("::1", 9001) // "[::1]:9001"
  */
-export function hostPort(host: string, port: number): string {
+export function hostPort(host: string, port: number | string): string {
   return host.includes(":") && !host.startsWith("[") ? `[${host}]:${port}` : `${host}:${port}`;
 }
 

@@ -15,7 +15,7 @@
  * - curl: `--socks5-hostname` and `socks5h://` send names; `--socks5`,
  *   `socks5://` and `--socks4` resolve locally (curl(1), --socks5-hostname).
  */
-import { unbracket } from "./address.ts";
+import { hostPort, unbracket } from "./address.ts";
 
 /** The clients we know how to set up. */
 export type SocksApp = "firefox" | "chromium" | "curl";
@@ -40,8 +40,7 @@ function firefoxRemoteDns(version: 4 | 5): string {
 
 /** host:port as proxy URLs write it (IPv6 in brackets); the port may be a placeholder such as "N". */
 function proxyAddress(proxy: ProxyEndpoint): string {
-  const host = unbracket(proxy.host);
-  return host.includes(":") ? `[${host}]:${proxy.port}` : `${host}:${proxy.port}`;
+  return hostPort(proxy.host, proxy.port);
 }
 
 function chromiumFlag(proxy: ProxyEndpoint): string {

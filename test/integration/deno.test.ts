@@ -1,7 +1,8 @@
 /**
  * The same sources run on Deno 2 unchanged (node: specifiers, .ts imports, no
  * Node-only globals). `deno check` pins the rules; a real tunnel through a real
- * sshd pins that ssh2 and our sockets behave (FACTS.md: setNoDelay, chacha20).
+ * sshd pins that ssh2 and our sockets behave there (TCP_NODELAY on the SSH
+ * socket, chacha20-poly1305 offered first).
  */
 import assert from "node:assert/strict";
 import { existsSync, readdirSync } from "node:fs";

@@ -1,6 +1,6 @@
 /**
  * -L and -R end to end: the built CLI against a private OpenSSH sshd on
- * loopback, driven by curl and raw sockets. The seed's commands ("SSH tunnels
+ * loopback, driven by curl and raw sockets. The guide's commands ("SSH tunnels
  * explained") adapted to loopback, bind addresses, failed targets, half-close
  * both ways, 16 MiB transfers checked by hash, port 0, ports in use on the
  * server, AllowTcpForwarding no, forwards from an ssh_config file, the exit
@@ -268,9 +268,9 @@ describe("safetunnel -L and -R against a real sshd", () => {
     await home?.cleanup();
   });
 
-  // --- The seed's commands -------------------------------------------------
+  // --- The guide's commands -------------------------------------------------
 
-  test("the seed's `-L P:localhost:HTTPPORT user@host -N` serves the target's page on the local port, naming localhost to the SSH server", async () => {
+  test("the guide's `-L P:localhost:HTTPPORT user@host -N` serves the target's page on the local port, naming localhost to the SSH server", async () => {
     const port = await freePort();
     const spec = `${port}:localhost:${http.port}`;
     const cli = startExact([...loginOptions(sshd), "-L", spec, destination(), "-N"]);
@@ -288,7 +288,7 @@ describe("safetunnel -L and -R against a real sshd", () => {
     assert.equal(cli.stderr().includes("Warning"), false, cli.stderr());
   });
 
-  test("the seed's slash form `-L P/localhost/HTTPPORT` works like the colon form", async () => {
+  test("the guide's slash form `-L P/localhost/HTTPPORT` works like the colon form", async () => {
     const port = await freePort();
     const spec = `${port}/localhost/${http.port}`;
     const cli = startExact([...loginOptions(sshd), "-L", spec, destination(), "-N"]);
@@ -298,7 +298,7 @@ describe("safetunnel -L and -R against a real sshd", () => {
     assert.equal(result.stdout.toString("utf8"), HELLO);
   });
 
-  test("the seed's `-R P:localhost:HTTPPORT user@host` serves the target's page on the server's loopback port", async () => {
+  test("the guide's `-R P:localhost:HTTPPORT user@host` serves the target's page on the server's loopback port", async () => {
     const port = await freePort();
     const cli = startExact([...loginOptions(sshd), "-R", `${port}:localhost:${http.port}`, destination()]);
     // Like -D and -L, a -R forward says when it is up, on stderr.

@@ -128,7 +128,7 @@ describe("parseForwardSpec -D", () => {
 });
 
 describe("parseForwardSpec -L", () => {
-  test("the seed's 9001:wikileaks.org:80 listens on 9001 and targets wikileaks.org:80", () => {
+  test("the guide's 9001:wikileaks.org:80 listens on 9001 and targets wikileaks.org:80", () => {
     assert.deepEqual(parseForwardSpec("local", "9001:wikileaks.org:80"), {
       kind: "local",
       listen: { address: null, port: 9001 },
@@ -137,7 +137,7 @@ describe("parseForwardSpec -L", () => {
     });
   });
 
-  test("the seed's 5900:localhost:5900 keeps localhost as the far-side target", () => {
+  test("the guide's 5900:localhost:5900 keeps localhost as the far-side target", () => {
     assert.deepEqual(parseForwardSpec("local", "5900:localhost:5900"), {
       kind: "local",
       listen: { address: null, port: 5900 },
@@ -307,7 +307,7 @@ describe("parseForwardSpec -L", () => {
 });
 
 describe("parseForwardSpec -R", () => {
-  test("the seed's 9001:internalsite.org:80 is a remote forward to internalsite.org:80", () => {
+  test("the guide's 9001:internalsite.org:80 is a remote forward to internalsite.org:80", () => {
     assert.deepEqual(parseForwardSpec("remote", "9001:internalsite.org:80"), {
       kind: "remote",
       listen: { address: null, port: 9001 },
