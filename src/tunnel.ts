@@ -9,7 +9,7 @@ import { setImmediate } from "node:timers";
 import { TunnelError } from "./errors.ts";
 import type { Logger } from "./log.ts";
 import type { Cidr } from "./cidr.ts";
-import { loadConfigFiles } from "./config/resolve.ts";
+import { loadConfigFiles } from "./config/ssh-config.ts";
 import { resolveTunnelSettings, type TunnelRequest, type TunnelSettings } from "./config/tunnel-settings.ts";
 import type { LocalEnvironment } from "./config/settings.ts";
 import { connectSession, type TunnelSession } from "./ssh/session.ts";
@@ -54,6 +54,9 @@ export async function runTunnel(options: TunnelOptions, run: RunEnvironment): Pr
  * The run once connected: start every forward, decide whether to go on,
  * announce the forwards that stay, then wait. Exported for tests, which hand
  * in a session of their own.
+ *
+ * @example
+ * const status = await serveForwards(session, settings, [], { log, onStopSignal: (stop) => process.once("SIGINT", () => stop("SIGINT")) });
  */
 export async function serveForwards(session: TunnelSession, settings: TunnelSettings, allowIp: Cidr[], run: Pick<RunEnvironment, "log" | "onStopSignal">): Promise<number> {
   const { log } = run;

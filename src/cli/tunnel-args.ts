@@ -17,7 +17,7 @@ import { cac } from "cac";
 import { TunnelError } from "../errors.ts";
 import { parseSshConfig } from "../config/ssh-config.ts";
 import { isIgnoredKeyword, isKnownKeyword } from "../config/keywords.ts";
-import type { ConfigLine } from "../config/resolve.ts";
+import type { ConfigLine } from "../config/host-lookup.ts";
 import { parseDestination } from "../config/settings.ts";
 import { parseCidrList } from "../cidr.ts";
 import type { TunnelOptions } from "../tunnel.ts";
@@ -40,8 +40,8 @@ export type TunnelArgsResult =
   /** `-V` writes to stderr like `ssh -V` (scripts do `ssh -V 2>&1`); `--version` to stdout. */
   | { command: "version"; text: string; stream: "stdout" | "stderr" };
 
-/** Long options; every other `--word` is refused before anything else is parsed. */
-const LONG_OPTIONS = new Set(["--json", "--help", "--version", "--allow-ip"]);
+/** Long options without a value (--allow-ip, which takes one, is read on its own); any other `--word` is refused. */
+const LONG_SWITCHES = new Set(["--json", "--help", "--version"]);
 
 /** ssh(1) flags that take a value, and those that do not. */
 const WITH_VALUE = new Set("BbcDEeFIiJLlmOoPpQRSWw".split(""));
@@ -88,11 +88,11 @@ interface ShortFlag {
 }
 
 /** Split argv into short flags, long options, the destination and any remote command. */
-function getopt(argv: string[]): { flags: ShortFlag[]; long: string[]; positional: string[]; allowIp: string[]; flagsBeforeDestination: number } {
+function getopt(argv: string[]): { flags: ShortFlag[]; long: Set<string>; positional: string[]; allowIp: string[]; flagsBeforeDestination: number } {
   const flags: ShortFlag[] = [];
   let flagsBeforeDestination = -1;
   const allowIp: string[] = [];
-  const long: string[] = [];
+  const long = new Set<string>();
   const positional: string[] = [];
   let i = 0;
   let optionsDone = false;
@@ -118,11 +118,13 @@ function getopt(argv: string[]): { flags: ShortFlag[]; long: string[]; positiona
       continue;
     }
     if (arg.startsWith("--")) {
-      // Checked here, one word at a time: cac's own check slows down faster
-      // than quadratically with many unknown options (8,000 took 9 s).
-      const name = arg.split("=")[0]!;
-      if (!LONG_OPTIONS.has(name)) throw usage(`unknown option '${name}'`);
-      if (!long.includes(arg)) long.push(arg);
+      // Checked here, one word at a time, so cac sees at most each switch
+      // once: its parse slows down faster than quadratically with many
+      // options (8,000 unknown ones took 9 s).
+      const [name, value] = splitOnce(arg, "=");
+      if (!LONG_SWITCHES.has(name)) throw usage(`unknown option '${name}'`);
+      if (value !== undefined) throw usage(`option '${name}' takes no value; give ${name} alone`);
+      long.add(arg);
       continue;
     }
     for (let j = 1; j < arg.length; j++) {
@@ -141,6 +143,12 @@ function getopt(argv: string[]): { flags: ShortFlag[]; long: string[]; positiona
     }
   }
   return { flags, long, positional, allowIp, flagsBeforeDestination };
+}
+
+/** `a=b` as ["a", "b"]; `a` as ["a", undefined]. */
+function splitOnce(text: string, separator: string): [string, string | undefined] {
+  const at = text.indexOf(separator);
+  return at < 0 ? [text, undefined] : [text.slice(0, at), text.slice(at + separator.length)];
 }
 
 function usage(problem: string): TunnelError {
@@ -248,6 +256,11 @@ export function parseTunnelArgs(argv: string[]): TunnelArgsResult {
 
 /** `-o Keyword=value` or `-o "Keyword value"`: one ssh_config line, read by the same parser as the files. */
 function parseDashO(text: string): ConfigLine {
+  // readconf.c refuses these on the command line: they only make sense in a file.
+  const typed = /^\s*([A-Za-z]+)/.exec(text)?.[1] ?? "";
+  if (["host", "match", "include"].includes(typed.toLowerCase())) {
+    throw usage(`-o ${text}: ${typed} is not supported as a command-line option (it only works in a config file); use -F with a file that has it`);
+  }
   let directive;
   try {
     const parsed = parseSshConfig(text, "-o");

@@ -165,3 +165,43 @@ async function expandGlob(pattern: string, listDir: (path: string) => Promise<st
   const paths = absolute ? prefixes : prefixes.map((p) => p.slice(2));
   return paths.sort((a, b) => Buffer.compare(Buffer.from(a), Buffer.from(b)));
 }
+
+export interface ConfigSources {
+  files: ParsedConfig[];
+}
+
+/** Where the system-wide config lives; tests point these at a temporary directory. */
+export interface SystemConfigLocation {
+  /** @default "/etc/ssh/ssh_config" */
+  systemFile?: string;
+  /** Base of the system file's relative Include paths (OpenSSH's SSHDIR). @default "/etc/ssh" */
+  systemDir?: string;
+}
+
+/**
+ * The config files for this run, in the order they apply: `-F FILE` alone
+ * (it must exist), nothing for `-F none`, else ~/.ssh/config then the system
+ * file (either may be missing), as ssh.c reads them.
+ *
+ * @example
+ * const sources = await loadConfigFiles(undefined, "/home/me");
+ * sources.files.map((f) => f.file); // ["/home/me/.ssh/config", "/etc/ssh/ssh_config"]
+ */
+export async function loadConfigFiles(
+  configFile: string | undefined,
+  homeDir: string,
+  location: SystemConfigLocation = {},
+): Promise<ConfigSources> {
+  if (configFile !== undefined) {
+    // ssh -F: that file only, no system-wide file; "-F none" reads nothing.
+    if (configFile.toLowerCase() === "none") return { files: [] };
+    return { files: [await loadSshConfig(configFile, { homeDir, required: true })] };
+  }
+  const user = await loadSshConfig(`${homeDir}/.ssh/config`, { homeDir });
+  const system = await loadSshConfig(location.systemFile ?? "/etc/ssh/ssh_config", {
+    homeDir,
+    system: true,
+    ...(location.systemDir !== undefined ? { systemDir: location.systemDir } : {}),
+  });
+  return { files: [user, system] };
+}

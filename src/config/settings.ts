@@ -8,7 +8,7 @@
 import { createHash } from "node:crypto";
 import { TunnelError } from "../errors.ts";
 import { parsePortNumber } from "../address.ts";
-import { expandTilde, expandTokens } from "./ssh-config.ts";
+import { expandTilde, expandTokens } from "./expand-tokens.ts";
 
 /** ssh_config(5) StrictHostKeyChecking, with its synonyms folded. */
 export type StrictHostKeyChecking = "yes" | "accept-new" | "no" | "ask";

@@ -6,7 +6,7 @@
  * This module is the public face; each step lives in its own module:
  * - config/keywords.ts: the keyword table (names, aliases, what we do with each)
  * - config/parse-ssh-config.ts: text to blocks of directives (`parseSshConfig`, pure)
- * - config/load-ssh-config.ts: files and `Include` (`loadSshConfig`)
+ * - config/load-ssh-config.ts: the files of a run and their `Include`s (`loadConfigFiles`, `loadSshConfig`)
  * - config/evaluate-match.ts: whether a `Match` block applies
  * - config/resolve-host-config.ts: the blocks for one host, first value wins (`resolveHostConfig`)
  * - config/expand-tokens.ts: `%` tokens and `~` (`expandTokens`, `expandTilde`)
@@ -24,7 +24,7 @@ export {
   type MatchCriterion,
   type ParsedConfig,
 } from "./parse-ssh-config.ts";
-export { loadSshConfig, MAX_INCLUDE_DEPTH, type LoadOptions } from "./load-ssh-config.ts";
+export { loadConfigFiles, loadSshConfig, MAX_INCLUDE_DEPTH, type ConfigSources, type LoadOptions, type SystemConfigLocation } from "./load-ssh-config.ts";
 export {
   firstValue,
   resolveHostConfig,

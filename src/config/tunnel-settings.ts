@@ -7,8 +7,8 @@
  * and the local environment are passed in.
  */
 import { TunnelError } from "../errors.ts";
-import { commandLineConfig, lookupHost, unsupportedSettings, type ConfigLine, type HostLookup } from "./resolve.ts";
-import type { ParsedConfig } from "./ssh-config.ts";
+import { commandLineConfig, lookupHost, unsupportedSettings, type ConfigLine, type HostLookup } from "./host-lookup.ts";
+import type { ParsedConfig } from "./parse-ssh-config.ts";
 import { resolveDestination, resolveHop, type DestinationSettings, type HopSettings, type LocalEnvironment } from "./settings.ts";
 import { parseForwardConfigArgs, parseForwardSpec, requireTcpForward, type ForwardKind, type TcpForwardSpec } from "./forward-spec.ts";
 

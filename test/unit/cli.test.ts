@@ -1,8 +1,8 @@
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { HELP_TEXT, parseCommandLine, VERSION, type Plan, type Subcommand, type TunnelPlan } from "../../src/cli.ts";
-import type { ConfigLine } from "../../src/config/resolve.ts";
-import { commandLineConfig, lookupHost } from "../../src/config/resolve.ts";
+import type { ConfigLine } from "../../src/config/host-lookup.ts";
+import { commandLineConfig, lookupHost } from "../../src/config/host-lookup.ts";
 import { resolveDestination, type LocalEnvironment } from "../../src/config/settings.ts";
 import { TunnelError } from "../../src/errors.ts";
 import { clientSetupHelp } from "../../src/client-setup.ts";
@@ -184,6 +184,12 @@ describe("parseCommandLine: -o", () => {
     assertUsage(["-o", "Bogus yes", "host"], "Bogus");
   });
 
+  test("refuses -o Host, Match and Include, which only work in a config file, as ssh does", () => {
+    assertUsage(["-o", "Host=x", "host"], "-o Host=x: Host is not supported as a command-line option");
+    assertUsage(["-o", "match all", "host"], "-o match all: match is not supported as a command-line option");
+    assertUsage(["-o", "Include /etc/x", "host"], "Include is not supported as a command-line option", "use -F");
+  });
+
   test("refuses -o without a value", () => {
     assertUsage(["-o", "Port=", "host"], "Port=");
     assertUsage(["-o", "Port", "host"], "Port");
@@ -269,7 +275,14 @@ describe("parseCommandLine: errors", () => {
   test("an unknown long option is USAGE naming it", () => {
     assertUsage(["--bogus", "host"], "unknown option '--bogus'");
     assertUsage(["host", "--allowip", "10.0.0.1"], "unknown option '--allowip'");
-    assertUsage(["--json=yes", "--bogus=1", "host"], "unknown option '--bogus'");
+    assertUsage(["--json", "--bogus=1", "host"], "unknown option '--bogus'");
+  });
+
+  test("--json, --help and --version take no value: --json=no is USAGE, not JSON on", () => {
+    assertUsage(["--json=no", "host"], "option '--json' takes no value; give --json alone");
+    assertUsage(["--help=no"], "option '--help' takes no value");
+    assertUsage(["--version=x"], "option '--version' takes no value");
+    assertUsage([...Array.from({ length: 30_000 }, (_, i) => `--json=${i}`), "host"], "option '--json' takes no value");
   });
 
   test("the first unknown long option is the error, before help, version or anything else is read", () => {
@@ -404,7 +417,7 @@ describe("the built binary (node dist/safetunnel.cjs)", () => {
 });
 
 describe("parseCommandLine: subcommands", () => {
-  const probe: Subcommand = { name: "probe", summary: "a test subcommand", parse: (argv) => ({ command: "help", text: `probe ${argv.join(" ")}` }) };
+  const probe: Subcommand = { name: "probe", parse: (argv) => ({ command: "help", text: `probe ${argv.join(" ")}` }) };
   const registry = new Map([["probe", probe]]);
 
   test("a first word naming a subcommand hands the rest of argv to its parser", () => {

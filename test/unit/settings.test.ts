@@ -1,7 +1,7 @@
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
-import type { ConfigLine } from "../../src/config/resolve.ts";
-import { commandLineConfig, lookupHost } from "../../src/config/resolve.ts";
+import type { ConfigLine } from "../../src/config/host-lookup.ts";
+import { commandLineConfig, lookupHost } from "../../src/config/host-lookup.ts";
 import {
   parseDestination,
   parseJumpList,

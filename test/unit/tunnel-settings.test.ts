@@ -2,7 +2,7 @@ import { describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { resolveTunnelSettings, type TunnelRequest } from "../../src/config/tunnel-settings.ts";
 import { parseSshConfig } from "../../src/config/ssh-config.ts";
-import type { ConfigLine } from "../../src/config/resolve.ts";
+import type { ConfigLine } from "../../src/config/host-lookup.ts";
 import type { LocalEnvironment } from "../../src/config/settings.ts";
 import { TunnelError } from "../../src/errors.ts";
 

@@ -4,7 +4,7 @@ import { rejection } from "../helpers/rejection.ts";
 import { PassThrough, type Duplex } from "node:stream";
 import { serveForwards } from "../../src/tunnel.ts";
 import { resolveTunnelSettings } from "../../src/config/tunnel-settings.ts";
-import type { ConfigLine } from "../../src/config/resolve.ts";
+import type { ConfigLine } from "../../src/config/host-lookup.ts";
 import type { IncomingConnection, Origin, RemoteListen, TunnelSession } from "../../src/ssh/session.ts";
 import { createLogger } from "../../src/log.ts";
 import { parseCidrList } from "../../src/cidr.ts";
@@ -108,7 +108,7 @@ describe("serveForwards", () => {
     await waitFor(h.stopRegistered, "the forward to start");
     assert.equal(
       h.lines[0],
-      `SOCKS proxy listening on 127.0.0.1:${port} (-D 127.0.0.1:${port}); names are resolved by the SSH server, IP-address requests are refused except inside --allow-ip 10.0.0.0/8, 2001:db8::/32.`,
+      `SOCKS proxy listening on 127.0.0.1:${port} (-D 127.0.0.1:${port}); names are resolved by the SSH server, IP-address requests are refused except inside --allow-ip 10.0.0.0/8,2001:db8::/32.`,
     );
     h.stop("SIGINT");
     await bounded(done, "the run to end", 10_000);

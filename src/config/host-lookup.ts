@@ -1,11 +1,11 @@
 /**
  * Which settings apply to a host: the command line (as config lines), then
- * ~/.ssh/config (or -F), then /etc/ssh/ssh_config, first value wins — the
- * order OpenSSH reads them in. Jump hosts get their own lookup, as each
- * ProxyJump hop is its own `ssh` in OpenSSH.
+ * the files loadConfigFiles read (~/.ssh/config or -F, then
+ * /etc/ssh/ssh_config), first value wins, the order OpenSSH reads them in;
+ * and the settings safetunnel must refuse rather than skip. Jump hosts get
+ * their own lookup, as each ProxyJump hop is its own `ssh` in OpenSSH.
  */
 import { KEYWORDS, MULTI_VALUED_KEYWORDS } from "./keywords.ts";
-import { loadSshConfig } from "./load-ssh-config.ts";
 import type { ParsedConfig } from "./parse-ssh-config.ts";
 import { resolveHostConfig } from "./resolve-host-config.ts";
 import type { OptionLookup } from "./settings.ts";
@@ -17,46 +17,6 @@ export interface ConfigLine {
   args: string[];
   /** Where it came from, for error messages: "-p", "-o", ... */
   source: string;
-}
-
-export interface ConfigSources {
-  files: ParsedConfig[];
-}
-
-/** Where the system-wide config lives; tests point these at a temporary directory. */
-export interface SystemConfigLocation {
-  /** @default "/etc/ssh/ssh_config" */
-  systemFile?: string;
-  /** Base of the system file's relative Include paths (OpenSSH's SSHDIR). @default "/etc/ssh" */
-  systemDir?: string;
-}
-
-/**
- * The config files for this run, in the order they apply: `-F FILE` alone
- * (it must exist), nothing for `-F none`, else ~/.ssh/config then the system
- * file (either may be missing), as ssh.c reads them.
- *
- * @example
- * const sources = await loadConfigFiles(undefined, "/home/me");
- * sources.files.map((f) => f.file); // ["/home/me/.ssh/config", "/etc/ssh/ssh_config"]
- */
-export async function loadConfigFiles(
-  configFile: string | undefined,
-  homeDir: string,
-  location: SystemConfigLocation = {},
-): Promise<ConfigSources> {
-  if (configFile !== undefined) {
-    // ssh -F: that file only, no system-wide file; "-F none" reads nothing.
-    if (configFile.toLowerCase() === "none") return { files: [] };
-    return { files: [await loadSshConfig(configFile, { homeDir, required: true })] };
-  }
-  const user = await loadSshConfig(`${homeDir}/.ssh/config`, { homeDir });
-  const system = await loadSshConfig(location.systemFile ?? "/etc/ssh/ssh_config", {
-    homeDir,
-    system: true,
-    ...(location.systemDir !== undefined ? { systemDir: location.systemDir } : {}),
-  });
-  return { files: [user, system] };
 }
 
 /** Command-line lines as a config file of their own, read before all others. */

@@ -3,14 +3,14 @@ import assert from "node:assert/strict";
 import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
+import { loadConfigFiles } from "../../src/config/load-ssh-config.ts";
 import {
   commandLineConfig,
-  loadConfigFiles,
   lookupHost,
   unsupportedSettings,
   type ConfigLine,
   type HostLookup,
-} from "../../src/config/resolve.ts";
+} from "../../src/config/host-lookup.ts";
 import { parseSshConfig } from "../../src/config/parse-ssh-config.ts";
 import { TunnelError } from "../../src/errors.ts";
 
