@@ -13,14 +13,16 @@ export type { TunnelPlan } from "./cli/tunnel-args.ts";
 export { HELP_TEXT } from "./cli/help.ts";
 export { VERSION } from "./version.ts";
 
-/** Every command's plan; main.ts runs the one it gets. */
+/**
+ * Every command's plan, told apart by `command`; main.ts runs the one it
+ * gets. A subcommand adds its own plan type to this union and its runner to
+ * main.ts.
+ */
 export type Plan = TunnelArgsResult;
 
 /** A subcommand: its name as typed first on the command line, and its parser. */
 export interface Subcommand {
   name: string;
-  /** One line for the help text. */
-  summary: string;
   /** Reads the words after the subcommand's name. */
   parse(argv: string[]): Plan;
 }

@@ -7,7 +7,7 @@
  * written for older OpenSSH still tell users to type it.
  */
 import { TunnelError } from "../errors.ts";
-import { hostPort, isLoopbackAddress, parsePortNumber, unbracket } from "../address.ts";
+import { formatAddress, hostPort, isLoopbackAddress, mappedIPv4, parseIPv6, parsePortNumber, unbracket } from "../address.ts";
 
 export type ForwardKind = "dynamic" | "local" | "remote";
 
@@ -233,7 +233,7 @@ export function listenAddresses(
   gatewayPorts: boolean,
   label: string = formatBind(bind),
 ): { hosts: string[]; warning: string | null } {
-  const address = bind.address === null ? null : unbracket(bind.address);
+  const address = bind.address === null ? null : unmapped(unbracket(bind.address));
   if (address === null) {
     return { hosts: gatewayPorts ? [...ALL_HOSTS] : [...LOOPBACK_HOSTS], warning: null };
   }
@@ -252,6 +252,16 @@ export function listenAddresses(
   };
 }
 
+/**
+ * An IPv4-mapped address (RFC 4291 section 2.5.5.2) as the IPv4 address it
+ * maps: an IPv6 socket cannot bind one while it refuses IPv4 (IPV6_V6ONLY,
+ * which keeps "::" apart from "0.0.0.0"), and the IPv4 socket serves it.
+ */
+function unmapped(address: string): string {
+  const bytes = parseIPv6(address);
+  const v4 = bytes === null ? null : mappedIPv4(bytes);
+  return v4 === null ? address : formatAddress(v4);
+}
 
 /**
  * The '/' form is in use when the first '/' does not start a field, i.e. it

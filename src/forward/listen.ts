@@ -5,7 +5,7 @@
  * that forward with a message naming the fix.
  */
 import { createServer, type Server, type Socket } from "node:net";
-import { TunnelError } from "../errors.ts";
+import { TunnelError, errnoCode } from "../errors.ts";
 import { hostPort } from "../address.ts";
 import type { Logger } from "../log.ts";
 
@@ -47,8 +47,8 @@ export async function listenAll(
       servers.push(server);
       addresses.push(hostPort(host, boundPort));
     } catch (err) {
-      const code = (err as NodeJS.ErrnoException).code;
-      const error = bindError(err as NodeJS.ErrnoException, host, boundPort, label);
+      const code = errnoCode(err);
+      const error = bindError(err as Error, code, host, boundPort, label);
       // A machine without IPv6 (or IPv4) loopback: the other one is enough.
       if (hosts.length > 1 && (code === "EADDRNOTAVAIL" || code === "EAFNOSUPPORT")) {
         log.debug(1, error.message);
@@ -96,9 +96,9 @@ function bind(server: Server, host: string, port: number, label: string, log: Lo
   });
 }
 
-function bindError(err: NodeJS.ErrnoException, host: string, port: number, label: string): TunnelError {
+function bindError(err: Error, code: string | undefined, host: string, port: number, label: string): TunnelError {
   const where = hostPort(host, port);
-  switch (err.code) {
+  switch (code) {
     case "EADDRINUSE":
       return new TunnelError("PORT_IN_USE", `${label}: cannot listen on ${where}: Address already in use; pick another port or stop the program using it (ss -ltnp | grep ${port}).`);
     case "EACCES":

@@ -97,7 +97,7 @@ export async function startForward(spec: TcpForwardSpec, context: ForwardContext
       label,
       announcement: {
         message: `Forwarding ${forward.addresses.join(" and ")} to ${hostPort(target.host, target.port)} as seen from the SSH server (${label}).`,
-        fields: { event: "listening", addresses: forward.addresses.join(",") },
+        fields: { event: "listening", addresses: forward.addresses.join(","), side: "client" },
       },
       close: () => forward.close(),
     };
@@ -107,12 +107,12 @@ export async function startForward(spec: TcpForwardSpec, context: ForwardContext
   const ipPolicy =
     context.allowIp.length === 0
       ? "IP-address requests are refused"
-      : `IP-address requests are refused except inside --allow-ip ${context.allowIp.map((cidr) => cidr.text).join(", ")}`;
+      : `IP-address requests are refused except inside --allow-ip ${context.allowIp.map((cidr) => cidr.text).join(",")}`;
   return {
     label,
     announcement: {
       message: `SOCKS proxy listening on ${forward.addresses.join(" and ")} (${label}); names are resolved by the SSH server, ${ipPolicy}.`,
-      fields: { event: "listening", addresses: forward.addresses.join(",") },
+      fields: { event: "listening", addresses: forward.addresses.join(","), side: "client" },
     },
     close: () => forward.close(),
   };

@@ -48,7 +48,11 @@ export interface TunnelSession {
    * connection arrives through `onIncoming` until the registration is closed.
    */
   listenRemote(address: string, port: number, onIncoming: (connection: IncomingConnection) => void): Promise<RemoteListen>;
-  /** Called once when the SSH connection ends, with the reason if it was an error. */
+  /**
+   * Called each time the SSH connection goes down, with the reason (for this
+   * session, which does not reconnect, that is once). A listener added after
+   * that is called at once.
+   */
   onDown(listener: (reason: string) => void): void;
   /** Disconnect politely; resolves once the connection is closed (or a bound passed). */
   close(): Promise<void>;

@@ -25,6 +25,7 @@ import { HandshakeFailure, type AuthOutcome } from "../../src/ssh/handshake-fail
 import { openTcpSocket, tcpConnectError, type TcpTarget } from "../../src/ssh/transport.ts";
 import { rejection } from "../helpers/rejection.ts";
 import { closedPort } from "../helpers/targets.ts";
+import { waitFor } from "../helpers/wait.ts";
 
 type Ssh2 = typeof import("ssh2");
 
@@ -436,16 +437,19 @@ describe("connectChain after login", () => {
     const chain = await connectChain([hop], deps(log));
     // Not events.once: it would reject at the "Host denied" error ssh2 emits before closing.
     const closed = new Promise<void>((resolve) => chain.client.once("close", () => resolve()));
-    assert.ok(swapKey !== undefined, "the server saw the login");
-    swapKey();
+    // The client's "ready" may come before the server's: wait for the server's side of the login.
+    await waitFor(() => swapKey !== undefined, "the server to see the login");
+    swapKey!();
     await closed;
     assert.deepEqual(lines, ["127.0.0.1 presented a different host key while re-keying; disconnecting. Host key verification failed."]);
     await chain.close();
   });
 
   test("a re-key with the same host key keeps the connection, without reading known_hosts again", async () => {
+    let serverReady = false;
     const server = await sshServer((conn) => {
       acceptAnyone(conn);
+      conn.once("ready", () => (serverReady = true));
       conn.on("session", (accept) => {
         const session = accept();
         session.on("exec", (acceptExec) => {
@@ -460,6 +464,7 @@ describe("connectChain after login", () => {
     const chain = await connectChain([hop], deps(log));
     // Checked again under StrictHostKeyChecking=yes, the key would now be unknown.
     await writeFile(hop.hostKey.userKnownHostsFiles[0]!, "");
+    await waitFor(() => serverReady, "the server to see the login");
     const conn = server.connections[0]!;
     await new Promise<void>((resolve, reject) => {
       conn.once("close", () => reject(new Error("the client hung up during the re-key")));

@@ -490,6 +490,12 @@ describe("listenAddresses", () => {
     });
   });
 
+  test("an IPv4-mapped bind address is bound as the IPv4 address it maps, with or without GatewayPorts", () => {
+    assert.deepEqual(listenAddresses({ address: "[::ffff:127.0.0.1]", port: 9001 }, false), { hosts: ["127.0.0.1"], warning: null });
+    assert.deepEqual(listenAddresses({ address: "::ffff:7f00:2", port: 9001 }, false), { hosts: ["127.0.0.2"], warning: null });
+    assert.deepEqual(listenAddresses({ address: "::ffff:192.0.2.7", port: 9001 }, true), { hosts: ["192.0.2.7"], warning: null });
+  });
+
   test("without GatewayPorts 0.0.0.0 falls back to loopback with a warning naming spec and fix", () => {
     const spec = parseForwardSpec("dynamic", "0.0.0.0:9001");
     assert.ok(!isPathSpec(spec.listen));
