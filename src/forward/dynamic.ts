@@ -6,23 +6,21 @@
  * with --allow-ip), the session opens a channel (the name is resolved by the
  * SSH server), the reply goes back, pipe.ts joins the two.
  */
-import process from "node:process";
 import type { Socket } from "node:net";
 import type { Duplex } from "node:stream";
-import { serveSocksSocket, type ConnectOutcome, type SocksClient, type SocksClientAddress, type SocksHandshakeOptions } from "../socks/server.ts";
+import { serveSocksSocket, type ConnectOutcome, type SocksClient, type SocksHandshakeOptions } from "../socks/server.ts";
 import { formatReplyCode, Socks5Reply, type Socks5ReplyCode, type SocksRequest } from "../socks/codec.ts";
 import { decideDestination } from "../socks/policy.ts";
 import type { Cidr } from "../cidr.ts";
 import type { TunnelSession } from "../ssh/session.ts";
 import { ChannelOpenError, describeOpenFailure, type ChannelFailureKind } from "../ssh/channel-failure.ts";
 import { joinStreams } from "./pipe.ts";
-import { hostPort, isLoopbackAddress, unbracket } from "../address.ts";
+import { hostPort, unbracket } from "../address.ts";
 import { listenAll, type Listener } from "./listen.ts";
 import type { Logger } from "../log.ts";
 import type { TrafficStats } from "./stats.ts";
 import { RefusalLog } from "./refusal-log.ts";
-import { SocketOwnerLookup, type SocketOwner } from "../platform/socket-owner.ts";
-import { SocketProgramFinder } from "../platform/peer-process.ts";
+import type { PeerLookup } from "../platform/peer-lookup.ts";
 
 export interface DynamicForwardOptions {
   /** "-D 9001", for messages. */
@@ -38,16 +36,12 @@ export interface DynamicForwardOptions {
   /** Milliseconds now; injectable so tests can step over the refusal window. @default Date.now */
   clock?: () => number;
   /**
-   * The local account and socket behind a client, asked as its connection is
-   * accepted; the answer is `client.owner`. @default on Linux, loopback
-   * clients' rows in /proc/net/tcp{,6}; nothing for other clients and systems
+   * Who is behind a client, asked only to name the program in a refusal line
+   * (never for requests that go out: looking up every accepted connection in
+   * /proc/net/tcp doubled the CPU a SOCKS connection costs). Share one among
+   * forwards. @default none: refusal lines name no program
    */
-  lookUpOwner?: (client: SocksClientAddress) => Promise<SocketOwner | undefined>;
-  /**
-   * The program behind a client, asked only when a refusal line needs it.
-   * @default the process holding the socket `client.owner` names, from /proc/<pid>/fd
-   */
-  nameProgram?: (client: SocksClient) => Promise<string | undefined>;
+  peers?: PeerLookup;
 }
 
 /** SOCKS reply for each way a channel open can fail. */
@@ -63,34 +57,15 @@ export const REPLY_FOR_FAILURE: Record<ChannelFailureKind, Socks5ReplyCode> = {
 const DEFAULT_HANDSHAKE_TIMEOUT_MS = 30_000;
 
 /**
- * Shared by every -D forward, so that /proc is read and walked one at a time
- * in the whole process, and a program found for one forward is looked at
- * first for the next.
- */
-const procSocketOwners = new SocketOwnerLookup();
-const procPrograms = new SocketProgramFinder();
-
-/** /proc can only tell about programs on this machine, and only on Linux. */
-async function lookUpOwnerInProc(client: SocksClientAddress): Promise<SocketOwner | undefined> {
-  if (process.platform !== "linux" || !isLoopbackAddress(client.address)) return undefined;
-  return procSocketOwners.find({ clientAddress: client.address, clientPort: client.port, serverAddress: client.localAddress, serverPort: client.localPort });
-}
-
-async function nameProgramInProc(client: SocksClient): Promise<string | undefined> {
-  const owner = await client.owner;
-  return owner === undefined ? undefined : procPrograms.find(owner.inode);
-}
-
-/**
  * @example
- * const forward = await startDynamicForward({ label: "-D 9001", hosts: ["127.0.0.1"], port: 9001, session, allowIp: [], log, stats });
+ * const forward = await startDynamicForward({ label: "-D 9001", hosts: ["127.0.0.1"], port: 9001, session, allowIp: [], log, stats, peers: procPeerLookup() });
  */
 export async function startDynamicForward(options: DynamicForwardOptions): Promise<Listener> {
-  const { session, log, stats } = options;
+  const { session, log, stats, peers } = options;
   const refusals = new RefusalLog({
     log,
-    ...(options.clock !== undefined ? { clock: options.clock } : {}),
-    nameProgram: options.nameProgram ?? nameProgramInProc,
+    clock: options.clock,
+    nameProgram: peers === undefined ? undefined : (client) => peers.programOf(client),
   });
 
   const onConnect = async (request: SocksRequest, client: SocksClient, signal: AbortSignal): Promise<ConnectOutcome> => {
@@ -100,7 +75,7 @@ export async function startDynamicForward(options: DynamicForwardOptions): Promi
     if (!decision.allow) {
       stats.refusals++;
       // Before the reply: the client keeps its socket open until it has one,
-      // so /proc can still tell which program holds it.
+      // so `peers` can still tell which program holds it (bounded by RefusalLog).
       await refusals.report(request, client);
       return { ok: false, reply: Socks5Reply.NOT_ALLOWED };
     }
@@ -148,7 +123,6 @@ export async function startDynamicForward(options: DynamicForwardOptions): Promi
 
   const handshake: SocksHandshakeOptions = {
     handshakeTimeoutMs: options.handshakeTimeoutMs ?? DEFAULT_HANDSHAKE_TIMEOUT_MS,
-    lookUpOwner: options.lookUpOwner ?? lookUpOwnerInProc,
     onConnect,
     onEstablished,
     onProtocolError: (client, reason) => {

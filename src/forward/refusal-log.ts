@@ -10,6 +10,7 @@
  */
 import { formatAddress, hostPort } from "../address.ts";
 import { refusalFix } from "../client-setup.ts";
+import { within } from "../deadline.ts";
 import type { Logger } from "../log.ts";
 import type { SocksRequest } from "../socks/codec.ts";
 import { classifyHost } from "../socks/policy.ts";
@@ -114,21 +115,4 @@ export function refusalLine(request: SocksRequest, client: SocksClient, program:
   const address = classifyHost(request.destination.host).address;
   const allow = address === undefined ? request.destination.host : formatAddress(address);
   return `Refused SOCKS${request.version} CONNECT to ${target} from ${who}: ${why}. Fix: ${fix}. To allow this address on purpose: --allow-ip ${allow}`;
-}
-
-/** The promise's value, or undefined if it fails or takes longer than `ms`. */
-function within<T>(promise: Promise<T>, ms: number): Promise<T | undefined> {
-  return new Promise((resolve) => {
-    const timer = setTimeout(() => resolve(undefined), ms);
-    promise.then(
-      (value) => {
-        clearTimeout(timer);
-        resolve(value);
-      },
-      () => {
-        clearTimeout(timer);
-        resolve(undefined);
-      },
-    );
-  });
 }

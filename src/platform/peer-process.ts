@@ -2,7 +2,7 @@
  * Which local program holds a socket, for refusal lines ("... from
  * 127.0.0.1:51234 (firefox)"): the process one of whose /proc/<pid>/fd links
  * reads `socket:[inode]`, named by its /proc/<pid>/comm (proc(5)). The inode
- * comes from the accepted connection (socket-owner.ts).
+ * comes from the client's row in /proc/net/tcp (socket-owner.ts).
  *
  * A walk reads a link per open file of every process, a few hundred to a few
  * thousand: it runs only when a refusal needs a name, one walk at a time, and

@@ -4,22 +4,29 @@
  * row whose local_address is the client's address and rem_address ours; its
  * "uid" and "inode" columns).
  *
- * Read when the connection is accepted, not later: once the client closes its
- * end, its row loses its inode (0 in FIN_WAIT and TIME_WAIT) or disappears,
- * and nothing more can be learnt. Reading two tables per accept is cheap while
- * they are small, but they grow with every open connection, so one read at a
- * time serves every socket accepted while it was waiting. Any failure
- * (another OS, no /proc, a race) just means "unknown".
+ * Ask while the client still holds its socket open: once it closes its end,
+ * its row loses its inode (0 in FIN_WAIT and TIME_WAIT) or disappears, and
+ * nothing more can be learnt. -D asks only when it refuses a request, before
+ * sending the reply, so the refused client is still waiting on its socket;
+ * asking for every accepted connection doubled what one costs in CPU. The
+ * tables grow with every open connection, so one read at a time serves every
+ * client asked for while it was waiting. Any failure (another OS, no /proc, a
+ * race) just means "unknown".
  */
 import { readFile } from "node:fs/promises";
+import { within } from "../deadline.ts";
 import { BatchedLookup } from "./batched-lookup.ts";
 
-/** A TCP connection as seen from the client's side: its address and port, and ours. */
-export interface PeerSocket {
-  clientAddress: string;
-  clientPort: number;
-  serverAddress: string;
-  serverPort: number;
+/**
+ * A TCP client as the socket we accepted it on names it (`remoteAddress`,
+ * `remotePort`, `localAddress`, `localPort`): its address and port, and the
+ * local address and port it reached.
+ */
+export interface AcceptedClient {
+  address: string;
+  port: number;
+  localAddress: string;
+  localPort: number;
 }
 
 /** The local owner of a client's socket. */
@@ -104,7 +111,7 @@ export interface SocketOwnerLookupOptions {
  *
  * @example
  * const owners = new SocketOwnerLookup();
- * await owners.find({ clientAddress: "127.0.0.1", clientPort: 51234, serverAddress: "127.0.0.1", serverPort: 9001 }) // { uid: 1000, inode: "48121" }
+ * await owners.find({ address: "127.0.0.1", port: 51234, localAddress: "127.0.0.1", localPort: 9001 }) // { uid: 1000, inode: "48121" }
  */
 export class SocketOwnerLookup {
   readonly #procRoot: string;
@@ -117,19 +124,13 @@ export class SocketOwnerLookup {
     this.#waitMs = options.waitMs ?? 250;
   }
 
-  /** The owner of the client's end of `peer`, or undefined if /proc does not show it in time. */
-  find(peer: PeerSocket): Promise<SocketOwner | undefined> {
-    const local = procNetAddress(peer.clientAddress, peer.clientPort);
-    const remote = procNetAddress(peer.serverAddress, peer.serverPort);
-    if (local === null || remote === null) return Promise.resolve(undefined);
-    return new Promise((resolve) => {
-      const timer = setTimeout(() => resolve(undefined), this.#waitMs);
-      timer.unref?.();
-      void this.#rows.find(`${local} ${remote}`).then((owner) => {
-        clearTimeout(timer);
-        resolve(owner);
-      });
-    });
+  /** The owner of the client's end of its connection, or undefined if /proc does not show it in time. */
+  async find(client: AcceptedClient): Promise<SocketOwner | undefined> {
+    // The client's row has its own endpoint as local_address and ours as rem_address.
+    const local = procNetAddress(client.address, client.port);
+    const remote = procNetAddress(client.localAddress, client.localPort);
+    if (local === null || remote === null) return undefined;
+    return within(this.#rows.find(`${local} ${remote}`), this.#waitMs);
   }
 
   async #readTables(wanted: ReadonlySet<string>, found: (key: string, owner: SocketOwner) => void): Promise<void> {

@@ -24,25 +24,18 @@ import {
   SOCKS4_VERSION,
   SOCKS5_VERSION,
 } from "./codec.ts";
-import type { SocketOwner } from "../platform/socket-owner.ts";
 
-/** Where a client connects from, and to which of our listening addresses. */
-export interface SocksClientAddress {
+/**
+ * Who is asking, as far as the socket tells: where the client connects from,
+ * and to which of our listening addresses. Anything more (which program, which
+ * account) is for the caller to find out, and only when it needs to.
+ */
+export interface SocksClient {
   address: string;
   port: number;
   /** The local address:port the client connected to (which listener). */
   localAddress: string;
   localPort: number;
-}
-
-/** Who is asking, as far as the socket tells. */
-export interface SocksClient extends SocksClientAddress {
-  /**
-   * The local account and socket behind the client, from `lookUpOwner` as the
-   * connection was accepted; undefined when unknown. Nothing waits for it
-   * unless a caller awaits it (to name a refused program, to check who may connect).
-   */
-  owner: Promise<SocketOwner | undefined>;
 }
 
 export type ConnectOutcome =
@@ -53,15 +46,10 @@ export interface SocksHandshakeOptions {
   /** Close sockets that have not sent a whole request by then. */
   handshakeTimeoutMs: number;
   /**
-   * Called once per socket as it is accepted, before the client has had a
-   * chance to close it (its owner can then no longer be found); its answer is
-   * `client.owner`. Rejecting means "unknown".
-   */
-  lookUpOwner?(client: SocksClientAddress): Promise<SocketOwner | undefined>;
-  /**
    * Called once per CONNECT. The reply is sent only after it settles, so
-   * success means the far end really is connected. `signal` aborts when the
-   * client goes away first; the outcome's stream is then destroyed.
+   * success means the far end really is connected (and a client waiting for
+   * it keeps its socket open meanwhile). `signal` aborts when the client goes
+   * away first; the outcome's stream is then destroyed.
    */
   onConnect(request: SocksRequest, client: SocksClient, signal: AbortSignal): Promise<ConnectOutcome>;
   /** The stream is joined to the socket; the caller owns piping and accounting. */
@@ -110,13 +98,12 @@ class SocksHandshake {
   constructor(socket: Socket, options: SocksHandshakeOptions) {
     this.#socket = socket;
     this.#options = options;
-    const address: SocksClientAddress = {
+    this.#client = {
       address: socket.remoteAddress ?? "unknown",
       port: socket.remotePort ?? 0,
       localAddress: socket.localAddress ?? "",
       localPort: socket.localPort ?? 0,
     };
-    this.#client = { ...address, owner: askOwner(options, address) };
     this.#deadline = setTimeout(() => this.#drop(undefined, `no complete SOCKS request within ${formatMs(options.handshakeTimeoutMs)}`), options.handshakeTimeoutMs);
     this.#deadline.unref?.();
     socket.on("data", this.#onData);
@@ -255,15 +242,6 @@ class SocksHandshake {
     this.#abort.abort();
     if (this.#phase !== "connecting") this.#phase = "done";
   };
-}
-
-/** `lookUpOwner`'s answer, never a rejection (nobody may be listening for one). */
-async function askOwner(options: SocksHandshakeOptions, client: SocksClientAddress): Promise<SocketOwner | undefined> {
-  try {
-    return await options.lookUpOwner?.(client);
-  } catch {
-    return undefined;
-  }
 }
 
 function formatMs(ms: number): string {

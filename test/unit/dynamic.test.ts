@@ -9,7 +9,7 @@ import type { Listener } from "../../src/forward/listen.ts";
 import { createStats, type TrafficStats } from "../../src/forward/stats.ts";
 import { createLogger } from "../../src/log.ts";
 import { parseCidr, type Cidr } from "../../src/cidr.ts";
-import type { SocksClient } from "../../src/socks/server.ts";
+import { procPeerLookup, type AcceptedClient, type PeerLookup } from "../../src/platform/peer-lookup.ts";
 import type { Origin, RemoteListen, TunnelSession } from "../../src/ssh/session.ts";
 import { ChannelOpenError, type ChannelFailureKind } from "../../src/ssh/channel-failure.ts";
 import { RawClient, socks5Open, socks5Reply } from "../helpers/raw-socks.ts";
@@ -87,18 +87,14 @@ after(async () => {
 });
 
 /**
- * A -D forward on 127.0.0.1 with a fake session. Unless a test asks for
- * `proc: true`, no client is looked up in /proc (the test process is the
- * client: it would only slow every refusal down).
+ * A -D forward on 127.0.0.1 with a fake session. Clients are looked up only
+ * where a test passes `peers` (by default nothing is: refusals name no program).
  */
-async function startForward(
-  options: { allowIp?: Cidr[]; json?: boolean; verbosity?: number; proc?: boolean } & Pick<DynamicForwardOptions, "lookUpOwner" | "nameProgram" | "clock"> = {},
-): Promise<Forward> {
+async function startForward(options: { allowIp?: Cidr[]; json?: boolean; verbosity?: number } & Pick<DynamicForwardOptions, "peers" | "clock"> = {}): Promise<Forward> {
   const session = new FakeSession();
   const stats = createStats();
   const lines: string[] = [];
   const log = createLogger({ verbosity: options.verbosity ?? 0, json: options.json ?? false, write: (line) => lines.push(line), now: () => new Date(0) });
-  const proc = options.proc ?? false;
   const listener = await startDynamicForward({
     label: "-D test",
     hosts: ["127.0.0.1"],
@@ -107,12 +103,16 @@ async function startForward(
     allowIp: options.allowIp ?? [],
     log,
     stats,
-    ...(options.lookUpOwner ? { lookUpOwner: options.lookUpOwner } : proc ? {} : { lookUpOwner: async () => undefined }),
-    ...(options.nameProgram ? { nameProgram: options.nameProgram } : proc ? {} : { nameProgram: async () => undefined }),
-    ...(options.clock ? { clock: options.clock } : {}),
+    peers: options.peers,
+    clock: options.clock,
   });
   open.push(listener);
   return { listener, session, stats, lines };
+}
+
+/** A PeerLookup whose every client is held by the program `name` says; owners are unknown. */
+function programs(name: (client: AcceptedClient) => Promise<string | undefined>): PeerLookup {
+  return { ownerOf: async () => undefined, programOf: name };
 }
 
 // ------------------------------------------------------------------ a raw SOCKS client
@@ -256,7 +256,7 @@ describe("startDynamicForward: IP-address requests are refused", () => {
   test("one full line per program in 10 s: repeats are counted into the next full line, and every one is refused", async () => {
     let now = 1_000_000;
     let program = "firefox";
-    const forward = await startForward({ clock: () => now, nameProgram: async () => program });
+    const forward = await startForward({ clock: () => now, peers: programs(async () => program) });
     const refuse = async (): Promise<void> => {
       const client = await socks5Connect(forward.listener.port, socks5IPv4([192, 0, 2, 7], 443));
       assert.deepEqual(await client.readToEnd(), socks5Reply(0x02));
@@ -281,7 +281,7 @@ describe("startDynamicForward: IP-address requests are refused", () => {
   });
 
   test("a slow /proc lookup does not hold the refusal: the line just names no program", async () => {
-    const forward = await startForward({ nameProgram: () => new Promise(() => {}) });
+    const forward = await startForward({ peers: programs(() => new Promise(() => {})) });
     const client = await socks5Connect(forward.listener.port, socks5IPv4([192, 0, 2, 8], 80));
     assert.deepEqual(await client.readToEnd(), socks5Reply(0x02));
     assert.match(forward.lines[0]!, /^Warning: Refused SOCKS5 CONNECT to 192\.0\.2\.8:80 from 127\.0\.0\.1:\d+: /);
@@ -347,8 +347,8 @@ describe("startDynamicForward: IP-address requests are refused", () => {
     await refused(socks4a("192.168.1.1", 22), "192.168.1.1:22", 4);
   });
 
-  test("the refusal line names the local program when nameProgram knows it, with that program's fix", async () => {
-    const forward = await startForward({ nameProgram: async () => "curl" });
+  test("the refusal line names the local program when the peer lookup knows it, with that program's fix", async () => {
+    const forward = await startForward({ peers: programs(async () => "curl") });
     const client = await socks5Connect(forward.listener.port, socks5IPv4([1, 2, 3, 4], 80));
     assert.deepEqual(await client.readToEnd(), socks5Reply(0x02));
     assert.equal(forward.lines.length, 1);
@@ -357,8 +357,8 @@ describe("startDynamicForward: IP-address requests are refused", () => {
     client.destroy();
   });
 
-  test("a nameProgram that fails still refuses, with the generic fix", async () => {
-    const forward = await startForward({ nameProgram: () => Promise.reject(new Error("EACCES")) });
+  test("a peer lookup that fails still refuses, with the generic fix", async () => {
+    const forward = await startForward({ peers: programs(() => Promise.reject(new Error("EACCES"))) });
     const client = await socks5Connect(forward.listener.port, socks5IPv4([1, 2, 3, 4], 80));
     assert.deepEqual(await client.readToEnd(), socks5Reply(0x02));
     assert.equal(forward.lines.length, 1);
@@ -366,25 +366,62 @@ describe("startDynamicForward: IP-address requests are refused", () => {
     client.destroy();
   });
 
-  test("the owner lookUpOwner found at accept time is on the client nameProgram is asked about", async () => {
-    const seen: SocksClient[] = [];
-    const forward = await startForward({
-      lookUpOwner: async () => ({ uid: 4242, inode: "99" }),
-      nameProgram: async (client) => {
-        seen.push(client);
-        return "firefox";
-      },
-    });
-    const client = await socks5Connect(forward.listener.port, socks5IPv4([1, 2, 3, 4], 80));
-    assert.deepEqual(await client.readToEnd(), socks5Reply(0x02));
-    assert.deepEqual(seen.map((c) => c.port), [client.localPort]);
-    assert.deepEqual(await seen[0]!.owner, { uid: 4242, inode: "99" });
-    assert.match(forward.lines[0]!, /\(firefox\): .*Fix: in Firefox set network\.proxy\.socks5_remote_dns = true/);
-    client.destroy();
+  test("asks the peer lookup only to name a refusal: never for requests that go out or clients dropped, once per refusal", async () => {
+    const asked: string[] = [];
+    const peers: PeerLookup = {
+      ownerOf: async (client) => (asked.push(`ownerOf ${client.port}`), undefined),
+      programOf: async (client) => (asked.push(`programOf ${client.port}`), "curl"),
+    };
+    const forward = await startForward({ peers, allowIp: [parseCidr("10.0.0.0/8")] });
+    const port = forward.listener.port;
+    const named = await socks5Connect(port, socks5Name("example.org", 443));
+    assert.deepEqual(await named.read(10), socks5Reply(0x00));
+    const fourA = await connectClient(port);
+    fourA.write(socks4a("example.org", 80));
+    assert.deepEqual(await fourA.read(8), SOCKS4_GRANTED);
+    const allowed = await socks5Connect(port, socks5IPv4([10, 1, 2, 3], 80));
+    assert.deepEqual(await allowed.read(10), socks5Reply(0x00));
+    const http = await connectClient(port);
+    http.write("GET / HTTP/1.1\r\n\r\n");
+    await http.readToEnd();
+    for (const client of [named, fourA, allowed]) client.destroy();
+    await until(() => forward.stats.active === 0 && forward.stats.protocolErrors === 1, "the accepted connections to end");
+    assert.deepEqual(asked, [], "nothing is looked up for requests that go out");
+
+    const five = await socks5Connect(port, socks5IPv4([192, 0, 2, 1], 443));
+    const fivePort = five.localPort;
+    assert.deepEqual(await five.readToEnd(), socks5Reply(0x02));
+    const four = await connectClient(port);
+    const fourPort = four.localPort;
+    four.write(socks4([192, 0, 2, 2], 80));
+    assert.deepEqual(await four.readToEnd(), SOCKS4_REJECTED);
+    assert.deepEqual(asked, [`programOf ${fivePort}`, `programOf ${fourPort}`]);
+    const refusals = forward.lines.filter((line) => line.includes("Refused"));
+    assert.deepEqual(refusals.map((line) => /^Warning: Refused .* from 127\.0\.0\.1:\d+ \(curl\): /.test(line)), [true, true], refusals.join("\n"));
   });
 
-  test("with nothing passed in, curl's refusals are named from /proc, each of a parallel burst too", { skip: process.platform === "linux" ? false : "/proc is Linux-only" }, async () => {
-    const forward = await startForward({ proc: true, verbosity: 1 });
+  test("the program is asked for before the refusal reply is sent, while the client still waits on its socket", async () => {
+    let client: RawClient | undefined;
+    const seenDuringLookup: string[] = [];
+    const forward = await startForward({
+      peers: programs(async (asked) => {
+        // Time for a reply sent too early to arrive.
+        await new Promise((resolve) => setTimeout(resolve, 20));
+        seenDuringLookup.push(`${asked.port === client?.localPort} ${client?.received.toString("hex")} ${client?.ended}`);
+        return "curl";
+      }),
+    });
+    client = await connectClient(forward.listener.port);
+    client.write(GREETING);
+    assert.deepEqual(await client.read(2), METHOD_NO_AUTH);
+    client.write(socks5IPv4([192, 0, 2, 3], 443));
+    assert.deepEqual(await client.readToEnd(), socks5Reply(0x02));
+    assert.deepEqual(seenDuringLookup, ["true 0500 false"], "only the method choice had arrived, and the socket was open");
+    assert.match(forward.lines[0]!, /\(curl\): /);
+  });
+
+  test("with procPeerLookup(), curl's refusals are named from /proc, each of a parallel burst too", { skip: process.platform === "linux" ? false : "/proc is Linux-only" }, async () => {
+    const forward = await startForward({ peers: procPeerLookup(), verbosity: 1 });
     const proxy = `127.0.0.1:${forward.listener.port}`;
     const runs = Array.from({ length: 6 }, () => startProcess("curl", ["-s", "-m", "20", "--socks5", proxy, "http://192.0.2.9/"]));
     const statuses = await Promise.all(runs.map((run) => run.exited));

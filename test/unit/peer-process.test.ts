@@ -6,7 +6,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import process from "node:process";
 import { SocketProgramFinder } from "../../src/platform/peer-process.ts";
-import { SocketOwnerLookup, type PeerSocket } from "../../src/platform/socket-owner.ts";
+import { SocketOwnerLookup, type AcceptedClient } from "../../src/platform/socket-owner.ts";
 import { startProcess, type Running } from "../helpers/run.ts";
 import { within } from "../helpers/child.ts";
 
@@ -114,8 +114,8 @@ async function holdingServer(host = "127.0.0.1", ipv6Only = false): Promise<{ po
   };
 }
 
-function peerOf(socket: Socket): PeerSocket {
-  return { clientAddress: socket.remoteAddress!, clientPort: socket.remotePort!, serverAddress: socket.localAddress!, serverPort: socket.localPort! };
+function peerOf(socket: Socket): AcceptedClient {
+  return { address: socket.remoteAddress!, port: socket.remotePort!, localAddress: socket.localAddress!, localPort: socket.localPort! };
 }
 
 /** A node child that connects to host:port and then waits to be killed. */
@@ -157,7 +157,7 @@ describe("SocketOwnerLookup on this machine's /proc", { skip: NOT_LINUX }, () =>
   }
 
   test("gives undefined for a connection that does not exist", async () => {
-    assert.equal(await new SocketOwnerLookup().find({ clientAddress: "127.0.0.1", clientPort: 1, serverAddress: "127.0.0.1", serverPort: 2 }), undefined);
+    assert.equal(await new SocketOwnerLookup().find({ address: "127.0.0.1", port: 1, localAddress: "127.0.0.1", localPort: 2 }), undefined);
   });
 });
 

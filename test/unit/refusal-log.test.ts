@@ -5,7 +5,7 @@ import { createLogger } from "../../src/log.ts";
 import type { SocksRequest } from "../../src/socks/codec.ts";
 import type { SocksClient } from "../../src/socks/server.ts";
 
-const client = (address = "127.0.0.1", port = 51234): SocksClient => ({ address, port, localAddress: "127.0.0.1", localPort: 9001, owner: Promise.resolve(undefined) });
+const client = (address = "127.0.0.1", port = 51234): SocksClient => ({ address, port, localAddress: "127.0.0.1", localPort: 9001 });
 
 function request(version: 4 | 5, host = "192.0.2.7", kind: "name" | "ipv4" | "ipv6" = "ipv4", socks4a?: boolean): SocksRequest {
   return {

@@ -3,7 +3,7 @@ import assert from "node:assert/strict";
 import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { parseProcNetTcpRow, procNetAddress, SocketOwnerLookup, type PeerSocket } from "../../src/platform/socket-owner.ts";
+import { parseProcNetTcpRow, procNetAddress, SocketOwnerLookup, type AcceptedClient } from "../../src/platform/socket-owner.ts";
 
 describe("procNetAddress", () => {
   test("127.0.0.1:9001 is 0100007F:2329, as /proc/net/tcp prints it on little-endian hosts", () => {
@@ -75,12 +75,8 @@ async function fakeProc(tcp: string[], tcp6: string[] = []): Promise<string> {
   return root;
 }
 
-const peer = (clientAddress: string, clientPort: number, serverPort = 9001, serverAddress = "127.0.0.1"): PeerSocket => ({
-  clientAddress,
-  clientPort,
-  serverAddress,
-  serverPort,
-});
+/** A client at address:port that reached us on localAddress:localPort. */
+const peer = (address: string, port: number, localPort = 9001, localAddress = "127.0.0.1"): AcceptedClient => ({ address, port, localAddress, localPort });
 
 describe("SocketOwnerLookup against a /proc of our own", () => {
   test("finds the client's row (its address local, ours remote), not the server's mirror row", async () => {

@@ -15,11 +15,9 @@ import {
   serveSocksSocket,
   type ConnectOutcome,
   type SocksClient,
-  type SocksClientAddress,
   type SocksHandshakeOptions,
 } from "../../src/socks/server.ts";
 import type { Socks5ReplyCode, SocksRequest } from "../../src/socks/codec.ts";
-import type { SocketOwner } from "../../src/platform/socket-owner.ts";
 import { RawClient } from "../helpers/raw-socks.ts";
 import { startPairServer } from "../helpers/socket-pair.ts";
 import { closeOf, readExactly, readUntilClosed } from "../helpers/sockets.ts";
@@ -150,7 +148,6 @@ interface HarnessOptions {
   handshakeTimeoutMs?: number;
   /** Replaces the default onConnect, which opens a channel to the far end and succeeds. */
   onConnect?: (call: ConnectCall, far: FarEnd) => Promise<ConnectOutcome>;
-  lookUpOwner?: SocksHandshakeOptions["lookUpOwner"];
 }
 
 /**
@@ -195,7 +192,6 @@ async function startSocks(options: HarnessOptions = {}): Promise<SocksHarness> {
     onProtocolError(_client, reason) {
       harness.protocolErrors.push(reason);
     },
-    ...(options.lookUpOwner ? { lookUpOwner: options.lookUpOwner } : {}),
   };
   const server = createServer({ allowHalfOpen: true }, (socket) => {
     sockets.add(socket);
@@ -280,14 +276,12 @@ describe("serveSocksSocket: successful CONNECT", () => {
       commandCode: 1,
       destination: { kind: "name", host: "example.org", port: 443 },
     });
-    const { owner, ...address } = call.client;
-    assert.deepEqual(address, {
+    assert.deepEqual(call.client, {
       address: "127.0.0.1",
       port: client.socket.localPort,
       localAddress: "127.0.0.1",
       localPort: socks.port,
     });
-    assert.equal(await owner, undefined);
     assert.equal(call.signal.aborted, false);
 
     await client.bytes(12, "the success reply");
@@ -688,64 +682,17 @@ describe("serveSocksSocket: how bytes arrive", () => {
   });
 });
 
-describe("serveSocksSocket: the client's local owner", () => {
-  const OWNER: SocketOwner = { uid: 1000, inode: "48121" };
-
-  test("asks lookUpOwner as the socket is accepted, before the client sends a byte", async () => {
-    const asked = new Queue<SocksClientAddress>();
-    const socks = await startSocks({
-      lookUpOwner: async (client) => {
-        asked.push({ ...client });
-        return OWNER;
-      },
-    });
-    const client = await connectClient(socks.port);
-    const seen = await asked.next("lookUpOwner at accept time");
-    assert.deepEqual(seen, { address: "127.0.0.1", port: client.socket.localPort, localAddress: "127.0.0.1", localPort: socks.port });
-    assert.equal(client.received.length, 0);
-    assert.equal(socks.connectCount, 0);
-  });
-
-  test("onConnect gets the answer as client.owner, for SOCKS5 and SOCKS4 alike", async () => {
-    const socks = await startSocks({ lookUpOwner: async () => OWNER });
+describe("serveSocksSocket: the client", () => {
+  test("onConnect gets the client's address and port and the listener's, and nothing else, for SOCKS5 and SOCKS4 alike", async () => {
+    const socks = await startSocks();
     const five = await connectClient(socks.port);
     await socks5Handshake(five, socks5Connect("example.org", 443));
-    assert.deepEqual(await (await socks.connects.next("SOCKS5 onConnect")).client.owner, OWNER);
+    const fiveCall = await socks.connects.next("SOCKS5 onConnect");
+    assert.deepEqual(fiveCall.client, { address: "127.0.0.1", port: five.socket.localPort, localAddress: "127.0.0.1", localPort: socks.port });
     const four = await connectClient(socks.port);
     await four.write(socks4aConnect("example.org", 80));
-    assert.deepEqual(await (await socks.connects.next("SOCKS4a onConnect")).client.owner, OWNER);
-  });
-
-  test("a request does not wait for a lookup still running: it is answered, and client.owner settles later", async () => {
-    const lookup = deferred<SocketOwner | undefined>();
-    const socks = await startSocks({ lookUpOwner: () => lookup.promise });
-    const client = await connectClient(socks.port);
-    await client.write(socks4aConnect("example.org", 80));
-    const call = await socks.connects.next("onConnect while the lookup runs");
-    await client.bytes(8, "the SOCKS4 reply");
-    assert.equal(client.received.toString("hex"), V4_GRANTED);
-    lookup.resolve(OWNER);
-    assert.deepEqual(await call.client.owner, OWNER);
-  });
-
-  test("without lookUpOwner, or when it finds nothing, rejects or throws, client.owner is undefined and the request is served", async () => {
-    const lookups: Array<HarnessOptions["lookUpOwner"]> = [
-      undefined,
-      async () => undefined,
-      () => Promise.reject(new Error("EACCES")),
-      () => {
-        throw new Error("no /proc");
-      },
-    ];
-    for (const lookUpOwner of lookups) {
-      const socks = await startSocks(lookUpOwner === undefined ? {} : { lookUpOwner });
-      const client = await connectClient(socks.port);
-      await socks5Handshake(client, socks5Connect("example.org", 443));
-      const call = await socks.connects.next("onConnect");
-      assert.equal(await call.client.owner, undefined, String(lookUpOwner));
-      await client.bytes(12, "the success reply");
-      assert.equal(client.received.toString("hex"), METHOD_NO_AUTH + V5_SUCCESS);
-    }
+    const fourCall = await socks.connects.next("SOCKS4a onConnect");
+    assert.deepEqual(fourCall.client, { address: "127.0.0.1", port: four.socket.localPort, localAddress: "127.0.0.1", localPort: socks.port });
   });
 });
 

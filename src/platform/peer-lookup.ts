@@ -1,0 +1,59 @@
+/**
+ * Who is behind a local client connection: the account that owns its socket
+ * and the program that holds it. Forwards take a `PeerLookup` and ask it only
+ * when they need an answer (-D: when a refusal line names the program); which
+ * one to use, if any, is the caller's decision (`procPeerLookup` on Linux).
+ */
+import { isLoopbackAddress } from "../address.ts";
+import { SocketProgramFinder } from "./peer-process.ts";
+import { SocketOwnerLookup, type AcceptedClient, type SocketOwner } from "./socket-owner.ts";
+
+export type { AcceptedClient, SocketOwner };
+
+/**
+ * Ask while the client's socket is still open (before replying to it): once
+ * it has closed, nothing tells who it was. Answers are undefined when unknown,
+ * never a rejection; each call looks afresh (nothing is remembered per client).
+ */
+export interface PeerLookup {
+  /** The local account and socket inode behind `client` (for an access check on uid, say). */
+  ownerOf(client: AcceptedClient): Promise<SocketOwner | undefined>;
+  /** The name of the local program holding `client`'s socket ("curl", "firefox-esr"). */
+  programOf(client: AcceptedClient): Promise<string | undefined>;
+}
+
+export interface ProcPeerLookupOptions {
+  /** Where procfs is mounted; tests pass a folder of their own. @default "/proc" */
+  procRoot?: string;
+  /** A process whose sockets are not searched: ours holds only the server ends. @default process.pid */
+  skipPid?: number;
+  /** Longest wait for the client's /proc/net/tcp row. @default 250 */
+  ownerWaitMs?: number;
+}
+
+/**
+ * A PeerLookup over Linux's /proc: the client's row in /proc/net/tcp{,6} for
+ * the owner, then the process whose /proc/<pid>/fd links to that socket. Only
+ * loopback clients are looked up (another machine's programs are not in our
+ * /proc); others are undefined. Build one for the whole run and share it among
+ * forwards: table reads and fd walks then run one at a time in the process,
+ * requests made meanwhile share the next one (a burst of refusals costs two
+ * reads, not one each), and a program found for one forward is looked at first
+ * for the next. It does not check the OS: the caller uses it only on Linux.
+ *
+ * @example
+ * const peers = platform === "linux" ? procPeerLookup() : undefined;
+ * await peers?.programOf({ address: "127.0.0.1", port: 51234, localAddress: "127.0.0.1", localPort: 9001 }) // "curl"
+ */
+export function procPeerLookup(options: ProcPeerLookupOptions = {}): PeerLookup {
+  const owners = new SocketOwnerLookup({ procRoot: options.procRoot, waitMs: options.ownerWaitMs });
+  const programs = new SocketProgramFinder({ procRoot: options.procRoot, skipPid: options.skipPid });
+  const ownerOf = async (client: AcceptedClient): Promise<SocketOwner | undefined> => (isLoopbackAddress(client.address) ? owners.find(client) : undefined);
+  return {
+    ownerOf,
+    async programOf(client) {
+      const owner = await ownerOf(client);
+      return owner === undefined ? undefined : programs.find(owner.inode);
+    },
+  };
+}
