@@ -16,6 +16,7 @@ import { connectSession, type TunnelSession } from "./ssh/session.ts";
 import { promptUser, type PromptRequest } from "./ssh/prompt.ts";
 import { startForwards, type RunningForward } from "./forward/start.ts";
 import { createStats, summaryLine } from "./forward/stats.ts";
+import { procPeerLookup } from "./platform/peer-lookup.ts";
 
 /** The tunnel command as cli.ts hands it over. */
 export interface TunnelOptions extends TunnelRequest {
@@ -58,7 +59,12 @@ export async function runTunnel(options: TunnelOptions, run: RunEnvironment): Pr
  * @example
  * const status = await serveForwards(session, settings, [], { log, onStopSignal: (stop) => process.once("SIGINT", () => stop("SIGINT")) });
  */
-export async function serveForwards(session: TunnelSession, settings: TunnelSettings, allowIp: Cidr[], run: Pick<RunEnvironment, "log" | "onStopSignal">): Promise<number> {
+export async function serveForwards(
+  session: TunnelSession,
+  settings: TunnelSettings,
+  allowIp: Cidr[],
+  run: Pick<RunEnvironment, "log" | "onStopSignal"> & { platform?: string },
+): Promise<number> {
   const { log } = run;
   const alias = settings.destination.alias;
   const stats = createStats();
@@ -77,6 +83,8 @@ export async function serveForwards(session: TunnelSession, settings: TunnelSett
     gatewayPorts: settings.destination.gatewayPorts,
     stats,
     log,
+    // Only Linux has /proc; one lookup for the run, so /proc is read one pass at a time.
+    ...(run.platform === "linux" ? { peers: procPeerLookup() } : {}),
   });
   const giveUp = startProblem(lost, alias, started, failures.length, settings.destination.exitOnForwardFailure);
   if (giveUp !== undefined) {

@@ -14,6 +14,7 @@ import { startDynamicForward } from "./dynamic.ts";
 import { startLocalForward } from "./local.ts";
 import { startRemoteForward } from "./remote.ts";
 import type { TrafficStats } from "./stats.ts";
+import type { PeerLookup } from "../platform/peer-lookup.ts";
 
 export interface ForwardContext {
   session: TunnelSession;
@@ -23,6 +24,12 @@ export interface ForwardContext {
   gatewayPorts: boolean;
   stats: TrafficStats;
   log: Logger;
+  /**
+   * Who is behind a local client, asked only to name the program in a -D
+   * refusal line; one for the run, shared by every -D.
+   * @default none: refusal lines name no program
+   */
+  peers?: PeerLookup;
 }
 
 /** A forward that is up. */
@@ -103,7 +110,16 @@ export async function startForward(spec: TcpForwardSpec, context: ForwardContext
     };
   }
 
-  const forward = await startDynamicForward({ label, hosts, port: spec.listen.port, session, allowIp: context.allowIp, log, stats });
+  const forward = await startDynamicForward({
+    label,
+    hosts,
+    port: spec.listen.port,
+    session,
+    allowIp: context.allowIp,
+    log,
+    stats,
+    ...(context.peers !== undefined ? { peers: context.peers } : {}),
+  });
   const ipPolicy =
     context.allowIp.length === 0
       ? "IP-address requests are refused"
