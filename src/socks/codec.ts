@@ -326,3 +326,61 @@ function isPrintableAscii(bytes: Uint8Array): boolean {
 function hex(byte: number): string {
   return byte.toString(16).padStart(2, "0");
 }
+
+// ------------------------------------------------------------ client side
+
+/**
+ * A SOCKS5 greeting offering `methods` (RFC 1928 section 3): VER NMETHODS METHODS.
+ *
+ * @example
+ * encodeSocks5Greeting([AuthMethod.NO_AUTH]) // <05 01 00>
+ */
+export function encodeSocks5Greeting(methods: readonly number[]): Buffer {
+  return Buffer.from([SOCKS5_VERSION, methods.length, ...methods]);
+}
+
+/**
+ * A SOCKS5 CONNECT to a domain name (RFC 1928 section 4, ATYP X'03'), so the
+ * proxy resolves it.
+ *
+ * @example
+ * encodeSocks5ConnectName("a.invalid", 80) // <05 01 00 03 09 'a.invalid' 00 50>
+ */
+export function encodeSocks5ConnectName(name: string, port: number): Buffer {
+  const host = Buffer.from(name, "latin1");
+  if (host.length === 0 || host.length > 255) throw new RangeError(`a SOCKS5 domain name is 1 to 255 bytes, got ${host.length}`);
+  const out = Buffer.alloc(7 + host.length);
+  out.set([SOCKS5_VERSION, 0x01, 0x00, AddressType.DOMAIN, host.length], 0);
+  out.set(host, 5);
+  out.writeUInt16BE(port, 5 + host.length);
+  return out;
+}
+
+/**
+ * The server's method choice (RFC 1928 section 3): VER METHOD.
+ *
+ * @example
+ * parseSocks5MethodChoice(Uint8Array.of(5, 0)) // { status: "ok", value: { method: 0 }, consumed: 2 }
+ */
+export function parseSocks5MethodChoice(buf: Uint8Array): ParseResult<{ method: number }> {
+  if (buf.length < 2) return { status: "incomplete" };
+  if (buf[0] !== SOCKS5_VERSION) return { status: "invalid", reason: `not a SOCKS5 method choice (first byte 0x${hex(buf[0]!)})` };
+  return { status: "ok", value: { method: buf[1]! }, consumed: 2 };
+}
+
+/**
+ * A server's SOCKS5 reply (RFC 1928 section 6): VER REP RSV ATYP BND.ADDR BND.PORT.
+ *
+ * @example
+ * parseSocks5Reply(encodeSocks5Reply(Socks5Reply.SUCCEEDED)) // { status: "ok", value: { reply: 0 }, consumed: 10 }
+ */
+export function parseSocks5Reply(buf: Uint8Array): ParseResult<{ reply: number }> {
+  if (buf.length < 5) return { status: "incomplete" };
+  if (buf[0] !== SOCKS5_VERSION) return { status: "invalid", reason: `not a SOCKS5 reply (first byte 0x${hex(buf[0]!)})` };
+  const atyp = buf[3];
+  const addressLength = atyp === AddressType.IPV4 ? 4 : atyp === AddressType.IPV6 ? 16 : atyp === AddressType.DOMAIN ? 1 + buf[4]! : -1;
+  if (addressLength < 0) return { status: "invalid", reason: `SOCKS5 reply with unknown address type 0x${hex(atyp!)}` };
+  const length = 4 + addressLength + 2;
+  if (buf.length < length) return { status: "incomplete" };
+  return { status: "ok", value: { reply: buf[1]! }, consumed: length };
+}

@@ -7,8 +7,12 @@ import {
   describeSocks5Reply,
   encodeReply,
   encodeSocks4Reply,
+  encodeSocks5ConnectName,
+  encodeSocks5Greeting,
   encodeSocks5MethodChoice,
   encodeSocks5Reply,
+  parseSocks5MethodChoice,
+  parseSocks5Reply,
   formatReplyCode,
   parseSocks4Request,
   parseSocks5Greeting,
@@ -518,5 +522,46 @@ describe("addresses in requests are spelled by formatAddress", () => {
 
   test("formatIPv6 never uses :: for a single zero group (RFC 5952 section 4.2.2)", () => {
     assert.equal(formatAddress(hex("20010db8000000010001000100010001")), "2001:db8:0:1:1:1:1:1");
+  });
+});
+
+describe("client side: what leakcheck sends to a proxy and reads back", () => {
+  test("encodes a greeting offering no authentication: 05 01 00", () => {
+    assert.deepEqual(encodeSocks5Greeting([AuthMethod.NO_AUTH]), Buffer.from([0x05, 0x01, 0x00]));
+  });
+
+  test("encodes a CONNECT to a name as ATYP 03 with its length and the port big-endian", () => {
+    assert.deepEqual(
+      encodeSocks5ConnectName("a.invalid", 443),
+      Buffer.concat([Buffer.from([0x05, 0x01, 0x00, 0x03, 9]), Buffer.from("a.invalid"), Buffer.from([0x01, 0xbb])]),
+    );
+    // What we encode, our own server reads back as the same name and port.
+    const parsed = parseSocks5Request(encodeSocks5ConnectName("control.safetunnel.invalid", 1));
+    assert.equal(parsed.status, "ok");
+    assert.deepEqual(parsed.status === "ok" ? parsed.value.destination : undefined, { kind: "name", host: "control.safetunnel.invalid", port: 1 });
+  });
+
+  test("refuses to encode an empty name or one longer than 255 bytes", () => {
+    assert.throws(() => encodeSocks5ConnectName("", 80), RangeError);
+    assert.throws(() => encodeSocks5ConnectName("a".repeat(256), 80), RangeError);
+    assert.equal(encodeSocks5ConnectName("a".repeat(255), 80).length, 262);
+  });
+
+  test("reads a method choice, waiting for both bytes", () => {
+    assert.deepEqual(parseSocks5MethodChoice(Uint8Array.of(5)), { status: "incomplete" });
+    assert.deepEqual(parseSocks5MethodChoice(Uint8Array.of(5, 0xff, 9)), { status: "ok", value: { method: 0xff }, consumed: 2 });
+    assert.deepEqual(parseSocks5MethodChoice(Uint8Array.of(0x48, 0x54)), { status: "invalid", reason: "not a SOCKS5 method choice (first byte 0x48)" });
+  });
+
+  test("reads replies of every address type, whole or not at all", () => {
+    const v4 = encodeSocks5Reply(Socks5Reply.HOST_UNREACHABLE);
+    assert.deepEqual(parseSocks5Reply(v4), { status: "ok", value: { reply: 0x04 }, consumed: 10 });
+    assert.deepEqual(parseSocks5Reply(v4.subarray(0, 9)), { status: "incomplete" });
+    const v6 = encodeSocks5Reply(Socks5Reply.SUCCEEDED, { kind: "ipv6", address: new Uint8Array(16), port: 1 });
+    assert.deepEqual(parseSocks5Reply(Buffer.concat([v6, Buffer.from("HTTP")])), { status: "ok", value: { reply: 0 }, consumed: 22 });
+    const named = Buffer.from([0x05, 0x00, 0x00, 0x03, 0x03, 0x61, 0x62, 0x63, 0x00, 0x50]);
+    assert.deepEqual(parseSocks5Reply(named), { status: "ok", value: { reply: 0 }, consumed: 10 });
+    assert.deepEqual(parseSocks5Reply(Buffer.from([0x05, 0x00, 0x00, 0x09, 0, 0])), { status: "invalid", reason: "SOCKS5 reply with unknown address type 0x09" });
+    assert.deepEqual(parseSocks5Reply(Buffer.from([0x00, 0x5a, 0, 0, 0, 0, 0, 0])), { status: "invalid", reason: "not a SOCKS5 reply (first byte 0x00)" });
   });
 });
