@@ -17,6 +17,7 @@ import { promptUser, type PromptRequest } from "./ssh/prompt.ts";
 import { startForwards, type RunningForward } from "./forward/start.ts";
 import { createStats, summaryLine } from "./forward/stats.ts";
 import { procPeerLookup } from "./platform/peer-lookup.ts";
+import { CanaryRegistry } from "./leakcheck/canary-registry.ts";
 
 /** The tunnel command as cli.ts hands it over. */
 export interface TunnelOptions extends TunnelRequest {
@@ -85,6 +86,8 @@ export async function serveForwards(
     log,
     // Only Linux has /proc; one lookup for the run, so /proc is read one pass at a time.
     ...(run.platform === "linux" ? { peers: procPeerLookup() } : {}),
+    // `safetunnel leakcheck` talks to the -D port: its canaries are answered there.
+    canaries: new CanaryRegistry(),
   });
   const giveUp = startProblem(lost, alias, started, failures.length, settings.destination.exitOnForwardFailure);
   if (giveUp !== undefined) {

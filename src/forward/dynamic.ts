@@ -15,6 +15,8 @@ import type { Cidr } from "../cidr.ts";
 import type { TunnelSession } from "../ssh/session.ts";
 import { ChannelOpenError, describeOpenFailure, type ChannelFailureKind } from "../ssh/channel-failure.ts";
 import { joinStreams } from "./pipe.ts";
+import { isReservedName, type CanaryRegistry } from "../leakcheck/canary-registry.ts";
+import { answerReservedName } from "../leakcheck/canary-service.ts";
 import { hostPort, unbracket } from "../address.ts";
 import { listenAll, type Listener } from "./listen.ts";
 import type { Logger } from "../log.ts";
@@ -42,6 +44,12 @@ export interface DynamicForwardOptions {
    * forwards. @default none: refusal lines name no program
    */
   peers?: PeerLookup;
+  /**
+   * Leak-check canaries (names under safetunnel.invalid), answered here and
+   * never through SSH; IP-address refusals are reported to running checks.
+   * @default none: every such name is host unreachable (0x04)
+   */
+  canaries?: CanaryRegistry;
 }
 
 /** SOCKS reply for each way a channel open can fail. */
@@ -71,9 +79,17 @@ export async function startDynamicForward(options: DynamicForwardOptions): Promi
   const onConnect = async (request: SocksRequest, client: SocksClient, signal: AbortSignal): Promise<ConnectOutcome> => {
     const { destination } = request;
     const target = hostPort(destination.host, destination.port);
+    // RFC 6761 .invalid names of our own: answered here, never resolved anywhere.
+    if (destination.kind === "name" && isReservedName(destination.host)) {
+      const outcome = options.canaries === undefined ? { ok: false as const, reply: Socks5Reply.HOST_UNREACHABLE } : answerReservedName(destination, client, options.canaries);
+      if (outcome.ok) answeredHere.add(outcome.stream);
+      log.debug(1, `${options.label}: SOCKS${request.version} CONNECT ${target} from ${client.address}:${client.port} answered here (leak check)`);
+      return outcome;
+    }
     const decision = decideDestination(destination, options.allowIp);
     if (!decision.allow) {
       stats.refusals++;
+      options.canaries?.broadcast({ event: "refused-ip", destination: target, client: hostPort(client.address, client.port), version: request.version });
       // Before the reply: the client keeps its socket open until it has one,
       // so `peers` can still tell which program holds it (bounded by RefusalLog).
       await refusals.report(request, client);
@@ -107,6 +123,8 @@ export async function startDynamicForward(options: DynamicForwardOptions): Promi
     }
   };
 
+  // Streams answered here are not tunnel connections: the summary does not count them.
+  const answeredHere = new WeakSet<Duplex>();
   const onEstablished = (socket: Socket, stream: Duplex, request: SocksRequest, leftover: Uint8Array): void => {
     joinStreams(
       socket,
@@ -117,7 +135,7 @@ export async function startDynamicForward(options: DynamicForwardOptions): Promi
         }
       },
       leftover,
-      stats,
+      answeredHere.has(stream) ? undefined : stats,
     );
   };
 

@@ -15,6 +15,7 @@ import { startLocalForward } from "./local.ts";
 import { startRemoteForward } from "./remote.ts";
 import type { TrafficStats } from "./stats.ts";
 import type { PeerLookup } from "../platform/peer-lookup.ts";
+import type { CanaryRegistry } from "../leakcheck/canary-registry.ts";
 
 export interface ForwardContext {
   session: TunnelSession;
@@ -30,6 +31,11 @@ export interface ForwardContext {
    * @default none: refusal lines name no program
    */
   peers?: PeerLookup;
+  /**
+   * Leak-check canaries, answered by every -D of the run (leakcheck/canary-registry.ts).
+   * @default none: names under safetunnel.invalid are host unreachable
+   */
+  canaries?: CanaryRegistry;
 }
 
 /** A forward that is up. */
@@ -119,6 +125,7 @@ export async function startForward(spec: TcpForwardSpec, context: ForwardContext
     log,
     stats,
     ...(context.peers !== undefined ? { peers: context.peers } : {}),
+    ...(context.canaries !== undefined ? { canaries: context.canaries } : {}),
   });
   const ipPolicy =
     context.allowIp.length === 0

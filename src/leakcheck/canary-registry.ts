@@ -1,0 +1,113 @@
+/**
+ * Canary names and who is waiting for them.
+ *
+ * Everything lives under `safetunnel.invalid`: RFC 6761 section 6.4 reserves
+ * `.invalid`, so no resolver anywhere answers such a name. A browser that
+ * sends one to the proxy as a name has proved it resolves remotely; one that
+ * resolves locally gets no address and sends nothing. The -D front end
+ * answers every name under this domain itself and never opens a channel for
+ * one, so the names cannot be used to reach anything.
+ *
+ * `safetunnel leakcheck` opens a control connection to the front end (a
+ * SOCKS5 CONNECT to `control.safetunnel.invalid` port 1, see
+ * canary-service.ts); each control connection gets fresh random canary names,
+ * hears what happens to them, and loses them when it closes.
+ */
+import { randomBytes } from "node:crypto";
+
+/** The domain the front end answers itself. */
+export const RESERVED_DOMAIN = "safetunnel.invalid";
+/** CONNECT here (port CONTROL_PORT) to open a leak-check control connection. */
+export const CONTROL_NAME = `control.${RESERVED_DOMAIN}`;
+export const CONTROL_PORT = 1;
+
+/**
+ * Whether a SOCKS name is ours to answer (case-insensitive, a final dot allowed).
+ *
+ * @example
+ * isReservedName("X1.Canary.safetunnel.invalid.") // true
+ * isReservedName("safetunnel.invalid.example.org") // false
+ */
+export function isReservedName(host: string): boolean {
+  const name = host.toLowerCase().replace(/\.$/, "");
+  return name === RESERVED_DOMAIN || name.endsWith(`.${RESERVED_DOMAIN}`);
+}
+
+/** What the front end saw, reported to the control connection that owns the canary. */
+export type CanaryEvent =
+  /** A CONNECT by name to the page canary or the STUN canary. */
+  | { event: "canary"; name: string; port: number; client: string }
+  /** The canary page was requested over HTTP (`path` as sent). */
+  | { event: "page"; method: string; path: string; userAgent: string | null }
+  /** The canary page posted what it found (WebRTC candidates), as parsed JSON. */
+  | { event: "report"; body: unknown }
+  /** A SOCKS request carrying an IP address was refused while the check ran. */
+  | { event: "refused-ip"; destination: string; client: string; version: 4 | 5 };
+
+/** One control connection's canaries. */
+export interface CanarySession {
+  /** The page canary: `http://NAME/` is the URL the user opens. */
+  readonly canary: string;
+  /** A second name, for the page's WebRTC STUN server. */
+  readonly stun: string;
+  report(event: CanaryEvent): void;
+  close(): void;
+}
+
+/**
+ * @example
+ * const registry = new CanaryRegistry();
+ * const session = registry.open((event) => console.log(event));
+ * registry.sessionFor(session.canary) === session // true
+ */
+export class CanaryRegistry {
+  readonly #sessions = new Map<string, CanarySession>();
+  readonly #open = new Set<CanarySession>();
+  readonly #label: () => string;
+
+  /** `label` makes a random DNS label; injectable for tests. */
+  constructor(label: () => string = () => randomBytes(8).toString("hex")) {
+    this.#label = label;
+  }
+
+  /** New canary names, reported to `listener` until the session is closed. */
+  open(listener: (event: CanaryEvent) => void): CanarySession {
+    const id = this.#label();
+    const canary = `${id}.canary.${RESERVED_DOMAIN}`;
+    const stun = `${id}-stun.canary.${RESERVED_DOMAIN}`;
+    let open = true;
+    const session: CanarySession = {
+      canary,
+      stun,
+      report: (event) => {
+        if (open) listener(event);
+      },
+      close: () => {
+        if (!open) return;
+        open = false;
+        this.#sessions.delete(canary);
+        this.#sessions.delete(stun);
+        this.#open.delete(session);
+      },
+    };
+    this.#sessions.set(canary, session);
+    this.#sessions.set(stun, session);
+    this.#open.add(session);
+    return session;
+  }
+
+  /** The session a canary name belongs to (case-insensitive, a final dot allowed). */
+  sessionFor(host: string): CanarySession | undefined {
+    return this.#sessions.get(host.toLowerCase().replace(/\.$/, ""));
+  }
+
+  /** Something every running check wants to know (an IP-address request was refused). */
+  broadcast(event: CanaryEvent): void {
+    for (const session of this.#open) session.report(event);
+  }
+
+  /** Open control connections. */
+  get size(): number {
+    return this.#open.size;
+  }
+}

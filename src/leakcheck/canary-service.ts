@@ -1,0 +1,154 @@
+/**
+ * How the -D front end answers a name under `safetunnel.invalid`, itself,
+ * without SSH (canary-registry.ts says why these names):
+ *
+ * - `control.safetunnel.invalid` port 1: a leak-check control connection.
+ *   After the SOCKS success reply the front end writes one JSON object per
+ *   line: first `{"event":"hello","version":...,"canary":...,"stun":...,"url":...}`,
+ *   then every CanaryEvent for this connection's canaries. Whatever the client
+ *   sends is read and dropped; when it closes, its canaries are forgotten.
+ * - a registered page canary, port 80: a small HTTP/1.1 page (and POST
+ *   /report for what the page's script found); port 443: recorded, then
+ *   refused (0x05), so HTTPS-First and HTTPS upgrades fall back to http.
+ * - a registered STUN canary: recorded, then refused.
+ * - any other name under the domain: host unreachable (0x04), as a name that
+ *   does not resolve.
+ *
+ * None of these can reach anything beyond this process.
+ */
+import { Duplex } from "node:stream";
+import { Buffer } from "node:buffer";
+import { Socks5Reply, type Destination } from "../socks/codec.ts";
+import type { ConnectOutcome, SocksClient } from "../socks/server.ts";
+import { hostPort } from "../address.ts";
+import { VERSION } from "../version.ts";
+import { CONTROL_NAME, CONTROL_PORT, type CanaryRegistry, type CanarySession } from "./canary-registry.ts";
+
+/** Longest request head, and longest POST body, the page accepts. */
+const MAX_HEAD_BYTES = 16 * 1024;
+const MAX_BODY_BYTES = 64 * 1024;
+
+/**
+ * The outcome for a CONNECT to a reserved name (`isReservedName(host)` is true).
+ *
+ * @example
+ * const outcome = answerReservedName({ kind: "name", host: CONTROL_NAME, port: 1 }, client, registry);
+ */
+export function answerReservedName(destination: Destination, client: SocksClient, registry: CanaryRegistry): ConnectOutcome {
+  const name = destination.host.toLowerCase().replace(/\.$/, "");
+  if (name === CONTROL_NAME && destination.port === CONTROL_PORT) return { ok: true, stream: controlStream(registry) };
+  const session = registry.sessionFor(name);
+  if (session === undefined) return { ok: false, reply: Socks5Reply.HOST_UNREACHABLE };
+  session.report({ event: "canary", name, port: destination.port, client: hostPort(client.address, client.port) });
+  if (name === session.canary && destination.port === 80) return { ok: true, stream: pageStream(session) };
+  return { ok: false, reply: Socks5Reply.CONNECTION_REFUSED };
+}
+
+/** The control connection: JSON lines out, input dropped, canaries forgotten on close. */
+function controlStream(registry: CanaryRegistry): Duplex {
+  let session: CanarySession | undefined;
+  const stream = new Duplex({
+    read() {},
+    write(_chunk, _encoding, callback) {
+      callback();
+    },
+    final(callback) {
+      session?.close();
+      stream.push(null);
+      callback();
+    },
+    destroy(err, callback) {
+      session?.close();
+      callback(err);
+    },
+  });
+  const line = (value: unknown): void => void stream.push(`${JSON.stringify(value)}\n`);
+  session = registry.open(line);
+  line({ event: "hello", version: VERSION, canary: session.canary, stun: session.stun, url: `http://${session.canary}/` });
+  return stream;
+}
+
+/** One HTTP/1.1 exchange on the canary origin, then the connection closes. */
+function pageStream(session: CanarySession): Duplex {
+  let received = Buffer.alloc(0);
+  let answered = false;
+  const stream = new Duplex({
+    read() {},
+    write(chunk: Buffer, _encoding, callback) {
+      if (!answered) {
+        received = Buffer.concat([received, chunk]);
+        const response = respond(received, session);
+        if (response !== undefined) {
+          answered = true;
+          stream.push(response);
+          stream.push(null);
+        }
+      }
+      callback();
+    },
+    final(callback) {
+      if (!answered) {
+        answered = true;
+        stream.push(null);
+      }
+      callback();
+    },
+  });
+  return stream;
+}
+
+/** The response to the bytes received so far, or undefined while the request is incomplete. */
+function respond(received: Buffer, session: CanarySession): Buffer | undefined {
+  const headEnd = received.indexOf("\r\n\r\n");
+  if (headEnd < 0) return received.length > MAX_HEAD_BYTES ? httpResponse(431, "text/plain", "Request header fields too large\n") : undefined;
+  const head = received.subarray(0, headEnd).toString("latin1");
+  const [requestLine = "", ...headerLines] = head.split("\r\n");
+  const [method = "", path = ""] = requestLine.split(" ");
+  const header = (name: string): string | null => {
+    const found = headerLines.find((h) => h.toLowerCase().startsWith(`${name}:`));
+    return found === undefined ? null : found.slice(name.length + 1).trim();
+  };
+  if (method === "POST" && path === "/report") {
+    const length = Number(header("content-length") ?? "NaN");
+    if (!Number.isSafeInteger(length) || length < 0 || length > MAX_BODY_BYTES) return httpResponse(413, "text/plain", "Report too large or without Content-Length\n");
+    const body = received.subarray(headEnd + 4);
+    if (body.length < length) return undefined;
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(body.subarray(0, length).toString("utf8"));
+    } catch {
+      return httpResponse(400, "text/plain", "Report is not JSON\n");
+    }
+    session.report({ event: "report", body: parsed });
+    return httpResponse(204, "text/plain", "");
+  }
+  if (method !== "GET" && method !== "HEAD") return httpResponse(405, "text/plain", "Only GET, HEAD and POST /report\n");
+  session.report({ event: "page", method, path, userAgent: header("user-agent") });
+  if (path !== "/") return httpResponse(404, "text/plain", "Not found\n", method === "HEAD");
+  return httpResponse(200, "text/html; charset=utf-8", canaryPage(session), method === "HEAD");
+}
+
+function httpResponse(status: number, type: string, body: string, headOnly = false): Buffer {
+  const reason: Record<number, string> = { 200: "OK", 204: "No Content", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed", 413: "Content Too Large", 431: "Request Header Fields Too Large" };
+  const bytes = Buffer.from(body, "utf8");
+  const head =
+    `HTTP/1.1 ${status} ${reason[status] ?? ""}\r\n` +
+    `Content-Type: ${type}\r\nContent-Length: ${bytes.length}\r\n` +
+    // Never cached: every check must reach the proxy again.
+    "Cache-Control: no-store\r\nConnection: close\r\n\r\n";
+  return Buffer.concat([Buffer.from(head, "latin1"), headOnly ? Buffer.alloc(0) : bytes]);
+}
+
+/** The page the user opens: reaching it at all is the canary probe. */
+function canaryPage(session: CanarySession): string {
+  return `<!doctype html>
+<html lang="en">
+<head><meta charset="utf-8"><title>safetunnel leak check</title></head>
+<body>
+<h1>safetunnel leak check</h1>
+<p>This page came through your SSH tunnel, asked for by name (${session.canary}): this browser sends names to the proxy.</p>
+<p>Go back to the terminal for the verdict.</p>
+</body>
+</html>
+`;
+}

@@ -1,0 +1,197 @@
+import { describe, test, after } from "node:test";
+import assert from "node:assert/strict";
+import { Buffer } from "node:buffer";
+import { PassThrough, type Duplex } from "node:stream";
+import { startDynamicForward } from "../../src/forward/dynamic.ts";
+import type { Listener } from "../../src/forward/listen.ts";
+import { createStats } from "../../src/forward/stats.ts";
+import { createLogger } from "../../src/log.ts";
+import { CanaryRegistry, CONTROL_NAME, isReservedName, type CanaryEvent } from "../../src/leakcheck/canary-registry.ts";
+import type { Origin, RemoteListen, TunnelSession } from "../../src/ssh/session.ts";
+import { encodeSocks5ConnectName, encodeSocks5Greeting, AuthMethod } from "../../src/socks/codec.ts";
+import { RawClient } from "../helpers/raw-socks.ts";
+import { VERSION } from "../../src/version.ts";
+
+const WAIT_MS = 10_000;
+
+/** A session that records every channel asked of it: a reserved name must never get one. */
+class RecordingSession implements TunnelSession {
+  up = true;
+  opened: string[] = [];
+  async openDirect(host: string, port: number, _origin: Origin): Promise<Duplex> {
+    this.opened.push(`${host}:${port}`);
+    return new PassThrough();
+  }
+  listenRemote(): Promise<RemoteListen> {
+    return Promise.reject(new Error("not used"));
+  }
+  onDown(): void {}
+  async close(): Promise<void> {}
+}
+
+const listeners: Listener[] = [];
+after(async () => {
+  await Promise.all(listeners.map((listener) => listener.close()));
+});
+
+async function frontEnd(canaries: CanaryRegistry | undefined) {
+  const session = new RecordingSession();
+  const stats = createStats();
+  const listener = await startDynamicForward({
+    label: "-D test",
+    hosts: ["127.0.0.1"],
+    port: 0,
+    session,
+    allowIp: [],
+    log: createLogger({ verbosity: -1, write: () => {} }),
+    stats,
+    ...(canaries !== undefined ? { canaries } : {}),
+  });
+  listeners.push(listener);
+  return { port: listener.port, session, stats };
+}
+
+/** A SOCKS5 CONNECT by name; returns the client after the 10-byte reply, and that reply. */
+async function connectName(port: number, host: string, targetPort: number): Promise<{ client: RawClient; reply: Buffer }> {
+  const client = await RawClient.connect(port, { timeoutMs: WAIT_MS });
+  await client.write(Buffer.concat([encodeSocks5Greeting([AuthMethod.NO_AUTH]), encodeSocks5ConnectName(host, targetPort)]));
+  await client.read(2, "the method choice");
+  return { client, reply: await client.read(10, "the reply") };
+}
+
+const SUCCESS = Buffer.from([5, 0, 0, 1, 0, 0, 0, 0, 0, 0]);
+const replyWith = (code: number): Buffer => Buffer.from([5, code, 0, 1, 0, 0, 0, 0, 0, 0]);
+
+/** The JSON lines the control connection has sent, once at least `count` have arrived. */
+async function lines(client: RawClient, count: number): Promise<Record<string, unknown>[]> {
+  // received holds everything, the 12 bytes of method choice and reply included.
+  const parsed = (): string[] => client.received.subarray(12).toString("utf8").split("\n").slice(0, -1);
+  await client.until(() => parsed().length >= count, `${count} control lines`);
+  return parsed().map((line) => JSON.parse(line) as Record<string, unknown>);
+}
+
+describe("isReservedName", () => {
+  test("is true for safetunnel.invalid and names under it, in any case, with a final dot", () => {
+    for (const name of ["safetunnel.invalid", "control.safetunnel.invalid", "A1.Canary.SAFETUNNEL.invalid.", "x.y.safetunnel.invalid"]) assert.equal(isReservedName(name), true, name);
+  });
+  test("is false for look-alikes", () => {
+    for (const name of ["safetunnel.invalid.example.org", "notsafetunnel.invalid", "invalid", "safetunnel.example", ""]) assert.equal(isReservedName(name), false, name);
+  });
+});
+
+describe("CanaryRegistry", () => {
+  test("gives each control session its own canary and STUN names and forgets them on close", () => {
+    let n = 0;
+    const registry = new CanaryRegistry(() => `id${++n}`);
+    const seen: CanaryEvent[] = [];
+    const first = registry.open((event) => seen.push(event));
+    const second = registry.open(() => {});
+    assert.deepEqual([first.canary, first.stun], ["id1.canary.safetunnel.invalid", "id1-stun.canary.safetunnel.invalid"]);
+    assert.equal(second.canary, "id2.canary.safetunnel.invalid");
+    assert.equal(registry.sessionFor("ID1.canary.safetunnel.invalid."), first);
+    assert.equal(registry.sessionFor(first.stun), first);
+    registry.broadcast({ event: "refused-ip", destination: "192.0.2.1:80", client: "127.0.0.1:5", version: 5 });
+    assert.equal(seen.length, 1);
+    first.close();
+    assert.equal(registry.sessionFor(first.canary), undefined);
+    assert.equal(registry.size, 1);
+    first.report({ event: "page", method: "GET", path: "/", userAgent: null });
+    assert.equal(seen.length, 1, "a closed session hears nothing");
+  });
+
+  test("makes 16 random hex digits by default", () => {
+    assert.match(new CanaryRegistry().open(() => {}).canary, /^[0-9a-f]{16}\.canary\.safetunnel\.invalid$/);
+  });
+});
+
+describe("the -D front end answers safetunnel.invalid itself", () => {
+  test("a control connection gets success, then a hello line naming its canary, and nothing goes through SSH", async () => {
+    const registry = new CanaryRegistry(() => "c0ffee");
+    const { port, session, stats } = await frontEnd(registry);
+    const { client, reply } = await connectName(port, CONTROL_NAME, 1);
+    assert.deepEqual(reply, SUCCESS);
+    const [hello] = await lines(client, 1);
+    assert.deepEqual(hello, {
+      event: "hello",
+      version: VERSION,
+      canary: "c0ffee.canary.safetunnel.invalid",
+      stun: "c0ffee-stun.canary.safetunnel.invalid",
+      url: "http://c0ffee.canary.safetunnel.invalid/",
+    });
+    assert.equal(registry.size, 1);
+    client.end();
+    await client.serverClosed("the control connection to close");
+    assert.equal(registry.size, 0, "closing the control connection forgets its canaries");
+    assert.deepEqual(session.opened, []);
+    assert.equal(stats.connections, 0, "answered here, not counted as tunnel connections");
+  });
+
+  test("the canary page is served on port 80, and the control connection hears the CONNECT and the request", async () => {
+    const registry = new CanaryRegistry(() => "feed");
+    const { port, session } = await frontEnd(registry);
+    const control = (await connectName(port, CONTROL_NAME, 1)).client;
+    await lines(control, 1);
+
+    const { client, reply } = await connectName(port, "feed.canary.safetunnel.invalid", 80);
+    assert.deepEqual(reply, SUCCESS);
+    await client.write("GET / HTTP/1.1\r\nHost: feed.canary.safetunnel.invalid\r\nUser-Agent: test-agent\r\n\r\n");
+    const response = (await client.readToEnd("the page")).toString("utf8");
+    assert.match(response, /^HTTP\/1\.1 200 OK\r\nContent-Type: text\/html; charset=utf-8\r\nContent-Length: \d+\r\nCache-Control: no-store\r\nConnection: close\r\n\r\n<!doctype html>/);
+    assert.match(response, /asked for by name \(feed\.canary\.safetunnel\.invalid\)/);
+
+    const events = await lines(control, 3);
+    assert.deepEqual(events.slice(1), [
+      { event: "canary", name: "feed.canary.safetunnel.invalid", port: 80, client: `127.0.0.1:${client.localPort}` },
+      { event: "page", method: "GET", path: "/", userAgent: "test-agent" },
+    ]);
+    assert.deepEqual(session.opened, []);
+    control.end();
+  });
+
+  test("port 443 of the canary is recorded and refused (0x05), so browsers fall back to http", async () => {
+    const registry = new CanaryRegistry(() => "abc");
+    const { port } = await frontEnd(registry);
+    const control = (await connectName(port, CONTROL_NAME, 1)).client;
+    await lines(control, 1);
+    const { reply } = await connectName(port, "abc.canary.safetunnel.invalid", 443);
+    assert.deepEqual(reply, replyWith(0x05));
+    const events = await lines(control, 2);
+    assert.deepEqual(events[1], { event: "canary", name: "abc.canary.safetunnel.invalid", port: 443, client: events[1]!["client"] });
+    control.end();
+  });
+
+  test("the page accepts a JSON report and passes it to the control connection", async () => {
+    const registry = new CanaryRegistry(() => "r1");
+    const { port } = await frontEnd(registry);
+    const control = (await connectName(port, CONTROL_NAME, 1)).client;
+    await lines(control, 1);
+    const { client } = await connectName(port, "r1.canary.safetunnel.invalid", 80);
+    const body = JSON.stringify({ candidates: ["candidate:1 1 udp 1 192.0.2.9 5000 typ host"] });
+    await client.write(`POST /report HTTP/1.1\r\nHost: r1.canary.safetunnel.invalid\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`);
+    assert.match((await client.readToEnd("the answer")).toString("latin1"), /^HTTP\/1\.1 204 No Content\r\n/);
+    const events = await lines(control, 3);
+    assert.deepEqual(events[2], { event: "report", body: { candidates: ["candidate:1 1 udp 1 192.0.2.9 5000 typ host"] } });
+    control.end();
+  });
+
+  test("an unregistered name under the domain, or any without a registry, is host unreachable (0x04)", async () => {
+    const withRegistry = await frontEnd(new CanaryRegistry());
+    assert.deepEqual((await connectName(withRegistry.port, "nobody.canary.safetunnel.invalid", 80)).reply, replyWith(0x04));
+    const without = await frontEnd(undefined);
+    assert.deepEqual((await connectName(without.port, CONTROL_NAME, 1)).reply, replyWith(0x04));
+    assert.deepEqual([...withRegistry.session.opened, ...without.session.opened], []);
+  });
+
+  test("IP-address refusals are reported to running checks", async () => {
+    const registry = new CanaryRegistry(() => "ip");
+    const { port } = await frontEnd(registry);
+    const control = (await connectName(port, CONTROL_NAME, 1)).client;
+    await lines(control, 1);
+    const client = await RawClient.connect(port, { timeoutMs: WAIT_MS });
+    await client.write(Buffer.from([5, 1, 0, 5, 1, 0, 1, 192, 0, 2, 1, 0, 80]));
+    assert.deepEqual((await client.read(12, "the refusal")).subarray(2), replyWith(0x02));
+    const events = await lines(control, 2);
+    assert.deepEqual(events[1], { event: "refused-ip", destination: "192.0.2.1:80", client: `127.0.0.1:${client.localPort}`, version: 5 });
+    control.end();
+  });
+});
