@@ -20,6 +20,8 @@ export type ErrorCode =
   | "BIND_FAILED"
   | "FORWARD_FAILED"
   | "SOCKS_IP_REFUSED"
+  | "NO_FRONT_END"
+  | "BAD_CAPTURE"
   | "INTERNAL";
 
 export class TunnelError extends Error {

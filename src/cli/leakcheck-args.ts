@@ -1,0 +1,110 @@
+/**
+ * `safetunnel leakcheck [--proxy HOST:PORT] [--wait SECONDS] [--open] [--watch] [--pcap FILE] [--json]`
+ * to a plain LeakcheckPlan. cac reads the options; values are checked here,
+ * each bad one a one-line USAGE error naming the fix.
+ */
+import { cac } from "cac";
+import { TunnelError } from "../errors.ts";
+import { parsePortNumber, unbracket } from "../address.ts";
+
+export interface LeakcheckPlan {
+  command: "leakcheck";
+  /** The running safetunnel -D port to test. */
+  proxy: { host: string; port: number };
+  /** How long to wait for the browser. */
+  waitMs: number;
+  /** Open the URL in the default browser. */
+  open: boolean;
+  /** Keep reporting local resolver use until Ctrl-C. */
+  watch: boolean;
+  /** A capture to analyse (pcap or pcapng). */
+  pcap: string | undefined;
+  json: boolean;
+}
+
+export const LEAKCHECK_HELP = `usage: safetunnel leakcheck [--proxy HOST:PORT] [--wait SECONDS] [--open] [--watch]
+                           [--pcap FILE] [--json]
+
+Proves, before you browse, that your browser leaks nothing to the local
+network. Start the tunnel first (safetunnel -D 9001 user@home), run this, and
+open the URL it prints in the browser you will use through the tunnel.
+
+  --proxy HOST:PORT   The tunnel's SOCKS port (default 127.0.0.1:1080)
+  --wait SECONDS      How long to wait for the browser (default 60)
+  --open              Open the URL in the default browser
+  --watch             Keep reporting local DNS use until Ctrl-C
+  --pcap FILE         Also analyse a capture (pcap or pcapng)
+  --json              One JSON object per line; the last is the verdict
+
+Exit status: 0 PASS, 1 LEAK (including: the page never arrived by name), 2 could not test.
+`;
+
+const DEFAULT_PROXY = "127.0.0.1:1080";
+const DEFAULT_WAIT_SECONDS = 60;
+
+/**
+ * @example
+ * parseLeakcheckArgs(["--proxy", "127.0.0.1:9001"]) // { command: "leakcheck", proxy: { host: "127.0.0.1", port: 9001 }, waitMs: 60000, ... }
+ */
+export function parseLeakcheckArgs(argv: string[]): LeakcheckPlan | { command: "help"; text: string } {
+  const cli = cac("safetunnel leakcheck");
+  cli.option("--proxy <address>", "").option("--wait <seconds>", "").option("--open", "").option("--watch", "").option("--pcap <file>", "").option("--json", "");
+  cli.option("-h, --help", "");
+  // Bounded input for cac's parser, whose cost grows faster than linearly.
+  const unknown = argv.find((arg) => arg.startsWith("-") && !KNOWN.has(arg.split("=")[0]!));
+  if (unknown !== undefined) throw usage(`unknown option '${unknown.split("=")[0]}'`);
+  if (argv.length > 32) throw usage("too many arguments");
+  let parsed;
+  try {
+    parsed = cli.parse(["node", "safetunnel", ...argv], { run: false });
+    cli.globalCommand.checkUnknownOptions();
+  } catch (err) {
+    throw usage((err as Error).message.replace(/`/g, "'").replace(/^Unknown option/, "unknown option"));
+  }
+  const options = parsed.options as Record<string, unknown>;
+  if (options["help"]) return { command: "help", text: LEAKCHECK_HELP };
+  if (parsed.args.length > 0) throw usage(`leakcheck takes no host ('${parsed.args.join(" ")}'); it tests the tunnel at --proxy`);
+  return {
+    command: "leakcheck",
+    proxy: parseProxy(single(options["proxy"], "--proxy") ?? DEFAULT_PROXY),
+    waitMs: parseWait(single(options["wait"], "--wait")) * 1000,
+    open: options["open"] === true,
+    watch: options["watch"] === true,
+    pcap: single(options["pcap"], "--pcap"),
+    json: options["json"] === true,
+  };
+}
+
+const KNOWN = new Set(["--proxy", "--wait", "--open", "--watch", "--pcap", "--json", "-h", "--help"]);
+
+/** An option's value as typed (mri turns "60" into 60 and repeats into arrays). */
+function single(value: unknown, name: string): string | undefined {
+  if (value === undefined) return undefined;
+  if (Array.isArray(value)) throw usage(`${name} given more than once; give it once`);
+  if (value === true || value === "") throw usage(`${name} needs a value`);
+  return String(value);
+}
+
+/** `HOST:PORT`, `[v6]:PORT`, or a bare port on 127.0.0.1. */
+function parseProxy(text: string): { host: string; port: number } {
+  const bare = parsePortNumber(text);
+  if (bare !== undefined) return { host: "127.0.0.1", port: bare };
+  const colon = text.lastIndexOf(":");
+  const host = colon > 0 ? unbracket(text.slice(0, colon)) : "";
+  const port = colon > 0 ? parsePortNumber(text.slice(colon + 1)) : undefined;
+  if (host === "" || port === undefined || (host.includes(":") && !text.startsWith("["))) {
+    throw usage(`bad --proxy '${text}': expected HOST:PORT of the tunnel's SOCKS port, e.g. --proxy 127.0.0.1:9001`);
+  }
+  return { host, port };
+}
+
+function parseWait(text: string | undefined): number {
+  if (text === undefined) return DEFAULT_WAIT_SECONDS;
+  const seconds = /^\d{1,5}$/.test(text) ? Number(text) : NaN;
+  if (!(seconds >= 1 && seconds <= 86_400)) throw usage(`bad --wait '${text}': expected whole seconds from 1 to 86400, e.g. --wait 120`);
+  return seconds;
+}
+
+function usage(problem: string): TunnelError {
+  return new TunnelError("USAGE", `leakcheck: ${problem}; see 'safetunnel leakcheck --help'`);
+}

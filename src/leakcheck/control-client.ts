@@ -1,0 +1,224 @@
+/**
+ * leakcheck's side of the control connection (canary-service.ts has the
+ * other): a SOCKS5 CONNECT to `control.safetunnel.invalid` port 1 through the
+ * proxy under test, then one JSON object per line. Whatever answers
+ * differently is not a safetunnel front end, and the message says what it was:
+ * nothing listening, not SOCKS5, a SOCKS server that tried to resolve the
+ * name (reply 0x04), or one that says success and sends nothing (OpenSSH's
+ * `ssh -D` answers before it has connected).
+ */
+import { connect, type Socket } from "node:net";
+import { Buffer } from "node:buffer";
+import { TunnelError, errnoCode } from "../errors.ts";
+import { hostPort } from "../address.ts";
+import {
+  AuthMethod,
+  describeSocks5Reply,
+  encodeSocks5ConnectName,
+  encodeSocks5Greeting,
+  parseSocks5MethodChoice,
+  parseSocks5Reply,
+  Socks5Reply,
+} from "../socks/codec.ts";
+import { CONTROL_NAME, CONTROL_PORT, type CanaryEvent } from "./canary-registry.ts";
+
+export interface ProxyAddress {
+  host: string;
+  port: number;
+}
+
+/** What the front end says first: the names this check may use. */
+export interface Hello {
+  version: string;
+  canary: string;
+  stun: string;
+  url: string;
+}
+
+export interface ControlConnection {
+  hello: Hello;
+  /** Called for every event, in order, until close(). */
+  onEvent(listener: (event: CanaryEvent) => void): void;
+  /** Called once if the front end goes away (the tunnel stopped) before close(). */
+  onLost(listener: () => void): void;
+  close(): void;
+}
+
+/** How long each step may take before the proxy counts as not ours. */
+const STEP_MS = 5000;
+
+/**
+ * @example
+ * const control = await openControl({ host: "127.0.0.1", port: 9001 });
+ * console.log(control.hello.url);
+ */
+export async function openControl(proxy: ProxyAddress, stepMs = STEP_MS): Promise<ControlConnection> {
+  const where = hostPort(proxy.host, proxy.port);
+  const socket = await connectTo(proxy, where, stepMs);
+  const reader = new LineReader(socket);
+  try {
+    socket.write(Buffer.concat([encodeSocks5Greeting([AuthMethod.NO_AUTH]), encodeSocks5ConnectName(CONTROL_NAME, CONTROL_PORT)]));
+    const choice = parseSocks5MethodChoice(await reader.bytes(2, stepMs, `${where} sent nothing after the SOCKS5 greeting`));
+    if (choice.status !== "ok") throw notOurs(where, `it does not speak SOCKS5 (${choice.status === "invalid" ? choice.reason : "no answer"})`);
+    if (choice.value.method !== AuthMethod.NO_AUTH) throw notOurs(where, `it asks for SOCKS5 authentication (method 0x${choice.value.method.toString(16).padStart(2, "0")})`);
+    const reply = await reader.socks5Reply(stepMs, where);
+    if (reply !== Socks5Reply.SUCCEEDED) {
+      throw notOurs(where, `it tried to reach ${CONTROL_NAME} and answered ${describeSocks5Reply(reply)} (0x${reply.toString(16).padStart(2, "0")}): a SOCKS proxy, but not safetunnel's`);
+    }
+    const first = await reader.line(stepMs, `${where} accepted the control request but then sent nothing (ssh -D answers success before connecting): a SOCKS proxy, but not safetunnel's`);
+    const hello = parseHello(first);
+    if (hello === undefined) throw notOurs(where, "it answered the control request with something other than safetunnel's hello");
+    return reader.control(hello);
+  } catch (err) {
+    socket.destroy();
+    throw err;
+  }
+}
+
+function notOurs(where: string, why: string): TunnelError {
+  return new TunnelError("NO_FRONT_END", `${where} is not a safetunnel SOCKS port: ${why}. Give the port of a running 'safetunnel -D PORT user@host' with --proxy 127.0.0.1:PORT`, { exitCode: 2 });
+}
+
+function connectTo(proxy: ProxyAddress, where: string, stepMs: number): Promise<Socket> {
+  return new Promise((resolve, reject) => {
+    const socket = connect({ host: proxy.host, port: proxy.port });
+    const timer = setTimeout(() => {
+      socket.destroy();
+      reject(notOurs(where, `nothing answered within ${stepMs / 1000} s`));
+    }, stepMs);
+    socket.once("connect", () => {
+      clearTimeout(timer);
+      resolve(socket);
+    });
+    socket.once("error", (err) => {
+      clearTimeout(timer);
+      const code = errnoCode(err);
+      reject(
+        code === "ECONNREFUSED"
+          ? new TunnelError("NO_FRONT_END", `nothing is listening on ${where}; start the tunnel first (safetunnel -D ${proxy.port} user@host) or give its port with --proxy`, { exitCode: 2 })
+          : new TunnelError("NO_FRONT_END", `cannot connect to ${where}: ${err.message}; check --proxy`, { exitCode: 2 }),
+      );
+    });
+  });
+}
+
+function parseHello(line: string): Hello | undefined {
+  let value: unknown;
+  try {
+    value = JSON.parse(line);
+  } catch {
+    return undefined;
+  }
+  if (typeof value !== "object" || value === null) return undefined;
+  const v = value as Record<string, unknown>;
+  if (v["event"] !== "hello" || typeof v["canary"] !== "string" || typeof v["stun"] !== "string" || typeof v["url"] !== "string") return undefined;
+  return { version: String(v["version"] ?? ""), canary: v["canary"], stun: v["stun"], url: v["url"] };
+}
+
+/** Bytes, then lines, from the proxy, each wait bounded. */
+class LineReader {
+  #buffer = Buffer.alloc(0);
+  #ended = false;
+  #wake: (() => void) | undefined;
+  #listeners: ((event: CanaryEvent) => void)[] = [];
+  #lost: (() => void)[] = [];
+  #streaming = false;
+  #closed = false;
+  readonly #socket: Socket;
+
+  constructor(socket: Socket) {
+    this.#socket = socket;
+    socket.on("data", (chunk: Buffer) => {
+      this.#buffer = Buffer.concat([this.#buffer, chunk]);
+      this.#notify();
+    });
+    socket.on("close", () => {
+      this.#ended = true;
+      this.#notify();
+      if (this.#streaming && !this.#closed) for (const listener of this.#lost) listener();
+    });
+    socket.on("error", () => {});
+  }
+
+  #notify(): void {
+    this.#wake?.();
+    if (this.#streaming) this.#drainEvents();
+  }
+
+  async #until(ready: () => boolean, ms: number, failure: string): Promise<void> {
+    const deadline = Date.now() + ms;
+    while (!ready()) {
+      if (this.#ended) throw new TunnelError("NO_FRONT_END", failure, { exitCode: 2 });
+      const left = deadline - Date.now();
+      if (left <= 0) throw new TunnelError("NO_FRONT_END", failure, { exitCode: 2 });
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, left);
+        this.#wake = () => {
+          clearTimeout(timer);
+          resolve();
+        };
+      });
+    }
+  }
+
+  async bytes(n: number, ms: number, failure: string): Promise<Buffer> {
+    await this.#until(() => this.#buffer.length >= n, ms, failure);
+    const out = this.#buffer.subarray(0, n);
+    this.#buffer = this.#buffer.subarray(n);
+    return out;
+  }
+
+  async socks5Reply(ms: number, where: string): Promise<number> {
+    let reply: number | undefined;
+    await this.#until(
+      () => {
+        const parsed = parseSocks5Reply(this.#buffer);
+        if (parsed.status === "invalid") throw notOurs(where, `its reply is not SOCKS5 (${parsed.reason})`);
+        if (parsed.status === "incomplete") return false;
+        reply = parsed.value.reply;
+        this.#buffer = this.#buffer.subarray(parsed.consumed);
+        return true;
+      },
+      ms,
+      `${where} closed or went quiet before answering the SOCKS5 request`,
+    );
+    return reply!;
+  }
+
+  async line(ms: number, failure: string): Promise<string> {
+    await this.#until(() => this.#buffer.includes(0x0a), ms, failure);
+    const end = this.#buffer.indexOf(0x0a);
+    const line = this.#buffer.subarray(0, end).toString("utf8");
+    this.#buffer = this.#buffer.subarray(end + 1);
+    return line;
+  }
+
+  #drainEvents(): void {
+    for (let end = this.#buffer.indexOf(0x0a); end >= 0; end = this.#buffer.indexOf(0x0a)) {
+      const line = this.#buffer.subarray(0, end).toString("utf8");
+      this.#buffer = this.#buffer.subarray(end + 1);
+      let event: CanaryEvent;
+      try {
+        event = JSON.parse(line) as CanaryEvent;
+      } catch {
+        continue;
+      }
+      for (const listener of this.#listeners) listener(event);
+    }
+  }
+
+  control(hello: Hello): ControlConnection {
+    this.#streaming = true;
+    queueMicrotask(() => this.#drainEvents());
+    return {
+      hello,
+      onEvent: (listener) => void this.#listeners.push(listener),
+      onLost: (listener) => void this.#lost.push(listener),
+      close: () => {
+        this.#closed = true;
+        this.#socket.end();
+        this.#socket.destroy();
+      },
+    };
+  }
+}
