@@ -12,8 +12,12 @@
  * tables grow with every open connection, so one read at a time serves every
  * client asked for while it was waiting. Any failure (another OS, no /proc, a
  * race) just means "unknown".
+ *
+ * The row parser and the endpoint codec serve every /proc/net/{tcp,udp}{,6}
+ * reader (leakcheck's resolver-socket poll among them), so there is one of each.
  */
 import { readFile } from "node:fs/promises";
+import { formatAddress } from "../address.ts";
 import { within } from "../deadline.ts";
 import { BatchedLookup } from "./batched-lookup.ts";
 
@@ -63,8 +67,55 @@ export interface ProcNetTcpRow {
   owner: SocketOwner;
 }
 
+/**
+ * The columns of a /proc/net/{tcp,udp}{,6} row (proc(5); the four tables
+ * share their first ten columns), endpoints in `procNetAddress` form with
+ * IPv4-mapped ones unmapped. Unlike `ProcNetTcpRow`, rows whose socket is
+ * closed are kept: inode "0" (TIME_WAIT, FIN_WAIT2), where uid says nothing.
+ */
+export interface ProcNetRow {
+  local: string;
+  remote: string;
+  /** "st": the kernel's TCP state number (tcp_states.h), also for UDP: 1 (ESTABLISHED) connected, 7 (CLOSE) not. */
+  state: number;
+  /** "tx_queue": bytes queued to send (UDP: in the kernel's send buffer). */
+  txQueue: number;
+  /** "rx_queue": bytes received and not yet read. */
+  rxQueue: number;
+  uid: number;
+  /** "0" once the owner has closed the socket. */
+  inode: string;
+}
+
 /** The tcp6 spelling of an IPv4-mapped address starts with these 24 hex digits (::ffff:0:0/96). */
 const MAPPED_PREFIX = "0000000000000000FFFF0000";
+
+/**
+ * Parse one row of any of the four tables, closed sockets included; null for
+ * the header, short lines and anything malformed.
+ *
+ * @example
+ * parseProcNetRow("  242: 020200C0:E9F2 08080808:0035 01 00000000:00000000 00:00000000 00000000     0        0 416041 2 00000000756f6e18 0")
+ * // { local: "020200C0:E9F2", remote: "08080808:0035", state: 1, txQueue: 0, rxQueue: 0, uid: 0, inode: "416041" }
+ */
+export function parseProcNetRow(line: string): ProcNetRow | null {
+  // sl local_address rem_address st tx_queue:rx_queue tr:tm->when retrnsmt uid timeout inode ...
+  const fields = line.trim().split(/\s+/);
+  if (fields.length < 10 || !/^\d+:$/.test(fields[0]!)) return null;
+  const queues = /^([0-9A-Fa-f]{1,8}):([0-9A-Fa-f]{1,8})$/.exec(fields[4]!);
+  const uid = Number(fields[7]);
+  const inode = fields[9]!;
+  if (queues === null || !/^[0-9A-Fa-f]{2}$/.test(fields[3]!) || !Number.isSafeInteger(uid) || !/^\d+$/.test(inode)) return null;
+  return {
+    local: unmapped(fields[1]!),
+    remote: unmapped(fields[2]!),
+    state: parseInt(fields[3]!, 16),
+    txQueue: parseInt(queues[1]!, 16),
+    rxQueue: parseInt(queues[2]!, 16),
+    uid,
+    inode,
+  };
+}
 
 /**
  * Parse one row; null for the header, short lines and rows without a socket
@@ -75,13 +126,31 @@ const MAPPED_PREFIX = "0000000000000000FFFF0000";
  * // { local: "0100007F:C350", remote: "0100007F:2329", owner: { uid: 1000, inode: "48121" } }
  */
 export function parseProcNetTcpRow(line: string): ProcNetTcpRow | null {
-  // sl local_address rem_address st tx_queue:rx_queue tr:tm->when retrnsmt uid timeout inode ...
-  const fields = line.trim().split(/\s+/);
-  if (fields.length < 10 || !/^\d+:$/.test(fields[0]!)) return null;
-  const uid = Number(fields[7]);
-  const inode = fields[9]!;
-  if (!Number.isSafeInteger(uid) || !/^\d+$/.test(inode) || inode === "0") return null;
-  return { local: unmapped(fields[1]!), remote: unmapped(fields[2]!), owner: { uid, inode } };
+  const row = parseProcNetRow(line);
+  if (row === null || row.inode === "0") return null;
+  return { local: row.local, remote: row.remote, owner: { uid: row.uid, inode: row.inode } };
+}
+
+/**
+ * The address and port a /proc/net endpoint names: the inverse of
+ * `procNetAddress` (each 32-bit word in little-endian host order), IPv6 in
+ * RFC 5952 spelling, an IPv4-mapped endpoint as its IPv4 address. Null for
+ * anything that is not 8 or 32 hex digits, a colon and 4 hex digits.
+ *
+ * @example
+ * decodeProcNetAddress("0100007F:2329") // { address: "127.0.0.1", port: 9001 }
+ * decodeProcNetAddress("60480120000060480000000088880000:0035") // { address: "2001:4860:4860::8888", port: 53 }
+ */
+export function decodeProcNetAddress(endpoint: string): { address: string; port: number } | null {
+  const match = /^([0-9A-Fa-f]{8}|[0-9A-Fa-f]{32}):([0-9A-Fa-f]{4})$/.exec(unmapped(endpoint.toUpperCase()));
+  if (match === null) return null;
+  const hex = match[1]!;
+  const bytes = new Uint8Array(hex.length / 2);
+  // Each 32-bit word is printed as the number the host holds it as: on little-endian hosts, its bytes reversed.
+  for (let word = 0; word < hex.length / 8; word++) {
+    for (let i = 0; i < 4; i++) bytes[word * 4 + i] = parseInt(hex.slice(word * 8 + (3 - i) * 2, word * 8 + (4 - i) * 2), 16);
+  }
+  return { address: formatAddress(bytes), port: parseInt(match[2]!, 16) };
 }
 
 /** A row's "local remote" endpoints (the two fields after "sl:"), unmapped; null for the header. */

@@ -3,7 +3,7 @@ import assert from "node:assert/strict";
 import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { parseProcNetTcpRow, procNetAddress, SocketOwnerLookup, type AcceptedClient } from "../../src/platform/socket-owner.ts";
+import { decodeProcNetAddress, parseProcNetRow, parseProcNetTcpRow, procNetAddress, SocketOwnerLookup, type AcceptedClient } from "../../src/platform/socket-owner.ts";
 
 describe("procNetAddress", () => {
   test("127.0.0.1:9001 is 0100007F:2329, as /proc/net/tcp prints it on little-endian hosts", () => {
@@ -56,6 +56,46 @@ describe("parseProcNetTcpRow", () => {
     assert.equal(parseProcNetTcpRow(HEADER), null);
     assert.equal(parseProcNetTcpRow(""), null);
     assert.equal(parseProcNetTcpRow(row(1, "0100007F:C350", "0100007F:2329", 0, "0")), null);
+  });
+});
+
+describe("parseProcNetRow", () => {
+  test("reads state, both queues, uid and inode of a udp row, as Linux prints a connected socket", () => {
+    const line = "  242: 020200C0:E9F2 08080808:0035 01 00000040:00000200 00:00000000 00000000  1000        0 416041 2 00000000756f6e18 0        ";
+    assert.deepEqual(parseProcNetRow(line), { local: "020200C0:E9F2", remote: "08080808:0035", state: 1, txQueue: 64, rxQueue: 512, uid: 1000, inode: "416041" });
+  });
+
+  test("keeps a TIME_WAIT row, inode \"0\", which parseProcNetTcpRow drops", () => {
+    const line = "   2: 0100007F:953A 3500007F:0035 06 00000000:00000000 03:00001766 00000000     0        0 0 3 0000000098d8628f";
+    assert.deepEqual(parseProcNetRow(line), { local: "0100007F:953A", remote: "3500007F:0035", state: 6, txQueue: 0, rxQueue: 0, uid: 0, inode: "0" });
+    assert.equal(parseProcNetTcpRow(line), null);
+  });
+
+  test("unmaps IPv4-mapped endpoints and gives null for the header and a row with a malformed queue column", () => {
+    assert.equal(parseProcNetRow(row(0, "0000000000000000FFFF00000100007F:C350", "0000000000000000FFFF000004040808:0035", 0, "7"))?.remote, "04040808:0035");
+    assert.equal(parseProcNetRow(HEADER), null);
+    assert.equal(parseProcNetRow("   1: 0100007F:C350 0100007F:2329 01 nope 00:00000000 00000000  1000        0 9 1"), null);
+  });
+});
+
+describe("decodeProcNetAddress", () => {
+  test("is the inverse of procNetAddress for IPv4 and ::1", () => {
+    assert.deepEqual(decodeProcNetAddress("0100007F:2329"), { address: "127.0.0.1", port: 9001 });
+    assert.deepEqual(decodeProcNetAddress("ABFEA8C0:FFFF"), { address: "192.168.254.171", port: 65535 });
+    assert.deepEqual(decodeProcNetAddress("00000000000000000000000001000000:2329"), { address: "::1", port: 9001 });
+  });
+
+  test("reverses each 32-bit word of an IPv6 address and spells it per RFC 5952", () => {
+    assert.deepEqual(decodeProcNetAddress("60480120000060480000000088880000:0035"), { address: "2001:4860:4860::8888", port: 53 });
+    assert.deepEqual(decodeProcNetAddress("000000FD000000000000000002000000:AA54"), { address: "fd00::2", port: 43604 });
+  });
+
+  test("gives an IPv4-mapped endpoint as its IPv4 address", () => {
+    assert.deepEqual(decodeProcNetAddress("0000000000000000FFFF000004040808:0035"), { address: "8.8.4.4", port: 53 });
+  });
+
+  test("gives null for anything but 8 or 32 hex digits and a 4-digit port", () => {
+    for (const text of ["0100007F", "0100007F:29", "0100007G:2329", "01000007F:2329", ""]) assert.equal(decodeProcNetAddress(text), null, text);
   });
 });
 
