@@ -8,8 +8,10 @@
  * reachable as `user@leakcheck` or `ssh://leakcheck`.
  */
 import { parseTunnelArgs, type TunnelArgsResult } from "./cli/tunnel-args.ts";
+import { parseLeakcheckArgs, type LeakcheckPlan } from "./cli/leakcheck-args.ts";
 
 export type { TunnelPlan } from "./cli/tunnel-args.ts";
+export type { LeakcheckPlan } from "./cli/leakcheck-args.ts";
 export { HELP_TEXT } from "./cli/help.ts";
 export { VERSION } from "./version.ts";
 
@@ -18,7 +20,7 @@ export { VERSION } from "./version.ts";
  * gets. A subcommand adds its own plan type to this union and its runner to
  * main.ts.
  */
-export type Plan = TunnelArgsResult;
+export type Plan = TunnelArgsResult | LeakcheckPlan;
 
 /** A subcommand: its name as typed first on the command line, and its parser. */
 export interface Subcommand {
@@ -28,7 +30,9 @@ export interface Subcommand {
 }
 
 /** The subcommands, by name. */
-export const SUBCOMMANDS: ReadonlyMap<string, Subcommand> = new Map();
+export const SUBCOMMANDS: ReadonlyMap<string, Subcommand> = new Map(
+  [{ name: "leakcheck", parse: parseLeakcheckArgs }].map((subcommand) => [subcommand.name, subcommand]),
+);
 
 /**
  * @example

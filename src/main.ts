@@ -10,6 +10,8 @@ import { parseCommandLine } from "./cli.ts";
 import { createLogger } from "./log.ts";
 import { TunnelError, describeError } from "./errors.ts";
 import { runTunnel } from "./tunnel.ts";
+import { runLeakcheck } from "./leakcheck/run.ts";
+import { spawn } from "node:child_process";
 
 async function main(argv: string[]): Promise<number> {
   const writeErr = (line: string): void => {
@@ -29,7 +31,7 @@ async function main(argv: string[]): Promise<number> {
     out.write(plan.text.endsWith("\n") ? plan.text : plan.text + "\n");
     return 0;
   }
-  const log = createLogger({ verbosity: plan.verbosity, json: plan.json, write: writeErr });
+  const log = createLogger({ verbosity: plan.command === "tunnel" ? plan.verbosity : 0, json: plan.json, write: writeErr });
   // Signals are ours from the start: before the tunnel is up they end the
   // run with 255 (prompts restore the terminal on exit); once it is up, the
   // tunnel stops gracefully; a second signal does not wait for that.
@@ -43,11 +45,26 @@ async function main(argv: string[]): Promise<number> {
         onStop(signal);
         return;
       }
-      log.error(`safetunnel: ${stopping ? "stopped" : "interrupted"} by ${signal}${stopping ? "" : " before the tunnel was up"}.`);
-      process.exit(255);
+      const before = plan.command === "tunnel" ? " before the tunnel was up" : "";
+      log.error(`safetunnel: ${stopping ? "stopped" : "interrupted"} by ${signal}${stopping ? "" : before}.`);
+      process.exit(plan.command === "leakcheck" ? 2 : 255);
     });
   }
+  const onStopSignal = (handler: (signal: string) => void): void => {
+    onStop = handler;
+  };
   try {
+    if (plan.command === "leakcheck") {
+      return await runLeakcheck(plan, {
+        out: (line) => void process.stdout.write(line + "\n"),
+        note: (line) => {
+          if (!plan.json) writeErr(line);
+        },
+        platform: process.platform,
+        openUrl: (url) => openInBrowser(url, (problem) => log.warn(`cannot open a browser (${problem}); open the URL yourself.`)),
+        onStopSignal,
+      });
+    }
     return await runTunnel(plan, {
       homeDir: process.env["HOME"] ?? homedir(),
       localUser: safeUserName(),
@@ -58,9 +75,7 @@ async function main(argv: string[]): Promise<number> {
       ...(typeof process.getuid === "function" ? { uid: process.getuid() } : {}),
       log,
       runtime: "Deno" in globalThis ? "deno" : "node",
-      onStopSignal: (handler) => {
-        onStop = handler;
-      },
+      onStopSignal,
     });
   } catch (err) {
     if (err instanceof TunnelError) {
@@ -70,6 +85,19 @@ async function main(argv: string[]): Promise<number> {
     log.error(`safetunnel: internal error: ${describeError(err)}; please report it with the -vvv output.`, { code: "INTERNAL" });
     if (log.debugEnabled(1) && err instanceof Error && err.stack) log.debug(1, err.stack);
     return 255;
+  }
+}
+
+/** The desktop's own opener: xdg-open(1), macOS open(1), Windows `start`. */
+function openInBrowser(url: string, onProblem: (problem: string) => void): void {
+  const [command, args] =
+    process.platform === "darwin" ? ["open", [url]] : process.platform === "win32" ? ["cmd", ["/c", "start", "", url]] : ["xdg-open", [url]];
+  try {
+    const child = spawn(command, args as string[], { detached: true, stdio: "ignore" });
+    child.once("error", (err) => onProblem(`${command}: ${err.message}`));
+    child.unref();
+  } catch (err) {
+    onProblem(`${command}: ${describeError(err)}`);
   }
 }
 

@@ -15,6 +15,7 @@ import type { Cidr } from "../cidr.ts";
 import type { TunnelSession } from "../ssh/session.ts";
 import { ChannelOpenError, describeOpenFailure, type ChannelFailureKind } from "../ssh/channel-failure.ts";
 import { joinStreams } from "./pipe.ts";
+import { within } from "../deadline.ts";
 import { isReservedName, type CanaryRegistry } from "../leakcheck/canary-registry.ts";
 import { answerReservedName } from "../leakcheck/canary-service.ts";
 import { hostPort, unbracket } from "../address.ts";
@@ -63,6 +64,8 @@ export const REPLY_FOR_FAILURE: Record<ChannelFailureKind, Socks5ReplyCode> = {
 };
 
 const DEFAULT_HANDSHAKE_TIMEOUT_MS = 30_000;
+/** How long a canary request waits for /proc to name its sender. */
+const NAME_WAIT_MS = 500;
 
 /**
  * @example
@@ -81,7 +84,10 @@ export async function startDynamicForward(options: DynamicForwardOptions): Promi
     const target = hostPort(destination.host, destination.port);
     // RFC 6761 .invalid names of our own: answered here, never resolved anywhere.
     if (destination.kind === "name" && isReservedName(destination.host)) {
-      const outcome = options.canaries === undefined ? { ok: false as const, reply: Socks5Reply.HOST_UNREACHABLE } : answerReservedName(destination, client, options.canaries);
+      const { canaries, peers } = options;
+      // A canary's sender is what leakcheck tests: name it (the client waits for its reply meanwhile).
+      const program = canaries?.sessionFor(destination.host) !== undefined && peers !== undefined ? await within(peers.programOf(client), NAME_WAIT_MS) : undefined;
+      const outcome = canaries === undefined ? { ok: false as const, reply: Socks5Reply.HOST_UNREACHABLE } : answerReservedName(destination, client, canaries, program);
       if (outcome.ok) answeredHere.add(outcome.stream);
       log.debug(1, `${options.label}: SOCKS${request.version} CONNECT ${target} from ${client.address}:${client.port} answered here (leak check)`);
       return outcome;
@@ -89,10 +95,10 @@ export async function startDynamicForward(options: DynamicForwardOptions): Promi
     const decision = decideDestination(destination, options.allowIp);
     if (!decision.allow) {
       stats.refusals++;
-      options.canaries?.broadcast({ event: "refused-ip", destination: target, client: hostPort(client.address, client.port), version: request.version });
       // Before the reply: the client keeps its socket open until it has one,
       // so `peers` can still tell which program holds it (bounded by RefusalLog).
-      await refusals.report(request, client);
+      const program = await refusals.report(request, client);
+      options.canaries?.broadcast({ event: "refused-ip", destination: target, client: hostPort(client.address, client.port), version: request.version, program: program ?? null });
       return { ok: false, reply: Socks5Reply.NOT_ALLOWED };
     }
     if (decision.viaAllowList) {

@@ -62,7 +62,8 @@ export class RefusalLog {
   }
 
   /** Log one refusal: a full warning, or a -v line counted into the next full one. */
-  async report(request: SocksRequest, client: SocksClient): Promise<void> {
+  /** Logs the refusal (or folds it into the next line); resolves with the program's name when it was found. */
+  async report(request: SocksRequest, client: SocksClient): Promise<string | undefined> {
     const program = this.#nameProgram === undefined ? undefined : await within(this.#nameProgram(client), this.#nameWaitMs);
     const now = this.#clock();
     const key = `${program ?? client.address}/${request.version}`;
@@ -71,7 +72,7 @@ export class RefusalLog {
     if (seen !== undefined && now - seen.at < REFUSAL_WINDOW_MS) {
       seen.folded++;
       this.#log.debug(1, `Refused SOCKS${request.version} CONNECT to ${target} from ${client.address}:${client.port}${program ? ` (${program})` : ""} (IP address).`);
-      return;
+      return program;
     }
     this.#makeRoom(now);
     this.#lastFull.set(key, { at: now, folded: 0 });
@@ -83,6 +84,7 @@ export class RefusalLog {
       client: `${client.address}:${client.port}`,
       program: program ?? null,
     });
+    return program;
   }
 
   #makeRoom(now: number): void {

@@ -36,13 +36,13 @@ export function isReservedName(host: string): boolean {
 /** What the front end saw, reported to the control connection that owns the canary. */
 export type CanaryEvent =
   /** A CONNECT by name to the page canary or the STUN canary. */
-  | { event: "canary"; name: string; port: number; client: string }
+  | { event: "canary"; name: string; port: number; client: string; program: string | null }
   /** The canary page was requested over HTTP (`path` as sent). */
   | { event: "page"; method: string; path: string; userAgent: string | null }
   /** The canary page posted what it found (WebRTC candidates), as parsed JSON. */
   | { event: "report"; body: unknown }
   /** A SOCKS request carrying an IP address was refused while the check ran. */
-  | { event: "refused-ip"; destination: string; client: string; version: 4 | 5 };
+  | { event: "refused-ip"; destination: string; client: string; version: 4 | 5; program: string | null };
 
 /** One control connection's canaries. */
 export interface CanarySession {

@@ -32,14 +32,16 @@ const MAX_BODY_BYTES = 64 * 1024;
  * The outcome for a CONNECT to a reserved name (`isReservedName(host)` is true).
  *
  * @example
- * const outcome = answerReservedName({ kind: "name", host: CONTROL_NAME, port: 1 }, client, registry);
+ * const outcome = answerReservedName({ kind: "name", host: CONTROL_NAME, port: 1 }, client, registry, "firefox-esr");
+ *
+ * `program` names the client for the canary event, when known.
  */
-export function answerReservedName(destination: Destination, client: SocksClient, registry: CanaryRegistry): ConnectOutcome {
+export function answerReservedName(destination: Destination, client: SocksClient, registry: CanaryRegistry, program?: string): ConnectOutcome {
   const name = destination.host.toLowerCase().replace(/\.$/, "");
   if (name === CONTROL_NAME && destination.port === CONTROL_PORT) return { ok: true, stream: controlStream(registry) };
   const session = registry.sessionFor(name);
   if (session === undefined) return { ok: false, reply: Socks5Reply.HOST_UNREACHABLE };
-  session.report({ event: "canary", name, port: destination.port, client: hostPort(client.address, client.port) });
+  session.report({ event: "canary", name, port: destination.port, client: hostPort(client.address, client.port), program: program ?? null });
   if (name === session.canary && destination.port === 80) return { ok: true, stream: pageStream(session) };
   return { ok: false, reply: Socks5Reply.CONNECTION_REFUSED };
 }

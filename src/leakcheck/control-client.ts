@@ -75,8 +75,24 @@ export async function openControl(proxy: ProxyAddress, stepMs = STEP_MS): Promis
   }
 }
 
-function notOurs(where: string, why: string): TunnelError {
-  return new TunnelError("NO_FRONT_END", `${where} is not a safetunnel SOCKS port: ${why}. Give the port of a running 'safetunnel -D PORT user@host' with --proxy 127.0.0.1:PORT`, { exitCode: 2 });
+/**
+ * What answered at --proxy instead of a safetunnel front end. `found` is one
+ * clause for the report; the message adds the fix. Exit status 2: could not test.
+ */
+export class NotAFrontEnd extends TunnelError {
+  readonly kind: "absent" | "foreign";
+  readonly found: string;
+  constructor(kind: "absent" | "foreign", found: string, fix: string) {
+    super("NO_FRONT_END", `${found}; ${fix}`, { exitCode: 2 });
+    this.kind = kind;
+    this.found = found;
+  }
+}
+
+const USE_OUR_PORT = "give the port of a running 'safetunnel -D PORT user@host' with --proxy 127.0.0.1:PORT";
+
+function notOurs(where: string, why: string): NotAFrontEnd {
+  return new NotAFrontEnd("foreign", `${where} is not a safetunnel SOCKS port: ${why}`, USE_OUR_PORT);
 }
 
 function connectTo(proxy: ProxyAddress, where: string, stepMs: number): Promise<Socket> {
@@ -95,8 +111,8 @@ function connectTo(proxy: ProxyAddress, where: string, stepMs: number): Promise<
       const code = errnoCode(err);
       reject(
         code === "ECONNREFUSED"
-          ? new TunnelError("NO_FRONT_END", `nothing is listening on ${where}; start the tunnel first (safetunnel -D ${proxy.port} user@host) or give its port with --proxy`, { exitCode: 2 })
-          : new TunnelError("NO_FRONT_END", `cannot connect to ${where}: ${err.message}; check --proxy`, { exitCode: 2 }),
+          ? new NotAFrontEnd("absent", `nothing is listening on ${where}`, `start the tunnel first (safetunnel -D ${proxy.port} user@host) or give its port with --proxy`)
+          : new NotAFrontEnd("absent", `cannot connect to ${where} (${err.message})`, "check --proxy"),
       );
     });
   });
@@ -148,9 +164,8 @@ class LineReader {
   async #until(ready: () => boolean, ms: number, failure: string): Promise<void> {
     const deadline = Date.now() + ms;
     while (!ready()) {
-      if (this.#ended) throw new TunnelError("NO_FRONT_END", failure, { exitCode: 2 });
+      if (this.#ended || deadline - Date.now() <= 0) throw new NotAFrontEnd("foreign", failure, USE_OUR_PORT);
       const left = deadline - Date.now();
-      if (left <= 0) throw new TunnelError("NO_FRONT_END", failure, { exitCode: 2 });
       await new Promise<void>((resolve) => {
         const timer = setTimeout(resolve, left);
         this.#wake = () => {
@@ -180,7 +195,7 @@ class LineReader {
         return true;
       },
       ms,
-      `${where} closed or went quiet before answering the SOCKS5 request`,
+      `${where} closed or went quiet before answering the SOCKS5 request (ssh -D closes so when the far end refuses): a SOCKS proxy, but not safetunnel's`,
     );
     return reply!;
   }

@@ -223,19 +223,33 @@ export function stderrLines(from: { stderr(): string } | { stderr: string }, sin
  * const line = await waitForLine(cli, /^Allocated port \d+ /, "the allocated port line");
  */
 export async function waitForLine(cli: Running, pattern: RegExp | string, what: string, since = 0): Promise<string> {
+  return waitForLineOf(cli, () => stderrLines(cli, since), pattern, what, () => `stderr: ${cli.stderr().slice(since).trim()}`);
+}
+
+/**
+ * `waitForLine` for stdout (leakcheck prints its URL and report there).
+ *
+ * @example
+ * const url = await waitForStdoutLine(check, /^http:\/\//, "the canary URL");
+ */
+export async function waitForStdoutLine(cli: Running, pattern: RegExp | string, what: string): Promise<string> {
+  return waitForLineOf(cli, () => cli.stdout().split("\n"), pattern, what, () => `stdout: ${cli.stdout().trim()}; stderr: ${cli.stderr().trim()}`);
+}
+
+async function waitForLineOf(cli: Running, lines: () => string[], pattern: RegExp | string, what: string, state: () => string): Promise<string> {
   const matches = (line: string): boolean => (typeof pattern === "string" ? line.includes(pattern) : pattern.test(line));
   let exited = false;
   void cli.exited.then(() => (exited = true));
   let found: string | undefined;
   await waitFor(
     () => {
-      found = stderrLines(cli, since).find(matches);
+      found = lines().find(matches);
       return found !== undefined || exited;
     },
     what,
-    () => `stderr: ${cli.stderr().slice(since).trim()}`,
+    state,
   );
-  if (found === undefined) assert.fail(`safetunnel exited before ${what}; stderr: ${cli.stderr().slice(since).trim()}`);
+  if (found === undefined) assert.fail(`safetunnel exited before ${what}; ${state()}`);
   return found;
 }
 

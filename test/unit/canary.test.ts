@@ -90,7 +90,7 @@ describe("CanaryRegistry", () => {
     assert.equal(second.canary, "id2.canary.safetunnel.invalid");
     assert.equal(registry.sessionFor("ID1.canary.safetunnel.invalid."), first);
     assert.equal(registry.sessionFor(first.stun), first);
-    registry.broadcast({ event: "refused-ip", destination: "192.0.2.1:80", client: "127.0.0.1:5", version: 5 });
+    registry.broadcast({ event: "refused-ip", destination: "192.0.2.1:80", client: "127.0.0.1:5", version: 5, program: null });
     assert.equal(seen.length, 1);
     first.close();
     assert.equal(registry.sessionFor(first.canary), undefined);
@@ -141,7 +141,7 @@ describe("the -D front end answers safetunnel.invalid itself", () => {
 
     const events = await lines(control, 3);
     assert.deepEqual(events.slice(1), [
-      { event: "canary", name: "feed.canary.safetunnel.invalid", port: 80, client: `127.0.0.1:${client.localPort}` },
+      { event: "canary", name: "feed.canary.safetunnel.invalid", port: 80, client: `127.0.0.1:${client.localPort}`, program: null },
       { event: "page", method: "GET", path: "/", userAgent: "test-agent" },
     ]);
     assert.deepEqual(session.opened, []);
@@ -156,7 +156,7 @@ describe("the -D front end answers safetunnel.invalid itself", () => {
     const { reply } = await connectName(port, "abc.canary.safetunnel.invalid", 443);
     assert.deepEqual(reply, replyWith(0x05));
     const events = await lines(control, 2);
-    assert.deepEqual(events[1], { event: "canary", name: "abc.canary.safetunnel.invalid", port: 443, client: events[1]!["client"] });
+    assert.deepEqual(events[1], { event: "canary", name: "abc.canary.safetunnel.invalid", port: 443, client: events[1]!["client"], program: null });
     control.end();
   });
 
@@ -191,7 +191,7 @@ describe("the -D front end answers safetunnel.invalid itself", () => {
     await client.write(Buffer.from([5, 1, 0, 5, 1, 0, 1, 192, 0, 2, 1, 0, 80]));
     assert.deepEqual((await client.read(12, "the refusal")).subarray(2), replyWith(0x02));
     const events = await lines(control, 2);
-    assert.deepEqual(events[1], { event: "refused-ip", destination: "192.0.2.1:80", client: `127.0.0.1:${client.localPort}`, version: 5 });
+    assert.deepEqual(events[1], { event: "refused-ip", destination: "192.0.2.1:80", client: `127.0.0.1:${client.localPort}`, version: 5, program: null });
     control.end();
   });
 });

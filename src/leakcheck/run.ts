@@ -1,0 +1,114 @@
+/**
+ * One run of `safetunnel leakcheck`: open a control connection to the
+ * tunnel's -D port (control-client.ts), print the canary URL, gather what the
+ * probes see while the user opens it, and print the verdict (verdict.ts,
+ * report.ts). Returns the exit status: 0 PASS, 1 LEAK, 2 could not test.
+ *
+ * The run ends as soon as the verdict is certain: when the canary page has
+ * arrived by name, or when a leak has been seen, or when --wait runs out;
+ * with --watch it goes on until Ctrl-C.
+ */
+import type { LeakcheckPlan } from "../cli/leakcheck-args.ts";
+import { hostPort } from "../address.ts";
+import { NotAFrontEnd, openControl, type ControlConnection } from "./control-client.ts";
+import type { CanaryEvent } from "./canary-registry.ts";
+import { decideVerdict, type CanaryOutcome, type IpLiteralRequest, type LeakcheckResult, type ProxyCheck } from "./verdict.ts";
+import { findingJsonLine, renderHuman, renderJsonLines } from "./report.ts";
+import type { Finding } from "./findings.ts";
+import { ResolverSocketPoller } from "../platform/resolver-sockets.ts";
+
+export interface LeakcheckEnvironment {
+  /** Writes one line of the report (stdout). */
+  out(line: string): void;
+  /** Writes one line of progress for a person (stderr), never in --json. */
+  note(line: string): void;
+  platform: string;
+  /** Opens a URL in the default browser (--open). */
+  openUrl(url: string): void;
+  /** Registers what to do on Ctrl-C. */
+  onStopSignal(handler: (signal: string) => void): void;
+  /** Milliseconds now. @default Date.now */
+  now?: () => number;
+}
+
+/** After the canary page, how long stragglers (IP-address requests of the same page) may still arrive. */
+const SETTLE_MS = 1000;
+
+/**
+ * @example
+ * const status = await runLeakcheck(plan, { out: console.log, note: console.error, platform: process.platform, openUrl, onStopSignal });
+ */
+export async function runLeakcheck(plan: LeakcheckPlan, env: LeakcheckEnvironment): Promise<number> {
+  const now = env.now ?? Date.now;
+  const proxy = { host: plan.proxy.host, port: plan.proxy.port };
+  let control: ControlConnection;
+  try {
+    control = await openControl(proxy);
+  } catch (err) {
+    if (!(err instanceof NotAFrontEnd)) throw err;
+    const proxyCheck: ProxyCheck = { kind: err.kind, found: err.found };
+    return finish(decideVerdict({ proxy, proxyCheck, canary: { arrivedByName: false, arrivedAsIp: false, waitedSeconds: 0 }, ipLiteralRequests: [], findings: [] }), plan, env);
+  }
+
+  const { url } = control.hello;
+  if (plan.json) env.out(JSON.stringify({ type: "url", url }));
+  else {
+    env.out(`Open this URL in the browser you will use through ${hostPort(proxy.host, proxy.port)}:`);
+    env.out(url);
+  }
+  if (plan.open) env.openUrl(url);
+
+  const started = now();
+  const canary: CanaryOutcome = { arrivedByName: false, arrivedAsIp: false, waitedSeconds: 0 };
+  const ipLiteralRequests: IpLiteralRequest[] = [];
+  const findings: Finding[] = [];
+
+  const poller =
+    env.platform === "linux"
+      ? new ResolverSocketPoller({
+          proxy,
+          onSocket: ({ finding }) => {
+            findings.push(finding);
+            if (plan.watch) env.out(plan.json ? findingJsonLine(finding) : `resolver: ${finding.detail}`);
+          },
+        })
+      : undefined;
+  poller?.start();
+
+  const outcome = await new Promise<"arrived" | "timeout" | "interrupted" | "lost">((resolve) => {
+    let settle: ReturnType<typeof setTimeout> | undefined;
+    const deadline = plan.watch ? undefined : setTimeout(() => resolve("timeout"), plan.waitMs);
+    const done = (why: "arrived" | "timeout" | "interrupted" | "lost"): void => {
+      clearTimeout(deadline);
+      clearTimeout(settle);
+      resolve(why);
+    };
+    env.onStopSignal(() => done("interrupted"));
+    control.onLost(() => done("lost"));
+    control.onEvent((event: CanaryEvent) => {
+      if (event.event === "canary") {
+        if (event.port === 80 || event.port === 443) {
+          canary.arrivedByName = true;
+          if (event.program !== null) canary.program = event.program;
+        }
+      } else if (event.event === "page") {
+        if (!plan.watch) settle ??= setTimeout(() => done("arrived"), SETTLE_MS);
+      } else if (event.event === "refused-ip") {
+        ipLiteralRequests.push({ destination: event.destination, version: event.version, ...(event.program !== null ? { program: event.program } : {}) });
+      }
+    });
+  });
+  control.close();
+  await poller?.stop();
+
+  canary.waitedSeconds = Math.round((now() - started) / 1000);
+  if (outcome === "interrupted") canary.interrupted = true;
+  if (outcome === "lost") env.note("The tunnel stopped during the check; what was seen until then:");
+  return finish(decideVerdict({ proxy, proxyCheck: { kind: "ours" }, canary, ipLiteralRequests, findings }), plan, env);
+}
+
+function finish(result: LeakcheckResult, plan: LeakcheckPlan, env: LeakcheckEnvironment): number {
+  const text = plan.json ? renderJsonLines(result) : renderHuman(result);
+  for (const line of text.replace(/\n$/, "").split("\n")) env.out(line);
+  return result.exitCode;
+}

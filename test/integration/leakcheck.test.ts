@@ -1,0 +1,163 @@
+/**
+ * `safetunnel leakcheck` end to end: the built CLI against a safetunnel -D
+ * tunnel through a private OpenSSH sshd, with curl and headless Chromium as
+ * the browser, and against what is not a safetunnel front end (nothing, a
+ * plain TCP server, OpenSSH's own `ssh -D`).
+ *
+ * The sshd permits forwarding to 127.0.0.1:1 only (PermitOpen), so any name
+ * that reaches it is refused without being resolved: nothing here looks a
+ * name up off this machine.
+ */
+import assert from "node:assert/strict";
+import { mkdtemp, rm } from "node:fs/promises";
+import { once } from "node:events";
+import { createServer, type Server } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, before, describe, test } from "node:test";
+import { runCommand } from "../helpers/child.ts";
+import { curlThroughSocks } from "../helpers/curl.ts";
+import { type Home, type Running, runCli, startCli, startProcess, waitForListen, waitForStdoutLine } from "../helpers/run.ts";
+import type { KeyPair, Sshd } from "../helpers/sshd.ts";
+import { freePort } from "../helpers/targets.ts";
+import { loginArgs, startSshdWithHome } from "../helpers/tunnel.ts";
+
+const WAIT_MS = 60_000;
+
+describe("safetunnel leakcheck", () => {
+  let home: Home;
+  let key: KeyPair;
+  let sshd: Sshd;
+  let socksPort: number;
+  let profile: string;
+  const running: Running[] = [];
+
+  before(async () => {
+    ({ home, key, sshd } = await startSshdWithHome({ extraConfig: ["PermitOpen 127.0.0.1:1"] }));
+    socksPort = await freePort();
+    const tunnel = startCli(["-N", "-D", `127.0.0.1:${socksPort}`, ...loginArgs(sshd)], { home: home.home });
+    running.push(tunnel);
+    await waitForListen(socksPort, "127.0.0.1", tunnel);
+    profile = await mkdtemp(join(tmpdir(), "safetunnel-leakcheck-chromium-"));
+  });
+
+  after(async () => {
+    for (const process of running) await process.stop("SIGKILL");
+    await sshd?.stop();
+    await home?.cleanup();
+    if (profile !== undefined) await rm(profile, { recursive: true, force: true });
+  });
+
+  /** leakcheck against the tunnel, and the canary URL once it is printed. */
+  async function startCheck(args: string[]): Promise<{ check: Running; url: string }> {
+    const check = startCli(["leakcheck", "--proxy", `127.0.0.1:${socksPort}`, ...args], { home: home.home });
+    running.push(check);
+    const canaryUrl = /^http:\/\/[0-9a-f]{16}\.canary\.safetunnel\.invalid\/$/;
+    if (!args.includes("--json")) return { check, url: await waitForStdoutLine(check, canaryUrl, "the canary URL") };
+    const record = JSON.parse(await waitForStdoutLine(check, /^\{"type":"url"/, "the canary URL record")) as { url: string };
+    assert.match(record.url, canaryUrl);
+    return { check, url: record.url };
+  }
+
+  /** Its stdout once it has exited, and the exit code. */
+  async function outcome(check: Running): Promise<{ code: number | null; stdout: string }> {
+    const status = await check.exited;
+    return { code: status.code, stdout: check.stdout() };
+  }
+
+  test("curl asking for the canary by name gives PASS (exit 0), naming curl", async () => {
+    const { check, url } = await startCheck([]);
+    const fetched = await curlThroughSocks("--socks5-hostname", `127.0.0.1:${socksPort}`, url);
+    assert.equal(fetched.code, 0, fetched.stderr);
+    assert.match(fetched.stdout.toString(), /this browser sends names to the proxy/);
+    const { code, stdout } = await outcome(check);
+    assert.equal(code, 0, stdout);
+    const lines = stdout.trimEnd().split("\n");
+    assert.equal(lines[0], `Open this URL in the browser you will use through 127.0.0.1:${socksPort}:`);
+    assert.equal(lines[1], url);
+    assert.match(stdout, /canary +info +The canary arrived through the proxy as a name from curl\n/);
+    assert.match(lines.at(-1)!, /^verdict +PASS +The canary arrived through the proxy as a name and nothing leaked.* \(exit 0\)$/);
+  });
+
+  test("an IP-address request during the check gives LEAK (exit 1) with the curl fix, in --json", async () => {
+    const { check, url } = await startCheck(["--json"]);
+    assert.ok(url.length > 0);
+    const refused = await curlThroughSocks("--socks5", `127.0.0.1:${socksPort}`, "http://192.0.2.7/");
+    assert.notEqual(refused.code, 0);
+    const fetched = await curlThroughSocks("--socks5-hostname", `127.0.0.1:${socksPort}`, url);
+    assert.equal(fetched.code, 0, fetched.stderr);
+    const { code, stdout } = await outcome(check);
+    assert.equal(code, 1, stdout);
+    const records = stdout.trimEnd().split("\n").map((line) => JSON.parse(line) as Record<string, unknown>);
+    assert.deepEqual(records[0], { type: "url", url });
+    const verdict = records.at(-1)!;
+    assert.equal(verdict["type"], "verdict");
+    assert.equal(verdict["verdict"], "LEAK");
+    assert.equal(verdict["exitCode"], 1);
+    const leak = (verdict["findings"] as Record<string, unknown>[]).find((finding) => finding["severity"] === "leak");
+    assert.ok(leak !== undefined, stdout);
+    assert.match(String(leak["detail"]), /^1 SOCKS5 request from curl carried an IP address instead of a name \(first: 192\.0\.2\.7:80\)/);
+    assert.match(String(leak["fix"]), new RegExp(`--socks5-hostname 127\\.0\\.0\\.1:${socksPort}`));
+  });
+
+  test("no browser within --wait gives LEAK (exit 1): nothing arrived by name", async () => {
+    const { check } = await startCheck(["--wait", "1"]);
+    const { code, stdout } = await outcome(check);
+    assert.equal(code, 1, stdout);
+    assert.match(stdout, /canary +leak +Nothing arrived through the proxy for the canary within 1 s/);
+    assert.match(stdout.trimEnd().split("\n").at(-1)!, /^verdict +LEAK /);
+  });
+
+  test("headless Chromium with --proxy-server=socks5:// gives PASS, naming chromium", async () => {
+    const { check, url } = await startCheck([]);
+    const browser = await runCommand(
+      "/usr/bin/chromium",
+      ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync", `--user-data-dir=${profile}`, `--proxy-server=socks5://127.0.0.1:${socksPort}`, "--dump-dom", url],
+      { timeoutMs: WAIT_MS },
+    );
+    assert.equal(browser.code, 0, browser.stderr);
+    assert.match(browser.stdout, /this browser sends names to the proxy/);
+    const { code, stdout } = await outcome(check);
+    assert.equal(code, 0, stdout);
+    assert.match(stdout, /The canary arrived through the proxy as a name from chromium/);
+  });
+
+  describe("what is not a safetunnel front end: exit 2", () => {
+    test("nothing listening", async () => {
+      const port = await freePort();
+      const result = await runCli(["leakcheck", "--proxy", `127.0.0.1:${port}`]);
+      assert.equal(result.code, 2, result.stderr);
+      assert.match(result.stdout, new RegExp(`^verdict +UNTESTED +Could not test: nothing is listening on 127\\.0\\.0\\.1:${port}; start the tunnel first \\(safetunnel -D ${port} user@host\\) \\(exit 2\\)$`, "m"));
+    });
+
+    test("a TCP server that is not SOCKS at all", async () => {
+      const server: Server = createServer((socket) => socket.end("SSH-2.0-OpenSSH_9.2\r\n"));
+      server.listen(0, "127.0.0.1");
+      await once(server, "listening");
+      const port = (server.address() as { port: number }).port;
+      try {
+        const result = await runCli(["leakcheck", "--proxy", `127.0.0.1:${port}`, "--json"]);
+        assert.equal(result.code, 2, result.stdout);
+        const verdict = JSON.parse(result.stdout.trimEnd().split("\n").at(-1)!) as Record<string, unknown>;
+        assert.equal(verdict["verdict"], "UNTESTED");
+        assert.match(String(verdict["summary"]), new RegExp(`127\\.0\\.0\\.1:${port} is not a safetunnel SOCKS port: it does not speak SOCKS5`));
+      } finally {
+        server.close();
+      }
+    });
+
+    test("OpenSSH's ssh -D, which says success before it has connected", async () => {
+      const port = await freePort();
+      const ssh = startProcess("ssh", [
+        "-F", "/dev/null", "-o", "BatchMode=yes", "-o", `UserKnownHostsFile=${join(home.sshDir, "known_hosts")}`, "-o", "GlobalKnownHostsFile=/dev/null",
+        "-o", "IdentitiesOnly=yes", "-o", "IdentityAgent=none", "-i", key.privatePath, "-p", String(sshd.port),
+        "-N", "-D", `127.0.0.1:${port}`, `${sshd.user}@127.0.0.1`,
+      ]);
+      running.push(ssh);
+      await waitForListen(port, "127.0.0.1", ssh);
+      const result = await runCli(["leakcheck", "--proxy", `127.0.0.1:${port}`]);
+      assert.equal(result.code, 2, result.stdout);
+      assert.match(result.stdout, new RegExp(`Could not test: 127\\.0\\.0\\.1:${port} closed or went quiet before answering the SOCKS5 request \\(ssh -D closes so when the far end refuses\\): a SOCKS proxy, but not safetunnel's`));
+    });
+  });
+});
