@@ -137,6 +137,8 @@ class LineReader {
   #ended = false;
   #wake: (() => void) | undefined;
   #listeners: ((event: CanaryEvent) => void)[] = [];
+  /** Events that came before anyone listened: kept, so none is lost while the probes start. */
+  #pending: CanaryEvent[] = [];
   #lost: (() => void)[] = [];
   #streaming = false;
   #closed = false;
@@ -218,6 +220,7 @@ class LineReader {
       } catch {
         continue;
       }
+      if (this.#listeners.length === 0) this.#pending.push(event);
       for (const listener of this.#listeners) listener(event);
     }
   }
@@ -227,7 +230,10 @@ class LineReader {
     queueMicrotask(() => this.#drainEvents());
     return {
       hello,
-      onEvent: (listener) => void this.#listeners.push(listener),
+      onEvent: (listener) => {
+        this.#listeners.push(listener);
+        for (const event of this.#pending.splice(0)) listener(event);
+      },
       onLost: (listener) => void this.#lost.push(listener),
       close: () => {
         this.#closed = true;

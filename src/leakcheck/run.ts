@@ -16,6 +16,10 @@ import { decideVerdict, type CanaryOutcome, type IpLiteralRequest, type Leakchec
 import { findingJsonLine, renderHuman, renderJsonLines } from "./report.ts";
 import type { Finding } from "./findings.ts";
 import { ResolverSocketPoller } from "../platform/resolver-sockets.ts";
+import { startLiveCapture } from "./live-capture.ts";
+import { readCaptureFile } from "./capture-file.ts";
+import { resolverFindings } from "./resolver-findings.ts";
+import type { DnsObservation } from "./dns-frames.ts";
 
 export interface LeakcheckEnvironment {
   /** Writes one line of the report (stdout). */
@@ -50,14 +54,6 @@ export async function runLeakcheck(plan: LeakcheckPlan, env: LeakcheckEnvironmen
     return finish(decideVerdict({ proxy, proxyCheck, canary: { arrivedByName: false, arrivedAsIp: false, waitedSeconds: 0 }, ipLiteralRequests: [], findings: [] }), plan, env);
   }
 
-  const { url } = control.hello;
-  if (plan.json) env.out(JSON.stringify({ type: "url", url }));
-  else {
-    env.out(`Open this URL in the browser you will use through ${hostPort(proxy.host, proxy.port)}:`);
-    env.out(url);
-  }
-  if (plan.open) env.openUrl(url);
-
   const started = now();
   const canary: CanaryOutcome = { arrivedByName: false, arrivedAsIp: false, waitedSeconds: 0 };
   const ipLiteralRequests: IpLiteralRequest[] = [];
@@ -74,6 +70,20 @@ export async function runLeakcheck(plan: LeakcheckPlan, env: LeakcheckEnvironmen
         })
       : undefined;
   poller?.start();
+  const capture = await startLiveCapture({
+    onObservation: (seen) => {
+      if (plan.watch && !plan.json) env.out(`resolver: ${seen.protocol} ${seen.query ? "query" : "answer"} for ${seen.names.join(", ")} to ${hostPort(seen.to.address, seen.to.port)}`);
+    },
+  });
+
+  // The probes run before the URL is shown: the first lookup a browser makes is seen.
+  const { url } = control.hello;
+  if (plan.json) env.out(JSON.stringify({ type: "url", url }));
+  else {
+    env.out(`Open this URL in the browser you will use through ${hostPort(proxy.host, proxy.port)}:`);
+    env.out(url);
+  }
+  if (plan.open) env.openUrl(url);
 
   const outcome = await new Promise<"arrived" | "timeout" | "interrupted" | "lost">((resolve) => {
     let settle: ReturnType<typeof setTimeout> | undefined;
@@ -100,6 +110,15 @@ export async function runLeakcheck(plan: LeakcheckPlan, env: LeakcheckEnvironmen
   });
   control.close();
   await poller?.stop();
+  const captureProblem = await capture.stop();
+  const observations: DnsObservation[] = [...capture.observations];
+  if (captureProblem !== undefined) {
+    const fallback = poller !== undefined ? "resolver sockets were watched through /proc instead" : "local resolver use was not watched";
+    findings.push({ probe: "resolver", severity: "info", detail: `No live capture: ${captureProblem}; ${fallback}`, fix: "run leakcheck as root (or with CAP_NET_RAW) with tcpdump installed to see every local lookup" });
+  }
+  if (plan.pcap !== undefined) observations.push(...(await readCaptureFile(plan.pcap)).observations);
+  const { canary: canaryName, stun } = control.hello;
+  findings.push(...resolverFindings(observations, [canaryName, stun]));
 
   canary.waitedSeconds = Math.round((now() - started) / 1000);
   if (outcome === "interrupted") canary.interrupted = true;

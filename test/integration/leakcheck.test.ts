@@ -9,7 +9,9 @@
  * name up off this machine.
  */
 import assert from "node:assert/strict";
-import { mkdtemp, rm } from "node:fs/promises";
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { createSocket } from "node:dgram";
+import process from "node:process";
 import { once } from "node:events";
 import { createServer, type Server } from "node:net";
 import { tmpdir } from "node:os";
@@ -21,6 +23,7 @@ import { type Home, type Running, runCli, startCli, startProcess, waitForListen,
 import type { KeyPair, Sshd } from "../helpers/sshd.ts";
 import { freePort } from "../helpers/targets.ts";
 import { loginArgs, startSshdWithHome } from "../helpers/tunnel.ts";
+import { dnsQuery, ipv4, LinkType, pcapFile, udp } from "../helpers/capture-fixtures.ts";
 
 const WAIT_MS = 60_000;
 
@@ -42,7 +45,7 @@ describe("safetunnel leakcheck", () => {
   });
 
   after(async () => {
-    for (const process of running) await process.stop("SIGKILL");
+    for (const child of running) await child.stop("SIGKILL");
     await sshd?.stop();
     await home?.cleanup();
     if (profile !== undefined) await rm(profile, { recursive: true, force: true });
@@ -120,6 +123,41 @@ describe("safetunnel leakcheck", () => {
     const { code, stdout } = await outcome(check);
     assert.equal(code, 0, stdout);
     assert.match(stdout, /The canary arrived through the proxy as a name from chromium/);
+  });
+
+  test("with --pcap, a capture holding a lookup of the canary gives LEAK naming the resolver", async () => {
+    const dir = await mkdtemp(join(tmpdir(), "safetunnel-leakcheck-pcap-"));
+    try {
+      const file = join(dir, "dns.pcap");
+      const { check, url } = await startCheck(["--pcap", file]);
+      const canary = new URL(url).hostname;
+      // What a capture shows when the browser asks the local stub resolver: a query from a client port to 127.0.0.53:53.
+      const packet = ipv4("127.0.0.1", "127.0.0.53", 17, udp(41000, 53, dnsQuery(canary)));
+      await writeFile(file, pcapFile({ endian: "little", linkType: LinkType.RAW }, [{ seconds: 1, fraction: 0, data: packet }]));
+      const fetched = await curlThroughSocks("--socks5-hostname", `127.0.0.1:${socksPort}`, url);
+      assert.equal(fetched.code, 0, fetched.stderr);
+      const { code, stdout } = await outcome(check);
+      assert.equal(code, 1, stdout);
+      assert.match(stdout, new RegExp(`resolver +leak +The canary ${canary.replace(/\./g, "\\.")} was looked up through the local resolver at 127\\.0\\.0\\.53:53`));
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  test("as root with tcpdump, a lookup of the canary on loopback during the check is captured live: LEAK", async (t) => {
+    if (process.getuid?.() !== 0) return t.skip("live capture needs root (or CAP_NET_RAW)");
+    const { check, url } = await startCheck([]);
+    const canary = new URL(url).hostname;
+    // Sent to 127.0.0.1:53 and dropped there (no server needed): the packet crosses lo, where tcpdump sees it.
+    const socket = createSocket("udp4");
+    await new Promise<void>((resolve, reject) => socket.send(dnsQuery(canary), 53, "127.0.0.1", (err) => (err ? reject(err) : resolve())));
+    socket.close();
+    const fetched = await curlThroughSocks("--socks5-hostname", `127.0.0.1:${socksPort}`, url);
+    assert.equal(fetched.code, 0, fetched.stderr);
+    const { code, stdout } = await outcome(check);
+    assert.equal(code, 1, stdout);
+    assert.match(stdout, new RegExp(`resolver +leak +The canary ${canary.replace(/\./g, "\\.")} was looked up through the local resolver at 127\\.0\\.0\\.1:53`));
+    assert.doesNotMatch(stdout, /No live capture/);
   });
 
   describe("what is not a safetunnel front end: exit 2", () => {

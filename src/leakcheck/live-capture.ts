@@ -1,0 +1,77 @@
+/**
+ * Live capture of resolver traffic during a check: tcpdump(8) on every
+ * interface, loopback included (a lookup of a `.invalid` canary stops at a
+ * local stub resolver such as systemd-resolved's 127.0.0.53 and never reaches
+ * the network, yet it is the proof), writing pcap to its stdout, which
+ * capture-file.ts decodes as it comes. Needs capture rights (root or
+ * CAP_NET_RAW) and tcpdump; without them the check falls back to /proc.
+ */
+import { spawn, type ChildProcess } from "node:child_process";
+import { readCaptureStream } from "./capture-file.ts";
+import type { DnsObservation } from "./dns-frames.ts";
+
+/** How long tcpdump may take to start capturing before the check goes on without waiting. */
+const READY_WAIT_MS = 3000;
+
+/** DNS, mDNS, LLMNR and DNS over TLS, both transports (pcap-filter(7)). */
+const FILTER = "port 53 or port 5353 or port 5355 or port 853";
+
+export interface LiveCapture {
+  /** Everything decoded so far. */
+  readonly observations: DnsObservation[];
+  /** Ends tcpdump (by its PID) and waits for the rest of its output; resolves with a problem if it never captured. */
+  stop(): Promise<string | undefined>;
+}
+
+/**
+ * @example
+ * const capture = await startLiveCapture({ onObservation: (seen) => console.log(seen.names) });
+ * // ... the check runs ...
+ * const problem = await capture.stop();
+ */
+export async function startLiveCapture(options: { onObservation?: (observation: DnsObservation) => void; command?: string } = {}): Promise<LiveCapture> {
+  const observations: DnsObservation[] = [];
+  let child: ChildProcess;
+  let stderr = "";
+  try {
+    // -U: write each packet as it comes; -w -: pcap on stdout; -n: no lookups of its own.
+    child = spawn(options.command ?? "tcpdump", ["-i", "any", "-U", "-n", "-w", "-", FILTER], { stdio: ["ignore", "pipe", "pipe"] });
+  } catch (err) {
+    return failed(`cannot run tcpdump (${(err as Error).message})`);
+  }
+  // tcpdump says "listening on any, ..." once it captures: the check starts after that.
+  let onListening: () => void = () => {};
+  const listening = new Promise<void>((resolve) => (onListening = resolve));
+  child.stderr!.on("data", (chunk: Buffer) => {
+    if (stderr.length < 4096) stderr += chunk.toString("utf8");
+    if (stderr.includes("listening on")) onListening();
+  });
+  const spawnError = new Promise<string>((resolve) => child.once("error", (err) => resolve(`cannot run tcpdump (${err.message})`)));
+  const reading = readCaptureStream(child.stdout!, { onObservation: (observation) => {
+    observations.push(observation);
+    options.onObservation?.(observation);
+  } }).then(
+    () => undefined,
+    (err: Error) => err.message,
+  );
+  const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)));
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  await Promise.race([listening, spawnError, exited, new Promise<void>((resolve) => (timer = setTimeout(resolve, READY_WAIT_MS)))]);
+  clearTimeout(timer);
+  return {
+    observations,
+    stop: async () => {
+      if (child.exitCode === null && child.signalCode === null) child.kill("SIGTERM");
+      const code = await Promise.race([exited, spawnError]);
+      if (typeof code === "string") return code;
+      const problem = await reading;
+      // tcpdump exits 1 with a message when it lacks rights or an interface.
+      if (observations.length === 0 && (code !== null && code !== 0)) return `tcpdump could not capture (${stderr.trim().split("\n").at(-1) ?? `exit ${code}`})`;
+      return problem;
+    },
+  };
+}
+
+function failed(problem: string): LiveCapture {
+  return { observations: [], stop: async () => problem };
+}
