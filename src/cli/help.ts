@@ -4,6 +4,8 @@ import { clientSetupHelp } from "../client-setup.ts";
 export const HELP_TEXT = `usage: safetunnel [-46gNqVv] [-D [bind_address:]port] [-F configfile] [-i identity_file]
                   [-J destination] [-L spec] [-l login_name] [-o option] [-p port]
                   [-R spec] [--allow-ip cidr[,cidr...]] [--json] [user@]host
+       safetunnel leakcheck [--proxy HOST:PORT] [--wait SECONDS] [--open] [--watch]
+                  [--pcap FILE] [--json]     (see safetunnel leakcheck --help)
 
 A SOCKS5 proxy through SSH that never leaks DNS: names go through the tunnel
 and are resolved by the SSH server; requests that carry an IP address (the app
