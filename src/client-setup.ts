@@ -15,7 +15,7 @@
  * - curl: `--socks5-hostname` and `socks5h://` send names; `--socks5`,
  *   `socks5://` and `--socks4` resolve locally (curl(1), --socks5-hostname).
  */
-import { hostPort, unbracket } from "./address.ts";
+import { hostPort, isLoopbackAddress, unbracket } from "./address.ts";
 
 /** The clients we know how to set up. */
 export type SocksApp = "firefox" | "chromium" | "curl";
@@ -26,16 +26,196 @@ export interface ProxyEndpoint {
   port: number | string;
 }
 
-/** Firefox's pref and checkbox for remote DNS, per SOCKS version. */
-const FIREFOX_REMOTE_DNS = {
-  5: { pref: "network.proxy.socks5_remote_dns", box: "Proxy DNS when using SOCKS v5" },
-  4: { pref: "network.proxy.socks_remote_dns", box: "Proxy DNS when using SOCKS v4" },
+/**
+ * The Firefox prefs safetunnel reads or tells people to set, by what they do.
+ * Their defaults, and where those come from, are leakcheck's business
+ * (leakcheck/firefox-audit.ts); the names live here so that refusal lines,
+ * --help and leakcheck spell them the same.
+ */
+export const FIREFOX_PREF = {
+  proxyType: "network.proxy.type",
+  socksHost: "network.proxy.socks",
+  socksPort: "network.proxy.socks_port",
+  socksVersion: "network.proxy.socks_version",
+  socks5RemoteDns: "network.proxy.socks5_remote_dns",
+  socks4RemoteDns: "network.proxy.socks_remote_dns",
+  noProxiesOn: "network.proxy.no_proxies_on",
+  allowHijackingLocalhost: "network.proxy.allow_hijacking_localhost",
+  failoverDirect: "network.proxy.failover_direct",
+  allowBypass: "network.proxy.allow_bypass",
+  autoconfigUrl: "network.proxy.autoconfig_url",
+  trrMode: "network.trr.mode",
+  trrUri: "network.trr.uri",
+  trrDefaultProviderUri: "network.trr.default_provider_uri",
+  webrtcEnabled: "media.peerconnection.enabled",
+  webrtcProxyOnlyIfBehindProxy: "media.peerconnection.ice.proxy_only_if_behind_proxy",
+  webrtcProxyOnly: "media.peerconnection.ice.proxy_only",
+  webrtcDefaultAddressOnly: "media.peerconnection.ice.default_address_only",
+  webrtcNoHost: "media.peerconnection.ice.no_host",
+  dnsDisablePrefetch: "network.dns.disablePrefetch",
+  predictorEnabled: "network.predictor.enabled",
+  prefetchNext: "network.prefetch-next",
+  speculativeParallelLimit: "network.http.speculative-parallel-limit",
+  connectivityService: "network.connectivity-service.enabled",
+  captivePortalService: "network.captive-portal-service.enabled",
 } as const;
 
-/** `network.proxy.socks5_remote_dns = true ("Proxy DNS when using SOCKS v5")` */
-function firefoxRemoteDns(version: 4 | 5): string {
+/** A Firefox pref's value as prefs.js and user.js write it: a string, an integer or a boolean. */
+export type FirefoxPrefValue = string | number | boolean;
+
+/** Firefox's pref and checkbox for remote DNS, per SOCKS version. */
+const FIREFOX_REMOTE_DNS = {
+  5: { pref: FIREFOX_PREF.socks5RemoteDns, box: "Proxy DNS when using SOCKS v5" },
+  4: { pref: FIREFOX_PREF.socks4RemoteDns, box: "Proxy DNS when using SOCKS v4" },
+} as const;
+
+/**
+ * The remote-DNS pref for one SOCKS version, set to true, with the box that sets it.
+ *
+ * @example
+ * firefoxRemoteDns(5) // 'network.proxy.socks5_remote_dns = true ("Proxy DNS when using SOCKS v5")'
+ */
+export function firefoxRemoteDns(version: 4 | 5): string {
   const { pref, box } = FIREFOX_REMOTE_DNS[version];
   return `${pref} = true ("${box}")`;
+}
+
+/**
+ * One pref and its value as about:config and user.js take it (strings quoted).
+ *
+ * @example
+ * firefoxPrefSetting("network.proxy.no_proxies_on", "") // 'network.proxy.no_proxies_on = ""'
+ * firefoxPrefSetting("network.proxy.type", 1) // "network.proxy.type = 1"
+ */
+export function firefoxPrefSetting(name: string, value: FirefoxPrefValue): string {
+  return `${name} = ${typeof value === "string" ? JSON.stringify(value) : String(value)}`;
+}
+
+/**
+ * Every pref of Firefox's manual SOCKS v5 set-up with remote DNS, the only set-up
+ * under which Firefox refuses to resolve names itself, and the dialog that sets them.
+ *
+ * @example
+ * firefoxManualSocks({ host: "127.0.0.1", port: 9001 })
+ * // 'network.proxy.type = 1 with network.proxy.socks = "127.0.0.1", network.proxy.socks_port = 9001, ...'
+ */
+export function firefoxManualSocks(proxy: ProxyEndpoint): string {
+  const settings = [
+    firefoxPrefSetting(FIREFOX_PREF.socksHost, unbracket(proxy.host)),
+    firefoxPrefSetting(FIREFOX_PREF.socksPort, proxy.port),
+    firefoxPrefSetting(FIREFOX_PREF.socksVersion, 5),
+  ];
+  return (
+    `${firefoxPrefSetting(FIREFOX_PREF.proxyType, 1)} with ${settings.join(", ")} and ${firefoxPrefSetting(FIREFOX_REMOTE_DNS[5].pref, true)} ` +
+    `(Manual proxy configuration: ${firefoxProxy(proxy)}, "${FIREFOX_REMOTE_DNS[5].box}")`
+  );
+}
+
+/**
+ * The same set-up as a Firefox enterprise policy, for where a locked Proxy
+ * policy overrides the profile's prefs.
+ *
+ * @example
+ * firefoxProxyPolicy({ host: "127.0.0.1", port: 9001 })
+ * // '"Proxy": {"Mode": "manual", "SOCKSProxy": "127.0.0.1:9001", "SOCKSVersion": 5, "UseProxyForDNS": true, "Passthrough": ""}'
+ */
+export function firefoxProxyPolicy(proxy: ProxyEndpoint): string {
+  const policy = { Mode: "manual", SOCKSProxy: proxyAddress(proxy), SOCKSVersion: 5, UseProxyForDNS: true, Passthrough: "" };
+  const fields = Object.entries(policy).map(([name, value]) => `${JSON.stringify(name)}: ${JSON.stringify(value)}`);
+  return `"Proxy": {${fields.join(", ")}}`;
+}
+
+/** The Chromium policies safetunnel tells people to set. */
+export const CHROMIUM_POLICY = {
+  dnsOverHttpsMode: "DnsOverHttpsMode",
+  webRtcIpHandling: "WebRtcIPHandling",
+  proxySettings: "ProxySettings",
+  proxyMode: "ProxyMode",
+  proxyServerMode: "ProxyServerMode",
+  proxyServer: "ProxyServer",
+  proxyPacUrl: "ProxyPacUrl",
+  proxyBypassList: "ProxyBypassList",
+} as const;
+
+/** The WebRtcIPHandling value that keeps WebRTC's UDP inside the proxy. */
+export const CHROMIUM_WEBRTC_PROXIED_ONLY = "disable_non_proxied_udp";
+
+/** The bypass rule that sends loopback through the proxy too (Chromium sends it direct by default). */
+export const CHROMIUM_BYPASS_NOTHING = "<-loopback>";
+
+/**
+ * The proxy as Chromium's --proxy-server and ProxyServer policy take it.
+ *
+ * @example
+ * chromiumProxyServer({ host: "::1", port: 1080 }) // "socks5://[::1]:1080"
+ */
+export function chromiumProxyServer(proxy: ProxyEndpoint): string {
+  return `socks5://${proxyAddress(proxy)}`;
+}
+
+/**
+ * The launch flags that keep everything a Chromium does remote, one argv
+ * entry each (for spawning without a shell): names go to the proxy
+ * (socks5, not socks4), loopback goes through it too, and the host resolver
+ * answers nothing but the proxy's own name, so the DNS prefetcher cannot
+ * look anything up here (Chromium's SOCKS guide recommends the last one).
+ *
+ * @example
+ * chromiumLaunchArgs({ host: "127.0.0.1", port: 9001 })
+ * // ["--proxy-server=socks5://127.0.0.1:9001", "--proxy-bypass-list=<-loopback>",
+ * //  "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1"]
+ */
+export function chromiumLaunchArgs(proxy: ProxyEndpoint): string[] {
+  return [
+    `--proxy-server=${chromiumProxyServer(proxy)}`,
+    `--proxy-bypass-list=${CHROMIUM_BYPASS_NOTHING}`,
+    `--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE ${unbracket(proxy.host)}`,
+  ];
+}
+
+/**
+ * The same flags as one line to paste into a shell.
+ *
+ * @example
+ * chromiumLaunchFlags({ host: "127.0.0.1", port: 9001 })
+ * // '--proxy-server=socks5://127.0.0.1:9001 --proxy-bypass-list="<-loopback>" --host-resolver-rules="MAP * ~NOTFOUND , EXCLUDE 127.0.0.1"'
+ */
+export function chromiumLaunchFlags(proxy: ProxyEndpoint): string {
+  return chromiumLaunchArgs(proxy)
+    .map((arg) => {
+      const [flag, value] = [arg.slice(0, arg.indexOf("=")), arg.slice(arg.indexOf("=") + 1)];
+      return /^[\w./:\[\]@-]*$/.test(value) ? arg : `${flag}="${value}"`;
+    })
+    .join(" ");
+}
+
+/**
+ * Chromium policies and their values, and where Linux reads them from (a JSON
+ * file in `policyDir`); elsewhere policies come from the registry or a plist.
+ *
+ * @example
+ * chromiumPolicies({ DnsOverHttpsMode: "off" }, "/etc/chromium/policies/managed")
+ * // 'set the policy "DnsOverHttpsMode": "off" in a JSON file in /etc/chromium/policies/managed/'
+ */
+export function chromiumPolicies(policies: Record<string, string>, policyDir?: string): string {
+  const entries = Object.entries(policies).map(([name, value]) => `${JSON.stringify(name)}: ${JSON.stringify(value)}`);
+  const where = policyDir === undefined ? "as a managed policy" : `in a JSON file in ${policyDir.replace(/\/?$/, "/")}`;
+  return `set the ${entries.length === 1 ? "policy" : "policies"} ${entries.join(", ")} ${where}`;
+}
+
+/**
+ * Whether a proxy a browser is set to is the tunnel: the same port, and the
+ * same host or both on loopback (safetunnel's -D listens on both loopbacks).
+ *
+ * @example
+ * pointsAtProxy("localhost", 9001, { host: "127.0.0.1", port: 9001 }) // true
+ */
+export function pointsAtProxy(host: string, port: number, proxy: ProxyEndpoint): boolean {
+  if (Number(proxy.port) !== port) return false;
+  const a = unbracket(host).toLowerCase();
+  const b = unbracket(proxy.host).toLowerCase();
+  const loopback = (name: string) => name === "localhost" || isLoopbackAddress(name);
+  return a === b || (loopback(a) && loopback(b));
 }
 
 /** host:port as proxy URLs write it (IPv6 in brackets); the port may be a placeholder such as "N". */
@@ -44,7 +224,7 @@ function proxyAddress(proxy: ProxyEndpoint): string {
 }
 
 function chromiumFlag(proxy: ProxyEndpoint): string {
-  return `--proxy-server=socks5://${proxyAddress(proxy)}`;
+  return `--proxy-server=${chromiumProxyServer(proxy)}`;
 }
 
 function curlFlags(proxy: ProxyEndpoint, separator: string): string {

@@ -1,6 +1,19 @@
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { clientSetupHelp, refusalFix, socksAppFromProgram } from "../../src/client-setup.ts";
+import {
+  chromiumLaunchArgs,
+  chromiumLaunchFlags,
+  chromiumPolicies,
+  clientSetupHelp,
+  FIREFOX_PREF,
+  firefoxManualSocks,
+  firefoxPrefSetting,
+  firefoxProxyPolicy,
+  firefoxRemoteDns,
+  pointsAtProxy,
+  refusalFix,
+  socksAppFromProgram,
+} from "../../src/client-setup.ts";
 
 const PROXY = { host: "127.0.0.1", port: 9001 };
 
@@ -107,5 +120,62 @@ describe("clientSetupHelp", () => {
       assert.ok(flags.length > 0, program);
       for (const flag of flags) assert.ok(help.includes(flag), `help names ${flag}`);
     }
+  });
+});
+
+describe("leakcheck's set-up texts", () => {
+  test("a Firefox pref is written as about:config shows it, strings quoted", () => {
+    assert.equal(firefoxPrefSetting(FIREFOX_PREF.noProxiesOn, ""), 'network.proxy.no_proxies_on = ""');
+    assert.equal(firefoxPrefSetting(FIREFOX_PREF.proxyType, 1), "network.proxy.type = 1");
+    assert.equal(firefoxPrefSetting(FIREFOX_PREF.socks5RemoteDns, true), "network.proxy.socks5_remote_dns = true");
+  });
+
+  test("Firefox's manual SOCKS v5 set-up names every pref and the dialog, IPv6 bare in both", () => {
+    assert.equal(
+      firefoxManualSocks({ host: "[::1]", port: 1080 }),
+      'network.proxy.type = 1 with network.proxy.socks = "::1", network.proxy.socks_port = 1080, network.proxy.socks_version = 5 and ' +
+        'network.proxy.socks5_remote_dns = true (Manual proxy configuration: SOCKS v5 host ::1 port 1080, "Proxy DNS when using SOCKS v5")',
+    );
+  });
+
+  test("the Firefox Proxy policy takes host:port with IPv6 in brackets", () => {
+    assert.equal(
+      firefoxProxyPolicy({ host: "::1", port: 1080 }),
+      '"Proxy": {"Mode": "manual", "SOCKSProxy": "[::1]:1080", "SOCKSVersion": 5, "UseProxyForDNS": true, "Passthrough": ""}',
+    );
+  });
+
+  test("Chromium's launch flags: one argv entry each, and quoted where a shell needs it", () => {
+    assert.deepEqual(chromiumLaunchArgs(PROXY), [
+      "--proxy-server=socks5://127.0.0.1:9001",
+      "--proxy-bypass-list=<-loopback>",
+      "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1",
+    ]);
+    assert.equal(
+      chromiumLaunchFlags({ host: "localhost", port: 9001 }),
+      '--proxy-server=socks5://localhost:9001 --proxy-bypass-list="<-loopback>" --host-resolver-rules="MAP * ~NOTFOUND , EXCLUDE localhost"',
+    );
+  });
+
+  test("Chromium policies name the managed folder on Linux and stay generic elsewhere", () => {
+    assert.equal(
+      chromiumPolicies({ DnsOverHttpsMode: "off" }, "/etc/chromium/policies/managed"),
+      'set the policy "DnsOverHttpsMode": "off" in a JSON file in /etc/chromium/policies/managed/',
+    );
+    assert.equal(chromiumPolicies({ ProxyMode: "fixed_servers", ProxyServer: "socks5://127.0.0.1:9001" }), 'set the policies "ProxyMode": "fixed_servers", "ProxyServer": "socks5://127.0.0.1:9001" as a managed policy');
+  });
+
+  test("a browser's proxy is the tunnel when the port matches and the hosts are equal or both loopback", () => {
+    assert.equal(pointsAtProxy("localhost", 9001, PROXY), true);
+    assert.equal(pointsAtProxy("[::1]", 9001, PROXY), true);
+    assert.equal(pointsAtProxy("127.0.0.1", 1080, PROXY), false);
+    assert.equal(pointsAtProxy("192.0.2.1", 9001, PROXY), false);
+    assert.equal(pointsAtProxy("Proxy.Example", 1080, { host: "proxy.example", port: 1080 }), true);
+  });
+
+  test("refusal lines and leakcheck give the same Firefox pref and Chromium flag", () => {
+    assert.ok(refusalFix("firefox", 5, PROXY).includes(firefoxRemoteDns(5)));
+    assert.ok(refusalFix("firefox", 4, PROXY).includes(firefoxRemoteDns(4)));
+    assert.ok(refusalFix("chromium", 4, PROXY).includes(chromiumLaunchArgs(PROXY)[0]!));
   });
 });
