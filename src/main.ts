@@ -61,6 +61,8 @@ async function main(argv: string[]): Promise<number> {
           if (!plan.json) writeErr(line);
         },
         platform: process.platform,
+        home: process.env["HOME"] ?? homedir(),
+        env: process.env,
         openUrl: (url) => openInBrowser(url, (problem) => log.warn(`cannot open a browser (${problem}); open the URL yourself.`)),
         onStopSignal,
       });

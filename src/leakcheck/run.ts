@@ -20,6 +20,8 @@ import { startLiveCapture } from "./live-capture.ts";
 import { readCaptureFile } from "./capture-file.ts";
 import { resolverFindings } from "./resolver-findings.ts";
 import type { DnsObservation } from "./dns-frames.ts";
+import { auditBrowserSetup } from "./browser-files.ts";
+import { describeError } from "../errors.ts";
 
 export interface LeakcheckEnvironment {
   /** Writes one line of the report (stdout). */
@@ -27,6 +29,9 @@ export interface LeakcheckEnvironment {
   /** Writes one line of progress for a person (stderr), never in --json. */
   note(line: string): void;
   platform: string;
+  /** Where browser profiles live: the home folder and the environment (XDG_CONFIG_HOME, APPDATA). */
+  home: string;
+  env: Readonly<Record<string, string | undefined>>;
   /** Opens a URL in the default browser (--open). */
   openUrl(url: string): void;
   /** Registers what to do on Ctrl-C. */
@@ -70,6 +75,10 @@ export async function runLeakcheck(plan: LeakcheckPlan, env: LeakcheckEnvironmen
         })
       : undefined;
   poller?.start();
+  // Settings are read while the user opens the page; a failure is a finding, never the end of the check.
+  const setup = auditBrowserSetup({ home: env.home, platform: env.platform, env: env.env }, proxy).catch(
+    (err: unknown): Finding[] => [{ probe: "system", severity: "info", detail: `Browser settings could not be read: ${describeError(err)}`, fix: null }],
+  );
   const capture = await startLiveCapture({
     onObservation: (seen) => {
       if (plan.watch && !plan.json) env.out(`resolver: ${seen.protocol} ${seen.query ? "query" : "answer"} for ${seen.names.join(", ")} to ${hostPort(seen.to.address, seen.to.port)}`);
@@ -118,7 +127,7 @@ export async function runLeakcheck(plan: LeakcheckPlan, env: LeakcheckEnvironmen
   }
   if (plan.pcap !== undefined) observations.push(...(await readCaptureFile(plan.pcap)).observations);
   const { canary: canaryName, stun } = control.hello;
-  findings.push(...resolverFindings(observations, [canaryName, stun]));
+  findings.push(...resolverFindings(observations, [canaryName, stun]), ...(await setup));
 
   canary.waitedSeconds = Math.round((now() - started) / 1000);
   if (outcome === "interrupted") canary.interrupted = true;

@@ -9,7 +9,7 @@
  * name up off this machine.
  */
 import assert from "node:assert/strict";
-import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { createSocket } from "node:dgram";
 import process from "node:process";
 import { once } from "node:events";
@@ -19,7 +19,7 @@ import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { runCommand } from "../helpers/child.ts";
 import { curlThroughSocks } from "../helpers/curl.ts";
-import { type Home, type Running, runCli, startCli, startProcess, waitForListen, waitForStdoutLine } from "../helpers/run.ts";
+import { type Home, makeHome, type Running, runCli, startCli, startProcess, waitForListen, waitForStdoutLine } from "../helpers/run.ts";
 import type { KeyPair, Sshd } from "../helpers/sshd.ts";
 import { freePort } from "../helpers/targets.ts";
 import { loginArgs, startSshdWithHome } from "../helpers/tunnel.ts";
@@ -123,6 +123,33 @@ describe("safetunnel leakcheck", () => {
     const { code, stdout } = await outcome(check);
     assert.equal(code, 0, stdout);
     assert.match(stdout, /The canary arrived through the proxy as a name from chromium/);
+  });
+
+  test("a Firefox profile without remote DNS is reported with its fix; testing with curl, it does not decide the verdict", async () => {
+    const firefoxHome = await makeHome();
+    try {
+      const profile = join(firefoxHome.home, ".mozilla", "firefox", "abcd.default-esr");
+      await mkdir(profile, { recursive: true });
+      await writeFile(join(firefoxHome.home, ".mozilla", "firefox", "profiles.ini"), "[Profile0]\nName=default-esr\nIsRelative=1\nPath=abcd.default-esr\nDefault=1\n");
+      await writeFile(
+        join(profile, "prefs.js"),
+        ['user_pref("network.proxy.type", 1);', 'user_pref("network.proxy.socks", "127.0.0.1");', `user_pref("network.proxy.socks_port", ${socksPort});`, 'user_pref("network.proxy.socks5_remote_dns", false);', ""].join("\n"),
+      );
+      const check = startCli(["leakcheck", "--proxy", `127.0.0.1:${socksPort}`, "--json"], { home: firefoxHome.home });
+      running.push(check);
+      const { url } = JSON.parse(await waitForStdoutLine(check, /^\{"type":"url"/, "the canary URL record")) as { url: string };
+      const fetched = await curlThroughSocks("--socks5-hostname", `127.0.0.1:${socksPort}`, url);
+      assert.equal(fetched.code, 0, fetched.stderr);
+      const { code, stdout } = await outcome(check);
+      assert.equal(code, 0, stdout);
+      const verdict = JSON.parse(stdout.trimEnd().split("\n").at(-1)!) as { verdict: string; summary: string; findings: { probe: string; severity: string; detail: string; fix: string | null }[] };
+      assert.equal(verdict.verdict, "PASS");
+      assert.match(verdict.summary, /setting.* above would leak in a browser not tested here/);
+      const firefox = verdict.findings.filter((finding) => finding.probe === "firefox" && finding.severity === "leak");
+      assert.ok(firefox.some((finding) => /network\.proxy\.socks5_remote_dns/.test(finding.detail) && /network\.proxy\.socks5_remote_dns = true/.test(finding.fix ?? "")), stdout);
+    } finally {
+      await firefoxHome.cleanup();
+    }
   });
 
   test("with --pcap, a capture holding a lookup of the canary gives LEAK naming the resolver", async () => {
