@@ -294,7 +294,7 @@ export function auditChromium(install: ChromiumInstall, proxy: ProxyEndpoint): F
   for (const problem of problems) add("info", problem, null);
   const showPolicy = (name: string, value: unknown, file: string) => `policy ${JSON.stringify(name)}: ${JSON.stringify(value)} in ${file}`;
 
-  // DNS over HTTPS: its requests carry LOAD_BYPASS_PROXY and go direct (FACTS.md).
+  // DNS over HTTPS: Chromium's DoH requests carry LOAD_BYPASS_PROXY and go direct (net/dns/dns_transaction.cc).
   const localState = install.localState === undefined ? undefined : parseJsonObject(install.localState.text);
   if (install.localState !== undefined && localState === undefined) add("info", `${install.localState.path} is not JSON`, null);
   const dohPolicy = policies.get(CHROMIUM_POLICY.dnsOverHttpsMode);

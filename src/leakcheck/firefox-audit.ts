@@ -7,7 +7,7 @@
  * `network.proxy.type` is 1 (manual), `network.proxy.socks` is set, and the
  * remote-DNS pref of `network.proxy.socks_version` is true
  * (DNSServiceBase::DNSForbiddenByActiveProxy, netwerk/dns/DNSServiceBase.cpp).
- * PAC, WPAD, system and extension proxies get no such guard (FACTS.md).
+ * PAC, WPAD, system and extension proxies get no such guard (netwerk/dns/DNSServiceBase.cpp, DNSForbiddenByActiveProxy).
  */
 import {
   FIREFOX_PREF,
@@ -270,7 +270,7 @@ export function auditFirefoxProfile(profile: FirefoxProfile, shared: Omit<PrefSo
     );
   }
 
-  // Firefox's DNS over HTTPS goes through the proxy like any request (FACTS.md).
+  // Firefox's DNS over HTTPS (TRR) is an ordinary channel, so it goes through the proxy (netwerk/dns/TRR.cpp).
   const trr = view.get(P.trrMode);
   if (trr === 2 || trr === 3) {
     const uri = String(view.get(P.trrUri) ?? "") || String(view.get(P.trrDefaultProviderUri));

@@ -9,32 +9,11 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
-import { runCommand } from "../helpers/child.ts";
+import { loadInChromium } from "../helpers/chromium.ts";
 import { type Home, type Running, startCli, stderrLines, waitForListen } from "../helpers/run.ts";
 import type { Sshd } from "../helpers/sshd.ts";
 import { freePort } from "../helpers/targets.ts";
 import { loginArgs, startSshdWithHome } from "../helpers/tunnel.ts";
-
-const CHROMIUM = "/usr/bin/chromium";
-
-/** Headless as root, with nothing of its own going to the network (see the README's browser notes). */
-function chromiumArgs(profile: string, proxyPort: number, url: string): string[] {
-  return [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    `--user-data-dir=${profile}`,
-    `--proxy-server=socks5://127.0.0.1:${proxyPort}`,
-    "--virtual-time-budget=3000",
-    "--dump-dom",
-    url,
-  ];
-}
 
 describe("headless Chromium through safetunnel -D", () => {
   let home: Home;
@@ -65,7 +44,7 @@ describe("headless Chromium through safetunnel -D", () => {
 
     // TEST-NET addresses (RFC 5737): refused before anything is opened, so nothing is ever reached.
     const images = ["192.0.2.10", "192.0.2.11", "198.51.100.7", "203.0.113.9"].map((ip) => `<img src="http://${ip}/x.png">`).join("");
-    const result = await runCommand(CHROMIUM, chromiumArgs(profile, port, `data:text/html,${images}`), { timeoutMs: 60_000 });
+    const result = await loadInChromium({ profile, proxyServer: `socks5://127.0.0.1:${port}`, url: `data:text/html,${images}`, extraArgs: ["--virtual-time-budget=3000"] });
     assert.equal(result.code, 0, result.stderr);
     assert.deepEqual(await cli.stop("SIGTERM"), { code: 0, signal: null });
 

@@ -17,7 +17,7 @@ import { createServer, type Server } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
-import { runCommand } from "../helpers/child.ts";
+import { loadInChromium } from "../helpers/chromium.ts";
 import { curlThroughSocks } from "../helpers/curl.ts";
 import { type Home, makeHome, type Running, runCli, startCli, startProcess, waitForListen, waitForStdoutLine } from "../helpers/run.ts";
 import type { KeyPair, Sshd } from "../helpers/sshd.ts";
@@ -25,7 +25,6 @@ import { freePort } from "../helpers/targets.ts";
 import { loginArgs, startSshdWithHome } from "../helpers/tunnel.ts";
 import { dnsQuery, ipv4, LinkType, pcapFile, udp } from "../helpers/capture-fixtures.ts";
 
-const WAIT_MS = 60_000;
 
 describe("safetunnel leakcheck", () => {
   let home: Home;
@@ -113,11 +112,7 @@ describe("safetunnel leakcheck", () => {
 
   test("headless Chromium with --proxy-server=socks5:// gives PASS, naming chromium", async () => {
     const { check, url } = await startCheck([]);
-    const browser = await runCommand(
-      "/usr/bin/chromium",
-      ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync", `--user-data-dir=${profile}`, `--proxy-server=socks5://127.0.0.1:${socksPort}`, "--dump-dom", url],
-      { timeoutMs: WAIT_MS },
-    );
+    const browser = await loadInChromium({ profile, proxyServer: `socks5://127.0.0.1:${socksPort}`, url });
     assert.equal(browser.code, 0, browser.stderr);
     assert.match(browser.stdout, /this browser sends names to the proxy/);
     const { code, stdout } = await outcome(check);
