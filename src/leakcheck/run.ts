@@ -4,9 +4,9 @@
  * probes see while the user opens it, and print the verdict (verdict.ts,
  * report.ts). Returns the exit status: 0 PASS, 1 LEAK, 2 could not test.
  *
- * The run ends as soon as the verdict is certain: when the canary page has
- * arrived by name, or when a leak has been seen, or when --wait runs out;
- * with --watch it goes on until Ctrl-C.
+ * The run ends as soon as the verdict is certain: a second after the canary
+ * page has arrived by name or an IP-address request has been refused, or
+ * when --wait runs out; with --watch it goes on until Ctrl-C.
  */
 import type { LeakcheckPlan } from "../cli/leakcheck-args.ts";
 import { hostPort } from "../address.ts";
@@ -40,7 +40,7 @@ export interface LeakcheckEnvironment {
   now?: () => number;
 }
 
-/** After the canary page, how long stragglers (IP-address requests of the same page) may still arrive. */
+/** Once the verdict is certain (the page arrived, or a leak was seen), how long stragglers may still arrive. */
 const SETTLE_MS = 1000;
 
 /**
@@ -94,10 +94,10 @@ export async function runLeakcheck(plan: LeakcheckPlan, env: LeakcheckEnvironmen
   }
   if (plan.open) env.openUrl(url);
 
-  const outcome = await new Promise<"arrived" | "timeout" | "interrupted" | "lost">((resolve) => {
+  const outcome = await new Promise<"arrived" | "leaked" | "timeout" | "interrupted" | "lost">((resolve) => {
     let settle: ReturnType<typeof setTimeout> | undefined;
     const deadline = plan.watch ? undefined : setTimeout(() => resolve("timeout"), plan.waitMs);
-    const done = (why: "arrived" | "timeout" | "interrupted" | "lost"): void => {
+    const done = (why: "arrived" | "leaked" | "timeout" | "interrupted" | "lost"): void => {
       clearTimeout(deadline);
       clearTimeout(settle);
       resolve(why);
@@ -114,9 +114,12 @@ export async function runLeakcheck(plan: LeakcheckPlan, env: LeakcheckEnvironmen
         if (!plan.watch) settle ??= setTimeout(() => done("arrived"), SETTLE_MS);
       } else if (event.event === "refused-ip") {
         ipLiteralRequests.push({ destination: event.destination, version: event.version, ...(event.program !== null ? { program: event.program } : {}) });
+        // An IP-address request makes the verdict LEAK, whatever comes next.
+        if (!plan.watch) settle ??= setTimeout(() => done("leaked"), SETTLE_MS);
       }
     });
   });
+  canary.waitedSeconds = Math.round((now() - started) / 1000);
   control.close();
   await poller?.stop();
   const captureProblem = await capture.stop();
@@ -129,8 +132,8 @@ export async function runLeakcheck(plan: LeakcheckPlan, env: LeakcheckEnvironmen
   const { canary: canaryName, stun } = control.hello;
   findings.push(...resolverFindings(observations, [canaryName, stun]), ...(await setup));
 
-  canary.waitedSeconds = Math.round((now() - started) / 1000);
-  if (outcome === "interrupted") canary.interrupted = true;
+  // Cut short, not run out: "nothing arrived within the wait" would not be true.
+  if (outcome === "interrupted" || outcome === "leaked") canary.interrupted = true;
   if (outcome === "lost") env.note("The tunnel stopped during the check; what was seen until then:");
   return finish(decideVerdict({ proxy, proxyCheck: { kind: "ours" }, canary, ipLiteralRequests, findings }), plan, env);
 }

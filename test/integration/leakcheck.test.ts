@@ -84,10 +84,10 @@ describe("safetunnel leakcheck", () => {
   test("an IP-address request during the check gives LEAK (exit 1) with the curl fix, in --json", async () => {
     const { check, url } = await startCheck(["--json"]);
     assert.ok(url.length > 0);
-    const refused = await curlThroughSocks("--socks5", `127.0.0.1:${socksPort}`, "http://192.0.2.7/");
-    assert.notEqual(refused.code, 0);
     const fetched = await curlThroughSocks("--socks5-hostname", `127.0.0.1:${socksPort}`, url);
     assert.equal(fetched.code, 0, fetched.stderr);
+    const refused = await curlThroughSocks("--socks5", `127.0.0.1:${socksPort}`, "http://192.0.2.7/");
+    assert.notEqual(refused.code, 0);
     const { code, stdout } = await outcome(check);
     assert.equal(code, 1, stdout);
     const records = stdout.trimEnd().split("\n").map((line) => JSON.parse(line) as Record<string, unknown>);
@@ -100,6 +100,16 @@ describe("safetunnel leakcheck", () => {
     assert.ok(leak !== undefined, stdout);
     assert.match(String(leak["detail"]), /^1 SOCKS5 request from curl carried an IP address instead of a name \(first: 192\.0\.2\.7:80\)/);
     assert.match(String(leak["fix"]), new RegExp(`--socks5-hostname 127\\.0\\.0\\.1:${socksPort}`));
+  });
+
+  test("an IP-address request alone ends the check with LEAK, without waiting out --wait", async () => {
+    const { check } = await startCheck(["--wait", "600"]);
+    const refused = await curlThroughSocks("--socks5", `127.0.0.1:${socksPort}`, "http://198.51.100.9/");
+    assert.notEqual(refused.code, 0);
+    const { code, stdout } = await outcome(check);
+    assert.equal(code, 1, stdout);
+    assert.match(stdout, /canary +leak +1 SOCKS5 request from curl carried an IP address instead of a name \(first: 198\.51\.100\.9:80\)/);
+    assert.doesNotMatch(stdout, /Nothing arrived through the proxy/);
   });
 
   test("no browser within --wait gives LEAK (exit 1): nothing arrived by name", async () => {
