@@ -141,7 +141,12 @@ function httpResponse(status: number, type: string, body: string, headOnly = fal
   return Buffer.concat([Buffer.from(head, "latin1"), headOnly ? Buffer.alloc(0) : bytes]);
 }
 
-/** The page the user opens: reaching it at all is the canary probe. */
+/**
+ * The page the user opens: reaching it at all is the canary probe. Its script
+ * is the WebRTC probe (webrtc.ts): it gathers ICE candidates with a STUN
+ * server at the STUN canary name for at most 3 s and posts them to /report
+ * on this same origin, so the report too comes through the proxy.
+ */
 function canaryPage(session: CanarySession): string {
   return `<!doctype html>
 <html lang="en">
@@ -149,7 +154,38 @@ function canaryPage(session: CanarySession): string {
 <body>
 <h1>safetunnel leak check</h1>
 <p>This page came through your SSH tunnel, asked for by name (${session.canary}): this browser sends names to the proxy.</p>
+<p id="webrtc">WebRTC: not tested (JavaScript is off).</p>
 <p>Go back to the terminal for the verdict.</p>
+<script>
+(async () => {
+  const status = document.getElementById("webrtc");
+  const post = (webrtc) => fetch("/report", { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ webrtc }) });
+  if (typeof RTCPeerConnection !== "function") {
+    status.textContent = "WebRTC: off in this browser.";
+    await post({ candidates: [], error: "RTCPeerConnection is not available" });
+    return;
+  }
+  status.textContent = "WebRTC: testing...";
+  const candidates = [];
+  try {
+    const connection = new RTCPeerConnection({ iceServers: [{ urls: "stun:${session.stun}:3478" }] });
+    connection.createDataChannel("leakcheck");
+    connection.onicecandidate = (event) => {
+      if (event.candidate && event.candidate.candidate) candidates.push(event.candidate.candidate);
+    };
+    await connection.setLocalDescription(await connection.createOffer());
+    await new Promise((resolve) => {
+      connection.onicegatheringstatechange = () => connection.iceGatheringState === "complete" && resolve();
+      setTimeout(resolve, 3000);
+    });
+    connection.close();
+    await post({ candidates });
+    status.textContent = "WebRTC: tested; the verdict is in the terminal.";
+  } catch (err) {
+    await post({ candidates, error: String(err) });
+  }
+})();
+</script>
 </body>
 </html>
 `;

@@ -21,6 +21,7 @@ import { readCaptureFile } from "./capture-file.ts";
 import { resolverFindings } from "./resolver-findings.ts";
 import type { DnsObservation } from "./dns-frames.ts";
 import { auditBrowserSetup } from "./browser-files.ts";
+import { asWebrtcReport, stunLookupFix, webrtcFindings, type WebrtcReport } from "./webrtc.ts";
 import { describeError } from "../errors.ts";
 
 export interface LeakcheckEnvironment {
@@ -42,6 +43,8 @@ export interface LeakcheckEnvironment {
 
 /** Once the verdict is certain (the page arrived, or a leak was seen), how long stragglers may still arrive. */
 const SETTLE_MS = 1000;
+/** After the page, how long its script may take to post the WebRTC report (it gathers for at most 3 s). */
+const REPORT_WAIT_MS = 6000;
 
 /**
  * @example
@@ -63,6 +66,7 @@ export async function runLeakcheck(plan: LeakcheckPlan, env: LeakcheckEnvironmen
   const canary: CanaryOutcome = { arrivedByName: false, arrivedAsIp: false, waitedSeconds: 0 };
   const ipLiteralRequests: IpLiteralRequest[] = [];
   const findings: Finding[] = [];
+  let webrtc: WebrtcReport | undefined;
 
   const poller =
     env.platform === "linux"
@@ -111,7 +115,13 @@ export async function runLeakcheck(plan: LeakcheckPlan, env: LeakcheckEnvironmen
           if (event.program !== null) canary.program = event.program;
         }
       } else if (event.event === "page") {
-        if (!plan.watch) settle ??= setTimeout(() => done("arrived"), SETTLE_MS);
+        if (!plan.watch && event.path === "/") settle ??= setTimeout(() => done("arrived"), REPORT_WAIT_MS);
+      } else if (event.event === "report") {
+        webrtc = asWebrtcReport(event.body) ?? webrtc;
+        if (!plan.watch && webrtc !== undefined) {
+          clearTimeout(settle);
+          settle = setTimeout(() => done("arrived"), SETTLE_MS);
+        }
       } else if (event.event === "refused-ip") {
         ipLiteralRequests.push({ destination: event.destination, version: event.version, ...(event.program !== null ? { program: event.program } : {}) });
         // An IP-address request makes the verdict LEAK, whatever comes next.
@@ -130,7 +140,9 @@ export async function runLeakcheck(plan: LeakcheckPlan, env: LeakcheckEnvironmen
   }
   if (plan.pcap !== undefined) observations.push(...(await readCaptureFile(plan.pcap)).observations);
   const { canary: canaryName, stun } = control.hello;
-  findings.push(...resolverFindings(observations, [canaryName, stun]), ...(await setup));
+  // A lookup of the STUN canary is WebRTC's leak: its fix is WebRTC's, not the proxy settings'.
+  const stunLookups = resolverFindings(observations, [stun]).filter((finding) => finding.severity === "leak").map((finding) => ({ ...finding, probe: "webrtc" as const, fix: stunLookupFix(proxy) }));
+  findings.push(...resolverFindings(observations, [canaryName]), ...stunLookups, ...(canary.arrivedByName ? webrtcFindings(webrtc) : []), ...(await setup));
 
   // Cut short, not run out: "nothing arrived within the wait" would not be true.
   if (outcome === "interrupted" || outcome === "leaked") canary.interrupted = true;

@@ -122,12 +122,22 @@ describe("safetunnel leakcheck", () => {
 
   test("headless Chromium with --proxy-server=socks5:// gives PASS, naming chromium", async () => {
     const { check, url } = await startCheck([]);
-    const browser = await loadInChromium({ profile, proxyServer: `socks5://127.0.0.1:${socksPort}`, url });
+    // MAP * ~NOTFOUND: Chromium resolves nothing itself, so the page's WebRTC STUN
+    // name is not looked up through this machine's resolver (that would leave loopback).
+    const browser = await loadInChromium({
+      profile,
+      proxyServer: `socks5://127.0.0.1:${socksPort}`,
+      url,
+      extraArgs: ["--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1", "--virtual-time-budget=10000"],
+    });
     assert.equal(browser.code, 0, browser.stderr);
     assert.match(browser.stdout, /this browser sends names to the proxy/);
     const { code, stdout } = await outcome(check);
     assert.equal(code, 0, stdout);
     assert.match(stdout, /The canary arrived through the proxy as a name from chromium/);
+    // The page's script ran and reported: WebRTC was tested, and reached no STUN server.
+    assert.match(stdout, /webrtc +info +WebRTC (showed only mDNS names \(\*\.local\)|gathered \d+ candidates? with no address of this machine) and reached no STUN server/);
+    assert.doesNotMatch(stdout, /stun\.canary\.safetunnel\.invalid was looked up/);
   });
 
   test("a Firefox profile without remote DNS is reported with its fix; testing with curl, it does not decide the verdict", async () => {
