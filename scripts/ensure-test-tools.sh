@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Make sure the programs the integration tests run are installed: OpenSSH's
 # sshd, ssh, ssh-keygen, ssh-agent, ssh-add, curl, python3 (its pty module
-# drives the terminal tests), Debian's chromium (a real browser through the
-# proxy) and tcpdump (leakcheck's live capture). Idempotent: when all are
+# drives the terminal tests), Debian's chromium and firefox-esr (real browsers
+# through the proxy), tcpdump (leakcheck's live capture) and iproute2's ip and
+# ss (the network namespace the browser leak tests run in). Idempotent: when all are
 # present it changes nothing. Installs with apt-get (Debian/Ubuntu), via sudo
 # when not root. Run by `npm test` through the pretest script.
 set -euo pipefail
@@ -10,18 +11,20 @@ set -euo pipefail
 missing=()
 [[ -x /usr/sbin/sshd ]] || missing+=("/usr/sbin/sshd")
 [[ -x /usr/bin/chromium ]] || missing+=("/usr/bin/chromium")
-for tool in ssh ssh-keygen ssh-agent ssh-add curl python3 tcpdump; do
+[[ -x /usr/bin/firefox-esr ]] || missing+=("/usr/bin/firefox-esr")
+[[ -x /usr/sbin/ip ]] || missing+=("/usr/sbin/ip")
+for tool in ssh ssh-keygen ssh-agent ssh-add curl python3 tcpdump ss; do
   command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
 done
 
 if [[ ${#missing[@]} -eq 0 ]]; then
-  echo "ensure-test-tools: sshd, ssh, ssh-keygen, ssh-agent, ssh-add, curl, python3, chromium and tcpdump already installed"
+  echo "ensure-test-tools: sshd, ssh, ssh-keygen, ssh-agent, ssh-add, curl, python3, chromium, firefox-esr, tcpdump, ip and ss already installed"
   exit 0
 fi
 
 fail() {
   echo "ensure-test-tools: missing ${missing[*]}: $1" >&2
-  echo "ensure-test-tools: install openssh-server, openssh-client, curl, python3, chromium and tcpdump yourself, then run the tests again" >&2
+  echo "ensure-test-tools: install openssh-server, openssh-client, curl, python3, chromium, firefox-esr, tcpdump and iproute2 yourself, then run the tests again" >&2
   exit 1
 }
 
@@ -40,7 +43,7 @@ if ! "${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update >"$log" 2
   tail -n 20 "$log" >&2
   fail "apt-get update failed"
 fi
-if ! "${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends openssh-server openssh-client curl python3 chromium tcpdump >"$log" 2>&1; then
+if ! "${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends openssh-server openssh-client curl python3 chromium firefox-esr tcpdump iproute2 >"$log" 2>&1; then
   tail -n 20 "$log" >&2
   fail "apt-get install failed"
 fi
@@ -48,9 +51,11 @@ fi
 still=()
 [[ -x /usr/sbin/sshd ]] || still+=("/usr/sbin/sshd")
 [[ -x /usr/bin/chromium ]] || still+=("/usr/bin/chromium")
-for tool in ssh ssh-keygen ssh-agent ssh-add curl python3 tcpdump; do
+[[ -x /usr/bin/firefox-esr ]] || still+=("/usr/bin/firefox-esr")
+[[ -x /usr/sbin/ip ]] || still+=("/usr/sbin/ip")
+for tool in ssh ssh-keygen ssh-agent ssh-add curl python3 tcpdump ss; do
   command -v "$tool" >/dev/null 2>&1 || still+=("$tool")
 done
 [[ ${#still[@]} -eq 0 ]] || fail "still missing after apt-get install: ${still[*]}"
 
-echo "ensure-test-tools: installed openssh-server, openssh-client, curl, python3, chromium and tcpdump with apt-get (was missing ${missing[*]})"
+echo "ensure-test-tools: installed openssh-server, openssh-client, curl, python3, chromium, firefox-esr, tcpdump and iproute2 with apt-get (was missing ${missing[*]})"

@@ -1,0 +1,292 @@
+/**
+ * The four real-browser verdicts of `safetunnel leakcheck`, with every local
+ * lookup observed: headless Firefox ESR with SOCKS5 remote DNS on (PASS) and
+ * off (LEAK), headless Chromium with `socks5://` (PASS) and `socks4://` (LEAK).
+ *
+ * Everything runs inside a network namespace the test creates, with only a
+ * loopback interface: a private sshd, `safetunnel -D`, leakcheck (as root, so
+ * it captures with tcpdump), the browser, and a DNS server on 127.0.0.1:53 that
+ * the namespace's resolv.conf names, which records every question and answers
+ * NXDOMAIN. The machine's own resolver is never asked, and no packet leaves the
+ * namespace. The sshd permits forwarding to 127.0.0.1:1 only, so names that
+ * reach it are refused without being looked up.
+ */
+import assert from "node:assert/strict";
+import { existsSync } from "node:fs";
+import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import process from "node:process";
+import { after, before, describe, test, type TestContext } from "node:test";
+import { delay, within } from "../helpers/child.ts";
+import { recordedQueries } from "../helpers/dns-recorder.ts";
+import { createNetns, netnsUnavailable, type Netns, type NetnsSshd, startCliInNetns, startSshdInNetns } from "../helpers/netns.ts";
+import { type Home, repoRoot, type Running, waitForStdoutLine } from "../helpers/run.ts";
+import { makeHomeWithKey } from "../helpers/tunnel.ts";
+
+const SOCKS_PORT = 1080;
+/** A browser that resolves names itself sends nothing for the canary: leakcheck then waits this long before LEAK. */
+const LEAK_WAIT_SECONDS = 25;
+/** Bound for a check that should PASS (a cold headless Firefox takes a few seconds to start). */
+const PASS_WAIT_SECONDS = 60;
+const FIREFOX = "/usr/bin/firefox-esr";
+const CHROMIUM = "/usr/bin/chromium";
+
+/**
+ * A Firefox profile's user.js: manual SOCKS5 proxy settings, and the prefs
+ * that keep Firefox's own background traffic (updates, telemetry, safe
+ * browsing, captive-portal and connectivity checks, prefetch) out of the test.
+ */
+function firefoxUserJs(options: { socks5RemoteDns: boolean }): string {
+  const prefs: Record<string, string | number | boolean> = {
+    "network.proxy.type": 1,
+    "network.proxy.socks": "127.0.0.1",
+    "network.proxy.socks_port": SOCKS_PORT,
+    "network.proxy.socks_version": 5,
+    "network.proxy.socks5_remote_dns": options.socks5RemoteDns,
+    // The SOCKS4 pref set the other way: the verdict must follow the SOCKS5 one (../shared/FACTS.md).
+    "network.proxy.socks_remote_dns": !options.socks5RemoteDns,
+    "network.proxy.no_proxies_on": "",
+    "network.proxy.failover_direct": false,
+    // Measured here: with Firefox's default (true), Remote Settings retried firefox.settings.services.mozilla.com
+    // around the refusing proxy and looked it up locally (A and AAAA) on every run; false stopped that.
+    "network.proxy.allow_bypass": false,
+    "network.trr.mode": 5,
+    "network.dns.disablePrefetch": true,
+    "network.predictor.enabled": false,
+    "network.prefetch-next": false,
+    "network.http.speculative-parallel-limit": 0,
+    "network.captive-portal-service.enabled": false,
+    "network.connectivity-service.enabled": false,
+    "browser.shell.checkDefaultBrowser": false,
+    "browser.startup.page": 0,
+    "browser.startup.homepage_override.mstone": "ignore",
+    "startup.homepage_welcome_url": "",
+    "startup.homepage_welcome_url.additional": "",
+    "browser.aboutwelcome.enabled": false,
+    "browser.newtabpage.enabled": false,
+    "browser.newtabpage.activity-stream.feeds.telemetry": false,
+    "browser.newtabpage.activity-stream.feeds.topsites": false,
+    "browser.newtabpage.activity-stream.feeds.section.topstories": false,
+    "browser.ping-centre.telemetry": false,
+    "browser.discovery.enabled": false,
+    "browser.region.update.enabled": false,
+    "browser.region.network.url": "",
+    "browser.search.geoip.url": "",
+    "browser.search.update": false,
+    "browser.safebrowsing.malware.enabled": false,
+    "browser.safebrowsing.phishing.enabled": false,
+    "browser.safebrowsing.downloads.enabled": false,
+    "browser.safebrowsing.downloads.remote.enabled": false,
+    "browser.safebrowsing.blockedURIs.enabled": false,
+    "browser.safebrowsing.provider.mozilla.updateURL": "",
+    "browser.safebrowsing.provider.google4.updateURL": "",
+    "browser.safebrowsing.provider.google.updateURL": "",
+    "browser.sessionstore.resume_from_crash": false,
+    "app.update.enabled": false,
+    "app.update.auto": false,
+    "app.update.checkInstallTime": false,
+    "app.normandy.enabled": false,
+    "app.shield.optoutstudies.enabled": false,
+    "datareporting.policy.dataSubmissionEnabled": false,
+    "datareporting.healthreport.uploadEnabled": false,
+    "toolkit.telemetry.enabled": false,
+    "toolkit.telemetry.unified": false,
+    "toolkit.telemetry.server": "",
+    "toolkit.telemetry.archive.enabled": false,
+    "extensions.update.enabled": false,
+    "extensions.getAddons.cache.enabled": false,
+    "extensions.blocklist.enabled": false,
+    "extensions.systemAddon.update.enabled": false,
+    "media.gmp-manager.updateEnabled": false,
+    "media.gmp-gmpopenh264.enabled": false,
+    "geo.provider.network.url": "",
+    "identity.fxaccounts.enabled": false,
+    "security.OCSP.enabled": 0,
+    "security.remote_settings.crlite_filters.enabled": false,
+    "services.settings.poll_interval": 86400,
+  };
+  return Object.entries(prefs)
+    .map(([name, value]) => `user_pref(${JSON.stringify(name)}, ${JSON.stringify(value)});\n`)
+    .join("");
+}
+
+describe("leakcheck with real browsers, local lookups watched in a network namespace", () => {
+  let unavailable: string | undefined;
+  let netns: Netns | undefined;
+  let home: Home | undefined;
+  let sshd: NetnsSshd | undefined;
+  let dns: Running | undefined;
+  let scratch: string | undefined;
+  const running: Running[] = [];
+
+  before(async () => {
+    unavailable = await netnsUnavailable();
+    if (unavailable !== undefined) return;
+    scratch = await mkdtemp(join(tmpdir(), "safetunnel-leakcheck-browsers-"));
+    netns = await createNetns("safetunnel-lc");
+    dns = netns.start(process.execPath, ["--import", "tsx", join(repoRoot(), "test", "helpers", "dns-recorder.ts"), "127.0.0.1", "53"], { cwd: repoRoot() });
+    running.push(dns);
+    await waitForStdoutLine(dns, /^\{"ready":"127\.0\.0\.1:53"\}$/, "the DNS recorder to listen on 127.0.0.1:53 in the namespace");
+    const made = await makeHomeWithKey();
+    home = made.home;
+    sshd = await startSshdInNetns(netns, { authorizedKeys: [made.key.publicLine], extraConfig: ["PermitOpen 127.0.0.1:1"] });
+    await home.writeKnownHosts(`${sshd.knownHostsLine()}\n`);
+    const tunnel = startCliInNetns(
+      netns,
+      ["-N", "-D", `127.0.0.1:${SOCKS_PORT}`, "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes", "-p", String(sshd.port), `${sshd.user}@127.0.0.1`],
+      { home: home.home },
+    );
+    running.push(tunnel);
+    await netns.waitForListen(SOCKS_PORT, "127.0.0.1", tunnel);
+  });
+
+  after(async () => {
+    for (const child of running) await within(child.stop("SIGKILL"), 15_000);
+    await sshd?.stop();
+    await netns?.remove();
+    await home?.cleanup();
+    if (scratch !== undefined) await rm(scratch, { recursive: true, force: true });
+  });
+
+  function skipReason(browser: string): string | undefined {
+    if (unavailable !== undefined) return `no network namespace, so local lookups cannot be watched: ${unavailable}`;
+    if (netns === undefined || home === undefined || dns === undefined) return "the namespace set-up failed (see the before hook)";
+    if (!existsSync(browser)) return `${browser} is not installed (scripts/ensure-test-tools.sh installs it)`;
+    return undefined;
+  }
+
+  interface Checked {
+    code: number | null;
+    stdout: string;
+    canary: string;
+    /** Names the namespace's DNS server was asked during the check. */
+    asked: string[];
+    /** The same questions as "name TYPE". */
+    questions: string[];
+    browser: Running;
+  }
+
+  /**
+   * Start leakcheck in the namespace, then the browser on its canary URL; wait
+   * (bounded) for leakcheck's verdict, then end the browser by its PID.
+   */
+  async function checkWith(waitSeconds: number, startBrowser: (url: string) => Running, checkHome = home!.home): Promise<Checked> {
+    const ns = netns!;
+    const recorder = dns!;
+    const seenBefore = recordedQueries(recorder.stdout()).length;
+    const check = startCliInNetns(ns, ["leakcheck", "--proxy", `127.0.0.1:${SOCKS_PORT}`, "--wait", String(waitSeconds)], { home: checkHome });
+    running.push(check);
+    const url = await waitForStdoutLine(check, /^http:\/\/[0-9a-f]{16}\.canary\.safetunnel\.invalid\/$/, "the canary URL");
+    const browser = startBrowser(url);
+    running.push(browser);
+    const status = await within(check.exited, (waitSeconds + 30) * 1000);
+    if (status === undefined) {
+      await check.stop("SIGKILL");
+      assert.fail(`leakcheck did not end within ${waitSeconds + 30} s; stdout: ${check.stdout()}; stderr: ${check.stderr()}; browser stderr: ${browser.stderr().slice(-2000)}`);
+    }
+    // Give the recorder's last lines a moment to arrive, then read what it was asked during the check.
+    await delay(200);
+    const queries = recordedQueries(recorder.stdout()).slice(seenBefore);
+    const asked = queries.map((query) => query.name.toLowerCase());
+    const questions = queries.map((query) => `${query.name} ${query.type}`);
+    return { code: status.code, stdout: check.stdout(), canary: new URL(url).hostname, asked, questions, browser };
+  }
+
+  /** What the check saw, in the TAP output: the report and the names the namespace's DNS server was asked. */
+  function describeCheck(t: TestContext, checked: Checked): void {
+    for (const line of checked.stdout.trimEnd().split("\n")) t.diagnostic(`leakcheck: ${line}`);
+    t.diagnostic(`asked of the namespace's DNS server: ${JSON.stringify([...new Set(checked.questions)])}`);
+  }
+
+  function assertPass(checked: Checked, program: RegExp): void {
+    const context = `leakcheck stdout:\n${checked.stdout}\nasked of the namespace's DNS: ${JSON.stringify(checked.asked)}`;
+    assert.equal(checked.code, 0, context);
+    assert.match(checked.stdout, new RegExp(`canary +info +The canary arrived through the proxy as a name from ${program.source}`), context);
+    assert.match(checked.stdout.trimEnd().split("\n").at(-1)!, /^verdict +PASS /, context);
+    assert.ok(!checked.asked.includes(checked.canary), `the canary was looked up locally; ${context}`);
+  }
+
+  function assertLeak(checked: Checked): void {
+    const context = `leakcheck stdout:\n${checked.stdout}\nasked of the namespace's DNS: ${JSON.stringify(checked.asked)}`;
+    assert.equal(checked.code, 1, context);
+    assert.ok(checked.asked.includes(checked.canary), `the namespace's DNS server was not asked for ${checked.canary}; ${context}`);
+    const escaped = checked.canary.replace(/\./g, "\\.");
+    assert.match(checked.stdout, new RegExp(`resolver +leak +The canary ${escaped} was looked up through the local resolver at 127\\.0\\.0\\.1:53`), context);
+    assert.match(checked.stdout, /canary +leak +Nothing arrived through the proxy for the canary/, context);
+    assert.match(checked.stdout.trimEnd().split("\n").at(-1)!, /^verdict +LEAK /, context);
+  }
+
+  async function firefox(t: TestContext, socks5RemoteDns: boolean): Promise<Checked | undefined> {
+    const why = skipReason(FIREFOX);
+    if (why !== undefined) {
+      t.skip(why);
+      return undefined;
+    }
+    // The profile sits where leakcheck's settings audit looks (HOME/.mozilla/firefox, named in profiles.ini),
+    // so the report also names the pref to change; leakcheck runs with this HOME.
+    const dir = await mkdtemp(join(scratch!, "firefox-"));
+    const profiles = join(dir, ".mozilla", "firefox");
+    const profile = join(profiles, "leakcheck.default-esr");
+    await mkdir(profile, { recursive: true });
+    await writeFile(join(profiles, "profiles.ini"), "[Profile0]\nName=default-esr\nIsRelative=1\nPath=leakcheck.default-esr\nDefault=1\n");
+    await writeFile(join(profile, "user.js"), firefoxUserJs({ socks5RemoteDns }));
+    const env: NodeJS.ProcessEnv = { PATH: process.env["PATH"] ?? "/usr/bin:/bin", HOME: dir, MOZ_CRASHREPORTER_DISABLE: "1", TMPDIR: dir };
+    const checked = await checkWith(socks5RemoteDns ? PASS_WAIT_SECONDS : LEAK_WAIT_SECONDS, (url) =>
+      netns!.start(FIREFOX, ["--headless", "--no-remote", "--profile", profile, url], { env }),
+      dir,
+    );
+    // Firefox does not exit by itself: end it by its PID (its content processes leave with it).
+    await within(checked.browser.stop("SIGTERM"), 15_000);
+    return checked;
+  }
+
+  async function chromium(t: TestContext, scheme: "socks5" | "socks4"): Promise<Checked | undefined> {
+    const why = skipReason(CHROMIUM);
+    if (why !== undefined) {
+      t.skip(why);
+      return undefined;
+    }
+    const profile = await mkdtemp(join(scratch!, "chromium-"));
+    const checked = await checkWith(scheme === "socks5" ? PASS_WAIT_SECONDS : LEAK_WAIT_SECONDS, (url) =>
+      netns!.start(CHROMIUM, [
+        "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+        "--disable-component-update", "--disable-sync", `--user-data-dir=${profile}`, `--proxy-server=${scheme}://127.0.0.1:${SOCKS_PORT}`, "--dump-dom", url,
+      ], { env: { PATH: process.env["PATH"] ?? "/usr/bin:/bin", HOME: profile } }),
+    );
+    // With --dump-dom it ends once the page (or the error page) has loaded; bounded, then by PID.
+    const ended = await within(checked.browser.exited, 30_000);
+    if (ended === undefined) await within(checked.browser.stop("SIGKILL"), 15_000);
+    return checked;
+  }
+
+  test("Firefox ESR with network.proxy.socks5_remote_dns true gives PASS, and the canary is never looked up locally", { timeout: 180_000 }, async (t) => {
+    const checked = await firefox(t, true);
+    if (checked !== undefined) describeCheck(t, checked);
+    if (checked !== undefined) assertPass(checked, /firefox\S*/);
+  });
+
+  test("Firefox ESR with network.proxy.socks5_remote_dns false gives LEAK: the canary is looked up locally and never reaches the proxy", { timeout: 180_000 }, async (t) => {
+    const checked = await firefox(t, false);
+    if (checked === undefined) return;
+    describeCheck(t, checked);
+    assertLeak(checked);
+    // The settings audit reads the same profile and names the pref to change.
+    assert.match(checked.stdout, /firefox +leak +Firefox profile "default-esr" .*network\.proxy\.socks5_remote_dns = false \(user\.js line \d+\)/, checked.stdout);
+    assert.match(checked.stdout, /fix: network\.proxy\.socks5_remote_dns = true/, checked.stdout);
+  });
+
+  test("Chromium with --proxy-server=socks5:// gives PASS, and the canary is never looked up locally", { timeout: 180_000 }, async (t) => {
+    const checked = await chromium(t, "socks5");
+    if (checked === undefined) return;
+    describeCheck(t, checked);
+    assertPass(checked, /chromium/);
+    assert.match(checked.browser.stdout(), /this browser sends names to the proxy/);
+  });
+
+  test("Chromium with --proxy-server=socks4:// gives LEAK: the canary is looked up locally and never reaches the proxy", { timeout: 180_000 }, async (t) => {
+    const checked = await chromium(t, "socks4");
+    if (checked !== undefined) describeCheck(t, checked);
+    if (checked !== undefined) assertLeak(checked);
+  });
+});
