@@ -65,7 +65,7 @@ export const REPLY_FOR_FAILURE: Record<ChannelFailureKind, Socks5ReplyCode> = {
 
 const DEFAULT_HANDSHAKE_TIMEOUT_MS = 30_000;
 /** How long a canary request waits for /proc to name its sender. */
-const NAME_WAIT_MS = 500;
+const NAME_WAIT_MS = 1000;
 
 /**
  * @example

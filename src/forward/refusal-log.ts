@@ -29,7 +29,13 @@ export interface RefusalLogOptions {
    * lookup may need, is still open then). @default no names: lines key on the address
    */
   nameProgram?: (client: SocksClient) => Promise<string | undefined>;
-  /** How long a refusal waits for `nameProgram` before going on without a name. @default 200 */
+  /**
+   * How long a refusal waits for `nameProgram` before going on without a name.
+   * The first /proc walk of a burst reads a link per open file of every
+   * process: under load (this project's tests, two cores) it took over 200 ms.
+   * The refused client waits that long at most, once per burst.
+   * @default 1000
+   */
   nameWaitMs?: number;
   /**
    * Keys remembered at most: with -g, many addresses may come and go. When
@@ -57,7 +63,7 @@ export class RefusalLog {
     this.#log = options.log;
     this.#clock = options.clock ?? Date.now;
     this.#nameProgram = options.nameProgram;
-    this.#nameWaitMs = options.nameWaitMs ?? 200;
+    this.#nameWaitMs = options.nameWaitMs ?? 1000;
     this.#maxKeys = options.maxKeys ?? 1024;
   }
 

@@ -18,7 +18,7 @@ import type { Finding } from "./findings.ts";
 import { ResolverSocketPoller } from "../platform/resolver-sockets.ts";
 import { startLiveCapture } from "./live-capture.ts";
 import { readCaptureFile } from "./capture-file.ts";
-import { resolverFindings } from "./resolver-findings.ts";
+import { namesCanary, resolverFindings } from "./resolver-findings.ts";
 import type { DnsObservation } from "./dns-frames.ts";
 import { auditBrowserSetup } from "./browser-files.ts";
 import { asWebrtcReport, stunLookupFix, webrtcFindings, type WebrtcReport } from "./webrtc.ts";
@@ -83,8 +83,12 @@ export async function runLeakcheck(plan: LeakcheckPlan, env: LeakcheckEnvironmen
   const setup = auditBrowserSetup({ home: env.home, platform: env.platform, env: env.env }, proxy).catch(
     (err: unknown): Finding[] => [{ probe: "system", severity: "info", detail: `Browser settings could not be read: ${describeError(err)}`, fix: null }],
   );
+  // Set once the wait below starts: a canary looked up locally makes the verdict LEAK at once.
+  let onCanaryLookup = (): void => {};
+  const canaryNames = [control.hello.canary, control.hello.stun];
   const capture = await startLiveCapture({
     onObservation: (seen) => {
+      if (seen.names.some((name) => canaryNames.some((canaryName) => namesCanary(name, canaryName)))) onCanaryLookup();
       if (plan.watch && !plan.json) env.out(`resolver: ${seen.protocol} ${seen.query ? "query" : "answer"} for ${seen.names.join(", ")} to ${hostPort(seen.to.address, seen.to.port)}`);
     },
   });
@@ -107,6 +111,9 @@ export async function runLeakcheck(plan: LeakcheckPlan, env: LeakcheckEnvironmen
       resolve(why);
     };
     env.onStopSignal(() => done("interrupted"));
+    onCanaryLookup = () => {
+      if (!plan.watch) settle ??= setTimeout(() => done("leaked"), SETTLE_MS);
+    };
     control.onLost(() => done("lost"));
     control.onEvent((event: CanaryEvent) => {
       if (event.event === "canary") {
@@ -141,8 +148,9 @@ export async function runLeakcheck(plan: LeakcheckPlan, env: LeakcheckEnvironmen
   if (plan.pcap !== undefined) observations.push(...(await readCaptureFile(plan.pcap)).observations);
   const { canary: canaryName, stun } = control.hello;
   // A lookup of the STUN canary is WebRTC's leak: its fix is WebRTC's, not the proxy settings'.
-  const stunLookups = resolverFindings(observations, [stun]).filter((finding) => finding.severity === "leak").map((finding) => ({ ...finding, probe: "webrtc" as const, fix: stunLookupFix(proxy) }));
-  findings.push(...resolverFindings(observations, [canaryName]), ...stunLookups, ...(canary.arrivedByName ? webrtcFindings(webrtc) : []), ...(await setup));
+  const stunLookup = (finding: Finding): boolean => finding.severity === "leak" && finding.detail.includes(stun);
+  const lookups = resolverFindings(observations, [canaryName, stun]).map((finding): Finding => (stunLookup(finding) ? { ...finding, probe: "webrtc", fix: stunLookupFix(proxy) } : finding));
+  findings.push(...lookups, ...(canary.arrivedByName ? webrtcFindings(webrtc) : []), ...(await setup));
 
   // Cut short, not run out: "nothing arrived within the wait" would not be true.
   if (outcome === "interrupted" || outcome === "leaked") canary.interrupted = true;

@@ -96,7 +96,7 @@ export function webrtcFindings(report: WebrtcReport | undefined): Finding[] {
     findings.push({
       probe: "webrtc",
       severity: "info",
-      detail: hidden ? "WebRTC showed only mDNS names (*.local) and reached no STUN server: nothing leaked" : `WebRTC gathered ${candidates.length} candidate${candidates.length === 1 ? "" : "s"} with no address of this machine and reached no STUN server`,
+      detail: hidden ? "WebRTC showed only mDNS names (*.local) and got no answer from a STUN server" : `WebRTC gathered ${candidates.length} candidate${candidates.length === 1 ? "" : "s"} with no address of this machine and got no answer from a STUN server`,
       fix: null,
     });
   }

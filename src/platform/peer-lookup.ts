@@ -27,7 +27,7 @@ export interface ProcPeerLookupOptions {
   procRoot?: string;
   /** A process whose sockets are not searched: ours holds only the server ends. @default process.pid */
   skipPid?: number;
-  /** Longest wait for the client's /proc/net/tcp row. @default 250 */
+  /** Longest wait for the client's /proc/net/tcp row. @default 500 */
   ownerWaitMs?: number;
 }
 

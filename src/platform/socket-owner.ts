@@ -171,7 +171,7 @@ function unmapped(endpoint: string): string {
 export interface SocketOwnerLookupOptions {
   /** Where procfs is mounted; tests pass a folder of their own. @default "/proc" */
   procRoot?: string;
-  /** Longest wait for an answer; later it is undefined, so whoever awaits it is never held longer. @default 250 */
+  /** Longest wait for an answer; later it is undefined, so whoever awaits it is never held longer. @default 500 */
   waitMs?: number;
 }
 
@@ -190,7 +190,7 @@ export class SocketOwnerLookup {
 
   constructor(options: SocketOwnerLookupOptions = {}) {
     this.#procRoot = options.procRoot ?? "/proc";
-    this.#waitMs = options.waitMs ?? 250;
+    this.#waitMs = options.waitMs ?? 500;
   }
 
   /** The owner of the client's end of its connection, or undefined if /proc does not show it in time. */

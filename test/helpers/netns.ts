@@ -108,8 +108,21 @@ export async function createNetns(prefix = "safetunnel"): Promise<Netns> {
   try {
     await mkdir(etcDir, { recursive: true });
     await writeFile(join(etcDir, "resolv.conf"), "nameserver 127.0.0.1\n");
-    const up = await runCommand(IP, ["-n", name, "link", "set", "lo", "up"], { timeoutMs: 10_000 });
-    if (up.code !== 0) throw new Error(`ip -n ${name} link set lo up failed: ${up.stderr.trim()}`);
+    // lo, and a "LAN" interface with a default route: browsers gather WebRTC
+    // candidates and try STUN only when a network seems to be there. Both ends
+    // of the veth pair stay in the namespace and its peer has no address, so
+    // whatever goes out on it ends there.
+    for (const args of [
+      ["link", "set", "lo", "up"],
+      ["link", "add", "lan0", "type", "veth", "peer", "name", "lan1"],
+      ["addr", "add", "10.200.0.2/24", "dev", "lan0"],
+      ["link", "set", "lan1", "up"],
+      ["link", "set", "lan0", "up"],
+      ["route", "add", "default", "via", "10.200.0.1", "dev", "lan0"],
+    ]) {
+      const done = await runCommand(IP, ["-n", name, ...args], { timeoutMs: 10_000 });
+      if (done.code !== 0) throw new Error(`ip -n ${name} ${args.join(" ")} failed: ${done.stderr.trim()}`);
+    }
   } catch (err) {
     await netns.remove();
     throw err;

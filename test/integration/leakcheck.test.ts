@@ -136,7 +136,7 @@ describe("safetunnel leakcheck", () => {
     assert.equal(code, 0, stdout);
     assert.match(stdout, /The canary arrived through the proxy as a name from chromium/);
     // The page's script ran and reported: WebRTC was tested, and reached no STUN server.
-    assert.match(stdout, /webrtc +info +WebRTC (showed only mDNS names \(\*\.local\)|gathered \d+ candidates? with no address of this machine) and reached no STUN server/);
+    assert.match(stdout, /webrtc +info +WebRTC (showed only mDNS names \(\*\.local\)|gathered \d+ candidates? with no address of this machine) and got no answer from a STUN server/);
     assert.doesNotMatch(stdout, /stun\.canary\.safetunnel\.invalid was looked up/);
   });
 

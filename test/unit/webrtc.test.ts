@@ -46,7 +46,7 @@ describe("webrtcFindings", () => {
 
   test("only mDNS names: nothing leaked (info)", () => {
     assert.deepEqual(webrtcFindings({ candidates: ["candidate:3 1 udp 1 0a1b2c3d-e4f5.local 51000 typ host"] }), [
-      { probe: "webrtc", severity: "info", detail: "WebRTC showed only mDNS names (*.local) and reached no STUN server: nothing leaked", fix: null },
+      { probe: "webrtc", severity: "info", detail: "WebRTC showed only mDNS names (*.local) and got no answer from a STUN server", fix: null },
     ]);
   });
 
