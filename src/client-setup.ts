@@ -181,12 +181,13 @@ export function chromiumLaunchArgs(proxy: ProxyEndpoint): string[] {
  * // '--proxy-server=socks5://127.0.0.1:9001 --proxy-bypass-list="<-loopback>" --host-resolver-rules="MAP * ~NOTFOUND , EXCLUDE 127.0.0.1"'
  */
 export function chromiumLaunchFlags(proxy: ProxyEndpoint): string {
-  return chromiumLaunchArgs(proxy)
-    .map((arg) => {
-      const [flag, value] = [arg.slice(0, arg.indexOf("=")), arg.slice(arg.indexOf("=") + 1)];
-      return /^[\w./:\[\]@-]*$/.test(value) ? arg : `${flag}="${value}"`;
-    })
-    .join(" ");
+  return chromiumLaunchArgs(proxy).map(shellFlag).join(" ");
+}
+
+/** `--flag=value` as a shell takes it: the value in double quotes when it has spaces or shell characters. */
+function shellFlag(arg: string): string {
+  const [flag, value] = [arg.slice(0, arg.indexOf("=")), arg.slice(arg.indexOf("=") + 1)];
+  return /^[\w./:\[\]@-]*$/.test(value) ? arg : `${flag}="${value}"`;
 }
 
 /**
@@ -303,7 +304,11 @@ export function clientSetupHelp(proxy: ProxyEndpoint = { host: "127.0.0.1", port
       `${firefoxProxy(proxy)} with ${unbroken(`"${v5.box}"`)} ${unbroken(`(${v5.pref} = true)`)}; ` +
         `with SOCKS v4 instead, ${unbroken(`"${v4.box}"`)} ${unbroken(`(${v4.pref} = true)`)}`,
     ],
-    ["Chromium:", `${chromiumFlag(proxy)} (socks5, not socks4)`],
+    // Without the resolver rule and the WebRTC policy, Chromium resolves WebRTC's STUN names itself.
+    [
+      "Chromium:",
+      `${chromiumLaunchArgs(proxy).map((arg) => unbroken(shellFlag(arg))).join(" ")}, and the policy ${CHROMIUM_POLICY.webRtcIpHandling} = ${CHROMIUM_WEBRTC_PROXIED_ONLY}`,
+    ],
     ["curl:", curlFlags(proxy, " or ")],
   ];
   const heading = typeof proxy.port === "string" ? `Client setup (${proxy.port} is the -D port):` : "Client setup:";

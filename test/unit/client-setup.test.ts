@@ -98,7 +98,10 @@ describe("clientSetupHelp", () => {
         "            (network.proxy.socks5_remote_dns = true); with SOCKS v4 instead,",
         '            "Proxy DNS when using SOCKS v4"',
         "            (network.proxy.socks_remote_dns = true)",
-        "  Chromium: --proxy-server=socks5://127.0.0.1:N (socks5, not socks4)",
+        "  Chromium: --proxy-server=socks5://127.0.0.1:N",
+        '            --proxy-bypass-list="<-loopback>"',
+        '            --host-resolver-rules="MAP * ~NOTFOUND , EXCLUDE 127.0.0.1", and the',
+        "            policy WebRtcIPHandling = disable_non_proxied_udp",
         "  curl:     --socks5-hostname 127.0.0.1:N or -x socks5h://127.0.0.1:N",
       ].join("\n"),
     );
