@@ -122,6 +122,10 @@ export async function runLeakcheck(plan: LeakcheckPlan, env: LeakcheckEnvironmen
           if (event.program !== null) canary.program = event.program;
         }
       } else if (event.event === "page") {
+        if (plan.watch && event.path === "/") {
+          const by = canary.program === undefined ? "" : ` from ${canary.program}`;
+          env.out(plan.json ? JSON.stringify({ type: "canary", detail: `The canary page arrived by name${by}` }) : `canary: the page arrived by name${by}`);
+        }
         if (!plan.watch && event.path === "/") settle ??= setTimeout(() => done("arrived"), REPORT_WAIT_MS);
       } else if (event.event === "report") {
         webrtc = asWebrtcReport(event.body) ?? webrtc;

@@ -38,7 +38,7 @@ const CHROMIUM = "/usr/bin/chromium";
  * that keep Firefox's own background traffic (updates, telemetry, safe
  * browsing, captive-portal and connectivity checks, prefetch) out of the test.
  */
-function firefoxUserJs(options: { socks5RemoteDns: boolean }): string {
+function firefoxUserJs(options: { socks5RemoteDns: boolean; webrtc?: boolean }): string {
   const prefs: Record<string, string | number | boolean> = {
     "network.proxy.type": 1,
     "network.proxy.socks": "127.0.0.1",
@@ -47,6 +47,7 @@ function firefoxUserJs(options: { socks5RemoteDns: boolean }): string {
     "network.proxy.socks5_remote_dns": options.socks5RemoteDns,
     // The SOCKS4 pref set the other way: the verdict must follow the SOCKS5 one (../shared/FACTS.md).
     "network.proxy.socks_remote_dns": !options.socks5RemoteDns,
+    "media.peerconnection.enabled": options.webrtc ?? true,
     "network.proxy.no_proxies_on": "",
     "network.proxy.failover_direct": false,
     // Measured here: with Firefox's default (true), Remote Settings retried firefox.settings.services.mozilla.com
@@ -219,7 +220,7 @@ describe("leakcheck with real browsers, local lookups watched in a network names
     assert.match(checked.stdout.trimEnd().split("\n").at(-1)!, /^verdict +LEAK /, context);
   }
 
-  async function firefox(t: TestContext, socks5RemoteDns: boolean): Promise<Checked | undefined> {
+  async function firefox(t: TestContext, socks5RemoteDns: boolean, webrtc = true): Promise<Checked | undefined> {
     const why = skipReason(FIREFOX);
     if (why !== undefined) {
       t.skip(why);
@@ -232,7 +233,7 @@ describe("leakcheck with real browsers, local lookups watched in a network names
     const profile = join(profiles, "leakcheck.default-esr");
     await mkdir(profile, { recursive: true });
     await writeFile(join(profiles, "profiles.ini"), "[Profile0]\nName=default-esr\nIsRelative=1\nPath=leakcheck.default-esr\nDefault=1\n");
-    await writeFile(join(profile, "user.js"), firefoxUserJs({ socks5RemoteDns }));
+    await writeFile(join(profile, "user.js"), firefoxUserJs({ socks5RemoteDns, webrtc }));
     const env: NodeJS.ProcessEnv = { PATH: process.env["PATH"] ?? "/usr/bin:/bin", HOME: dir, MOZ_CRASHREPORTER_DISABLE: "1", TMPDIR: dir };
     const checked = await checkWith(socks5RemoteDns ? PASS_WAIT_SECONDS : LEAK_WAIT_SECONDS, (url) =>
       netns!.start(FIREFOX, ["--headless", "--no-remote", "--profile", profile, url], { env }),
@@ -316,5 +317,16 @@ describe("leakcheck with real browsers, local lookups watched in a network names
     // Names do go to the proxy: the page canary arrived by name and was never looked up here.
     assert.match(checked.stdout, /canary +info +The canary arrived through the proxy as a name from chromium/, checked.stdout);
     assert.ok(!checked.asked.includes(checked.canary), JSON.stringify(checked.asked));
+  });
+
+  test("Firefox ESR with WebRTC on reports WebRTC tested; with media.peerconnection.enabled false, WebRTC did not run: both PASS", { timeout: 180_000 }, async (t) => {
+    const on = await firefox(t, true);
+    if (on === undefined) return;
+    assert.match(on.stdout, /webrtc +info +WebRTC (showed only mDNS names|gathered \d+ candidates?)[^\n]* got no answer from a STUN server/, on.stdout);
+    const off = await firefox(t, true, false);
+    if (off === undefined) return;
+    describeCheck(t, off);
+    assertPass(off, /firefox\S*/);
+    assert.match(off.stdout, /webrtc +info +WebRTC did not run in this browser \(RTCPeerConnection is not available\): it cannot leak/, off.stdout);
   });
 });

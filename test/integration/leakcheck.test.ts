@@ -9,7 +9,7 @@
  * name up off this machine.
  */
 import assert from "node:assert/strict";
-import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { createSocket } from "node:dgram";
 import process from "node:process";
 import { once } from "node:events";
@@ -110,6 +110,31 @@ describe("safetunnel leakcheck", () => {
     assert.equal(code, 1, stdout);
     assert.match(stdout, /canary +leak +1 SOCKS5 request from curl carried an IP address instead of a name \(first: 198\.51\.100\.9:80\)/);
     assert.doesNotMatch(stdout, /Nothing arrived through the proxy/);
+  });
+
+  test("--watch reports as the canary arrives and, on Ctrl-C, prints the verdict so far", async () => {
+    const { check, url } = await startCheck(["--watch"]);
+    const fetched = await curlThroughSocks("--socks5-hostname", `127.0.0.1:${socksPort}`, url);
+    assert.equal(fetched.code, 0, fetched.stderr);
+    await waitForStdoutLine(check, /^canary: the page arrived by name from curl$/, "the watch line for the canary");
+    const status = await check.stop("SIGINT");
+    assert.equal(status.code, 0, check.stdout());
+    assert.match(check.stdout().trimEnd().split("\n").at(-1)!, /^verdict +PASS /);
+  });
+
+  test("--open hands the canary URL to the desktop's opener (xdg-open)", async () => {
+    const bin = await mkdtemp(join(tmpdir(), "safetunnel-opener-"));
+    try {
+      const opened = join(bin, "opened");
+      await writeFile(join(bin, "xdg-open"), `#!/bin/sh\nprintf '%s\\n' "$@" > '${opened}'\n`, { mode: 0o755 });
+      const check = startCli(["leakcheck", "--proxy", `127.0.0.1:${socksPort}`, "--open", "--wait", "1"], { home: home.home, env: { PATH: `${bin}:${process.env["PATH"] ?? "/usr/bin:/bin"}` } });
+      running.push(check);
+      const url = await waitForStdoutLine(check, /^http:\/\//, "the canary URL");
+      await check.exited;
+      assert.equal(await readFile(opened, "utf8"), `${url}\n`);
+    } finally {
+      await rm(bin, { recursive: true, force: true });
+    }
   });
 
   test("no browser within --wait gives LEAK (exit 1): nothing arrived by name", async () => {
