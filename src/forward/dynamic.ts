@@ -16,7 +16,7 @@ import type { TunnelSession } from "../ssh/session.ts";
 import { ChannelOpenError, describeOpenFailure, type ChannelFailureKind } from "../ssh/channel-failure.ts";
 import { joinStreams } from "./pipe.ts";
 import { within } from "../deadline.ts";
-import { isReservedName, type CanaryRegistry } from "../leakcheck/canary-registry.ts";
+import { canonicalName, CONTROL_NAME, isReservedName, type CanaryRegistry } from "../leakcheck/canary-registry.ts";
 import { answerReservedName } from "../leakcheck/canary-service.ts";
 import { hostPort, unbracket } from "../address.ts";
 import { listenAll, type Listener } from "./listen.ts";
@@ -82,12 +82,19 @@ export async function startDynamicForward(options: DynamicForwardOptions): Promi
   const onConnect = async (request: SocksRequest, client: SocksClient, signal: AbortSignal): Promise<ConnectOutcome> => {
     const { destination } = request;
     const target = hostPort(destination.host, destination.port);
-    // RFC 6761 .invalid names of our own: answered here, never resolved anywhere.
+    // RFC 6761 .invalid names (leak-check canaries among them): answered here, never sent to the SSH server.
     if (destination.kind === "name" && isReservedName(destination.host)) {
       const { canaries, peers } = options;
-      // A canary's sender is what leakcheck tests: name it (the client waits for its reply meanwhile).
-      const program = canaries?.sessionFor(destination.host) !== undefined && peers !== undefined ? await within(peers.programOf(client), NAME_WAIT_MS) : undefined;
-      const outcome = canaries === undefined ? { ok: false as const, reply: Socks5Reply.HOST_UNREACHABLE } : answerReservedName(destination, client, canaries, program);
+      // A canary's sender is what leakcheck tests: name it (the client waits for its reply meanwhile);
+      // a control connection's account decides whose refusals it hears.
+      const isCanary = canaries?.sessionFor(destination.host) !== undefined;
+      const isControl = canonicalName(destination.host) === CONTROL_NAME;
+      const program = isCanary && peers !== undefined ? await within(peers.programOf(client), NAME_WAIT_MS) : undefined;
+      const uid = isControl && peers !== undefined ? (await within(peers.ownerOf(client), NAME_WAIT_MS))?.uid : undefined;
+      const outcome =
+        canaries === undefined
+          ? { ok: false as const, reply: Socks5Reply.HOST_UNREACHABLE }
+          : answerReservedName(destination, client, canaries, { ...(program !== undefined ? { program } : {}), ...(uid !== undefined ? { uid } : {}) });
       if (outcome.ok) answeredHere.add(outcome.stream);
       log.debug(1, `${options.label}: SOCKS${request.version} CONNECT ${target} from ${client.address}:${client.port} answered here (leak check)`);
       return outcome;
@@ -98,7 +105,11 @@ export async function startDynamicForward(options: DynamicForwardOptions): Promi
       // Before the reply: the client keeps its socket open until it has one,
       // so `peers` can still tell which program holds it (bounded by RefusalLog).
       const program = await refusals.report(request, client);
-      options.canaries?.broadcast({ event: "refused-ip", destination: target, client: hostPort(client.address, client.port), version: request.version, program: program ?? null });
+      const { canaries, peers } = options;
+      if (canaries !== undefined && canaries.size > 0) {
+        const uid = peers === undefined ? undefined : (await within(peers.ownerOf(client), NAME_WAIT_MS))?.uid;
+        canaries.broadcast({ event: "refused-ip", destination: target, client: hostPort(client.address, client.port), version: request.version, program: program ?? null }, uid);
+      }
       return { ok: false, reply: Socks5Reply.NOT_ALLOWED };
     }
     if (decision.viaAllowList) {

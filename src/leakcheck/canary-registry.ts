@@ -22,16 +22,33 @@ export const CONTROL_NAME = `control.${RESERVED_DOMAIN}`;
 export const CONTROL_PORT = 1;
 
 /**
- * Whether a SOCKS name is ours to answer (case-insensitive, a final dot allowed).
+ * A SOCKS name as it is compared here: lower case, without the final dots,
+ * blanks and NULs a resolver would ignore or stop at.
+ *
+ * @example
+ * canonicalName("X.Safetunnel.Invalid..\u0000") // "x.safetunnel.invalid"
+ */
+export function canonicalName(host: string): string {
+  return host.toLowerCase().replace(/[\s\u0000.]+$/, "").replace(/^\s+/, "");
+}
+
+/**
+ * Whether a SOCKS name is answered here, never through SSH: every name under
+ * `.invalid` (RFC 6761 section 6.4: no resolver anywhere answers one, so no
+ * SSH server could reach it either), ours included.
  *
  * @example
  * isReservedName("X1.Canary.safetunnel.invalid.") // true
+ * isReservedName("printer.invalid") // true
  * isReservedName("safetunnel.invalid.example.org") // false
  */
 export function isReservedName(host: string): boolean {
-  const name = host.toLowerCase().replace(/\.$/, "");
-  return name === RESERVED_DOMAIN || name.endsWith(`.${RESERVED_DOMAIN}`);
+  const name = canonicalName(host);
+  return name === "invalid" || name.endsWith(".invalid");
 }
+
+/** Control connections open at once, at most: each is one running `safetunnel leakcheck`. */
+export const MAX_SESSIONS = 8;
 
 /** What the front end saw, reported to the control connection that owns the canary. */
 export type CanaryEvent =
@@ -46,6 +63,8 @@ export type CanaryEvent =
 
 /** One control connection's canaries. */
 export interface CanarySession {
+  /** The local account that opened it, when known: it hears only that account's refusals. */
+  readonly uid: number | undefined;
   /** The page canary: `http://NAME/` is the URL the user opens. */
   readonly canary: string;
   /** A second name, for the page's WebRTC STUN server. */
@@ -70,13 +89,18 @@ export class CanaryRegistry {
     this.#label = label;
   }
 
-  /** New canary names, reported to `listener` until the session is closed. */
-  open(listener: (event: CanaryEvent) => void): CanarySession {
+  /**
+   * New canary names, reported to `listener` until the session is closed;
+   * undefined when MAX_SESSIONS are open already (a leak check needs one).
+   */
+  open(listener: (event: CanaryEvent) => void, uid?: number): CanarySession | undefined {
+    if (this.#open.size >= MAX_SESSIONS) return undefined;
     const id = this.#label();
     const canary = `${id}.canary.${RESERVED_DOMAIN}`;
     const stun = `${id}-stun.canary.${RESERVED_DOMAIN}`;
     let open = true;
     const session: CanarySession = {
+      uid,
       canary,
       stun,
       report: (event) => {
@@ -98,12 +122,17 @@ export class CanaryRegistry {
 
   /** The session a canary name belongs to (case-insensitive, a final dot allowed). */
   sessionFor(host: string): CanarySession | undefined {
-    return this.#sessions.get(host.toLowerCase().replace(/\.$/, ""));
+    return this.#sessions.get(canonicalName(host));
   }
 
-  /** Something every running check wants to know (an IP-address request was refused). */
-  broadcast(event: CanaryEvent): void {
-    for (const session of this.#open) session.report(event);
+  /**
+   * Something running checks want to know (an IP-address request was
+   * refused), told only to the checks of the same local account: another
+   * user's destinations are none of theirs. Where accounts are unknown
+   * (not Linux), to the checks whose account is unknown too.
+   */
+  broadcast(event: CanaryEvent, uid: number | undefined): void {
+    for (const session of this.#open) if (session.uid === uid) session.report(event);
   }
 
   /** Open control connections. */

@@ -11,8 +11,8 @@
  *   /report for what the page's script found); port 443: recorded, then
  *   refused (0x05), so HTTPS-First and HTTPS upgrades fall back to http.
  * - a registered STUN canary: recorded, then refused.
- * - any other name under the domain: host unreachable (0x04), as a name that
- *   does not resolve.
+ * - any other `.invalid` name: host unreachable (0x04), as a name that does
+ *   not resolve (none does).
  *
  * None of these can reach anything beyond this process.
  */
@@ -20,9 +20,9 @@ import { Duplex } from "node:stream";
 import { Buffer } from "node:buffer";
 import { Socks5Reply, type Destination } from "../socks/codec.ts";
 import type { ConnectOutcome, SocksClient } from "../socks/server.ts";
-import { hostPort } from "../address.ts";
+import { hostPort, isLoopbackAddress } from "../address.ts";
 import { VERSION } from "../version.ts";
-import { CONTROL_NAME, CONTROL_PORT, type CanaryRegistry, type CanarySession } from "./canary-registry.ts";
+import { canonicalName, CONTROL_NAME, CONTROL_PORT, type CanaryRegistry, type CanarySession } from "./canary-registry.ts";
 
 /** Longest request head, and longest POST body, the page accepts. */
 const MAX_HEAD_BYTES = 16 * 1024;
@@ -36,18 +36,27 @@ const MAX_BODY_BYTES = 64 * 1024;
  *
  * `program` names the client for the canary event, when known.
  */
-export function answerReservedName(destination: Destination, client: SocksClient, registry: CanaryRegistry, program?: string): ConnectOutcome {
-  const name = destination.host.toLowerCase().replace(/\.$/, "");
-  if (name === CONTROL_NAME && destination.port === CONTROL_PORT) return { ok: true, stream: controlStream(registry) };
+export function answerReservedName(destination: Destination, client: SocksClient, registry: CanaryRegistry, who: { program?: string; uid?: number } = {}): ConnectOutcome {
+  const name = canonicalName(destination.host);
+  if (name === CONTROL_NAME && destination.port === CONTROL_PORT) {
+    // Only this machine's own programs may run a check (with -g, the SOCKS port is open to the network).
+    if (!isLoopbackAddress(client.address)) return { ok: false, reply: Socks5Reply.NOT_ALLOWED };
+    const stream = controlStream(registry, who.uid);
+    return stream === undefined ? { ok: false, reply: Socks5Reply.GENERAL_FAILURE } : { ok: true, stream };
+  }
   const session = registry.sessionFor(name);
   if (session === undefined) return { ok: false, reply: Socks5Reply.HOST_UNREACHABLE };
-  session.report({ event: "canary", name, port: destination.port, client: hostPort(client.address, client.port), program: program ?? null });
+  session.report({ event: "canary", name, port: destination.port, client: hostPort(client.address, client.port), program: who.program ?? null });
   if (name === session.canary && destination.port === 80) return { ok: true, stream: pageStream(session) };
   return { ok: false, reply: Socks5Reply.CONNECTION_REFUSED };
 }
 
-/** The control connection: JSON lines out, input dropped, canaries forgotten on close. */
-function controlStream(registry: CanaryRegistry): Duplex {
+/**
+ * The control connection: JSON lines out, input dropped, canaries forgotten
+ * on close. A client that stops reading is dropped once a buffer's worth of
+ * lines waits for it, so it cannot grow this process's memory.
+ */
+function controlStream(registry: CanaryRegistry, uid: number | undefined): Duplex | undefined {
   let session: CanarySession | undefined;
   const stream = new Duplex({
     read() {},
@@ -64,8 +73,11 @@ function controlStream(registry: CanaryRegistry): Duplex {
       callback(err);
     },
   });
-  const line = (value: unknown): void => void stream.push(`${JSON.stringify(value)}\n`);
-  session = registry.open(line);
+  const line = (value: unknown): void => {
+    if (!stream.destroyed && !stream.push(`${JSON.stringify(value)}\n`)) stream.destroy();
+  };
+  session = registry.open(line, uid);
+  if (session === undefined) return undefined;
   line({ event: "hello", version: VERSION, canary: session.canary, stun: session.stun, url: `http://${session.canary}/` });
   return stream;
 }

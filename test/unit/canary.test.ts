@@ -2,11 +2,14 @@ import { describe, test, after } from "node:test";
 import assert from "node:assert/strict";
 import { Buffer } from "node:buffer";
 import { PassThrough, type Duplex } from "node:stream";
+import { connect } from "node:net";
+import { once } from "node:events";
 import { startDynamicForward } from "../../src/forward/dynamic.ts";
 import type { Listener } from "../../src/forward/listen.ts";
 import { createStats } from "../../src/forward/stats.ts";
 import { createLogger } from "../../src/log.ts";
-import { CanaryRegistry, CONTROL_NAME, isReservedName, type CanaryEvent } from "../../src/leakcheck/canary-registry.ts";
+import { CanaryRegistry, CONTROL_NAME, isReservedName, MAX_SESSIONS, type CanaryEvent } from "../../src/leakcheck/canary-registry.ts";
+import { answerReservedName } from "../../src/leakcheck/canary-service.ts";
 import type { Origin, RemoteListen, TunnelSession } from "../../src/ssh/session.ts";
 import { encodeSocks5ConnectName, encodeSocks5Greeting, AuthMethod } from "../../src/socks/codec.ts";
 import { RawClient } from "../helpers/raw-socks.ts";
@@ -71,11 +74,13 @@ async function lines(client: RawClient, count: number): Promise<Record<string, u
 }
 
 describe("isReservedName", () => {
-  test("is true for safetunnel.invalid and names under it, in any case, with a final dot", () => {
-    for (const name of ["safetunnel.invalid", "control.safetunnel.invalid", "A1.Canary.SAFETUNNEL.invalid.", "x.y.safetunnel.invalid"]) assert.equal(isReservedName(name), true, name);
+  test("is true for every .invalid name (RFC 6761), in any case, with final dots, blanks or NULs", () => {
+    for (const name of ["safetunnel.invalid", "control.safetunnel.invalid", "A1.Canary.SAFETUNNEL.invalid.", "x.safetunnel.invalid..", "x.safetunnel.invalid ", "x.safetunnel.invalid\u0000", "printer.invalid", "invalid"]) {
+      assert.equal(isReservedName(name), true, JSON.stringify(name));
+    }
   });
-  test("is false for look-alikes", () => {
-    for (const name of ["safetunnel.invalid.example.org", "notsafetunnel.invalid", "invalid", "safetunnel.example", ""]) assert.equal(isReservedName(name), false, name);
+  test("is false for names that only contain .invalid", () => {
+    for (const name of ["safetunnel.invalid.example.org", "invalid.example", "xinvalid", "safetunnel.example", ""]) assert.equal(isReservedName(name), false, name);
   });
 });
 
@@ -84,13 +89,13 @@ describe("CanaryRegistry", () => {
     let n = 0;
     const registry = new CanaryRegistry(() => `id${++n}`);
     const seen: CanaryEvent[] = [];
-    const first = registry.open((event) => seen.push(event));
-    const second = registry.open(() => {});
+    const first = registry.open((event) => seen.push(event))!;
+    const second = registry.open(() => {})!;
     assert.deepEqual([first.canary, first.stun], ["id1.canary.safetunnel.invalid", "id1-stun.canary.safetunnel.invalid"]);
     assert.equal(second.canary, "id2.canary.safetunnel.invalid");
     assert.equal(registry.sessionFor("ID1.canary.safetunnel.invalid."), first);
     assert.equal(registry.sessionFor(first.stun), first);
-    registry.broadcast({ event: "refused-ip", destination: "192.0.2.1:80", client: "127.0.0.1:5", version: 5, program: null });
+    registry.broadcast({ event: "refused-ip", destination: "192.0.2.1:80", client: "127.0.0.1:5", version: 5, program: null }, undefined);
     assert.equal(seen.length, 1);
     first.close();
     assert.equal(registry.sessionFor(first.canary), undefined);
@@ -100,7 +105,28 @@ describe("CanaryRegistry", () => {
   });
 
   test("makes 16 random hex digits by default", () => {
-    assert.match(new CanaryRegistry().open(() => {}).canary, /^[0-9a-f]{16}\.canary\.safetunnel\.invalid$/);
+    assert.match(new CanaryRegistry().open(() => {})!.canary, /^[0-9a-f]{16}\.canary\.safetunnel\.invalid$/);
+  });
+
+  test("tells a refusal only to the checks of the same account", () => {
+    const registry = new CanaryRegistry();
+    const heard: string[] = [];
+    registry.open(() => heard.push("uid 1000"), 1000);
+    registry.open(() => heard.push("uid 0"), 0);
+    registry.open(() => heard.push("unknown"));
+    registry.broadcast({ event: "refused-ip", destination: "192.0.2.1:80", client: "127.0.0.1:5", version: 5, program: null }, 1000);
+    assert.deepEqual(heard, ["uid 1000"]);
+    registry.broadcast({ event: "refused-ip", destination: "192.0.2.1:80", client: "127.0.0.1:5", version: 5, program: null }, undefined);
+    assert.deepEqual(heard, ["uid 1000", "unknown"]);
+  });
+
+  test("opens at most MAX_SESSIONS control sessions at once", () => {
+    const registry = new CanaryRegistry();
+    const sessions = Array.from({ length: MAX_SESSIONS }, () => registry.open(() => {}));
+    assert.ok(sessions.every((session) => session !== undefined));
+    assert.equal(registry.open(() => {}), undefined);
+    sessions[0]!.close();
+    assert.notEqual(registry.open(() => {}), undefined);
   });
 });
 
@@ -153,10 +179,10 @@ describe("the -D front end answers safetunnel.invalid itself", () => {
     const { port } = await frontEnd(registry);
     const control = (await connectName(port, CONTROL_NAME, 1)).client;
     await lines(control, 1);
-    const { reply } = await connectName(port, "abc.canary.safetunnel.invalid", 443);
-    assert.deepEqual(reply, replyWith(0x05));
+    const canary443 = await connectName(port, "abc.canary.safetunnel.invalid", 443);
+    assert.deepEqual(canary443.reply, replyWith(0x05));
     const events = await lines(control, 2);
-    assert.deepEqual(events[1], { event: "canary", name: "abc.canary.safetunnel.invalid", port: 443, client: events[1]!["client"], program: null });
+    assert.deepEqual(events[1], { event: "canary", name: "abc.canary.safetunnel.invalid", port: 443, client: `127.0.0.1:${canary443.client.localPort}`, program: null });
     control.end();
   });
 
@@ -172,6 +198,43 @@ describe("the -D front end answers safetunnel.invalid itself", () => {
     const events = await lines(control, 3);
     assert.deepEqual(events[2], { event: "report", body: { candidates: ["candidate:1 1 udp 1 192.0.2.9 5000 typ host"] } });
     control.end();
+  });
+
+  test("a .invalid name with extra final dots is answered here too, and one with a blank or a NUL is refused: never through SSH", async () => {
+    const { port, session } = await frontEnd(new CanaryRegistry());
+    for (const name of ["x.safetunnel.invalid..", "X.SAFETUNNEL.INVALID...", "printer.invalid"]) {
+      assert.deepEqual((await connectName(port, name, 80)).reply, replyWith(0x04), JSON.stringify(name));
+    }
+    // A blank or a NUL in a name: the codec refuses the request (0x01) before anything is looked up.
+    for (const name of ["x.safetunnel.invalid ", "x.safetunnel.invalid\u0000"]) {
+      assert.deepEqual((await connectName(port, name, 80)).reply, replyWith(0x01), JSON.stringify(name));
+    }
+    assert.deepEqual(session.opened, []);
+  });
+
+  test("a control connection from another machine (-g) is refused (0x02)", () => {
+    const outcome = answerReservedName({ kind: "name", host: CONTROL_NAME, port: 1 }, { address: "192.0.2.5", port: 5000, localAddress: "192.0.2.1", localPort: 9001 }, new CanaryRegistry());
+    assert.deepEqual(outcome, { ok: false, reply: 0x02 });
+  });
+
+  test("a control client that stops reading is dropped, and its canaries with it", async () => {
+    const registry = new CanaryRegistry(() => "slow");
+    const { port } = await frontEnd(registry);
+    // A client that sends its request and then never reads a byte.
+    const socket = connect({ host: "127.0.0.1", port });
+    socket.on("error", () => {});
+    await once(socket, "connect");
+    socket.pause();
+    socket.write(Buffer.concat([encodeSocks5Greeting([AuthMethod.NO_AUTH]), encodeSocks5ConnectName(CONTROL_NAME, 1)]));
+    for (let i = 0; i < 100 && registry.size === 0; i++) await new Promise((resolve) => setTimeout(resolve, 20));
+    assert.equal(registry.size, 1, "the control session opened");
+    // Far more than the socket's and the stream's buffers hold: the front end must give up on this reader.
+    for (let i = 0; i < 20_000 && registry.size > 0; i++) {
+      registry.broadcast({ event: "refused-ip", destination: `192.0.2.1:${i}`, client: "127.0.0.1:5", version: 5, program: "x".repeat(200) }, undefined);
+      if (i % 100 === 0) await new Promise((resolve) => setImmediate(resolve));
+    }
+    assert.equal(registry.size, 0);
+    socket.destroy();
   });
 
   test("an unregistered name under the domain, or any without a registry, is host unreachable (0x04)", async () => {
