@@ -53,6 +53,11 @@ async function* chunksOf(handle: FileHandle): AsyncGenerator<Uint8Array> {
 export interface CaptureStreamOptions extends DnsFrameOptions {
   /** Called as each observation is decoded, before the stream ends (for `--watch`). */
   onObservation?: (observation: DnsObservation) => void;
+  /**
+   * Accept a capture cut off inside its last record, as one still being
+   * written is: what came before it counts. @default false
+   */
+  allowCutOff?: boolean;
 }
 
 /**
@@ -75,6 +80,12 @@ export async function readCaptureStream(chunks: AsyncIterable<Uint8Array> | Iter
       }
     }
   }
-  reader.end();
-  return { format: reader.format!, observations, counts: decoder.counts };
+  const format = reader.format;
+  try {
+    reader.end();
+  } catch (err) {
+    // Only the last record can be cut off once every chunk has been read.
+    if (!(options.allowCutOff === true && format !== undefined)) throw err;
+  }
+  return { format: format!, observations, counts: decoder.counts };
 }

@@ -100,7 +100,7 @@ function connectTo(proxy: ProxyAddress, where: string, stepMs: number): Promise<
     const socket = connect({ host: proxy.host, port: proxy.port });
     const timer = setTimeout(() => {
       socket.destroy();
-      reject(notOurs(where, `nothing answered within ${stepMs / 1000} s`));
+      reject(new NotAFrontEnd("absent", `no answer from ${where} within ${stepMs / 1000} s (a firewall dropping it?)`, USE_OUR_PORT));
     }, stepMs);
     socket.once("connect", () => {
       clearTimeout(timer);
@@ -234,7 +234,11 @@ class LineReader {
         this.#listeners.push(listener);
         for (const event of this.#pending.splice(0)) listener(event);
       },
-      onLost: (listener) => void this.#lost.push(listener),
+      onLost: (listener) => {
+        // The front end may have gone before anyone listened (while the probes started).
+        if (this.#ended && !this.#closed) queueMicrotask(listener);
+        else this.#lost.push(listener);
+      },
       close: () => {
         this.#closed = true;
         this.#socket.end();

@@ -6,12 +6,27 @@
  * capture-file.ts decodes as it comes. Needs capture rights (root or
  * CAP_NET_RAW) and tcpdump; without them the check falls back to /proc.
  */
+import process from "node:process";
 import { spawn, type ChildProcess } from "node:child_process";
 import { readCaptureStream } from "./capture-file.ts";
 import type { DnsObservation } from "./dns-frames.ts";
 
 /** How long tcpdump may take to start capturing before the check goes on without waiting. */
 const READY_WAIT_MS = 3000;
+/** How long tcpdump may take to flush and exit after SIGTERM before it is killed. */
+const STOP_WAIT_MS = 2000;
+
+/** PIDs of the tcpdumps this process started and that still run. */
+const running = new Set<number>();
+process.once("exit", () => {
+  for (const pid of running) {
+    try {
+      process.kill(pid, "SIGKILL");
+    } catch {
+      // Already gone.
+    }
+  }
+});
 
 /** DNS, mDNS, LLMNR and DNS over TLS, both transports (pcap-filter(7)). */
 const FILTER = "port 53 or port 5353 or port 5355 or port 853";
@@ -39,6 +54,12 @@ export async function startLiveCapture(options: { onObservation?: (observation: 
   } catch (err) {
     return failed(`cannot run tcpdump (${(err as Error).message})`);
   }
+  // tcpdump runs with our rights (often root): it must never outlive us, whatever ends this process.
+  const pid = child.pid;
+  if (pid !== undefined) running.add(pid);
+  child.once("exit", () => {
+    if (pid !== undefined) running.delete(pid);
+  });
   // tcpdump says "listening on any, ..." once it captures: the check starts after that.
   let onListening: () => void = () => {};
   const listening = new Promise<void>((resolve) => (onListening = resolve));
@@ -62,6 +83,15 @@ export async function startLiveCapture(options: { onObservation?: (observation: 
     observations,
     stop: async () => {
       if (child.exitCode === null && child.signalCode === null) child.kill("SIGTERM");
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const killed = new Promise<void>((resolve) => {
+        timer = setTimeout(() => {
+          child.kill("SIGKILL");
+          resolve();
+        }, STOP_WAIT_MS);
+      });
+      await Promise.race([exited, spawnError, killed]);
+      clearTimeout(timer);
       const code = await Promise.race([exited, spawnError]);
       if (typeof code === "string") return code;
       const problem = await reading;

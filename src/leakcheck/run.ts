@@ -16,13 +16,14 @@ import { decideVerdict, type CanaryOutcome, type IpLiteralRequest, type Leakchec
 import { findingJsonLine, renderHuman, renderJsonLines } from "./report.ts";
 import type { Finding } from "./findings.ts";
 import { ResolverSocketPoller } from "../platform/resolver-sockets.ts";
-import { startLiveCapture } from "./live-capture.ts";
+import { startLiveCapture, type LiveCapture } from "./live-capture.ts";
+import { access, constants } from "node:fs/promises";
 import { readCaptureFile } from "./capture-file.ts";
 import { namesCanary, resolverFindings } from "./resolver-findings.ts";
 import type { DnsObservation } from "./dns-frames.ts";
 import { auditBrowserSetup } from "./browser-files.ts";
 import { asWebrtcReport, stunLookupFix, webrtcFindings, type WebrtcReport } from "./webrtc.ts";
-import { describeError } from "../errors.ts";
+import { TunnelError, describeError, errnoCode } from "../errors.ts";
 
 export interface LeakcheckEnvironment {
   /** Writes one line of the report (stdout). */
@@ -53,6 +54,15 @@ const REPORT_WAIT_MS = 6000;
 export async function runLeakcheck(plan: LeakcheckPlan, env: LeakcheckEnvironment): Promise<number> {
   const now = env.now ?? Date.now;
   const proxy = { host: plan.proxy.host, port: plan.proxy.port };
+  // Ctrl-C is ours from the start: whatever runs by then is stopped in the finally below.
+  let onStop = (): void => {};
+  let stopped = false;
+  env.onStopSignal(() => {
+    stopped = true;
+    onStop();
+  });
+  if (plan.pcap !== undefined) await checkReadable(plan.pcap);
+
   let control: ControlConnection;
   try {
     control = await openControl(proxy);
@@ -67,99 +77,132 @@ export async function runLeakcheck(plan: LeakcheckPlan, env: LeakcheckEnvironmen
   const ipLiteralRequests: IpLiteralRequest[] = [];
   const findings: Finding[] = [];
   let webrtc: WebrtcReport | undefined;
-
-  const poller =
-    env.platform === "linux"
-      ? new ResolverSocketPoller({
-          proxy,
-          onSocket: ({ finding }) => {
-            findings.push(finding);
-            if (plan.watch) env.out(plan.json ? findingJsonLine(finding) : `resolver: ${finding.detail}`);
-          },
-        })
-      : undefined;
-  poller?.start();
-  // Settings are read while the user opens the page; a failure is a finding, never the end of the check.
-  const setup = auditBrowserSetup({ home: env.home, platform: env.platform, env: env.env }, proxy).catch(
-    (err: unknown): Finding[] => [{ probe: "system", severity: "info", detail: `Browser settings could not be read: ${describeError(err)}`, fix: null }],
-  );
-  // Set once the wait below starts: a canary looked up locally makes the verdict LEAK at once.
-  let onCanaryLookup = (): void => {};
-  const canaryNames = [control.hello.canary, control.hello.stun];
-  const capture = await startLiveCapture({
-    onObservation: (seen) => {
-      if (seen.names.some((name) => canaryNames.some((canaryName) => namesCanary(name, canaryName)))) onCanaryLookup();
-      if (plan.watch && !plan.json) env.out(`resolver: ${seen.protocol} ${seen.query ? "query" : "answer"} for ${seen.names.join(", ")} to ${hostPort(seen.to.address, seen.to.port)}`);
-    },
-  });
-
-  // The probes run before the URL is shown: the first lookup a browser makes is seen.
-  const { url } = control.hello;
-  if (plan.json) env.out(JSON.stringify({ type: "url", url }));
-  else {
-    env.out(`Open this URL in the browser you will use through ${hostPort(proxy.host, proxy.port)}:`);
-    env.out(url);
-  }
-  if (plan.open) env.openUrl(url);
-
-  const outcome = await new Promise<"arrived" | "leaked" | "timeout" | "interrupted" | "lost">((resolve) => {
-    let settle: ReturnType<typeof setTimeout> | undefined;
-    const deadline = plan.watch ? undefined : setTimeout(() => resolve("timeout"), plan.waitMs);
-    const done = (why: "arrived" | "leaked" | "timeout" | "interrupted" | "lost"): void => {
-      clearTimeout(deadline);
-      clearTimeout(settle);
-      resolve(why);
-    };
-    env.onStopSignal(() => done("interrupted"));
-    onCanaryLookup = () => {
-      if (!plan.watch) settle ??= setTimeout(() => done("leaked"), SETTLE_MS);
-    };
-    control.onLost(() => done("lost"));
-    control.onEvent((event: CanaryEvent) => {
-      if (event.event === "canary") {
-        if (event.port === 80 || event.port === 443) {
-          canary.arrivedByName = true;
-          if (event.program !== null) canary.program = event.program;
+  let poller: ResolverSocketPoller | undefined;
+  let capture: LiveCapture | undefined;
+  let captureProblem: string | undefined;
+  let outcome: Outcome;
+  try {
+    poller =
+      env.platform === "linux"
+        ? new ResolverSocketPoller({
+            proxy,
+            onSocket: ({ finding }) => {
+              findings.push(finding);
+              if (plan.watch) env.out(plan.json ? findingJsonLine(finding) : `resolver: ${finding.detail}`);
+            },
+          })
+        : undefined;
+    poller?.start();
+    // Settings are read while the user opens the page; a failure is a finding, never the end of the check.
+    const setup = auditBrowserSetup({ home: env.home, platform: env.platform, env: env.env }, proxy).catch(
+      (err: unknown): Finding[] => [{ probe: "system", severity: "info", detail: `Browser settings could not be read: ${describeError(err)}`, fix: null }],
+    );
+    // Set once the wait below starts: a canary looked up locally makes the verdict LEAK at once.
+    let onCanaryLookup = (): void => {};
+    const canaryNames = [control.hello.canary, control.hello.stun];
+    capture = await startLiveCapture({
+      onObservation: (seen) => {
+        const isCanary = seen.names.some((name) => canaryNames.some((canaryName) => namesCanary(name, canaryName)));
+        if (isCanary) onCanaryLookup();
+        if (plan.watch && seen.query) {
+          const line = `${seen.protocol} query for ${seen.names.join(", ")} to ${hostPort(seen.to.address, seen.to.port)}${isCanary ? " (the canary: a leak)" : ""}`;
+          env.out(plan.json ? JSON.stringify({ type: "lookup", detail: line }) : `resolver: ${line}`);
         }
-      } else if (event.event === "page") {
-        if (plan.watch && event.path === "/") {
-          const by = canary.program === undefined ? "" : ` from ${canary.program}`;
-          env.out(plan.json ? JSON.stringify({ type: "canary", detail: `The canary page arrived by name${by}` }) : `canary: the page arrived by name${by}`);
-        }
-        if (!plan.watch && event.path === "/") settle ??= setTimeout(() => done("arrived"), REPORT_WAIT_MS);
-      } else if (event.event === "report") {
-        webrtc = asWebrtcReport(event.body) ?? webrtc;
-        if (!plan.watch && webrtc !== undefined) {
-          clearTimeout(settle);
-          settle = setTimeout(() => done("arrived"), SETTLE_MS);
-        }
-      } else if (event.event === "refused-ip") {
-        ipLiteralRequests.push({ destination: event.destination, version: event.version, ...(event.program !== null ? { program: event.program } : {}) });
-        // An IP-address request makes the verdict LEAK, whatever comes next.
-        if (!plan.watch) settle ??= setTimeout(() => done("leaked"), SETTLE_MS);
-      }
+      },
     });
-  });
-  canary.waitedSeconds = Math.round((now() - started) / 1000);
-  control.close();
-  await poller?.stop();
-  const captureProblem = await capture.stop();
-  const observations: DnsObservation[] = [...capture.observations];
+
+    // The probes run before the URL is shown: the first lookup a browser makes is seen.
+    const { url } = control.hello;
+    if (plan.json) env.out(JSON.stringify({ type: "url", url }));
+    else {
+      env.out(`Open this URL in the browser you will use through ${hostPort(proxy.host, proxy.port)}:`);
+      env.out(url);
+    }
+    if (plan.open) env.openUrl(url);
+
+    const connection = control;
+    outcome = await new Promise<Outcome>((resolve) => {
+      let settle: ReturnType<typeof setTimeout> | undefined;
+      let certain: Outcome | undefined;
+      const deadline = plan.watch ? undefined : setTimeout(() => resolve("timeout"), plan.waitMs);
+      const done = (why: Outcome): void => {
+        clearTimeout(deadline);
+        clearTimeout(settle);
+        resolve(why);
+      };
+      /** The verdict is certain: end after `ms`, unless an earlier certainty ends it sooner. */
+      const endAfter = (why: Outcome, ms: number): void => {
+        if (plan.watch || certain === "leaked") return;
+        certain = why;
+        clearTimeout(settle);
+        settle = setTimeout(() => done(why), ms);
+      };
+      onStop = () => done("interrupted");
+      if (stopped) done("interrupted");
+      onCanaryLookup = () => endAfter("leaked", SETTLE_MS);
+      connection.onLost(() => done("lost"));
+      connection.onEvent((event: CanaryEvent) => {
+        if (event.event === "canary") {
+          if (event.port === 80 || event.port === 443) {
+            canary.arrivedByName = true;
+            if (event.program !== null) canary.program = event.program;
+          }
+        } else if (event.event === "page" && event.path === "/") {
+          const by = canary.program === undefined ? "" : ` from ${canary.program}`;
+          if (plan.watch) env.out(plan.json ? JSON.stringify({ type: "canary", detail: `The canary page arrived by name${by}` }) : `canary: the page arrived by name${by}`);
+          if (certain === undefined) endAfter("arrived", REPORT_WAIT_MS);
+        } else if (event.event === "report") {
+          webrtc = asWebrtcReport(event.body) ?? webrtc;
+          if (webrtc !== undefined && certain === "arrived") endAfter("arrived", SETTLE_MS);
+        } else if (event.event === "refused-ip") {
+          ipLiteralRequests.push({ destination: event.destination, version: event.version, ...(event.program !== null ? { program: event.program } : {}) });
+          if (plan.watch) env.out(plan.json ? JSON.stringify({ type: "refused-ip", destination: event.destination, program: event.program }) : `canary: refused an IP-address request to ${event.destination}${event.program === null ? "" : ` from ${event.program}`} (a leak)`);
+          // An IP-address request makes the verdict LEAK, whatever comes next.
+          endAfter("leaked", SETTLE_MS);
+        }
+      });
+    });
+    canary.waitedSeconds = Math.round((now() - started) / 1000);
+    findings.push(...(await setup));
+  } finally {
+    control.close();
+    await poller?.stop();
+    captureProblem = await capture?.stop();
+  }
+
+  const observations: DnsObservation[] = [...(capture?.observations ?? [])];
   if (captureProblem !== undefined) {
     const fallback = poller !== undefined ? "resolver sockets were watched through /proc instead" : "local resolver use was not watched";
     findings.push({ probe: "resolver", severity: "info", detail: `No live capture: ${captureProblem}; ${fallback}`, fix: "run leakcheck as root (or with CAP_NET_RAW) with tcpdump installed to see every local lookup" });
   }
-  if (plan.pcap !== undefined) observations.push(...(await readCaptureFile(plan.pcap)).observations);
+  if (plan.pcap !== undefined) {
+    try {
+      observations.push(...(await readCaptureFile(plan.pcap, { allowCutOff: true })).observations);
+    } catch (err) {
+      findings.push({ probe: "resolver", severity: "info", detail: `The capture could not be read: ${describeError(err)}`, fix: null });
+    }
+  }
   const { canary: canaryName, stun } = control.hello;
   // A lookup of the STUN canary is WebRTC's leak: its fix is WebRTC's, not the proxy settings'.
   const stunLookup = (finding: Finding): boolean => finding.severity === "leak" && finding.detail.includes(stun);
   const lookups = resolverFindings(observations, [canaryName, stun]).map((finding): Finding => (stunLookup(finding) ? { ...finding, probe: "webrtc", fix: stunLookupFix(proxy) } : finding));
-  findings.push(...lookups, ...(canary.arrivedByName ? webrtcFindings(webrtc) : []), ...(await setup));
+  findings.unshift(...lookups, ...(canary.arrivedByName ? webrtcFindings(webrtc) : []));
 
   // Cut short, not run out: "nothing arrived within the wait" would not be true.
-  if (outcome === "interrupted" || outcome === "leaked") canary.interrupted = true;
+  if (outcome !== "timeout" && outcome !== "arrived") canary.interrupted = true;
   if (outcome === "lost") env.note("The tunnel stopped during the check; what was seen until then:");
   return finish(decideVerdict({ proxy, proxyCheck: { kind: "ours" }, canary, ipLiteralRequests, findings }), plan, env);
+}
+
+type Outcome = "arrived" | "leaked" | "timeout" | "interrupted" | "lost";
+
+/** `--pcap FILE` is read when the check ends; it must exist when it starts (a capture already running). */
+async function checkReadable(path: string): Promise<void> {
+  try {
+    await access(path, constants.R_OK);
+  } catch (err) {
+    throw new TunnelError("BAD_CAPTURE", `cannot read --pcap ${path} (${errnoCode(err) ?? describeError(err)}); start your capture first (tcpdump -w ${path}): leakcheck reads it when the check ends`, { exitCode: 2 });
+  }
 }
 
 function finish(result: LeakcheckResult, plan: LeakcheckPlan, env: LeakcheckEnvironment): number {

@@ -71,7 +71,7 @@ export function webrtcFindings(report: WebrtcReport | undefined): Finding[] {
   if (report === undefined) {
     return [{ probe: "webrtc", severity: "info", detail: "WebRTC was not tested: the canary page's script did not report (JavaScript off, or not a browser)", fix: null }];
   }
-  if (report.error !== undefined) {
+  if (report.error !== undefined && report.candidates.length === 0) {
     return [{ probe: "webrtc", severity: "info", detail: `WebRTC did not run in this browser (${report.error}): it cannot leak`, fix: null }];
   }
   const candidates = report.candidates.map(parseCandidate).filter((c): c is Candidate => c !== undefined);

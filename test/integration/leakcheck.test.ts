@@ -14,6 +14,7 @@ import { createSocket } from "node:dgram";
 import process from "node:process";
 import { once } from "node:events";
 import { createServer, type Server } from "node:net";
+import { Buffer } from "node:buffer";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
@@ -145,7 +146,7 @@ describe("safetunnel leakcheck", () => {
     assert.match(stdout.trimEnd().split("\n").at(-1)!, /^verdict +LEAK /);
   });
 
-  test("headless Chromium with --proxy-server=socks5:// gives PASS, naming chromium", async () => {
+  test("headless Chromium with socks5:// and a resolver rule (so it looks nothing up itself) gives PASS, naming chromium, WebRTC tested", async () => {
     const { check, url } = await startCheck([]);
     // MAP * ~NOTFOUND: Chromium resolves nothing itself, so the page's WebRTC STUN
     // name is not looked up through this machine's resolver (that would leave loopback).
@@ -192,15 +193,18 @@ describe("safetunnel leakcheck", () => {
     }
   });
 
-  test("with --pcap, a capture holding a lookup of the canary gives LEAK naming the resolver", async () => {
+  test("with --pcap, a capture (still being written) holding a lookup of the canary gives LEAK naming the resolver", async () => {
     const dir = await mkdtemp(join(tmpdir(), "safetunnel-leakcheck-pcap-"));
     try {
       const file = join(dir, "dns.pcap");
+      await writeFile(file, "");
       const { check, url } = await startCheck(["--pcap", file]);
       const canary = new URL(url).hostname;
       // What a capture shows when the browser asks the local stub resolver: a query from a client port to 127.0.0.53:53.
       const packet = ipv4("127.0.0.1", "127.0.0.53", 17, udp(41000, 53, dnsQuery(canary)));
-      await writeFile(file, pcapFile({ endian: "little", linkType: LinkType.RAW }, [{ seconds: 1, fraction: 0, data: packet }]));
+      // As a capture still being written: a whole record, then half of the next one.
+      const whole = pcapFile({ endian: "little", linkType: LinkType.RAW }, [{ seconds: 1, fraction: 0, data: packet }, { seconds: 2, fraction: 0, data: packet }]);
+      await writeFile(file, whole.subarray(0, whole.length - 10));
       const fetched = await curlThroughSocks("--socks5-hostname", `127.0.0.1:${socksPort}`, url);
       assert.equal(fetched.code, 0, fetched.stderr);
       const { code, stdout } = await outcome(check);
@@ -225,6 +229,39 @@ describe("safetunnel leakcheck", () => {
     assert.equal(code, 1, stdout);
     assert.match(stdout, new RegExp(`resolver +leak +The canary ${canary.replace(/\./g, "\\.")} was looked up through the local resolver at 127\\.0\\.0\\.1:53`));
     assert.doesNotMatch(stdout, /No live capture/);
+  });
+
+  test("Ctrl-C before the canary arrives gives UNTESTED (exit 2), not LEAK", async () => {
+    const { check } = await startCheck([]);
+    const status = await check.stop("SIGINT");
+    assert.equal(status.code, 2, check.stdout());
+    assert.match(check.stdout().trimEnd().split("\n").at(-1)!, /^verdict +UNTESTED +Stopped after \d+ s before the canary arrived/);
+  });
+
+  test("a tunnel that goes away during the check gives UNTESTED (exit 2)", async () => {
+    // A front end that answers the control request, says hello, and then is gone.
+    const server: Server = createServer((socket) => {
+      socket.once("data", () => {
+        socket.end(Buffer.concat([Buffer.from([5, 0]), Buffer.from([5, 0, 0, 1, 0, 0, 0, 0, 0, 0]), Buffer.from(`${JSON.stringify({ event: "hello", version: "0", canary: "c.canary.safetunnel.invalid", stun: "c-stun.canary.safetunnel.invalid", url: "http://c.canary.safetunnel.invalid/" })}\n`)]));
+      });
+    });
+    server.listen(0, "127.0.0.1");
+    await once(server, "listening");
+    try {
+      const result = await runCli(["leakcheck", "--proxy", `127.0.0.1:${(server.address() as { port: number }).port}`, "--wait", "60"]);
+      assert.equal(result.code, 2, result.stdout);
+      assert.match(result.stderr, /The tunnel stopped during the check/);
+      assert.match(result.stdout.trimEnd().split("\n").at(-1)!, /^verdict +UNTESTED /);
+    } finally {
+      server.close();
+    }
+  });
+
+  test("--pcap naming a file that does not exist stops at once with exit 2, naming the fix", async () => {
+    const result = await runCli(["leakcheck", "--proxy", `127.0.0.1:${socksPort}`, "--pcap", "/nonexistent/dns.pcap"]);
+    assert.equal(result.code, 2);
+    assert.equal(result.stdout, "");
+    assert.equal(result.stderr, "safetunnel: cannot read --pcap /nonexistent/dns.pcap (ENOENT); start your capture first (tcpdump -w /nonexistent/dns.pcap): leakcheck reads it when the check ends\n");
   });
 
   describe("what is not a safetunnel front end: exit 2", () => {

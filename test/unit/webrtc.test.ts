@@ -31,6 +31,12 @@ describe("webrtcFindings", () => {
     ]);
   });
 
+  test("an error after some candidates were gathered still judges those candidates", () => {
+    assert.deepEqual(webrtcFindings({ candidates: ["candidate:1 1 udp 1 192.168.1.20 1 typ host"], error: "timeout" }), [
+      { probe: "webrtc", severity: "exposure", detail: "WebRTC shows pages this machine's LAN address 192.168.1.20", fix: FIX },
+    ]);
+  });
+
   test("a server-reflexive candidate is a leak: STUN was answered over UDP around the proxy", () => {
     assert.deepEqual(webrtcFindings({ candidates: ["candidate:2 1 udp 1 203.0.113.7 5000 typ srflx raddr 0.0.0.0 rport 0"] }), [
       { probe: "webrtc", severity: "leak", detail: "WebRTC reached a STUN server around the proxy (UDP from this machine), and learnt the address 203.0.113.7", fix: FIX },
