@@ -29,14 +29,21 @@ Proves, before you browse, that your browser leaks nothing to the local
 network. Start the tunnel first (safetunnel -D 9001 user@home), run this, and
 open the URL it prints in the browser you will use through the tunnel.
 
-  --proxy HOST:PORT   The tunnel's SOCKS port (default 127.0.0.1:1080)
-  --wait SECONDS      How long to wait for the browser (default 60)
+  --proxy HOST:PORT   The tunnel's SOCKS port (default 127.0.0.1:1080; a port
+                      alone means 127.0.0.1)
+  --wait SECONDS      How long to wait for the browser (default 60; not with --watch)
   --open              Open the URL in the default browser
-  --watch             Keep reporting local DNS use until Ctrl-C
-  --pcap FILE         Also analyse a capture (pcap or pcapng)
+  --watch             Keep reporting while you browse, until Ctrl-C
+  --pcap FILE         Also analyse a capture (pcap or pcapng) you are writing
+                      during the check; it is read when the check ends
   --json              One JSON object per line; the last is the verdict
 
-Exit status: 0 PASS, 1 LEAK (including: the page never arrived by name), 2 could not test.
+Local lookups are captured live with tcpdump when run as root (or with
+CAP_NET_RAW); otherwise, on Linux, resolver sockets are read from /proc.
+
+Exit status: 0 PASS, 1 LEAK (including: the page never arrived by name),
+2 could not test (no tunnel at --proxy, the tunnel stopped, Ctrl-C before the
+page arrived).
 `;
 
 const DEFAULT_PROXY = "127.0.0.1:1080";
@@ -64,6 +71,7 @@ export function parseLeakcheckArgs(argv: string[]): LeakcheckPlan | { command: "
   const options = parsed.options as Record<string, unknown>;
   if (options["help"]) return { command: "help", text: LEAKCHECK_HELP };
   if (parsed.args.length > 0) throw usage(`leakcheck takes no host ('${parsed.args.join(" ")}'); it tests the tunnel at --proxy`);
+  if (options["watch"] === true && options["wait"] !== undefined) throw usage("--watch runs until Ctrl-C, so --wait does not apply; give one of them");
   return {
     command: "leakcheck",
     proxy: parseProxy(single(options["proxy"], "--proxy") ?? DEFAULT_PROXY),
