@@ -18,6 +18,7 @@ import { startForwards, type RunningForward } from "./forward/start.ts";
 import { createStats, summaryLine } from "./forward/stats.ts";
 import { procPeerLookup } from "./platform/peer-lookup.ts";
 import { CanaryRegistry } from "./leakcheck/canary-registry.ts";
+import { canaryAnswers } from "./leakcheck/canary-service.ts";
 
 /** The tunnel command as cli.ts hands it over. */
 export interface TunnelOptions extends TunnelRequest {
@@ -78,16 +79,17 @@ export async function serveForwards(
     onLost?.(reason);
   });
 
+  // Only Linux has /proc; one lookup for the run, so /proc is read one pass at a time.
+  const peers = run.platform === "linux" ? procPeerLookup() : undefined;
   const { started, failures } = await startForwards(settings.forwards, {
     session,
     allowIp,
     gatewayPorts: settings.destination.gatewayPorts,
     stats,
     log,
-    // Only Linux has /proc; one lookup for the run, so /proc is read one pass at a time.
-    ...(run.platform === "linux" ? { peers: procPeerLookup() } : {}),
+    ...(peers !== undefined ? { peers } : {}),
     // `safetunnel leakcheck` talks to the -D port: its canaries are answered there.
-    canaries: new CanaryRegistry(),
+    localAnswers: canaryAnswers(new CanaryRegistry(), peers),
   });
   const giveUp = startProblem(lost, alias, started, failures.length, settings.destination.exitOnForwardFailure);
   if (giveUp !== undefined) {

@@ -9,15 +9,12 @@
 import type { Socket } from "node:net";
 import type { Duplex } from "node:stream";
 import { serveSocksSocket, type ConnectOutcome, type SocksClient, type SocksHandshakeOptions } from "../socks/server.ts";
-import { formatReplyCode, Socks5Reply, type Socks5ReplyCode, type SocksRequest } from "../socks/codec.ts";
-import { decideDestination } from "../socks/policy.ts";
+import { formatReplyCode, Socks5Reply, type Destination, type Socks5ReplyCode, type SocksRequest } from "../socks/codec.ts";
+import { decideDestination, isInvalidName } from "../socks/policy.ts";
 import type { Cidr } from "../cidr.ts";
 import type { TunnelSession } from "../ssh/session.ts";
 import { ChannelOpenError, describeOpenFailure, type ChannelFailureKind } from "../ssh/channel-failure.ts";
 import { joinStreams } from "./pipe.ts";
-import { within } from "../deadline.ts";
-import { canonicalName, CONTROL_NAME, isReservedName, type CanaryRegistry } from "../leakcheck/canary-registry.ts";
-import { answerReservedName } from "../leakcheck/canary-service.ts";
 import { hostPort, unbracket } from "../address.ts";
 import { listenAll, type Listener } from "./listen.ts";
 import type { Logger } from "../log.ts";
@@ -46,11 +43,26 @@ export interface DynamicForwardOptions {
    */
   peers?: PeerLookup;
   /**
-   * Leak-check canaries (names under safetunnel.invalid), answered here and
-   * never through SSH; IP-address refusals are reported to running checks.
-   * @default none: every such name is host unreachable (0x04)
+   * Answers `.invalid` names here (leak-check canaries), and hears of every
+   * refused IP-address request. @default none: every `.invalid` name is host
+   * unreachable (0x04)
    */
-  canaries?: CanaryRegistry;
+  localAnswers?: LocalAnswers;
+}
+
+/**
+ * What the front end asks about requests it never sends through SSH. The
+ * leak check's canary service implements it (leakcheck/canary-service.ts);
+ * nothing here knows what it does.
+ */
+export interface LocalAnswers {
+  /** The outcome for a CONNECT to a `.invalid` name. */
+  answer(destination: Destination, client: SocksClient): Promise<ConnectOutcome>;
+  /**
+   * An IP-address request was refused (the program, when /proc named it).
+   * Awaited before the reply goes out, while /proc still shows the client.
+   */
+  refused(request: SocksRequest, client: SocksClient, program: string | undefined): Promise<void>;
 }
 
 /** SOCKS reply for each way a channel open can fail. */
@@ -64,8 +76,6 @@ export const REPLY_FOR_FAILURE: Record<ChannelFailureKind, Socks5ReplyCode> = {
 };
 
 const DEFAULT_HANDSHAKE_TIMEOUT_MS = 30_000;
-/** How long a canary request waits for /proc to name its sender. */
-const NAME_WAIT_MS = 1000;
 
 /**
  * @example
@@ -83,18 +93,8 @@ export async function startDynamicForward(options: DynamicForwardOptions): Promi
     const { destination } = request;
     const target = hostPort(destination.host, destination.port);
     // RFC 6761 .invalid names (leak-check canaries among them): answered here, never sent to the SSH server.
-    if (destination.kind === "name" && isReservedName(destination.host)) {
-      const { canaries, peers } = options;
-      // A canary's sender is what leakcheck tests: name it (the client waits for its reply meanwhile);
-      // a control connection's account decides whose refusals it hears.
-      const isCanary = canaries?.sessionFor(destination.host) !== undefined;
-      const isControl = canonicalName(destination.host) === CONTROL_NAME;
-      const program = isCanary && peers !== undefined ? await within(peers.programOf(client), NAME_WAIT_MS) : undefined;
-      const uid = isControl && peers !== undefined ? (await within(peers.ownerOf(client), NAME_WAIT_MS))?.uid : undefined;
-      const outcome =
-        canaries === undefined
-          ? { ok: false as const, reply: Socks5Reply.HOST_UNREACHABLE }
-          : answerReservedName(destination, client, canaries, { ...(program !== undefined ? { program } : {}), ...(uid !== undefined ? { uid } : {}) });
+    if (destination.kind === "name" && isInvalidName(destination.host)) {
+      const outcome: ConnectOutcome = options.localAnswers === undefined ? { ok: false, reply: Socks5Reply.HOST_UNREACHABLE } : await options.localAnswers.answer(destination, client);
       if (outcome.ok) answeredHere.add(outcome.stream);
       log.debug(1, `${options.label}: SOCKS${request.version} CONNECT ${target} from ${client.address}:${client.port} answered here (leak check)`);
       return outcome;
@@ -105,11 +105,7 @@ export async function startDynamicForward(options: DynamicForwardOptions): Promi
       // Before the reply: the client keeps its socket open until it has one,
       // so `peers` can still tell which program holds it (bounded by RefusalLog).
       const program = await refusals.report(request, client);
-      const { canaries, peers } = options;
-      if (canaries !== undefined && canaries.size > 0) {
-        const uid = peers === undefined ? undefined : (await within(peers.ownerOf(client), NAME_WAIT_MS))?.uid;
-        canaries.broadcast({ event: "refused-ip", destination: target, client: hostPort(client.address, client.port), version: request.version, program: program ?? null }, uid);
-      }
+      await options.localAnswers?.refused(request, client, program);
       return { ok: false, reply: Socks5Reply.NOT_ALLOWED };
     }
     if (decision.viaAllowList) {

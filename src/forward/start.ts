@@ -10,12 +10,12 @@ import type { Cidr } from "../cidr.ts";
 import type { Logger, LogFields } from "../log.ts";
 import { forwardLabel, listenAddresses, type TcpForwardSpec } from "../config/forward-spec.ts";
 import type { TunnelSession } from "../ssh/session.ts";
-import { startDynamicForward } from "./dynamic.ts";
+import { startDynamicForward, type LocalAnswers } from "./dynamic.ts";
 import { startLocalForward } from "./local.ts";
 import { startRemoteForward } from "./remote.ts";
 import type { TrafficStats } from "./stats.ts";
 import type { PeerLookup } from "../platform/peer-lookup.ts";
-import type { CanaryRegistry } from "../leakcheck/canary-registry.ts";
+
 
 export interface ForwardContext {
   session: TunnelSession;
@@ -32,10 +32,10 @@ export interface ForwardContext {
    */
   peers?: PeerLookup;
   /**
-   * Leak-check canaries, answered by every -D of the run (leakcheck/canary-registry.ts).
-   * @default none: names under safetunnel.invalid are host unreachable
+   * What every -D of the run answers itself (`.invalid` names: leak-check canaries).
+   * @default none: `.invalid` names are host unreachable
    */
-  canaries?: CanaryRegistry;
+  localAnswers?: LocalAnswers;
 }
 
 /** A forward that is up. */
@@ -125,7 +125,7 @@ export async function startForward(spec: TcpForwardSpec, context: ForwardContext
     log,
     stats,
     ...(context.peers !== undefined ? { peers: context.peers } : {}),
-    ...(context.canaries !== undefined ? { canaries: context.canaries } : {}),
+    ...(context.localAnswers !== undefined ? { localAnswers: context.localAnswers } : {}),
   });
   const ipPolicy =
     context.allowIp.length === 0

@@ -32,21 +32,6 @@ export function canonicalName(host: string): string {
   return host.toLowerCase().replace(/[\s\u0000.]+$/, "").replace(/^\s+/, "");
 }
 
-/**
- * Whether a SOCKS name is answered here, never through SSH: every name under
- * `.invalid` (RFC 6761 section 6.4: no resolver anywhere answers one, so no
- * SSH server could reach it either), ours included.
- *
- * @example
- * isReservedName("X1.Canary.safetunnel.invalid.") // true
- * isReservedName("printer.invalid") // true
- * isReservedName("safetunnel.invalid.example.org") // false
- */
-export function isReservedName(host: string): boolean {
-  const name = canonicalName(host);
-  return name === "invalid" || name.endsWith(".invalid");
-}
-
 /** Control connections open at once, at most: each is one running `safetunnel leakcheck`. */
 export const MAX_SESSIONS = 8;
 

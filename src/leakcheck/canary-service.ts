@@ -23,13 +23,52 @@ import type { ConnectOutcome, SocksClient } from "../socks/server.ts";
 import { hostPort, isLoopbackAddress } from "../address.ts";
 import { VERSION } from "../version.ts";
 import { canonicalName, CONTROL_NAME, CONTROL_PORT, type CanaryRegistry, type CanarySession } from "./canary-registry.ts";
+import type { LocalAnswers } from "../forward/dynamic.ts";
+import type { PeerLookup } from "../platform/peer-lookup.ts";
+import { within } from "../deadline.ts";
 
 /** Longest request head, and longest POST body, the page accepts. */
 const MAX_HEAD_BYTES = 16 * 1024;
 const MAX_BODY_BYTES = 64 * 1024;
 
 /**
- * The outcome for a CONNECT to a reserved name (`isReservedName(host)` is true).
+ * The canary service as the -D front end takes it: it answers `.invalid`
+ * names (naming a canary's sender, and a control client's account, through
+ * `peers` when given) and tells running checks of refused IP-address
+ * requests, each only its own account's.
+ *
+ * @example
+ * startDynamicForward({ ...options, localAnswers: canaryAnswers(new CanaryRegistry(), procPeerLookup()) });
+ */
+export function canaryAnswers(registry: CanaryRegistry, peers?: PeerLookup): LocalAnswers {
+  const bounded = <T>(lookup: (client: SocksClient) => Promise<T | undefined>, client: SocksClient): Promise<T | undefined> =>
+    peers === undefined ? Promise.resolve(undefined) : within(lookup(client), NAME_WAIT_MS);
+  return {
+    async answer(destination, client) {
+      // The client waits for its reply meanwhile: /proc still shows its socket.
+      const program = registry.sessionFor(destination.host) !== undefined ? await bounded((c) => peers!.programOf(c), client) : undefined;
+      const uid = canonicalName(destination.host) === CONTROL_NAME ? (await bounded((c) => peers!.ownerOf(c), client))?.uid : undefined;
+      return answerReservedName(destination, client, registry, { ...(program !== undefined ? { program } : {}), ...(uid !== undefined ? { uid } : {}) });
+    },
+    async refused(request, client, program) {
+      if (registry.size === 0) return;
+      const event = {
+        event: "refused-ip" as const,
+        destination: hostPort(request.destination.host, request.destination.port),
+        client: hostPort(client.address, client.port),
+        version: request.version,
+        program: program ?? null,
+      };
+      registry.broadcast(event, (await bounded((c) => peers!.ownerOf(c), client))?.uid);
+    },
+  };
+}
+
+/** How long /proc may take to name a canary's sender or a control client's account. */
+const NAME_WAIT_MS = 1000;
+
+/**
+ * The outcome for a CONNECT to a `.invalid` name.
  *
  * @example
  * const outcome = answerReservedName({ kind: "name", host: CONTROL_NAME, port: 1 }, client, registry, "firefox-esr");

@@ -58,3 +58,18 @@ export function decideDestination(
   }
   return { allow: false, reason: "ip-literal" };
 }
+
+/**
+ * Whether a name is under `.invalid`, which RFC 6761 section 6.4 reserves:
+ * no resolver anywhere answers one, so no SSH server could reach it, and the
+ * front end answers it itself (leak-check canaries live there). Compared in
+ * lower case, without the final dots a resolver ignores.
+ *
+ * @example
+ * isInvalidName("X.Canary.safetunnel.INVALID..") // true
+ * isInvalidName("invalid.example.org") // false
+ */
+export function isInvalidName(host: string): boolean {
+  const name = host.toLowerCase().replace(/\.+$/, "");
+  return name === "invalid" || name.endsWith(".invalid");
+}

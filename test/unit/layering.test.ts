@@ -51,6 +51,10 @@ describe("layering of src/", () => {
     assert.deepEqual(violations("ssh/", ["socks/", "forward/", "cli/", "cli.ts", "tunnel.ts", "main.ts"]), []);
   });
 
+  test("forward/ knows nothing of leakcheck: the canary service is handed in (LocalAnswers)", () => {
+    assert.deepEqual(violations("forward/", ["leakcheck/", "cli/", "cli.ts", "tunnel.ts", "main.ts"]), []);
+  });
+
   test("only main.ts imports the run and the command line; nothing imports main.ts", () => {
     assert.deepEqual(violations("", ["main.ts"]), []);
     const importers = sources().filter((file) => importsOf(file).includes("tunnel.ts"));
