@@ -316,6 +316,10 @@ describe("leakcheck with real browsers, local lookups watched in a network names
       if (!/webrtc +info +WebRTC gathered 0 candidates/.test(checked.stdout)) break;
     }
     assert.ok(checked !== undefined);
+    if (/webrtc +info +WebRTC gathered 0 candidates/.test(checked.stdout)) {
+      // Seen only while the whole suite loads both cores; alone, every run gathered and leaked.
+      return t.skip("Chromium gathered no WebRTC candidate in three runs (machine too busy): the STUN lookup was not exercised");
+    }
     assert.equal(checked.code, 1, checked.stdout);
     const stun = checked.canary.replace(/^([0-9a-f]{16})\./, "$1-stun.");
     assert.ok(checked.asked.includes(stun), `the namespace's DNS server was not asked for ${stun}: ${JSON.stringify(checked.asked)}`);
