@@ -19,7 +19,7 @@ import { randomBytes } from "node:crypto";
 import { type CommandResult, delay, type ExitStatus, runCommand, within } from "./child.ts";
 import { forgetDir, removeOnExit } from "./cleanup.ts";
 import { cliPath, type Running, startProcess } from "./run.ts";
-import { makeKey, SSHD_PATH } from "./sshd.ts";
+import { makeKey, SSHD_PATH, sshdConfig } from "./sshd.ts";
 
 const IP = "/usr/sbin/ip";
 
@@ -207,26 +207,7 @@ export async function startSshdInNetns(netns: Netns, options: { authorizedKeys: 
   try {
     const hostKey = await makeKey(dir, "ssh_host_ed25519_key");
     await writeFile(join(dir, "authorized_keys"), options.authorizedKeys.map((line) => `${line}\n`).join(""), { mode: 0o600 });
-    const config = [
-      ...(options.extraConfig ?? []),
-      `ListenAddress 127.0.0.1:${port}`,
-      `HostKey ${hostKey.privatePath}`,
-      `PidFile ${join(dir, "sshd.pid")}`,
-      `AuthorizedKeysFile ${join(dir, "authorized_keys")}`,
-      "PermitRootLogin prohibit-password",
-      "PubkeyAuthentication yes",
-      "PasswordAuthentication no",
-      "KbdInteractiveAuthentication no",
-      "UsePAM no",
-      "StrictModes no",
-      "AllowTcpForwarding yes",
-      "MaxStartups 200:30:300",
-      "MaxSessions 100",
-      "PrintMotd no",
-      "UseDNS no",
-      "LogLevel VERBOSE",
-      "",
-    ].join("\n");
+    const config = await sshdConfig({ dir, listenAddress: "127.0.0.1", port, hostKeys: [hostKey], extraConfig: options.extraConfig ?? [] });
     const configPath = join(dir, "sshd_config");
     await writeFile(configPath, config, { mode: 0o600 });
     const started = netns.start(SSHD_PATH, ["-D", "-e", "-f", configPath]);

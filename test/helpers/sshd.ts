@@ -124,7 +124,15 @@ function hostPort(host: string, port: number): string {
   return port === 22 ? host : `[${host}]:${port}`;
 }
 
-async function sshdConfig(options: {
+/**
+ * The sshd_config of a private test server: its own host keys, pid file and
+ * authorized_keys in `dir`, keys only, forwarding allowed, `extraConfig` in
+ * OpenSSH's order (before the first Match line, first value wins).
+ *
+ * @example
+ * await writeFile(configPath, await sshdConfig({ dir, listenAddress: "127.0.0.1", port, hostKeys: [key], extraConfig: [] }));
+ */
+export async function sshdConfig(options: {
   dir: string;
   listenAddress: string;
   port: number;

@@ -1,10 +1,12 @@
 /**
- * The four real-browser verdicts of `safetunnel leakcheck`, with every local
- * lookup observed: headless Firefox ESR with SOCKS5 remote DNS on (PASS) and
- * off (LEAK), headless Chromium with `socks5://` (PASS) and `socks4://` (LEAK).
+ * The real-browser verdicts of `safetunnel leakcheck`, with every local lookup
+ * observed: headless Firefox ESR with SOCKS5 remote DNS on (PASS) and off
+ * (LEAK), and with WebRTC off (PASS); headless Chromium with `socks4://`
+ * (LEAK), launched as the README says (PASS), and with `--proxy-server=socks5://`
+ * alone, whose WebRTC looks the page's STUN name up locally (LEAK).
  *
- * Everything runs inside a network namespace the test creates, with only a
- * loopback interface: a private sshd, `safetunnel -D`, leakcheck (as root, so
+ * Everything runs inside a network namespace the test creates, with loopback
+ * and a veth pair that stays inside it (a "LAN" for WebRTC): a private sshd, `safetunnel -D`, leakcheck (as root, so
  * it captures with tcpdump), the browser, and a DNS server on 127.0.0.1:53 that
  * the namespace's resolv.conf names, which records every question and answers
  * NXDOMAIN. The machine's own resolver is never asked, and no packet leaves the
