@@ -22,6 +22,7 @@
 import { hostPort } from "../address.ts";
 import type { DnsObservation, DnsProtocol, Endpoint } from "./dns-frames.ts";
 import type { Finding } from "./findings.ts";
+import { canonicalName } from "./canary-registry.ts";
 
 export interface ResolverFindingsOptions {
   /**
@@ -42,8 +43,8 @@ export const CANARY_LOOKUP_FIX = "make the browser send names to the proxy: the 
  * namesCanary("abc.safetunnel.invalid.example.org", "abc.safetunnel.invalid") // false
  */
 export function namesCanary(name: string, canary: string): boolean {
-  const asked = normalizeName(name);
-  const wanted = normalizeName(canary);
+  const asked = canonicalName(name);
+  const wanted = canonicalName(canary);
   return wanted !== "" && (asked === wanted || asked.endsWith(`.${wanted}`));
 }
 
@@ -61,7 +62,7 @@ export function resolverFindings(
   canaries: Iterable<string>,
   options: ResolverFindingsOptions = {},
 ): Finding[] {
-  const canaryList = [...canaries].filter((canary) => normalizeName(canary) !== "");
+  const canaryList = [...canaries].filter((canary) => canonicalName(canary) !== "");
   const maxNames = options.maxNamesListed ?? 10;
   /** By protocol and canary: a multicast lookup is reported apart from a unicast one. */
   const leaks = new Map<string, Leak>();
@@ -77,15 +78,15 @@ export function resolverFindings(
     for (const name of seen.names) {
       const canary = canaryList.find((candidate) => namesCanary(name, candidate));
       if (canary !== undefined) {
-        const key: string = `${seen.protocol} ${normalizeName(canary)}`;
-        const leak: Leak = leaks.get(key) ?? { canary: normalizeName(canary), seen: [] };
+        const key: string = `${seen.protocol} ${canonicalName(canary)}`;
+        const leak: Leak = leaks.get(key) ?? { canary: canonicalName(canary), seen: [] };
         leaks.set(key, leak);
         // One message naming the canary twice (A and HTTPS questions) is still one message.
         if (!leak.seen.includes(seen)) leak.seen.push(seen);
       } else if (seen.query) {
         const names = others.get(seen.protocol) ?? new Map<string, string>();
         others.set(seen.protocol, names);
-        if (!names.has(normalizeName(name))) names.set(normalizeName(name), displayName(name));
+        if (!names.has(canonicalName(name))) names.set(canonicalName(name), displayName(name));
       }
     }
   }
@@ -169,11 +170,8 @@ function onInterface(seen: DnsObservation): string {
   return "";
 }
 
-function normalizeName(name: string): string {
-  return name.toLowerCase().replace(/\.+$/, "");
-}
 
 /** A name as the report shows it: lower case, and the root as ".". */
 function displayName(name: string): string {
-  return normalizeName(name) || ".";
+  return canonicalName(name) || ".";
 }

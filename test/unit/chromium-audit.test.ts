@@ -1,29 +1,19 @@
 import { after, describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
-import { tmpdir } from "node:os";
-import { dirname, join } from "node:path";
+import { join } from "node:path";
 import { auditBrowserSetup, loadChromiumInstalls, type BrowserFilesHost } from "../../src/leakcheck/browser-files.ts";
 import { auditChromium, chromiumSwitches, mergeChromiumPolicies, parseCommandLine, parseProxyRules } from "../../src/leakcheck/chromium-audit.ts";
 import type { Finding } from "../../src/leakcheck/findings.ts";
+import { tempTrees } from "../helpers/temp-tree.ts";
 
 const PROXY = { host: "127.0.0.1", port: 9001 };
 const FLAGS = 'start Chromium with --proxy-server=socks5://127.0.0.1:9001 --proxy-bypass-list="<-loopback>" --host-resolver-rules="MAP * ~NOTFOUND , EXCLUDE 127.0.0.1"';
 
-const folders: string[] = [];
-after(async () => {
-  for (const folder of folders) await rm(folder, { recursive: true, force: true });
-});
+const trees = tempTrees("safetunnel-chromium-");
+after(() => trees.cleanup());
 
-async function tree(files: Record<string, string>): Promise<string> {
-  const root = await mkdtemp(join(tmpdir(), "safetunnel-chromium-"));
-  folders.push(root);
-  for (const [path, text] of Object.entries(files)) {
-    await mkdir(dirname(join(root, path)), { recursive: true });
-    await writeFile(join(root, path), text);
-  }
-  return root;
-}
+/** A fresh folder holding `files` (path relative to it -> text). */
+const tree = (files: Record<string, string>): Promise<string> => trees.make(files);
 
 /** Policies that set everything up: with them (and DoH off), Chromium gives no finding. */
 const GOOD_POLICIES = {

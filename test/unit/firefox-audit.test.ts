@@ -1,30 +1,20 @@
 import { after, describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
-import { tmpdir } from "node:os";
-import { dirname, join } from "node:path";
+import { mkdir, writeFile } from "node:fs/promises";
+import { join } from "node:path";
 import { loadFirefoxInputs, parseProfilesIni, type BrowserFilesHost } from "../../src/leakcheck/browser-files.ts";
 import { auditFirefox } from "../../src/leakcheck/firefox-audit.ts";
 import { parseFirefoxPolicies, parsePrefsFile, resolveProfilePrefs } from "../../src/leakcheck/firefox-prefs.ts";
 import type { Finding } from "../../src/leakcheck/findings.ts";
+import { tempTrees } from "../helpers/temp-tree.ts";
 
 const PROXY = { host: "127.0.0.1", port: 9001 };
 
-const folders: string[] = [];
-after(async () => {
-  for (const folder of folders) await rm(folder, { recursive: true, force: true });
-});
+const trees = tempTrees("safetunnel-browsers-");
+after(() => trees.cleanup());
 
 /** A fresh folder holding `files` (path relative to it -> text). */
-async function tree(files: Record<string, string>): Promise<string> {
-  const root = await mkdtemp(join(tmpdir(), "safetunnel-browsers-"));
-  folders.push(root);
-  for (const [path, text] of Object.entries(files)) {
-    await mkdir(dirname(join(root, path)), { recursive: true });
-    await writeFile(join(root, path), text);
-  }
-  return root;
-}
+const tree = (files: Record<string, string>): Promise<string> => trees.make(files);
 
 const prefs = (entries: Record<string, string | number | boolean>): string =>
   Object.entries(entries)
