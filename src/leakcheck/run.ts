@@ -69,11 +69,11 @@ export async function runLeakcheck(plan: LeakcheckPlan, env: LeakcheckEnvironmen
   } catch (err) {
     if (!(err instanceof NotAFrontEnd)) throw err;
     const proxyCheck: ProxyCheck = { kind: err.kind, found: err.found };
-    return finish(decideVerdict({ proxy, proxyCheck, canary: { arrivedByName: false, arrivedAsIp: false, waitedSeconds: 0 }, ipLiteralRequests: [], findings: [] }), plan, env);
+    return finish(decideVerdict({ proxy, proxyCheck, canary: { arrivedByName: false, waitedSeconds: 0 }, ipLiteralRequests: [], findings: [] }), plan, env);
   }
 
   const started = now();
-  const canary: CanaryOutcome = { arrivedByName: false, arrivedAsIp: false, waitedSeconds: 0 };
+  const canary: CanaryOutcome = { arrivedByName: false, waitedSeconds: 0 };
   const ipLiteralRequests: IpLiteralRequest[] = [];
   const findings: Finding[] = [];
   let webrtc: WebrtcReport | undefined;

@@ -40,12 +40,6 @@ export interface ProxyNotOurs {
 export interface CanaryOutcome {
   /** A CONNECT carrying the canary name arrived: the browser resolves remotely. */
   arrivedByName: boolean;
-  /** A CONNECT for the canary page's origin arrived as an IP literal: the browser resolved the name itself. */
-  arrivedAsIp: boolean;
-  /** The address:port that arrived instead of the name, for the report. */
-  ipLiteral?: string;
-  /** The SOCKS version of the canary request (for the fix). @default 5 */
-  socksVersion?: 4 | 5;
   /** The program that sent the canary request, when it could be named ("firefox-esr", "chromium"). */
   program?: string;
   /** How long leakcheck waited, in whole seconds. */
@@ -102,7 +96,7 @@ export function sortFindings(findings: readonly Finding[]): Finding[] {
 
 /**
  * @example
- * decideVerdict({ proxy, proxyCheck: { kind: "ours" }, canary: { arrivedByName: true, arrivedAsIp: false, waitedSeconds: 4 }, ipLiteralRequests: [], findings: [] })
+ * decideVerdict({ proxy, proxyCheck: { kind: "ours" }, canary: { arrivedByName: true, waitedSeconds: 4 }, ipLiteralRequests: [], findings: [] })
  * // { verdict: "PASS", exitCode: 0, findings: [canary info], summary: "The canary arrived through the proxy as a name and nothing leaked" }
  */
 export function decideVerdict(input: VerdictInput): LeakcheckResult {
@@ -146,16 +140,7 @@ function canaryFindings(canary: CanaryOutcome, proxy: ProxyEndpoint): Finding[] 
   if (canary.arrivedByName) {
     found.push({ probe: "canary", severity: "info", detail: `The canary arrived through the proxy as a name${by}`, fix: null });
   }
-  if (canary.arrivedAsIp) {
-    const address = canary.ipLiteral === undefined ? "" : ` (${canary.ipLiteral})`;
-    found.push({
-      probe: "canary",
-      severity: "leak",
-      detail: `The canary page was requested as an IP address${address}${by}: the browser resolved its name locally`,
-      fix: refusalFix(canary.program, canary.socksVersion ?? 5, proxy),
-    });
-  }
-  if (!canary.arrivedByName && !canary.arrivedAsIp && canary.interrupted !== true) {
+  if (!canary.arrivedByName && canary.interrupted !== true) {
     found.push({
       probe: "canary",
       severity: "leak",

@@ -9,7 +9,7 @@ const PROXY = { host: "127.0.0.1", port: 9001 };
 const LEAK_RESULT: LeakcheckResult = decideVerdict({
   proxy: PROXY,
   proxyCheck: { kind: "ours" },
-  canary: { arrivedByName: false, arrivedAsIp: false, waitedSeconds: 60 },
+  canary: { arrivedByName: false, waitedSeconds: 60 },
   ipLiteralRequests: [{ destination: "93.184.216.34:443", version: 4, program: "chromium" }],
   findings: [
     { probe: "resolver", severity: "info", detail: "suspect, not counted as a lookup: chromium holds UDP 192.0.2.2:59890 -> 8.8.8.8:53", fix: null },
@@ -37,7 +37,7 @@ describe("renderHuman", () => {
   });
 
   test("a PASS with a single finding keeps the columns as wide as their headings and the verdict word", () => {
-    const result = decideVerdict({ proxy: PROXY, proxyCheck: { kind: "ours" }, canary: { arrivedByName: true, arrivedAsIp: false, waitedSeconds: 3 }, ipLiteralRequests: [], findings: [] });
+    const result = decideVerdict({ proxy: PROXY, proxyCheck: { kind: "ours" }, canary: { arrivedByName: true, waitedSeconds: 3 }, ipLiteralRequests: [], findings: [] });
     assert.equal(
       renderHuman(result),
       "PROBE    RESULT  DETAIL\ncanary   info    The canary arrived through the proxy as a name\nverdict  PASS    The canary arrived through the proxy as a name and nothing leaked (exit 0)\n",
@@ -48,7 +48,7 @@ describe("renderHuman", () => {
     const result = decideVerdict({
       proxy: PROXY,
       proxyCheck: { kind: "absent", found: "nothing listens on 127.0.0.1:9001" },
-      canary: { arrivedByName: false, arrivedAsIp: false, waitedSeconds: 0 },
+      canary: { arrivedByName: false, waitedSeconds: 0 },
       ipLiteralRequests: [],
       findings: [],
     });

@@ -4,8 +4,8 @@ import type { Finding } from "../../src/leakcheck/findings.ts";
 import { decideVerdict, sortFindings, type CanaryOutcome, type VerdictInput } from "../../src/leakcheck/verdict.ts";
 
 const PROXY = { host: "127.0.0.1", port: 9001 };
-const BY_NAME: CanaryOutcome = { arrivedByName: true, arrivedAsIp: false, program: "firefox-esr", waitedSeconds: 4 };
-const NOTHING: CanaryOutcome = { arrivedByName: false, arrivedAsIp: false, waitedSeconds: 60 };
+const BY_NAME: CanaryOutcome = { arrivedByName: true, program: "firefox-esr", waitedSeconds: 4 };
+const NOTHING: CanaryOutcome = { arrivedByName: false, waitedSeconds: 60 };
 
 function input(overrides: Partial<VerdictInput>): VerdictInput {
   return { proxy: PROXY, proxyCheck: { kind: "ours" }, canary: BY_NAME, ipLiteralRequests: [], findings: [], ...overrides };
@@ -67,35 +67,6 @@ describe("decideVerdict: LEAK", () => {
     });
   });
 
-  test("the canary page requested as an IP address is LEAK with the fix for the program and SOCKS version that sent it", () => {
-    const canary: CanaryOutcome = { arrivedByName: false, arrivedAsIp: true, ipLiteral: "192.0.2.80:80", socksVersion: 4, program: "chromium", waitedSeconds: 3 };
-    assert.deepEqual(decideVerdict(input({ canary })), {
-      verdict: "LEAK",
-      exitCode: 1,
-      findings: [
-        {
-          probe: "canary",
-          severity: "leak",
-          detail: "The canary page was requested as an IP address (192.0.2.80:80) from chromium: the browser resolved its name locally",
-          fix: "start Chromium with --proxy-server=socks5://127.0.0.1:9001 (socks5, not socks4)",
-        },
-      ],
-      summary: "1 leak (canary): apply the fixes above and run leakcheck again",
-    });
-  });
-
-  test("the canary by name and also as an IP address is LEAK, the leak listed before the arrival", () => {
-    const result = decideVerdict(input({ canary: { ...BY_NAME, arrivedAsIp: true } }));
-    assert.equal(result.verdict, "LEAK");
-    assert.deepEqual(
-      result.findings.map((f) => [f.severity, f.detail]),
-      [
-        ["leak", "The canary page was requested as an IP address from firefox-esr: the browser resolved its name locally"],
-        ["info", "The canary arrived through the proxy as a name from firefox-esr"],
-      ],
-    );
-  });
-
   test("the canary by name but also looked up locally is LEAK", () => {
     const result = decideVerdict(input({ findings: [CANARY_LOOKUP] }));
     assert.deepEqual([result.verdict, result.exitCode, result.summary], ["LEAK", 1, "1 leak (resolver): apply the fixes above and run leakcheck again"]);
@@ -147,7 +118,7 @@ describe("decideVerdict: LEAK", () => {
 
   test("a leaking setting of the browser that fetched the canary is LEAK, and so is any when no program was named", () => {
     assert.equal(decideVerdict(input({ findings: [FIREFOX_PAC] })).verdict, "LEAK");
-    const unnamed = decideVerdict(input({ canary: { arrivedByName: true, arrivedAsIp: false, waitedSeconds: 4 }, findings: [FIREFOX_PAC] }));
+    const unnamed = decideVerdict(input({ canary: { arrivedByName: true, waitedSeconds: 4 }, findings: [FIREFOX_PAC] }));
     assert.deepEqual([unnamed.verdict, unnamed.exitCode, unnamed.summary], ["LEAK", 1, "1 leak (firefox): apply the fixes above and run leakcheck again"]);
   });
 
