@@ -7,13 +7,18 @@
  * A LEAK is something seen leaving this machine outside the proxy: the canary
  * not arriving by name (as an IP address, or not at all within the wait), a
  * local lookup of it, WebRTC UDP around the proxy, IP-address SOCKS requests.
- * Every probe's leaks decide, with one exception: the settings audits
- * (firefox, chromium) read every profile on the machine, including browsers
- * the user is not testing, so a leaking setting counts only for the browser
- * that fetched the canary (or for all, when it could not be named). A
- * forgotten Firefox profile then does not fail a Chromium user, yet a Firefox
- * on a PAC proxy, which passes the canary but may resolve prefetched names
- * locally, does.
+ * Every probe's leaks decide, with two exceptions, both for programs other
+ * than the browser that fetched the canary (when it could be named):
+ * - the settings audits (firefox, chromium) read every profile on the
+ *   machine, including browsers the user is not testing, so a leaking setting
+ *   counts only for the tested browser. A forgotten Firefox profile then does
+ *   not fail a Chromium user, yet a Firefox on a PAC proxy, which passes the
+ *   canary but may resolve prefetched names locally, does;
+ * - an IP-address SOCKS request from another named program (curl, another
+ *   browser) using the proxy meanwhile: that program resolved locally, but
+ *   the browser under test did not send it.
+ * Both are still listed as leaks. When either side cannot be named, the leak
+ * counts: leakcheck cannot tell it is not the browser's.
  * `exposure` and `info` never decide; they are listed with their fixes.
  */
 import { hostPort } from "../address.ts";
@@ -107,10 +112,13 @@ export function decideVerdict(input: VerdictInput): LeakcheckResult {
         : `point --proxy at safetunnel's own -D port: only it answers leakcheck's canaries`;
     return result("UNTESTED", sortFindings(input.findings), `Could not test: ${input.proxyCheck.found}; ${fix}`);
   }
-  const findings = sortFindings([...canaryFindings(input.canary, input.proxy), ...ipLiteralFindings(input.ipLiteralRequests, input.proxy), ...input.findings]);
+  const requests = ipLiteralFindings(input.ipLiteralRequests, input.canary.program, input.proxy);
+  // Keyed by the finding objects themselves: sortFindings reorders them but keeps each object.
+  const otherPrograms = new Map(requests.flatMap(({ finding, otherProgram }) => (otherProgram === undefined ? [] : [[finding, otherProgram] as const])));
+  const findings = sortFindings([...canaryFindings(input.canary, input.proxy), ...requests.map(({ finding }) => finding), ...input.findings]);
   const tested = socksAppFromProgram(input.canary.program);
-  const counts = (finding: Finding): boolean =>
-    finding.severity === "leak" && !(BROWSER_AUDITS.has(finding.probe) && tested !== undefined && finding.probe !== tested);
+  const untestedBrowser = (finding: Finding): boolean => BROWSER_AUDITS.has(finding.probe) && tested !== undefined && finding.probe !== tested;
+  const counts = (finding: Finding): boolean => finding.severity === "leak" && !untestedBrowser(finding) && !otherPrograms.has(finding);
   const leaks = findings.filter(counts);
   if (leaks.length > 0) {
     const probes = [...new Set(leaks.map((finding) => finding.probe))].join(", ");
@@ -119,9 +127,29 @@ export function decideVerdict(input: VerdictInput): LeakcheckResult {
   if (!input.canary.arrivedByName) {
     return result("UNTESTED", findings, `Stopped after ${input.canary.waitedSeconds} s before the canary arrived: open the canary URL in the browser and let leakcheck wait`);
   }
-  const untested = findings.filter((finding) => finding.severity === "leak").length;
-  const elsewhere = untested > 0 ? `; ${plural(untested, "setting")} above would leak in a browser not tested here` : "";
+  const settings = findings.filter((finding) => finding.severity === "leak" && untestedBrowser(finding)).length;
+  const clauses = [
+    ...(settings > 0 ? [`${plural(settings, "setting")} above would leak in a browser not tested here`] : []),
+    ...(otherPrograms.size > 0 ? [otherProgramsClause([...otherPrograms.values()])] : []),
+  ];
+  const elsewhere = clauses.length > 0 ? `; ${clauses.join(", and ")}` : "";
   return result("PASS", findings, `The canary arrived through the proxy as a name and nothing leaked${elsewhere}`);
+}
+
+/** "1 leak above is from a program not tested here (curl)", for the leaks of `programs` (one entry per leak). */
+function otherProgramsClause(programs: readonly string[]): string {
+  const names = [...new Set(programs)];
+  return `${plural(programs.length, "leak")} above ${programs.length === 1 ? "is" : "are"} from ${names.length === 1 ? "a program" : "programs"} not tested here (${names.join(", ")})`;
+}
+
+/**
+ * Whether `program` is the browser under test: the same name, or the same
+ * browser family (firefox-esr and firefox, chrome and chromium), since one
+ * browser's processes and launchers go by several names.
+ */
+function isTestedProgram(program: string, tested: string): boolean {
+  const family = socksAppFromProgram(program);
+  return program === tested || (family !== undefined && family === socksAppFromProgram(tested));
 }
 
 /** The -D argument that listens where --proxy points: the port alone for ssh's default, 127.0.0.1. */
@@ -151,8 +179,12 @@ function canaryFindings(canary: CanaryOutcome, proxy: ProxyEndpoint): Finding[] 
   return found;
 }
 
-/** One leak per program and SOCKS version (each has its own fix), counting its requests. */
-function ipLiteralFindings(requests: readonly IpLiteralRequest[], proxy: ProxyEndpoint): Finding[] {
+/**
+ * One leak per program and SOCKS version (each has its own fix), counting its
+ * requests; `otherProgram` names the program when both it and the tested
+ * browser are named and differ (see the top of this file).
+ */
+function ipLiteralFindings(requests: readonly IpLiteralRequest[], tested: string | undefined, proxy: ProxyEndpoint): { finding: Finding; otherProgram?: string }[] {
   const groups = new Map<string, { first: IpLiteralRequest; count: number }>();
   for (const request of requests) {
     const key = `${request.program ?? ""}\u0000${request.version}`;
@@ -160,14 +192,20 @@ function ipLiteralFindings(requests: readonly IpLiteralRequest[], proxy: ProxyEn
     if (group === undefined) groups.set(key, { first: request, count: 1 });
     else group.count++;
   }
-  return [...groups.values()].map(({ first, count }) => ({
-    probe: "canary",
-    severity: "leak",
-    detail:
-      `${plural(count, `SOCKS${first.version} request`)} from ${first.program ?? "a client leakcheck could not name"} carried an IP address instead of a name ` +
-      `(first: ${first.destination}) and ${count === 1 ? "was" : "were"} refused: the client resolved those names locally`,
-    fix: refusalFix(first.program, first.version, proxy),
-  }));
+  return [...groups.values()].map(({ first, count }) => {
+    const { program } = first;
+    const other = program !== undefined && tested !== undefined && !isTestedProgram(program, tested);
+    const finding: Finding = {
+      probe: "canary",
+      severity: "leak",
+      detail:
+        `${plural(count, `SOCKS${first.version} request`)} from ${program ?? "a client leakcheck could not name"} carried an IP address instead of a name ` +
+        `(first: ${first.destination}) and ${count === 1 ? "was" : "were"} refused: the client resolved those names locally` +
+        (other ? `; ${program} is not the browser under test (the canary came from ${tested})` : ""),
+      fix: refusalFix(program, first.version, proxy),
+    };
+    return other ? { finding, otherProgram: program } : { finding };
+  });
 }
 
 function plural(count: number, noun: string): string {

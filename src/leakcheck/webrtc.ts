@@ -86,10 +86,12 @@ export function webrtcFindings(report: WebrtcReport | undefined): Finding[] {
     });
   }
   const host = candidates.filter((c) => c.type === "host" && (isIPv4(c.address) || isIPv6(c.address)) && !isLoopbackAddress(c.address));
-  if (host.length > 0) {
-    const addresses = unique(host.map((c) => c.address));
-    const kind = addresses.every(isPrivate) ? "LAN" : "public";
-    findings.push({ probe: "webrtc", severity: "exposure", detail: `WebRTC shows pages this machine's ${kind} address${addresses.length === 1 ? "" : "es"} ${addresses.join(", ")}`, fix: FIX });
+  // One finding per kind, each listing only its own addresses: a public address identifies the machine to any site, a LAN one only where it sits on its network.
+  const addresses = unique(host.map((c) => c.address));
+  for (const [kind, list] of [["LAN", addresses.filter(isPrivate)], ["public", addresses.filter((a) => !isPrivate(a))]] as const) {
+    if (list.length > 0) {
+      findings.push({ probe: "webrtc", severity: "exposure", detail: `WebRTC shows pages this machine's ${kind} address${list.length === 1 ? "" : "es"} ${list.join(", ")}`, fix: FIX });
+    }
   }
   if (findings.length === 0) {
     const hidden = candidates.some((c) => c.address.endsWith(".local"));

@@ -48,6 +48,157 @@ describe("decideVerdict: PASS", () => {
   });
 });
 
+const CURL_REQUEST_DETAIL =
+  "1 SOCKS5 request from curl carried an IP address instead of a name (first: 93.184.216.34:443) and was refused: the client resolved those names locally";
+const CURL_FIX = "use curl --socks5-hostname 127.0.0.1:9001 (or -x socks5h://127.0.0.1:9001)";
+const FIREFOX_SOCKS5_FIX = 'in Firefox set network.proxy.socks5_remote_dns = true ("Proxy DNS when using SOCKS v5") with SOCKS v5 host 127.0.0.1 port 9001';
+
+describe("decideVerdict: IP-address requests from a program other than the browser under test", () => {
+  test("are listed as leaks saying so, yet PASS when the tested browser is named, and the summary counts them with the settings of untested browsers", () => {
+    const result = decideVerdict(
+      input({
+        ipLiteralRequests: [
+          { destination: "93.184.216.34:443", version: 5, program: "curl" },
+          { destination: "198.51.100.7:80", version: 5, program: "wget" },
+          { destination: "198.51.100.8:80", version: 5, program: "wget" },
+        ],
+        findings: [{ ...CHROMIUM_DOH, severity: "leak" }],
+      }),
+    );
+    assert.deepEqual(result, {
+      verdict: "PASS",
+      exitCode: 0,
+      findings: [
+        { probe: "canary", severity: "leak", detail: `${CURL_REQUEST_DETAIL}; curl is not the browser under test (the canary came from firefox-esr)`, fix: CURL_FIX },
+        {
+          probe: "canary",
+          severity: "leak",
+          detail:
+            "2 SOCKS5 requests from wget carried an IP address instead of a name (first: 198.51.100.7:80) and were refused: the client resolved those names locally; " +
+            "wget is not the browser under test (the canary came from firefox-esr)",
+          fix:
+            "make the app send names: Firefox: network.proxy.socks5_remote_dns = true; Chromium: --proxy-server=socks5://127.0.0.1:9001; curl: --socks5-hostname 127.0.0.1:9001 or socks5h://",
+        },
+        { ...CHROMIUM_DOH, severity: "leak" },
+        ARRIVED,
+      ],
+      summary:
+        "The canary arrived through the proxy as a name and nothing leaked; 1 setting above would leak in a browser not tested here, " +
+        "and 2 leaks above are from programs not tested here (curl, wget)",
+    });
+  });
+
+  test("one from curl alone: PASS, the summary naming curl", () => {
+    assert.deepEqual(decideVerdict(input({ ipLiteralRequests: [{ destination: "93.184.216.34:443", version: 5, program: "curl" }] })), {
+      verdict: "PASS",
+      exitCode: 0,
+      findings: [{ probe: "canary", severity: "leak", detail: `${CURL_REQUEST_DETAIL}; curl is not the browser under test (the canary came from firefox-esr)`, fix: CURL_FIX }, ARRIVED],
+      summary: "The canary arrived through the proxy as a name and nothing leaked; 1 leak above is from a program not tested here (curl)",
+    });
+  });
+
+  test("from the program that fetched the canary: LEAK", () => {
+    assert.deepEqual(decideVerdict(input({ ipLiteralRequests: [{ destination: "93.184.216.34:443", version: 5, program: "firefox-esr" }] })), {
+      verdict: "LEAK",
+      exitCode: 1,
+      findings: [
+        {
+          probe: "canary",
+          severity: "leak",
+          detail: "1 SOCKS5 request from firefox-esr carried an IP address instead of a name (first: 93.184.216.34:443) and was refused: the client resolved those names locally",
+          fix: FIREFOX_SOCKS5_FIX,
+        },
+        ARRIVED,
+      ],
+      summary: "1 leak (canary): apply the fixes above and run leakcheck again",
+    });
+  });
+
+  test("from the same browser under another process name (firefox, the canary from firefox-esr): LEAK", () => {
+    assert.deepEqual(decideVerdict(input({ ipLiteralRequests: [{ destination: "93.184.216.34:443", version: 5, program: "firefox" }] })), {
+      verdict: "LEAK",
+      exitCode: 1,
+      findings: [
+        {
+          probe: "canary",
+          severity: "leak",
+          detail: "1 SOCKS5 request from firefox carried an IP address instead of a name (first: 93.184.216.34:443) and was refused: the client resolved those names locally",
+          fix: FIREFOX_SOCKS5_FIX,
+        },
+        ARRIVED,
+      ],
+      summary: "1 leak (canary): apply the fixes above and run leakcheck again",
+    });
+  });
+
+  test("from a program leakcheck could not name: LEAK, it may be the browser", () => {
+    assert.deepEqual(decideVerdict(input({ ipLiteralRequests: [{ destination: "198.51.100.7:443", version: 5 }] })), {
+      verdict: "LEAK",
+      exitCode: 1,
+      findings: [
+        {
+          probe: "canary",
+          severity: "leak",
+          detail:
+            "1 SOCKS5 request from a client leakcheck could not name carried an IP address instead of a name (first: 198.51.100.7:443) and was refused: the client resolved those names locally",
+          fix:
+            "make the app send names: Firefox: network.proxy.socks5_remote_dns = true; Chromium: --proxy-server=socks5://127.0.0.1:9001; curl: --socks5-hostname 127.0.0.1:9001 or socks5h://",
+        },
+        ARRIVED,
+      ],
+      summary: "1 leak (canary): apply the fixes above and run leakcheck again",
+    });
+  });
+
+  test("from curl when the browser that fetched the canary could not be named: LEAK", () => {
+    assert.deepEqual(decideVerdict(input({ canary: { arrivedByName: true, waitedSeconds: 4 }, ipLiteralRequests: [{ destination: "93.184.216.34:443", version: 5, program: "curl" }] })), {
+      verdict: "LEAK",
+      exitCode: 1,
+      findings: [
+        { probe: "canary", severity: "leak", detail: CURL_REQUEST_DETAIL, fix: CURL_FIX },
+        { probe: "canary", severity: "info", detail: "The canary arrived through the proxy as a name", fix: null },
+      ],
+      summary: "1 leak (canary): apply the fixes above and run leakcheck again",
+    });
+  });
+
+  test("with no canary arriving, the canary's absence is still LEAK", () => {
+    const absent: Finding = {
+      probe: "canary",
+      severity: "leak",
+      detail: "Nothing arrived through the proxy for the canary within 60 s: the browser resolved its name locally (and found nothing) or does not use the proxy",
+      fix:
+        "use SOCKS v5 at 127.0.0.1:9001 in the browser and make the app send names: Firefox: network.proxy.socks5_remote_dns = true; " +
+        "Chromium: --proxy-server=socks5://127.0.0.1:9001; curl: --socks5-hostname 127.0.0.1:9001 or socks5h://",
+    };
+    const curl = [{ destination: "93.184.216.34:443", version: 5, program: "curl" }] as const;
+    // No browser named: curl's request counts too.
+    assert.deepEqual(decideVerdict(input({ canary: NOTHING, ipLiteralRequests: curl })), {
+      verdict: "LEAK",
+      exitCode: 1,
+      findings: [absent, { probe: "canary", severity: "leak", detail: CURL_REQUEST_DETAIL, fix: CURL_FIX }],
+      summary: "2 leaks (canary): apply the fixes above and run leakcheck again",
+    });
+    // A browser named though nothing arrived (CanaryOutcome allows it): curl's request does not decide, the absence does.
+    assert.deepEqual(decideVerdict(input({ canary: { ...NOTHING, program: "firefox-esr" }, ipLiteralRequests: curl })), {
+      verdict: "LEAK",
+      exitCode: 1,
+      findings: [absent, { probe: "canary", severity: "leak", detail: `${CURL_REQUEST_DETAIL}; curl is not the browser under test (the canary came from firefox-esr)`, fix: CURL_FIX }],
+      summary: "1 leak (canary): apply the fixes above and run leakcheck again",
+    });
+  });
+
+  test("stopped before the canary arrived, with only curl's request seen: LEAK, since no browser was named", () => {
+    const result = decideVerdict(input({ canary: { ...NOTHING, waitedSeconds: 12, interrupted: true }, ipLiteralRequests: [{ destination: "93.184.216.34:443", version: 5, program: "curl" }] }));
+    assert.deepEqual(result, {
+      verdict: "LEAK",
+      exitCode: 1,
+      findings: [{ probe: "canary", severity: "leak", detail: CURL_REQUEST_DETAIL, fix: CURL_FIX }],
+      summary: "1 leak (canary): apply the fixes above and run leakcheck again",
+    });
+  });
+});
+
 describe("decideVerdict: LEAK", () => {
   test("nothing arriving within the wait is LEAK, exit 1, with the set-up fix for every browser", () => {
     assert.deepEqual(decideVerdict(input({ canary: NOTHING })), {
@@ -79,8 +230,10 @@ describe("decideVerdict: LEAK", () => {
   });
 
   test("IP-address SOCKS requests during the test are LEAK, one finding per program and SOCKS version, counted", () => {
+    // The canary's program unnamed: every request may be the browser's, so all decide.
     const result = decideVerdict(
       input({
+        canary: { arrivedByName: true, waitedSeconds: 4 },
         ipLiteralRequests: [
           { destination: "93.184.216.34:443", version: 5, program: "chromium" },
           { destination: "[2001:db8::1]:80", version: 5, program: "chromium" },
@@ -89,31 +242,35 @@ describe("decideVerdict: LEAK", () => {
         ],
       }),
     );
-    assert.equal(result.verdict, "LEAK");
-    assert.equal(result.summary, "3 leaks (canary): apply the fixes above and run leakcheck again");
-    assert.deepEqual(result.findings.slice(0, 3), [
-      {
-        probe: "canary",
-        severity: "leak",
-        detail: "2 SOCKS5 requests from chromium carried an IP address instead of a name (first: 93.184.216.34:443) and were refused: the client resolved those names locally",
-        fix: "start Chromium with --proxy-server=socks5://127.0.0.1:9001 (socks5, not socks4)",
-      },
-      {
-        probe: "canary",
-        severity: "leak",
-        detail: "1 SOCKS4 request from firefox-esr carried an IP address instead of a name (first: 10.0.0.1:80) and was refused: the client resolved those names locally",
-        fix:
-          'in Firefox use SOCKS v5 host 127.0.0.1 port 9001 with network.proxy.socks5_remote_dns = true ("Proxy DNS when using SOCKS v5"), ' +
-          'or keep SOCKS v4 and set network.proxy.socks_remote_dns = true ("Proxy DNS when using SOCKS v4")',
-      },
-      {
-        probe: "canary",
-        severity: "leak",
-        detail: "1 SOCKS5 request from a client leakcheck could not name carried an IP address instead of a name (first: 198.51.100.7:443) and was refused: the client resolved those names locally",
-        fix:
-          "make the app send names: Firefox: network.proxy.socks5_remote_dns = true; Chromium: --proxy-server=socks5://127.0.0.1:9001; curl: --socks5-hostname 127.0.0.1:9001 or socks5h://",
-      },
-    ]);
+    assert.deepEqual(result, {
+      verdict: "LEAK",
+      exitCode: 1,
+      summary: "3 leaks (canary): apply the fixes above and run leakcheck again",
+      findings: [
+        {
+          probe: "canary",
+          severity: "leak",
+          detail: "2 SOCKS5 requests from chromium carried an IP address instead of a name (first: 93.184.216.34:443) and were refused: the client resolved those names locally",
+          fix: "start Chromium with --proxy-server=socks5://127.0.0.1:9001 (socks5, not socks4)",
+        },
+        {
+          probe: "canary",
+          severity: "leak",
+          detail: "1 SOCKS4 request from firefox-esr carried an IP address instead of a name (first: 10.0.0.1:80) and was refused: the client resolved those names locally",
+          fix:
+            'in Firefox use SOCKS v5 host 127.0.0.1 port 9001 with network.proxy.socks5_remote_dns = true ("Proxy DNS when using SOCKS v5"), ' +
+            'or keep SOCKS v4 and set network.proxy.socks_remote_dns = true ("Proxy DNS when using SOCKS v4")',
+        },
+        {
+          probe: "canary",
+          severity: "leak",
+          detail: "1 SOCKS5 request from a client leakcheck could not name carried an IP address instead of a name (first: 198.51.100.7:443) and was refused: the client resolved those names locally",
+          fix:
+            "make the app send names: Firefox: network.proxy.socks5_remote_dns = true; Chromium: --proxy-server=socks5://127.0.0.1:9001; curl: --socks5-hostname 127.0.0.1:9001 or socks5h://",
+        },
+        { probe: "canary", severity: "info", detail: "The canary arrived through the proxy as a name", fix: null },
+      ],
+    });
   });
 
   test("a leaking setting of the browser that fetched the canary is LEAK, and so is any when no program was named", () => {

@@ -50,6 +50,41 @@ describe("webrtcFindings", () => {
     assert.equal(webrtcFindings({ candidates: ["candidate:1 1 udp 1 198.51.100.4 1 typ host"] })[0]!.detail, "WebRTC shows pages this machine's public address 198.51.100.4");
   });
 
+  test("LAN and public host candidates together are two exposure findings, LAN first, each listing only its own addresses", () => {
+    assert.deepEqual(
+      webrtcFindings({
+        candidates: [
+          "candidate:1 1 udp 1 198.51.100.4 1 typ host",
+          "candidate:1 1 udp 1 192.168.1.20 1 typ host",
+          "candidate:1 1 udp 1 2001:db8::7 1 typ host",
+          "candidate:1 1 udp 1 fe80::1 1 typ host",
+          "candidate:1 1 udp 1 192.168.1.20 2 typ host",
+        ],
+      }),
+      [
+        { probe: "webrtc", severity: "exposure", detail: "WebRTC shows pages this machine's LAN addresses 192.168.1.20, fe80::1", fix: FIX },
+        { probe: "webrtc", severity: "exposure", detail: "WebRTC shows pages this machine's public addresses 198.51.100.4, 2001:db8::7", fix: FIX },
+      ],
+    );
+  });
+
+  test("a STUN answer with a LAN and a public host candidate: the leak, then one exposure finding each", () => {
+    assert.deepEqual(
+      webrtcFindings({
+        candidates: [
+          "candidate:1 1 udp 1 10.0.0.5 1 typ host",
+          "candidate:1 1 udp 1 198.51.100.4 1 typ host",
+          "candidate:2 1 udp 1 203.0.113.7 5000 typ srflx raddr 10.0.0.5 rport 1",
+        ],
+      }),
+      [
+        { probe: "webrtc", severity: "leak", detail: "WebRTC reached a STUN server around the proxy (UDP from this machine), and learnt the address 203.0.113.7", fix: FIX },
+        { probe: "webrtc", severity: "exposure", detail: "WebRTC shows pages this machine's LAN address 10.0.0.5", fix: FIX },
+        { probe: "webrtc", severity: "exposure", detail: "WebRTC shows pages this machine's public address 198.51.100.4", fix: FIX },
+      ],
+    );
+  });
+
   test("only mDNS names: nothing leaked (info)", () => {
     assert.deepEqual(webrtcFindings({ candidates: ["candidate:3 1 udp 1 0a1b2c3d-e4f5.local 51000 typ host"] }), [
       { probe: "webrtc", severity: "info", detail: "WebRTC showed only mDNS names (*.local) and got no answer from a STUN server", fix: null },
