@@ -1,7 +1,6 @@
 import { describe, test, after } from "node:test";
 import assert from "node:assert/strict";
 import { Buffer } from "node:buffer";
-import { PassThrough, type Duplex } from "node:stream";
 import { connect } from "node:net";
 import { once } from "node:events";
 import { startDynamicForward } from "../../src/forward/dynamic.ts";
@@ -11,27 +10,12 @@ import { createLogger } from "../../src/log.ts";
 import { CanaryRegistry, CONTROL_NAME, MAX_SESSIONS, type CanaryEvent } from "../../src/leakcheck/canary-registry.ts";
 import { answerReservedName, canaryAnswers } from "../../src/leakcheck/canary-service.ts";
 import { isInvalidName } from "../../src/socks/policy.ts";
-import type { Origin, RemoteListen, TunnelSession } from "../../src/ssh/session.ts";
 import { encodeSocks5ConnectName, encodeSocks5Greeting, AuthMethod } from "../../src/socks/codec.ts";
 import { RawClient } from "../helpers/raw-socks.ts";
+import { FakeSession } from "../helpers/fake-session.ts";
 import { VERSION } from "../../src/version.ts";
 
 const WAIT_MS = 10_000;
-
-/** A session that records every channel asked of it: a reserved name must never get one. */
-class RecordingSession implements TunnelSession {
-  up = true;
-  opened: string[] = [];
-  async openDirect(host: string, port: number, _origin: Origin): Promise<Duplex> {
-    this.opened.push(`${host}:${port}`);
-    return new PassThrough();
-  }
-  listenRemote(): Promise<RemoteListen> {
-    return Promise.reject(new Error("not used"));
-  }
-  onDown(): void {}
-  async close(): Promise<void> {}
-}
 
 const listeners: Listener[] = [];
 after(async () => {
@@ -39,7 +23,8 @@ after(async () => {
 });
 
 async function frontEnd(canaries: CanaryRegistry | undefined) {
-  const session = new RecordingSession();
+  // It records every channel asked of it: a reserved name must never get one.
+  const session = new FakeSession();
   const stats = createStats();
   const listener = await startDynamicForward({
     label: "-D test",
@@ -149,7 +134,7 @@ describe("the -D front end answers safetunnel.invalid itself", () => {
     client.end();
     await client.serverClosed("the control connection to close");
     assert.equal(registry.size, 0, "closing the control connection forgets its canaries");
-    assert.deepEqual(session.opened, []);
+    assert.deepEqual(session.calls, []);
     assert.equal(stats.connections, 0, "answered here, not counted as tunnel connections");
   });
 
@@ -171,7 +156,7 @@ describe("the -D front end answers safetunnel.invalid itself", () => {
       { event: "canary", name: "feed.canary.safetunnel.invalid", port: 80, client: `127.0.0.1:${client.localPort}`, program: null },
       { event: "page", method: "GET", path: "/", userAgent: "test-agent" },
     ]);
-    assert.deepEqual(session.opened, []);
+    assert.deepEqual(session.calls, []);
     control.end();
   });
 
@@ -210,7 +195,7 @@ describe("the -D front end answers safetunnel.invalid itself", () => {
     for (const name of ["x.safetunnel.invalid ", "x.safetunnel.invalid\u0000"]) {
       assert.deepEqual((await connectName(port, name, 80)).reply, replyWith(0x01), JSON.stringify(name));
     }
-    assert.deepEqual(session.opened, []);
+    assert.deepEqual(session.calls, []);
   });
 
   test("a control connection from another machine (-g) is refused (0x02)", () => {
@@ -243,7 +228,7 @@ describe("the -D front end answers safetunnel.invalid itself", () => {
     assert.deepEqual((await connectName(withRegistry.port, "nobody.canary.safetunnel.invalid", 80)).reply, replyWith(0x04));
     const without = await frontEnd(undefined);
     assert.deepEqual((await connectName(without.port, CONTROL_NAME, 1)).reply, replyWith(0x04));
-    assert.deepEqual([...withRegistry.session.opened, ...without.session.opened], []);
+    assert.deepEqual([...withRegistry.session.calls, ...without.session.calls], []);
   });
 
   test("IP-address refusals are reported to running checks", async () => {

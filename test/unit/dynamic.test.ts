@@ -10,40 +10,14 @@ import { createStats, type TrafficStats } from "../../src/forward/stats.ts";
 import { createLogger } from "../../src/log.ts";
 import { parseCidr, type Cidr } from "../../src/cidr.ts";
 import { procPeerLookup, type AcceptedClient, type PeerLookup } from "../../src/platform/peer-lookup.ts";
-import type { Origin, RemoteListen, TunnelSession } from "../../src/ssh/session.ts";
-import { ChannelOpenError, type ChannelFailureKind } from "../../src/ssh/channel-failure.ts";
+import type { ChannelFailureKind } from "../../src/ssh/channel-failure.ts";
+import { FakeSession, failOpen } from "../helpers/fake-session.ts";
 import { RawClient, socks5Open, socks5Reply } from "../helpers/raw-socks.ts";
 import { startProcess } from "../helpers/run.ts";
 
 const WAIT_MS = 5000;
 
-// ------------------------------------------------------------------ fakes
-
-interface OpenCall {
-  host: string;
-  port: number;
-  origin: Origin;
-}
-
-/** A TunnelSession whose channels are whatever `open` returns. */
-class FakeSession implements TunnelSession {
-  up = true;
-  calls: OpenCall[] = [];
-  channels: Duplex[] = [];
-  open: (host: string, port: number) => Promise<Duplex> = async () => new PassThrough();
-
-  async openDirect(host: string, port: number, origin: Origin): Promise<Duplex> {
-    this.calls.push({ host, port, origin });
-    const channel = await this.open(host, port);
-    this.channels.push(channel);
-    return channel;
-  }
-  listenRemote(): Promise<RemoteListen> {
-    return Promise.reject(new Error("-D never asks the server to listen"));
-  }
-  onDown(): void {}
-  async close(): Promise<void> {}
-}
+// ------------------------------------------------------------------ the far end
 
 /** A loopback TCP echo server standing in for the far end of a channel. */
 let echo: Server;
@@ -87,7 +61,9 @@ after(async () => {
 });
 
 /**
- * A -D forward on 127.0.0.1 with a fake session. Clients are looked up only
+ * A -D forward on 127.0.0.1 with a fake session: its channels are
+ * PassThroughs until a test sets `session.open`, and its `listenRemote`
+ * rejects (-D never asks the server to listen). Clients are looked up only
  * where a test passes `peers` (by default nothing is: refusals name no program).
  */
 async function startForward(options: { allowIp?: Cidr[]; json?: boolean; verbosity?: number } & Pick<DynamicForwardOptions, "peers" | "clock"> = {}): Promise<Forward> {
@@ -511,7 +487,7 @@ describe("startDynamicForward: channel-open failures map to exact replies", () =
   for (const [kind, rep] of expected) {
     test(`${kind}: SOCKS5 reply 0x0${rep}, SOCKS4a 0x5B, counted as a failure and logged`, async () => {
       const { listener, session, stats, lines } = await startForward();
-      session.open = () => Promise.reject(new ChannelOpenError(kind, `far end says ${kind}`));
+      session.open = failOpen(kind, `far end says ${kind}`);
       const five = await socks5Connect(listener.port, socks5Name("target.example", 80));
       assert.deepEqual(await five.readToEnd(), socks5Reply(rep));
       const four = await connectClient(listener.port);

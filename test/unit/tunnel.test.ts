@@ -1,48 +1,16 @@
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { rejection } from "../helpers/rejection.ts";
-import { PassThrough, type Duplex } from "node:stream";
 import { serveForwards } from "../../src/tunnel.ts";
 import { resolveTunnelSettings } from "../../src/config/tunnel-settings.ts";
 import type { ConfigLine } from "../../src/config/host-lookup.ts";
-import type { IncomingConnection, Origin, RemoteListen, TunnelSession } from "../../src/ssh/session.ts";
 import { createLogger } from "../../src/log.ts";
 import { parseCidrList } from "../../src/cidr.ts";
 import { TunnelError } from "../../src/errors.ts";
+import { FakeSession, grantListen, refuseListen } from "../helpers/fake-session.ts";
 import { connectOutcome } from "../helpers/sockets.ts";
 import { freePort, occupyPort } from "../helpers/targets.ts";
 import { bounded, waitFor } from "../helpers/wait.ts";
-
-/** A session that opens PassThrough channels, accepts -R registrations (or refuses them), and can be dropped. */
-class FakeSession implements TunnelSession {
-  up = true;
-  closed = 0;
-  remote: { address: string; port: number }[] = [];
-  refuseRemote = false;
-  /** Called while the forwards start, to drop the connection mid-way. */
-  duringListen: (() => void) | undefined;
-  private downListeners: ((reason: string) => void)[] = [];
-
-  async openDirect(_host: string, _port: number, _origin: Origin): Promise<Duplex> {
-    return new PassThrough();
-  }
-  async listenRemote(address: string, port: number, _onIncoming: (connection: IncomingConnection) => void): Promise<RemoteListen> {
-    this.duringListen?.();
-    if (this.refuseRemote) throw new Error("request failed");
-    this.remote.push({ address, port });
-    return { port: port === 0 ? 40000 : port, close: async () => {} };
-  }
-  onDown(listener: (reason: string) => void): void {
-    this.downListeners.push(listener);
-  }
-  drop(reason: string): void {
-    this.up = false;
-    for (const listener of this.downListeners) listener(reason);
-  }
-  async close(): Promise<void> {
-    this.closed++;
-  }
-}
 
 function flags(...pairs: [string, string][]): ConfigLine[] {
   const keyword: Record<string, string> = { "-D": "dynamicforward", "-L": "localforward", "-R": "remoteforward", "-o": "exitonforwardfailure" };
@@ -72,7 +40,7 @@ function harness() {
 describe("serveForwards", () => {
   test("starts every forward, announces each once all have started, and on a signal closes them and exits 0 with a summary", async () => {
     const [socks, local] = [await freePort(), await freePort()];
-    const session = new FakeSession();
+    const session = new FakeSession({ listen: grantListen() });
     const h = harness();
     const done = serveForwards(session, settingsFor(flags(["-D", `127.0.0.1:${socks}`], ["-L", `127.0.0.1:${local}:web:80`], ["-R", "9003:internal:80"])), [], h.run);
     await waitFor(h.stopRegistered, "the forwards to start");
@@ -94,7 +62,7 @@ describe("serveForwards", () => {
 
   test("-R 0 is announced with OpenSSH's 'Allocated port' line", async () => {
     const h = harness();
-    const done = serveForwards(new FakeSession(), settingsFor(flags(["-R", "0:internal:80"])), [], h.run);
+    const done = serveForwards(new FakeSession({ listen: grantListen() }), settingsFor(flags(["-R", "0:internal:80"])), [], h.run);
     await waitFor(h.stopRegistered, "the forward to start");
     assert.deepEqual(h.lines, ["Allocated port 40000 for remote forward to internal:80"]);
     h.stop("SIGINT");
@@ -104,7 +72,7 @@ describe("serveForwards", () => {
   test("the -D listening line names the --allow-ip networks", async () => {
     const port = await freePort();
     const h = harness();
-    const done = serveForwards(new FakeSession(), settingsFor(flags(["-D", `127.0.0.1:${port}`])), parseCidrList("10.0.0.0/8,2001:db8::/32"), h.run);
+    const done = serveForwards(new FakeSession({ listen: grantListen() }), settingsFor(flags(["-D", `127.0.0.1:${port}`])), parseCidrList("10.0.0.0/8,2001:db8::/32"), h.run);
     await waitFor(h.stopRegistered, "the forward to start");
     assert.equal(
       h.lines[0],
@@ -118,7 +86,7 @@ describe("serveForwards", () => {
     const [free, busy] = [await freePort(), await freePort()];
     const holder = await occupyPort(busy);
     try {
-      const session = new FakeSession();
+      const session = new FakeSession({ listen: grantListen() });
       const h = harness();
       const err = await rejection(
         serveForwards(session, settingsFor(flags(["-o", "yes"], ["-D", `127.0.0.1:${free}`], ["-D", `127.0.0.1:${busy}`])), [], h.run),
@@ -140,8 +108,7 @@ describe("serveForwards", () => {
   });
 
   test("without ExitOnForwardFailure, a failed forward is reported and the others are announced and stay up", async () => {
-    const session = new FakeSession();
-    session.refuseRemote = true;
+    const session = new FakeSession({ listen: refuseListen("request failed") });
     const port = await freePort();
     const h = harness();
     const done = serveForwards(session, settingsFor(flags(["-D", `127.0.0.1:${port}`], ["-R", "9003:internal:80"])), [], h.run);
@@ -154,8 +121,7 @@ describe("serveForwards", () => {
   });
 
   test("when no forward can start, the run fails with FORWARD_FAILED and closes the session", async () => {
-    const session = new FakeSession();
-    session.refuseRemote = true;
+    const session = new FakeSession({ listen: refuseListen("request failed") });
     const err = await rejection(serveForwards(session, settingsFor(flags(["-R", "9003:internal:80"])), [], harness().run), TunnelError);
     assert.equal(err.code, "FORWARD_FAILED");
     assert.equal(err.message, "no forwarding could be started; see the errors above");
@@ -164,8 +130,14 @@ describe("serveForwards", () => {
 
   test("a connection lost while the forwards start fails the run, closing what started", async () => {
     const port = await freePort();
-    const session = new FakeSession();
-    session.duringListen = () => session.drop("Connection reset by peer");
+    const grant = grantListen();
+    const session: FakeSession = new FakeSession({
+      // The connection drops while the -R request is on its way; the server still grants it.
+      listen: (address, port, onIncoming) => {
+        session.drop("Connection reset by peer");
+        return grant(address, port, onIncoming);
+      },
+    });
     const h = harness();
     const err = await rejection(serveForwards(session, settingsFor(flags(["-D", `127.0.0.1:${port}`], ["-R", "9003:internal:80"])), [], h.run), TunnelError);
     assert.equal(err.code, "SSH_DISCONNECTED");
@@ -176,7 +148,7 @@ describe("serveForwards", () => {
 
   test("a connection lost after start-up is reported, the listeners close, and the run ends with 255", async () => {
     const port = await freePort();
-    const session = new FakeSession();
+    const session = new FakeSession({ listen: grantListen() });
     const h = harness();
     const done = serveForwards(session, settingsFor(flags(["-D", `127.0.0.1:${port}`])), [], h.run);
     await waitFor(h.stopRegistered, "the forward to start");
