@@ -14,6 +14,7 @@
  * hears what happens to them, and loses them when it closes.
  */
 import { randomBytes } from "node:crypto";
+import type { UdpEndpoint } from "./control-protocol.ts";
 
 /** The domain the front end answers itself. */
 export const RESERVED_DOMAIN = "safetunnel.invalid";
@@ -54,6 +55,8 @@ export interface CanarySession {
   readonly canary: string;
   /** A second name, for the page's WebRTC STUN server. */
   readonly stun: string;
+  /** Where leakcheck listens for WebRTC's UDP, once it has said (the page's second STUN server). */
+  udpStun: UdpEndpoint | undefined;
   report(event: CanaryEvent): void;
   close(): void;
 }
@@ -88,6 +91,7 @@ export class CanaryRegistry {
       uid,
       canary,
       stun,
+      udpStun: undefined,
       report: (event) => {
         if (open) listener(event);
       },

@@ -21,24 +21,23 @@ import {
   Socks5Reply,
 } from "../socks/codec.ts";
 import { CONTROL_NAME, CONTROL_PORT, type CanaryEvent } from "./canary-registry.ts";
+import { asControlAnswer, encodeControlRequest, parseHello, type ControlAnswer, type ControlRequest, type Hello } from "./control-protocol.ts";
 
 export interface ProxyAddress {
   host: string;
   port: number;
 }
 
-/** What the front end says first: the names this check may use. */
-export interface Hello {
-  version: string;
-  canary: string;
-  stun: string;
-  url: string;
-}
-
 export interface ControlConnection {
   hello: Hello;
   /** Called for every event, in order, until close(). */
   onEvent(listener: (event: CanaryEvent) => void): void;
+  /**
+   * Sends a request and waits (at most `ms`) for the front end's answer;
+   * undefined when none came (a front end from before the request existed
+   * says nothing to it). Answers are not events: onEvent never sees them.
+   */
+  request(request: ControlRequest, ms: number): Promise<ControlAnswer | undefined>;
   /** Called once if the front end goes away (the tunnel stopped) before close(). */
   onLost(listener: () => void): void;
   close(): void;
@@ -118,19 +117,6 @@ function connectTo(proxy: ProxyAddress, where: string, stepMs: number): Promise<
   });
 }
 
-function parseHello(line: string): Hello | undefined {
-  let value: unknown;
-  try {
-    value = JSON.parse(line);
-  } catch {
-    return undefined;
-  }
-  if (typeof value !== "object" || value === null) return undefined;
-  const v = value as Record<string, unknown>;
-  if (v["event"] !== "hello" || typeof v["canary"] !== "string" || typeof v["stun"] !== "string" || typeof v["url"] !== "string") return undefined;
-  return { version: String(v["version"] ?? ""), canary: v["canary"], stun: v["stun"], url: v["url"] };
-}
-
 /** Bytes, then lines, from the proxy, each wait bounded. */
 class LineReader {
   #buffer = Buffer.alloc(0);
@@ -140,6 +126,8 @@ class LineReader {
   /** Events that came before anyone listened: kept, so none is lost while the probes start. */
   #pending: CanaryEvent[] = [];
   #lost: (() => void)[] = [];
+  /** Waiting for the answer to the request sent last, if any. */
+  #answer: ((answer: ControlAnswer | undefined) => void) | undefined;
   #streaming = false;
   #closed = false;
   readonly #socket: Socket;
@@ -152,6 +140,7 @@ class LineReader {
     });
     socket.on("close", () => {
       this.#ended = true;
+      this.#answer?.(undefined);
       this.#notify();
       if (this.#streaming && !this.#closed) for (const listener of this.#lost) listener();
     });
@@ -214,12 +203,18 @@ class LineReader {
     for (let end = this.#buffer.indexOf(0x0a); end >= 0; end = this.#buffer.indexOf(0x0a)) {
       const line = this.#buffer.subarray(0, end).toString("utf8");
       this.#buffer = this.#buffer.subarray(end + 1);
-      let event: CanaryEvent;
+      let value: unknown;
       try {
-        event = JSON.parse(line) as CanaryEvent;
+        value = JSON.parse(line);
       } catch {
         continue;
       }
+      const answer = asControlAnswer(value);
+      if (answer !== undefined) {
+        this.#answer?.(answer);
+        continue;
+      }
+      const event = value as CanaryEvent;
       if (this.#listeners.length === 0) this.#pending.push(event);
       for (const listener of this.#listeners) listener(event);
     }
@@ -234,6 +229,18 @@ class LineReader {
         this.#listeners.push(listener);
         for (const event of this.#pending.splice(0)) listener(event);
       },
+      request: (request, ms) =>
+        new Promise((resolve) => {
+          if (this.#ended || this.#closed) return resolve(undefined);
+          const timer = setTimeout(() => settle(undefined), ms);
+          const settle = (answer: ControlAnswer | undefined): void => {
+            clearTimeout(timer);
+            this.#answer = undefined;
+            resolve(answer);
+          };
+          this.#answer = settle;
+          this.#socket.write(encodeControlRequest(request));
+        }),
       onLost: (listener) => {
         // The front end may have gone before anyone listened (while the probes started).
         if (this.#ended && !this.#closed) queueMicrotask(listener);

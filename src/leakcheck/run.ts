@@ -4,15 +4,18 @@
  * probes see while the user opens it, and print the verdict (verdict.ts,
  * report.ts). Returns the exit status: 0 PASS, 1 LEAK, 2 could not test.
  *
- * The run ends as soon as the verdict is certain: a second after the canary
- * page has arrived by name or an IP-address request has been refused, or
- * when --wait runs out; with --watch it goes on until Ctrl-C.
+ * The run ends as soon as the verdict is certain: a second after the page's
+ * WebRTC report once the canary page has arrived by name (or a few seconds
+ * without one), a second after a leak the verdict counts (a canary looked up
+ * locally, an IP-address request from the browser, WebRTC's UDP at
+ * leakcheck's port), or when --wait runs out; with --watch it goes on until
+ * Ctrl-C.
  */
 import type { LeakcheckPlan } from "../cli/leakcheck-args.ts";
 import { hostPort } from "../address.ts";
 import { NotAFrontEnd, openControl, type ControlConnection } from "./control-client.ts";
 import type { CanaryEvent } from "./canary-registry.ts";
-import { decideVerdict, type CanaryOutcome, type IpLiteralRequest, type LeakcheckResult, type ProxyCheck } from "./verdict.ts";
+import { decideVerdict, isTestedProgram, type CanaryOutcome, type IpLiteralRequest, type LeakcheckResult, type ProxyCheck } from "./verdict.ts";
 import { findingJsonLine, renderHuman, renderJsonLines } from "./report.ts";
 import type { Finding } from "./findings.ts";
 import { ResolverSocketPoller } from "../platform/resolver-sockets.ts";
@@ -22,7 +25,9 @@ import { readCaptureFile } from "./capture-file.ts";
 import { namesCanary, resolverFindings } from "./resolver-findings.ts";
 import type { DnsObservation } from "./dns-frames.ts";
 import { auditBrowserSetup } from "./browser-files.ts";
-import { asWebrtcReport, stunLookupFix, webrtcFindings, type WebrtcReport } from "./webrtc.ts";
+import { asWebrtcReport, stunLookupFix, udpProbeFindings, webrtcFindings, type UdpProbe, type WebrtcReport } from "./webrtc.ts";
+import { listenForWebrtcUdp, type StunListener } from "./stun-listener.ts";
+import { procUdpSender } from "../platform/udp-owner.ts";
 import { TunnelError, describeError, errnoCode } from "../errors.ts";
 
 export interface LeakcheckEnvironment {
@@ -46,6 +51,8 @@ export interface LeakcheckEnvironment {
 const SETTLE_MS = 1000;
 /** After the page, how long its script may take to post the WebRTC report (it gathers for at most 3 s). */
 const REPORT_WAIT_MS = 6000;
+/** How long the front end may take to answer a control request. */
+const REQUEST_WAIT_MS = 2000;
 
 /**
  * @example
@@ -78,6 +85,8 @@ export async function runLeakcheck(plan: LeakcheckPlan, env: LeakcheckEnvironmen
   const findings: Finding[] = [];
   let webrtc: WebrtcReport | undefined;
   let poller: ResolverSocketPoller | undefined;
+  let udp: StunListener | undefined;
+  let udpProbe: UdpProbe | undefined;
   let capture: LiveCapture | undefined;
   let captureProblem: string | undefined;
   let outcome: Outcome;
@@ -97,8 +106,24 @@ export async function runLeakcheck(plan: LeakcheckPlan, env: LeakcheckEnvironmen
     const setup = auditBrowserSetup({ home: env.home, platform: env.platform, env: env.env }, proxy).catch(
       (err: unknown): Finding[] => [{ probe: "system", severity: "info", detail: `Browser settings could not be read: ${describeError(err)}`, fix: null }],
     );
-    // Set once the wait below starts: a canary looked up locally makes the verdict LEAK at once.
+    // Set once the wait below starts: a canary looked up locally, or WebRTC's UDP at our port, makes the verdict LEAK at once.
     let onCanaryLookup = (): void => {};
+    let onUdpStun = (): void => {};
+    udp = await listenForWebrtcUdp({
+      ...(env.platform === "linux" ? { senderProgram: procUdpSender() } : {}),
+      onStun: (from) => {
+        if (plan.watch) env.out(plan.json ? JSON.stringify({ type: "webrtc-udp", from }) : `webrtc: a STUN request over UDP from ${from} reached leakcheck's port around the proxy (a leak)`);
+        onUdpStun();
+      },
+    });
+    if (udp.endpoint !== undefined) {
+      // The front end names our port in the page it serves: it must know before the URL is shown.
+      const answer = await control.request({ request: "stun-udp", ...udp.endpoint }, REQUEST_WAIT_MS);
+      if (answer?.event !== "stun-udp") {
+        udpProbe = { problem: answer === undefined ? "the tunnel did not answer the request to add it to the page (a safetunnel from before this check existed?)" : `the tunnel would not add it to the page (${answer.reason})` };
+        await udp.close();
+      }
+    }
     const canaryNames = [control.hello.canary, control.hello.stun];
     capture = await startLiveCapture({
       onObservation: (seen) => {
@@ -123,23 +148,29 @@ export async function runLeakcheck(plan: LeakcheckPlan, env: LeakcheckEnvironmen
     const connection = control;
     outcome = await new Promise<Outcome>((resolve) => {
       let settle: ReturnType<typeof setTimeout> | undefined;
-      let certain: Outcome | undefined;
+      let certain: "arrived" | "leaked" | undefined;
+      let endsAt = Infinity;
       const deadline = plan.watch ? undefined : setTimeout(() => resolve("timeout"), plan.waitMs);
       const done = (why: Outcome): void => {
         clearTimeout(deadline);
         clearTimeout(settle);
         resolve(why);
       };
-      /** The verdict is certain: end after `ms`, unless an earlier certainty ends it sooner. */
-      const endAfter = (why: Outcome, ms: number): void => {
-        if (plan.watch || certain === "leaked") return;
+      /** The verdict is certain: end after `ms`, unless it ends sooner already; a leak overrides an arrival. */
+      const endAfter = (why: "arrived" | "leaked", ms: number): void => {
+        if (plan.watch || (certain === "leaked" && why === "arrived")) return;
+        const at = now() + ms;
+        if (certain === why && at >= endsAt) return;
         certain = why;
+        endsAt = at;
         clearTimeout(settle);
         settle = setTimeout(() => done(why), ms);
       };
       onStop = () => done("interrupted");
       if (stopped) done("interrupted");
       onCanaryLookup = () => endAfter("leaked", SETTLE_MS);
+      // The page's report, if it comes, says what else WebRTC did.
+      onUdpStun = () => endAfter("leaked", webrtc === undefined ? REPORT_WAIT_MS : SETTLE_MS);
       connection.onLost(() => done("lost"));
       connection.onEvent((event: CanaryEvent) => {
         if (event.event === "canary") {
@@ -153,12 +184,14 @@ export async function runLeakcheck(plan: LeakcheckPlan, env: LeakcheckEnvironmen
           if (certain === undefined) endAfter("arrived", REPORT_WAIT_MS);
         } else if (event.event === "report") {
           webrtc = asWebrtcReport(event.body) ?? webrtc;
-          if (webrtc !== undefined && certain === "arrived") endAfter("arrived", SETTLE_MS);
+          if (webrtc !== undefined && certain !== undefined) endAfter(certain, SETTLE_MS);
         } else if (event.event === "refused-ip") {
           ipLiteralRequests.push({ destination: event.destination, version: event.version, ...(event.program !== null ? { program: event.program } : {}) });
           if (plan.watch) env.out(plan.json ? JSON.stringify({ type: "refused-ip", destination: event.destination, program: event.program }) : `canary: refused an IP-address request to ${event.destination}${event.program === null ? "" : ` from ${event.program}`} (a leak)`);
-          // An IP-address request makes the verdict LEAK, whatever comes next.
-          endAfter("leaked", SETTLE_MS);
+          // Certain only when it counts whatever comes next: its program unknown, or the browser
+          // already known and this is it (verdict.ts: another program's request does not decide).
+          const decides = event.program === null || (canary.arrivedByName && (canary.program === undefined || isTestedProgram(event.program, canary.program)));
+          if (decides) endAfter("leaked", SETTLE_MS);
         }
       });
     });
@@ -166,6 +199,7 @@ export async function runLeakcheck(plan: LeakcheckPlan, env: LeakcheckEnvironmen
     findings.push(...(await setup));
   } finally {
     control.close();
+    if (udpProbe === undefined) udpProbe = await udp?.close();
     await poller?.stop();
     captureProblem = await capture?.stop();
   }
@@ -186,7 +220,8 @@ export async function runLeakcheck(plan: LeakcheckPlan, env: LeakcheckEnvironmen
   // A lookup of the STUN canary is WebRTC's leak: its fix is WebRTC's, not the proxy settings'.
   const stunLookup = (finding: Finding): boolean => finding.severity === "leak" && finding.detail.includes(stun);
   const lookups = resolverFindings(observations, [canaryName, stun]).map((finding): Finding => (stunLookup(finding) ? { ...finding, probe: "webrtc", fix: stunLookupFix(proxy) } : finding));
-  findings.unshift(...lookups, ...(canary.arrivedByName ? webrtcFindings(webrtc) : []));
+  const udpFindings = udpProbe === undefined ? [] : udpProbeFindings(udpProbe, webrtc);
+  findings.unshift(...lookups, ...(canary.arrivedByName ? [...webrtcFindings(webrtc), ...udpFindings] : udpFindings.filter((finding) => finding.severity === "leak")));
 
   // Cut short, not run out: "nothing arrived within the wait" would not be true.
   if (outcome !== "timeout" && outcome !== "arrived") canary.interrupted = true;

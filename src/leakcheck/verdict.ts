@@ -147,7 +147,7 @@ function otherProgramsClause(programs: readonly string[]): string {
  * browser family (firefox-esr and firefox, chrome and chromium), since one
  * browser's processes and launchers go by several names.
  */
-function isTestedProgram(program: string, tested: string): boolean {
+export function isTestedProgram(program: string, tested: string): boolean {
   const family = socksAppFromProgram(program);
   return program === tested || (family !== undefined && family === socksAppFromProgram(tested));
 }

@@ -11,12 +11,17 @@
  * - no report: the script did not run (JavaScript off, or not a browser).
  *
  * The STUN server name is a canary: a browser that resolves it locally is
- * caught by the resolver probe like the page canary.
+ * caught by the resolver probe like the page canary. The page's second STUN
+ * server is a UDP port leakcheck listens on at an address of this machine
+ * outside loopback (stun-listener.ts): a STUN request arriving there is
+ * WebRTC sending UDP around the proxy, whatever the candidates say (a SOCKS
+ * CONNECT carries TCP only; RFC 1928 UDP ASSOCIATE is not offered).
  */
 import { isIPv4, isIPv6 } from "node:net";
-import { isLoopbackAddress, parseIPv4, parseIPv6 } from "../address.ts";
+import { hostPort, isLoopbackAddress, parseIPv4, parseIPv6 } from "../address.ts";
 import { CHROMIUM_POLICY, CHROMIUM_WEBRTC_PROXIED_ONLY, chromiumLaunchFlags, chromiumPolicies, FIREFOX_PREF, firefoxPrefSetting, type ProxyEndpoint } from "../client-setup.ts";
 import type { Finding } from "./findings.ts";
+import type { UdpEndpoint } from "./control-protocol.ts";
 
 /** What the page posts to /report. */
 export interface WebrtcReport {
@@ -46,7 +51,8 @@ export function parseCandidate(line: string): Candidate | undefined {
 
 const FIX_FIREFOX = `in Firefox ${firefoxPrefSetting(FIREFOX_PREF.webrtcProxyOnlyIfBehindProxy, true)} (or ${firefoxPrefSetting(FIREFOX_PREF.webrtcEnabled, false)})`;
 const FIX_CHROMIUM = `in Chromium ${chromiumPolicies({ [CHROMIUM_POLICY.webRtcIpHandling]: CHROMIUM_WEBRTC_PROXIED_ONLY })}`;
-const FIX = `${FIX_FIREFOX}; ${FIX_CHROMIUM}`;
+/** What keeps WebRTC inside the proxy, for Firefox and for Chromium. */
+export const WEBRTC_FIX = `${FIX_FIREFOX}; ${FIX_CHROMIUM}`;
 
 /**
  * The fix for a local lookup of the STUN canary: the browser resolved a
@@ -57,7 +63,7 @@ const FIX = `${FIX_FIREFOX}; ${FIX_CHROMIUM}`;
  * stunLookupFix({ host: "127.0.0.1", port: 9001 }) // "...; and start Chromium with --proxy-server=socks5://127.0.0.1:9001 ... --host-resolver-rules=..."
  */
 export function stunLookupFix(proxy: ProxyEndpoint): string {
-  return `${FIX}; and start Chromium with ${chromiumLaunchFlags(proxy)} so it resolves nothing itself`;
+  return `${WEBRTC_FIX}; and start Chromium with ${chromiumLaunchFlags(proxy)} so it resolves nothing itself`;
 }
 
 /**
@@ -82,7 +88,7 @@ export function webrtcFindings(report: WebrtcReport | undefined): Finding[] {
       probe: "webrtc",
       severity: "leak",
       detail: `WebRTC reached a STUN server around the proxy (UDP from this machine), and learnt the address ${unique(reflexive.map((c) => c.address)).join(", ")}`,
-      fix: FIX,
+      fix: WEBRTC_FIX,
     });
   }
   const host = candidates.filter((c) => c.type === "host" && (isIPv4(c.address) || isIPv6(c.address)) && !isLoopbackAddress(c.address));
@@ -90,7 +96,7 @@ export function webrtcFindings(report: WebrtcReport | undefined): Finding[] {
   const addresses = unique(host.map((c) => c.address));
   for (const [kind, list] of [["LAN", addresses.filter(isPrivate)], ["public", addresses.filter((a) => !isPrivate(a))]] as const) {
     if (list.length > 0) {
-      findings.push({ probe: "webrtc", severity: "exposure", detail: `WebRTC shows pages this machine's ${kind} address${list.length === 1 ? "" : "es"} ${list.join(", ")}`, fix: FIX });
+      findings.push({ probe: "webrtc", severity: "exposure", detail: `WebRTC shows pages this machine's ${kind} address${list.length === 1 ? "" : "es"} ${list.join(", ")}`, fix: WEBRTC_FIX });
     }
   }
   if (findings.length === 0) {
@@ -133,4 +139,76 @@ export function asWebrtcReport(body: unknown): WebrtcReport | undefined {
   const { candidates, error } = webrtc as Record<string, unknown>;
   const lines = Array.isArray(candidates) ? candidates.filter((c): c is string => typeof c === "string").slice(0, 200) : [];
   return typeof error === "string" ? { candidates: lines, error: error.slice(0, 200) } : { candidates: lines };
+}
+
+/** RFC 5389 section 6: the magic cookie every STUN message carries at bytes 4 to 7. */
+const STUN_MAGIC_COOKIE = 0x2112a442;
+
+/**
+ * Whether a UDP datagram is a STUN message (RFC 5389 section 6): the two
+ * top bits zero, the magic cookie, and a length that is the rest of the
+ * datagram, a multiple of 4.
+ *
+ * @example
+ * isStunMessage(Uint8Array.of(0x00, 0x01, 0x00, 0x00, 0x21, 0x12, 0xa4, 0x42, ...new Array(12).fill(7))) // true: a Binding request
+ */
+export function isStunMessage(datagram: Uint8Array): boolean {
+  if (datagram.length < 20 || (datagram[0]! & 0xc0) !== 0) return false;
+  const view = new DataView(datagram.buffer, datagram.byteOffset, datagram.byteLength);
+  const length = view.getUint16(2);
+  return view.getUint32(4) === STUN_MAGIC_COOKIE && length % 4 === 0 && length === datagram.length - 20;
+}
+
+/** A STUN request that reached leakcheck's UDP port. */
+export interface UdpArrival {
+  /** Its source, "address:port". */
+  from: string;
+  /** The program holding the sending socket, when it could be named. */
+  program?: string;
+}
+
+/** What leakcheck's UDP port saw during the check, or why it could not listen. */
+export type UdpProbe =
+  | {
+      listening: UdpEndpoint;
+      /** The first senders of STUN requests, one entry per source. */
+      arrivals: UdpArrival[];
+      /** STUN requests in all, from every source. */
+      stunCount: number;
+      /** Datagrams that were not STUN (not counted as WebRTC's). */
+      otherCount: number;
+    }
+  | { problem: string };
+
+/**
+ * Findings of probe "webrtc" for leakcheck's UDP port. `report` is the page's
+ * (undefined: its script did not run, so silence proves nothing).
+ *
+ * @example
+ * udpProbeFindings({ listening: { address: "192.168.1.20", port: 40000 }, arrivals: [{ from: "192.168.1.20:51000", program: "firefox-esr" }], stunCount: 3, otherCount: 0 }, report)
+ * // [{ probe: "webrtc", severity: "leak", detail: "WebRTC sent 3 STUN requests over UDP straight to 192.168.1.20:40000 ...", fix: "..." }]
+ */
+export function udpProbeFindings(probe: UdpProbe, report: WebrtcReport | undefined): Finding[] {
+  if ("problem" in probe) {
+    return [{ probe: "webrtc", severity: "info", detail: `WebRTC's UDP was not watched: ${probe.problem}; the candidates and the STUN name still were`, fix: null }];
+  }
+  const where = hostPort(probe.listening.address, probe.listening.port);
+  const findings: Finding[] = [];
+  if (probe.stunCount > 0) {
+    const senders = probe.arrivals.map((arrival) => (arrival.program === undefined ? arrival.from : `${arrival.from} (${arrival.program})`));
+    findings.push({
+      probe: "webrtc",
+      severity: "leak",
+      detail:
+        `WebRTC sent ${probe.stunCount === 1 ? "a STUN request" : `${probe.stunCount} STUN requests`} over UDP straight to ${where} (the page's second STUN server) from ${senders.join(", ")}: ` +
+        "UDP does not go through the proxy, so any page can make the browser reveal where it is",
+      fix: WEBRTC_FIX,
+    });
+  } else if (report !== undefined && report.error === undefined) {
+    findings.push({ probe: "webrtc", severity: "info", detail: `No UDP reached ${where}, the page's second STUN server: WebRTC did not go around the proxy`, fix: null });
+  }
+  if (probe.otherCount > 0) {
+    findings.push({ probe: "webrtc", severity: "info", detail: `${probe.otherCount} UDP datagram${probe.otherCount === 1 ? "" : "s"} that ${probe.otherCount === 1 ? "was" : "were"} not STUN arrived at ${where}; not counted`, fix: null });
+  }
+  return findings;
 }
