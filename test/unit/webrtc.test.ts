@@ -1,6 +1,6 @@
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { asWebrtcReport, parseCandidate, stunLookupFix, webrtcFindings } from "../../src/leakcheck/webrtc.ts";
+import { asWebrtcReport, isStunMessage, parseCandidate, stunLookupFix, udpProbeFindings, webrtcFindings, type UdpProbe } from "../../src/leakcheck/webrtc.ts";
 
 const FIX =
   'in Firefox media.peerconnection.ice.proxy_only_if_behind_proxy = true (or media.peerconnection.enabled = false); ' +
@@ -108,5 +108,127 @@ describe("asWebrtcReport", () => {
 
   test("is undefined for anything else", () => {
     for (const body of [null, 5, "x", {}, { webrtc: null }, { webrtc: "x" }]) assert.equal(asWebrtcReport(body), undefined);
+  });
+});
+
+/** A STUN Binding request header (RFC 5389 section 6): type 0x0001, `length` bytes of attributes, the magic cookie, a 96-bit transaction ID. */
+function bindingRequest(attributes: number[] = []): Uint8Array {
+  return Uint8Array.of(0x00, 0x01, 0x00, attributes.length, 0x21, 0x12, 0xa4, 0x42, 0x6a, 0x4f, 0x1e, 0x22, 0x8b, 0x3c, 0x90, 0x05, 0x71, 0xd2, 0xee, 0x13, ...attributes);
+}
+
+describe("isStunMessage", () => {
+  test("a 20-byte Binding request with the magic cookie is STUN", () => {
+    assert.equal(isStunMessage(bindingRequest()), true);
+  });
+
+  test("a request with attributes whose length the header gives is STUN (here FINGERPRINT, 8 bytes)", () => {
+    assert.equal(isStunMessage(bindingRequest([0x80, 0x28, 0x00, 0x04, 0x5a, 0x1b, 0x2c, 0x3d])), true);
+  });
+
+  test("a message lying inside a larger buffer is read at its own offset", () => {
+    const pool = new Uint8Array(64).fill(0xff);
+    pool.set(bindingRequest(), 13);
+    assert.equal(isStunMessage(pool.subarray(13, 33)), true);
+    assert.equal(isStunMessage(pool.subarray(12, 32)), false);
+  });
+
+  test("another cookie (an RFC 3489 request, or anything else) is not STUN", () => {
+    const message = bindingRequest();
+    message[7] = 0x43;
+    assert.equal(isStunMessage(message), false);
+  });
+
+  test("either of the two top bits set is not STUN (RFC 7983 tells RTP/DTLS apart by them)", () => {
+    for (const first of [0x40, 0x80, 0xc0]) {
+      const message = bindingRequest();
+      message[0] = first;
+      assert.equal(isStunMessage(message), false, first.toString(16));
+    }
+  });
+
+  test("a length that is not the rest of the datagram is not STUN", () => {
+    const short = bindingRequest([0x80, 0x28, 0x00, 0x04, 0x5a, 0x1b, 0x2c, 0x3d]);
+    short[3] = 4;
+    assert.equal(isStunMessage(short), false, "says 4, carries 8");
+    assert.equal(isStunMessage(Uint8Array.of(...bindingRequest(), 0, 0, 0, 0)), false, "says 0, carries 4");
+  });
+
+  test("a length that is not a multiple of 4 is not STUN, even when it matches", () => {
+    assert.equal(isStunMessage(bindingRequest([1, 2, 3, 4, 5, 6])), false);
+  });
+
+  test("shorter than a STUN header is not STUN", () => {
+    assert.equal(isStunMessage(bindingRequest().subarray(0, 19)), false);
+    assert.equal(isStunMessage(new Uint8Array(0)), false);
+  });
+});
+
+describe("udpProbeFindings", () => {
+  const listening = { address: "192.168.1.20", port: 40000 };
+  const report = { candidates: ["candidate:1 1 udp 1 0a1b2c3d-e4f5.local 51000 typ host"] };
+  const TAIL = "UDP does not go through the proxy, so any page can make the browser reveal where it is";
+
+  test("a listener that could not start: one info finding with its problem", () => {
+    assert.deepEqual(udpProbeFindings({ problem: "this machine has no network address besides loopback, and browsers leave loopback out of WebRTC" }, report), [
+      {
+        probe: "webrtc",
+        severity: "info",
+        detail: "WebRTC's UDP was not watched: this machine has no network address besides loopback, and browsers leave loopback out of WebRTC; the candidates and the STUN name still were",
+        fix: null,
+      },
+    ]);
+  });
+
+  test("one STUN request from a named program is a leak naming the sender and its program", () => {
+    assert.deepEqual(udpProbeFindings({ listening, arrivals: [{ from: "192.168.1.20:51000", program: "firefox-esr" }], stunCount: 1, otherCount: 0 }, report), [
+      {
+        probe: "webrtc",
+        severity: "leak",
+        detail: `WebRTC sent a STUN request over UDP straight to 192.168.1.20:40000 (the page's second STUN server) from 192.168.1.20:51000 (firefox-esr): ${TAIL}`,
+        fix: FIX,
+      },
+    ]);
+  });
+
+  test("three STUN requests from two sources, one unnamed, counted in all; a leak even without a report", () => {
+    const probe: UdpProbe = { listening, arrivals: [{ from: "192.168.1.20:51000" }, { from: "[2001:db8::1]:51002", program: "chromium" }], stunCount: 3, otherCount: 0 };
+    const leak = {
+      probe: "webrtc",
+      severity: "leak",
+      detail: `WebRTC sent 3 STUN requests over UDP straight to 192.168.1.20:40000 (the page's second STUN server) from 192.168.1.20:51000, [2001:db8::1]:51002 (chromium): ${TAIL}`,
+      fix: FIX,
+    };
+    assert.deepEqual(udpProbeFindings(probe, report), [leak]);
+    assert.deepEqual(udpProbeFindings(probe, undefined), [leak]);
+  });
+
+  test("nothing arrived after the page reported: info that WebRTC did not go around the proxy (IPv6 listener bracketed)", () => {
+    assert.deepEqual(udpProbeFindings({ listening, arrivals: [], stunCount: 0, otherCount: 0 }, report), [
+      { probe: "webrtc", severity: "info", detail: "No UDP reached 192.168.1.20:40000, the page's second STUN server: WebRTC did not go around the proxy", fix: null },
+    ]);
+    assert.deepEqual(udpProbeFindings({ listening: { address: "2001:db8::1", port: 40000 }, arrivals: [], stunCount: 0, otherCount: 0 }, { candidates: [] }), [
+      { probe: "webrtc", severity: "info", detail: "No UDP reached [2001:db8::1]:40000, the page's second STUN server: WebRTC did not go around the proxy", fix: null },
+    ]);
+  });
+
+  test("nothing arrived and the page did not report, or WebRTC did not run: silence proves nothing, no finding", () => {
+    const silent: UdpProbe = { listening, arrivals: [], stunCount: 0, otherCount: 0 };
+    assert.deepEqual(udpProbeFindings(silent, undefined), []);
+    assert.deepEqual(udpProbeFindings(silent, { candidates: [], error: "RTCPeerConnection is not available" }), []);
+  });
+
+  test("datagrams that were not STUN are counted apart, one or more", () => {
+    assert.deepEqual(udpProbeFindings({ listening, arrivals: [], stunCount: 0, otherCount: 1 }, undefined), [
+      { probe: "webrtc", severity: "info", detail: "1 UDP datagram that was not STUN arrived at 192.168.1.20:40000; not counted", fix: null },
+    ]);
+    assert.deepEqual(udpProbeFindings({ listening, arrivals: [{ from: "192.168.1.20:51000" }], stunCount: 1, otherCount: 2 }, report), [
+      {
+        probe: "webrtc",
+        severity: "leak",
+        detail: `WebRTC sent a STUN request over UDP straight to 192.168.1.20:40000 (the page's second STUN server) from 192.168.1.20:51000: ${TAIL}`,
+        fix: FIX,
+      },
+      { probe: "webrtc", severity: "info", detail: "2 UDP datagrams that were not STUN arrived at 192.168.1.20:40000; not counted", fix: null },
+    ]);
   });
 });
