@@ -140,6 +140,31 @@ export const CHROMIUM_POLICY = {
 /** The WebRtcIPHandling value that keeps WebRTC's UDP inside the proxy. */
 export const CHROMIUM_WEBRTC_PROXIED_ONLY = "disable_non_proxied_udp";
 
+/**
+ * The profile preference behind WebRtcIPHandling (the one the WebRTC
+ * extension API chrome.privacy.network.webRTCIPHandlingPolicy sets): a user
+ * without admin rights can set it in the profile's Preferences file.
+ */
+export const CHROMIUM_WEBRTC_PREF = "webrtc.ip_handling_policy";
+
+/**
+ * How to keep Chromium's WebRTC UDP inside the proxy: the managed policy, or
+ * the profile preference where policies cannot be written. Measured with
+ * Chromium 156: either stops the page's STUN over UDP; the
+ * --force-webrtc-ip-handling-policy switch did not, headless or not.
+ *
+ * @example
+ * chromiumWebrtcFix("/etc/chromium/policies/managed")
+ * // 'set the policy "WebRtcIPHandling": "disable_non_proxied_udp" in a JSON file in /etc/chromium/policies/managed/, or, without admin rights, with Chromium closed, "webrtc": {"ip_handling_policy": "disable_non_proxied_udp"} in its profile's Preferences file (Default/Preferences in the user data folder); the --force-webrtc-ip-handling-policy switch is ignored'
+ */
+export function chromiumWebrtcFix(policyDir?: string): string {
+  return (
+    `${chromiumPolicies({ [CHROMIUM_POLICY.webRtcIpHandling]: CHROMIUM_WEBRTC_PROXIED_ONLY }, policyDir)}, ` +
+    `or, without admin rights, with Chromium closed, "webrtc": {"ip_handling_policy": ${JSON.stringify(CHROMIUM_WEBRTC_PROXIED_ONLY)}} in its profile's Preferences file (Default/Preferences in the user data folder); ` +
+    "the --force-webrtc-ip-handling-policy switch is ignored"
+  );
+}
+
 /** The bypass rule that sends loopback through the proxy too (Chromium sends it direct by default). */
 export const CHROMIUM_BYPASS_NOTHING = "<-loopback>";
 

@@ -10,7 +10,7 @@ import { CaptureReader, type CaptureFormat } from "./pcap.ts";
 
 export interface CaptureAnalysis {
   format: CaptureFormat;
-  /** Every DNS, mDNS, LLMNR and DoT message found, in capture order. */
+  /** Every DNS, mDNS, LLMNR and DoT message found, in capture order (none when `keep` was false). */
   observations: DnsObservation[];
   /** Packets read, and how many were DNS, malformed DNS (skipped) or other traffic. */
   counts: DnsFrameCounts;
@@ -54,6 +54,11 @@ export interface CaptureStreamOptions extends DnsFrameOptions {
   /** Called as each observation is decoded, before the stream ends (for `--watch`). */
   onObservation?: (observation: DnsObservation) => void;
   /**
+   * Keep the observations for the result; false leaves them to onObservation
+   * (a live capture that keeps its own). @default true
+   */
+  keep?: boolean;
+  /**
    * Accept a capture cut off inside its last record, as one still being
    * written is: what came before it counts. @default false
    */
@@ -75,7 +80,7 @@ export async function readCaptureStream(chunks: AsyncIterable<Uint8Array> | Iter
   for await (const chunk of chunks) {
     for (const packet of reader.push(chunk)) {
       for (const observation of decoder.decode(packet)) {
-        observations.push(observation);
+        if (options.keep !== false) observations.push(observation);
         onObservation(observation);
       }
     }

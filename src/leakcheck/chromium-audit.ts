@@ -13,6 +13,8 @@ import {
   CHROMIUM_WEBRTC_PROXIED_ONLY,
   chromiumLaunchFlags,
   chromiumPolicies,
+  chromiumWebrtcFix,
+  CHROMIUM_WEBRTC_PREF,
   chromiumProxyServer,
   pointsAtProxy,
   type ProxyEndpoint,
@@ -321,7 +323,7 @@ export function auditChromium(install: ChromiumInstall, proxy: ProxyEndpoint): F
   }
 
   // WebRTC: only the policy (or the profile pref an extension sets) keeps its UDP behind the proxy.
-  const webrtcFix = `${policyFix({ [CHROMIUM_POLICY.webRtcIpHandling]: CHROMIUM_WEBRTC_PROXIED_ONLY })} (desktop Chromium ignores --force-webrtc-ip-handling-policy)`;
+  const webrtcFix = chromiumWebrtcFix(install.policyDir);
   const webrtcWhy = "WebRTC can send UDP around the proxy and show pages this machine's addresses";
   const webrtcPolicy = policies.get(CHROMIUM_POLICY.webRtcIpHandling);
   if (webrtcPolicy !== undefined) {
@@ -332,12 +334,12 @@ export function auditChromium(install: ChromiumInstall, proxy: ProxyEndpoint): F
     for (const profile of install.profiles) {
       const preferences = profile.preferences === undefined ? undefined : parseJsonObject(profile.preferences.text);
       if (profile.preferences !== undefined && preferences === undefined) add("info", `${profile.preferences.path} is not JSON`, null);
-      const value = lookup(preferences, "webrtc.ip_handling_policy");
+      const value = lookup(preferences, CHROMIUM_WEBRTC_PREF);
       if (value === CHROMIUM_WEBRTC_PROXIED_ONLY) continue;
       const from =
         typeof value === "string"
-          ? `"webrtc.ip_handling_policy": ${JSON.stringify(value)} in ${profile.preferences!.path}`
-          : `profile ${JSON.stringify(profile.name)} has no ${CHROMIUM_POLICY.webRtcIpHandling} policy or webrtc.ip_handling_policy, so WebRTC IP handling is "default"`;
+          ? `"${CHROMIUM_WEBRTC_PREF}": ${JSON.stringify(value)} in ${profile.preferences!.path}`
+          : `profile ${JSON.stringify(profile.name)} has no ${CHROMIUM_POLICY.webRtcIpHandling} policy or ${CHROMIUM_WEBRTC_PREF}, so WebRTC IP handling is "default"`;
       add("exposure", `${from}: ${webrtcWhy}`, webrtcFix);
     }
   }

@@ -126,8 +126,12 @@ class LineReader {
   /** Events that came before anyone listened: kept, so none is lost while the probes start. */
   #pending: CanaryEvent[] = [];
   #lost: (() => void)[] = [];
-  /** Waiting for the answer to the request sent last, if any. */
-  #answer: ((answer: ControlAnswer | undefined) => void) | undefined;
+  /**
+   * One slot per request sent and not yet answered, oldest first: the front
+   * end answers every request, in order, so a late answer to a request that
+   * timed out is taken by its own slot, never by a later request's.
+   */
+  #awaiting: { settle: (answer: ControlAnswer | undefined) => void }[] = [];
   #streaming = false;
   #closed = false;
   readonly #socket: Socket;
@@ -140,7 +144,7 @@ class LineReader {
     });
     socket.on("close", () => {
       this.#ended = true;
-      this.#answer?.(undefined);
+      for (const slot of this.#awaiting.splice(0)) slot.settle(undefined);
       this.#notify();
       if (this.#streaming && !this.#closed) for (const listener of this.#lost) listener();
     });
@@ -211,7 +215,7 @@ class LineReader {
       }
       const answer = asControlAnswer(value);
       if (answer !== undefined) {
-        this.#answer?.(answer);
+        this.#awaiting.shift()?.settle(answer);
         continue;
       }
       const event = value as CanaryEvent;
@@ -232,13 +236,14 @@ class LineReader {
       request: (request, ms) =>
         new Promise((resolve) => {
           if (this.#ended || this.#closed) return resolve(undefined);
-          const timer = setTimeout(() => settle(undefined), ms);
-          const settle = (answer: ControlAnswer | undefined): void => {
-            clearTimeout(timer);
-            this.#answer = undefined;
-            resolve(answer);
-          };
-          this.#answer = settle;
+          // A timed-out request keeps its slot (settling again does nothing): its late answer lands there.
+          const timer = setTimeout(() => resolve(undefined), ms);
+          this.#awaiting.push({
+            settle: (answer) => {
+              clearTimeout(timer);
+              resolve(answer);
+            },
+          });
           this.#socket.write(encodeControlRequest(request));
         }),
       onLost: (listener) => {

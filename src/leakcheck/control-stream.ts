@@ -38,12 +38,15 @@ export function controlStream(registry: CanaryRegistry, options: ControlStreamOp
     read() {},
     write(chunk: Buffer, _encoding, callback) {
       pending = Buffer.concat([pending, chunk]);
+      const tooLong = (): void => callback(new Error(`control request longer than ${MAX_REQUEST_BYTES} bytes`));
       for (let end = pending.indexOf(0x0a); end >= 0; end = pending.indexOf(0x0a)) {
+        // However the bytes were split: a long line ends the connection whether its newline came with it or not.
+        if (end > MAX_REQUEST_BYTES) return tooLong();
         const line = pending.subarray(0, end).toString("utf8");
         pending = pending.subarray(end + 1);
         if (session !== undefined && line.trim() !== "") send(answer(line, session, options));
       }
-      if (pending.length > MAX_REQUEST_BYTES) return callback(new Error(`control request longer than ${MAX_REQUEST_BYTES} bytes`));
+      if (pending.length > MAX_REQUEST_BYTES) return tooLong();
       callback();
     },
     final(callback) {

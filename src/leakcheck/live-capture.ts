@@ -31,9 +31,18 @@ process.once("exit", () => {
 /** DNS, mDNS, LLMNR and DNS over TLS, both transports (pcap-filter(7)). */
 const FILTER = "port 53 or port 5353 or port 5355 or port 853";
 
+/**
+ * Observations kept for the report, at most, besides those `mustKeep` picks:
+ * with --watch a capture can run all day, and the report lists names, not
+ * every message.
+ */
+export const MAX_KEPT = 20_000;
+
 export interface LiveCapture {
-  /** Everything decoded so far. */
+  /** What was decoded so far: the first MAX_KEPT, and every one `mustKeep` picked. */
   readonly observations: DnsObservation[];
+  /** Observations decoded but not kept (past MAX_KEPT). */
+  readonly dropped: number;
   /** Ends tcpdump (by its PID) and waits for the rest of its output; resolves with a problem if it never captured. */
   stop(): Promise<string | undefined>;
 }
@@ -44,8 +53,11 @@ export interface LiveCapture {
  * // ... the check runs ...
  * const problem = await capture.stop();
  */
-export async function startLiveCapture(options: { onObservation?: (observation: DnsObservation) => void; command?: string } = {}): Promise<LiveCapture> {
+export async function startLiveCapture(
+  options: { onObservation?: (observation: DnsObservation) => void; mustKeep?: (observation: DnsObservation) => boolean; command?: string } = {},
+): Promise<LiveCapture> {
   const observations: DnsObservation[] = [];
+  let dropped = 0;
   let child: ChildProcess;
   let stderr = "";
   try {
@@ -68,10 +80,14 @@ export async function startLiveCapture(options: { onObservation?: (observation: 
     if (stderr.includes("listening on")) onListening();
   });
   const spawnError = new Promise<string>((resolve) => child.once("error", (err) => resolve(`cannot run tcpdump (${err.message})`)));
-  const reading = readCaptureStream(child.stdout!, { onObservation: (observation) => {
-    observations.push(observation);
-    options.onObservation?.(observation);
-  } }).then(
+  const reading = readCaptureStream(child.stdout!, {
+    keep: false,
+    onObservation: (observation) => {
+      if (observations.length < MAX_KEPT || options.mustKeep?.(observation) === true) observations.push(observation);
+      else dropped++;
+      options.onObservation?.(observation);
+    },
+  }).then(
     () => undefined,
     (err: Error) => err.message,
   );
@@ -81,6 +97,9 @@ export async function startLiveCapture(options: { onObservation?: (observation: 
   clearTimeout(timer);
   return {
     observations,
+    get dropped() {
+      return dropped;
+    },
     stop: async () => {
       if (child.exitCode === null && child.signalCode === null) child.kill("SIGTERM");
       let timer: ReturnType<typeof setTimeout> | undefined;
@@ -103,5 +122,5 @@ export async function startLiveCapture(options: { onObservation?: (observation: 
 }
 
 function failed(problem: string): LiveCapture {
-  return { observations: [], stop: async () => problem };
+  return { observations: [], dropped: 0, stop: async () => problem };
 }

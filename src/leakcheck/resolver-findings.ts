@@ -22,7 +22,7 @@
 import { hostPort } from "../address.ts";
 import type { DnsObservation, DnsProtocol, Endpoint } from "./dns-frames.ts";
 import type { Finding } from "./findings.ts";
-import { canonicalName } from "./canary-registry.ts";
+import { canonicalName, RESERVED_DOMAIN } from "./canary-registry.ts";
 
 export interface ResolverFindingsOptions {
   /**
@@ -46,6 +46,28 @@ export function namesCanary(name: string, canary: string): boolean {
   const asked = canonicalName(name);
   const wanted = canonicalName(canary);
   return wanted !== "" && (asked === wanted || asked.endsWith(`.${wanted}`));
+}
+
+/** A canary name of any check: `LABEL.canary.safetunnel.invalid` (canary-registry.ts), with what lies under it. */
+const ANY_CANARY = new RegExp(`(?:^|\\.)([^.]+\\.canary\\.${RESERVED_DOMAIN.replace(/\./g, "\\.")})$`);
+
+/**
+ * The canaries of any check that `observations` name, for a capture read
+ * without a running check (`--pcap` with no tunnel): whichever check the
+ * capture was taken during, its canaries look like this.
+ *
+ * @example
+ * canariesIn([{ names: ["www.3f2a.canary.safetunnel.invalid", "example.org"], ... }]) // ["3f2a.canary.safetunnel.invalid"]
+ */
+export function canariesIn(observations: readonly DnsObservation[]): string[] {
+  const found = new Set<string>();
+  for (const seen of observations) {
+    for (const name of seen.names) {
+      const match = ANY_CANARY.exec(canonicalName(name));
+      if (match !== null) found.add(match[1]!);
+    }
+  }
+  return [...found];
 }
 
 /**

@@ -15,14 +15,15 @@ import type { LeakcheckPlan } from "../cli/leakcheck-args.ts";
 import { hostPort } from "../address.ts";
 import { NotAFrontEnd, openControl, type ControlConnection } from "./control-client.ts";
 import type { CanaryEvent } from "./canary-registry.ts";
-import { decideVerdict, isTestedProgram, type CanaryOutcome, type IpLiteralRequest, type LeakcheckResult, type ProxyCheck } from "./verdict.ts";
+import { decideCaptureVerdict, decideVerdict, isTestedProgram, type CanaryOutcome, type IpLiteralRequest, type LeakcheckResult, type ProxyCheck } from "./verdict.ts";
 import { findingJsonLine, renderHuman, renderJsonLines } from "./report.ts";
 import type { Finding } from "./findings.ts";
 import { ResolverSocketPoller } from "../platform/resolver-sockets.ts";
-import { startLiveCapture, type LiveCapture } from "./live-capture.ts";
+import { MAX_KEPT, startLiveCapture, type LiveCapture } from "./live-capture.ts";
 import { access, constants } from "node:fs/promises";
 import { readCaptureFile } from "./capture-file.ts";
-import { namesCanary, resolverFindings } from "./resolver-findings.ts";
+import { canariesIn, namesCanary, resolverFindings } from "./resolver-findings.ts";
+import type { ProxyEndpoint } from "../client-setup.ts";
 import type { DnsObservation } from "./dns-frames.ts";
 import { auditBrowserSetup } from "./browser-files.ts";
 import { asWebrtcReport, stunLookupFix, udpProbeFindings, webrtcFindings, type UdpProbe, type WebrtcReport } from "./webrtc.ts";
@@ -75,6 +76,10 @@ export async function runLeakcheck(plan: LeakcheckPlan, env: LeakcheckEnvironmen
     control = await openControl(proxy);
   } catch (err) {
     if (!(err instanceof NotAFrontEnd)) throw err;
+    if (plan.pcap !== undefined) {
+      env.note(`No safetunnel front end: ${err.found}; reading the capture alone.`);
+      return finish(await captureOnly(plan.pcap, proxy, err.found), plan, env);
+    }
     const proxyCheck: ProxyCheck = { kind: err.kind, found: err.found };
     return finish(decideVerdict({ proxy, proxyCheck, canary: { arrivedByName: false, waitedSeconds: 0 }, ipLiteralRequests: [], findings: [] }), plan, env);
   }
@@ -125,9 +130,11 @@ export async function runLeakcheck(plan: LeakcheckPlan, env: LeakcheckEnvironmen
       }
     }
     const canaryNames = [control.hello.canary, control.hello.stun];
+    const namesOurCanary = (seen: DnsObservation): boolean => seen.names.some((name) => canaryNames.some((canaryName) => namesCanary(name, canaryName)));
     capture = await startLiveCapture({
+      mustKeep: namesOurCanary,
       onObservation: (seen) => {
-        const isCanary = seen.names.some((name) => canaryNames.some((canaryName) => namesCanary(name, canaryName)));
+        const isCanary = namesOurCanary(seen);
         if (isCanary) onCanaryLookup();
         if (plan.watch && seen.query) {
           const line = `${seen.protocol} query for ${seen.names.join(", ")} to ${hostPort(seen.to.address, seen.to.port)}${isCanary ? " (the canary: a leak)" : ""}`;
@@ -205,6 +212,9 @@ export async function runLeakcheck(plan: LeakcheckPlan, env: LeakcheckEnvironmen
   }
 
   const observations: DnsObservation[] = [...(capture?.observations ?? [])];
+  if (capture !== undefined && capture.dropped > 0) {
+    findings.push({ probe: "resolver", severity: "info", detail: `${capture.dropped} more DNS messages were seen than the report keeps (${MAX_KEPT}); each lookup of a canary was kept`, fix: null });
+  }
   if (captureProblem !== undefined) {
     const fallback = poller !== undefined ? "resolver sockets were watched through /proc instead" : "local resolver use was not watched";
     findings.push({ probe: "resolver", severity: "info", detail: `No live capture: ${captureProblem}; ${fallback}`, fix: "run leakcheck as root (or with CAP_NET_RAW) with tcpdump installed to see every local lookup" });
@@ -217,9 +227,7 @@ export async function runLeakcheck(plan: LeakcheckPlan, env: LeakcheckEnvironmen
     }
   }
   const { canary: canaryName, stun } = control.hello;
-  // A lookup of the STUN canary is WebRTC's leak: its fix is WebRTC's, not the proxy settings'.
-  const stunLookup = (finding: Finding): boolean => finding.severity === "leak" && finding.detail.includes(stun);
-  const lookups = resolverFindings(observations, [canaryName, stun]).map((finding): Finding => (stunLookup(finding) ? { ...finding, probe: "webrtc", fix: stunLookupFix(proxy) } : finding));
+  const lookups = lookupFindings(observations, [canaryName, stun], [stun], proxy);
   const udpFindings = udpProbe === undefined ? [] : udpProbeFindings(udpProbe, webrtc);
   findings.unshift(...lookups, ...(canary.arrivedByName ? [...webrtcFindings(webrtc), ...udpFindings] : udpFindings.filter((finding) => finding.severity === "leak")));
 
@@ -227,6 +235,37 @@ export async function runLeakcheck(plan: LeakcheckPlan, env: LeakcheckEnvironmen
   if (outcome !== "timeout" && outcome !== "arrived") canary.interrupted = true;
   if (outcome === "lost") env.note("The tunnel stopped during the check; what was seen until then:");
   return finish(decideVerdict({ proxy, proxyCheck: { kind: "ours" }, canary, ipLiteralRequests, findings }), plan, env);
+}
+
+/**
+ * Probe 3's findings for `observations`: a lookup of a STUN canary is
+ * WebRTC's leak, so its fix is WebRTC's, not the proxy settings'.
+ */
+function lookupFindings(observations: readonly DnsObservation[], canaries: readonly string[], stunCanaries: readonly string[], proxy: ProxyEndpoint, maxNamesListed?: number): Finding[] {
+  const stunLookup = (finding: Finding): boolean => finding.severity === "leak" && stunCanaries.some((name) => finding.detail.includes(name));
+  return resolverFindings(observations, canaries, maxNamesListed === undefined ? {} : { maxNamesListed }).map((finding): Finding =>
+    stunLookup(finding) ? { ...finding, probe: "webrtc", fix: stunLookupFix(proxy) } : finding,
+  );
+}
+
+/** How many other names a capture read alone lists: every one, within reason. */
+const CAPTURE_ONLY_NAMES = 200;
+
+/**
+ * `--pcap FILE` with no tunnel to test through: the capture alone, with the
+ * canaries of whichever check it was taken during.
+ */
+async function captureOnly(path: string, proxy: ProxyEndpoint, found: string): Promise<LeakcheckResult> {
+  const { format, observations, counts } = await readCaptureFile(path, { allowCutOff: true });
+  const canaries = canariesIn(observations);
+  const summary: Finding = {
+    probe: "resolver",
+    severity: "info",
+    detail: `The capture ${path} (${format}) holds ${counts.packets} packet${counts.packets === 1 ? "" : "s"}, ${counts.dns} with DNS${counts.malformed > 0 ? `, ${counts.malformed} malformed` : ""}; ${canaries.length === 0 ? "it names no leakcheck canary" : `it names the canar${canaries.length === 1 ? "y" : "ies"} ${canaries.join(", ")}`}`,
+    fix: null,
+  };
+  const stun = canaries.filter((name) => /-stun\.canary\./.test(name));
+  return decideCaptureVerdict({ found, findings: [summary, ...lookupFindings(observations, canaries, stun, proxy, CAPTURE_ONLY_NAMES)] });
 }
 
 type Outcome = "arrived" | "leaked" | "timeout" | "interrupted" | "lost";

@@ -136,6 +136,30 @@ export function decideVerdict(input: VerdictInput): LeakcheckResult {
   return result("PASS", findings, `The canary arrived through the proxy as a name and nothing leaked${elsewhere}`);
 }
 
+/**
+ * The verdict on a capture read alone (`--pcap` with no tunnel at --proxy):
+ * a canary of any check in it, looked up locally, is a LEAK; otherwise the
+ * browser was not tested (only the canary's arrival through the proxy can
+ * show that it sends names), so UNTESTED, with what the capture held listed.
+ *
+ * @example
+ * decideCaptureVerdict({ found: "nothing is listening on 127.0.0.1:1080", findings: [] })
+ * // { verdict: "UNTESTED", exitCode: 2, findings: [], summary: "Only the capture was read (nothing is listening on 127.0.0.1:1080) ..." }
+ */
+export function decideCaptureVerdict(input: { found: string; findings: readonly Finding[] }): LeakcheckResult {
+  const findings = sortFindings(input.findings);
+  const leaks = findings.filter((finding) => finding.severity === "leak");
+  if (leaks.length > 0) {
+    const probes = [...new Set(leaks.map((finding) => finding.probe))].join(", ");
+    return result("LEAK", findings, `${plural(leaks.length, "leak")} in the capture (${probes}): apply the fixes above and run leakcheck again with the tunnel`);
+  }
+  return result(
+    "UNTESTED",
+    findings,
+    `Only the capture was read (${input.found}): no canary was looked up in it, but the browser itself was not tested; start the tunnel and run leakcheck while the browser opens the canary URL`,
+  );
+}
+
 /** "1 leak above is from a program not tested here (curl)", for the leaks of `programs` (one entry per leak). */
 function otherProgramsClause(programs: readonly string[]): string {
   const names = [...new Set(programs)];

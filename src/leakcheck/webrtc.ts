@@ -19,7 +19,7 @@
  */
 import { isIPv4, isIPv6 } from "node:net";
 import { hostPort, isLoopbackAddress, parseIPv4, parseIPv6 } from "../address.ts";
-import { CHROMIUM_POLICY, CHROMIUM_WEBRTC_PROXIED_ONLY, chromiumLaunchFlags, chromiumPolicies, FIREFOX_PREF, firefoxPrefSetting, type ProxyEndpoint } from "../client-setup.ts";
+import { chromiumLaunchFlags, chromiumWebrtcFix, FIREFOX_PREF, firefoxPrefSetting, type ProxyEndpoint } from "../client-setup.ts";
 import type { Finding } from "./findings.ts";
 import type { UdpEndpoint } from "./control-protocol.ts";
 
@@ -50,7 +50,7 @@ export function parseCandidate(line: string): Candidate | undefined {
 }
 
 const FIX_FIREFOX = `in Firefox ${firefoxPrefSetting(FIREFOX_PREF.webrtcProxyOnlyIfBehindProxy, true)} (or ${firefoxPrefSetting(FIREFOX_PREF.webrtcEnabled, false)})`;
-const FIX_CHROMIUM = `in Chromium ${chromiumPolicies({ [CHROMIUM_POLICY.webRtcIpHandling]: CHROMIUM_WEBRTC_PROXIED_ONLY })}`;
+const FIX_CHROMIUM = `in Chromium ${chromiumWebrtcFix()}`;
 /** What keeps WebRTC inside the proxy, for Firefox and for Chromium. */
 export const WEBRTC_FIX = `${FIX_FIREFOX}; ${FIX_CHROMIUM}`;
 

@@ -33,7 +33,9 @@ export function udpSocketInodes(tables: readonly string[], from: UdpSender): str
       if (row === null || row.inode === "0") continue;
       const local = decodeProcNetAddress(row.local);
       if (local === null || local.port !== from.port) continue;
-      if (local.address === source || local.address === "0.0.0.0" || local.address === "::") inodes.push(row.inode);
+      // A wildcard socket sends from any address of its family; "::" (udp6) also sends IPv4 unless IPV6_V6ONLY.
+      const wildcard = local.address === "::" || (local.address === "0.0.0.0" && source !== undefined && !source.includes(":"));
+      if (local.address === source || wildcard) inodes.push(row.inode);
     }
   }
   return inodes;

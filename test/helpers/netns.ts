@@ -26,6 +26,12 @@ const IP = "/usr/sbin/ip";
 export interface Netns {
   /** The namespace's name, as `ip netns` knows it. */
   name: string;
+  /**
+   * `/etc/netns/NAME`: a file or folder made here replaces /etc's of the same
+   * name for programs started in the namespace (ip-netns(8) bind-mounts it at
+   * each start), as resolv.conf does; removed with the namespace.
+   */
+  etcDir: string;
   /** Start `command args` inside the namespace (see `startProcess`); its PID is the program's own. */
   start(command: string, args: string[], options?: { env?: NodeJS.ProcessEnv; cwd?: string }): Running;
   /** Run `command args` to completion inside the namespace (see `runCommand`). */
@@ -83,6 +89,7 @@ export async function createNetns(prefix = "safetunnel"): Promise<Netns> {
   let removing: Promise<void> | undefined;
   const netns: Netns = {
     name,
+    etcDir,
     start: (command, args, options = {}) => startProcess(IP, ["netns", "exec", name, command, ...args], options),
     run: (command, args, options = {}) => runCommand(IP, ["netns", "exec", name, command, ...args], options),
     waitForListen: (port, host, running, timeoutMs = 10_000) => waitForListenIn(netns, port, host, running, timeoutMs),

@@ -1,22 +1,28 @@
 /**
  * The real-browser verdicts of `safetunnel leakcheck`, with every local lookup
- * observed: headless Firefox ESR with SOCKS5 remote DNS on (PASS) and off
- * (LEAK), and with WebRTC off (PASS); headless Chromium with `socks4://`
- * (LEAK), launched as the README says (PASS), and with `--proxy-server=socks5://`
- * alone, whose WebRTC looks the page's STUN name up locally (LEAK).
+ * and WebRTC's UDP observed: headless Firefox ESR with SOCKS5 remote DNS on
+ * (PASS) and off (LEAK), with WebRTC on and off (PASS: Firefox keeps the
+ * proxied page's WebRTC off UDP); headless Chromium with `socks4://` (LEAK),
+ * set up as the README says, launch line and WebRtcIPHandling policy (PASS),
+ * the launch line without the policy, whose WebRTC sends STUN over UDP
+ * around the proxy (LEAK), and `--proxy-server=socks5://` alone, whose WebRTC
+ * also looks the page's STUN name up locally (LEAK).
  *
  * Everything runs inside a network namespace the test creates, with loopback
- * and a veth pair that stays inside it (a "LAN" for WebRTC): a private sshd, `safetunnel -D`, leakcheck (as root, so
- * it captures with tcpdump), the browser, and a DNS server on 127.0.0.1:53 that
- * the namespace's resolv.conf names, which records every question and answers
- * NXDOMAIN. The machine's own resolver is never asked, and no packet leaves the
+ * and a veth pair that stays inside it (a "LAN" for WebRTC, where leakcheck's
+ * UDP port for the page's second STUN server listens): a private sshd,
+ * `safetunnel -D`, leakcheck (as root, so it captures with tcpdump), the
+ * browser, and a DNS server on 127.0.0.1:53 that the namespace's resolv.conf
+ * names, which records every question and answers NXDOMAIN. Chromium's managed
+ * policy is given the same way, as /etc/chromium seen from the namespace only.
+ * The machine's own resolver is never asked, and no packet leaves the
  * namespace. The sshd permits forwarding to 127.0.0.1:1 only, so names that
  * reach it are refused without being looked up.
  */
-import { chromiumLaunchArgs } from "../../src/client-setup.ts";
+import { CHROMIUM_POLICY, CHROMIUM_WEBRTC_PROXIED_ONLY, chromiumLaunchArgs } from "../../src/client-setup.ts";
 import assert from "node:assert/strict";
 import { existsSync } from "node:fs";
-import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
+import { cp, mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import process from "node:process";
@@ -250,29 +256,78 @@ describe("leakcheck with real browsers, local lookups watched in a network names
    * Chromium on the canary URL. `flags`: "plain" is --proxy-server alone (the
    * page's WebRTC script may or may not run before --dump-dom quits, so only
    * a LEAK that does not depend on it is asserted with it); "plain-webrtc" is
-   * the same with virtual time, so the script runs; "recommended" is the
-   * README's launch line (chromiumLaunchArgs), also with virtual time.
+   * the same with virtual time, so the script runs; "launch-line" is the
+   * README's launch line (chromiumLaunchArgs), also with virtual time;
+   * "recommended" is that line and the README's managed policy
+   * WebRtcIPHandling, as /etc/chromium/policies/managed/ seen from the
+   * namespace only.
    */
-  async function chromium(t: TestContext, scheme: "socks5" | "socks4", flags: "plain" | "recommended" | "plain-webrtc" = "plain"): Promise<Checked | undefined> {
+  async function chromium(t: TestContext, scheme: "socks5" | "socks4", flags: "plain" | "plain-webrtc" | "launch-line" | "recommended" = "plain"): Promise<Checked | undefined> {
     const why = skipReason(CHROMIUM);
     if (why !== undefined) {
       t.skip(why);
       return undefined;
     }
     const profile = await mkdtemp(join(scratch!, "chromium-"));
-    const checked = await checkWith(scheme === "socks5" && flags !== "plain-webrtc" ? PASS_WAIT_SECONDS : LEAK_WAIT_SECONDS, (url) =>
-      netns!.start(CHROMIUM, [
-        "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", `--user-data-dir=${profile}`,
-        ...(flags === "recommended" ? chromiumLaunchArgs({ host: "127.0.0.1", port: SOCKS_PORT }) : [`--proxy-server=${scheme}://127.0.0.1:${SOCKS_PORT}`]),
-        ...(flags === "plain" ? [] : ["--virtual-time-budget=10000"]),
-        "--dump-dom", url,
-      ], { env: { PATH: process.env["PATH"] ?? "/usr/bin:/bin", HOME: profile } }),
+    const etcChromium = join(netns!.etcDir, "chromium");
+    if (flags === "recommended") {
+      // The namespace's /etc/chromium: the machine's, plus the policy.
+      if (existsSync("/etc/chromium")) await cp("/etc/chromium", etcChromium, { recursive: true });
+      await mkdir(join(etcChromium, "policies", "managed"), { recursive: true });
+      await writeFile(join(etcChromium, "policies", "managed", "safetunnel-test.json"), JSON.stringify({ [CHROMIUM_POLICY.webRtcIpHandling]: CHROMIUM_WEBRTC_PROXIED_ONLY }));
+    }
+    try {
+      const passes = scheme === "socks5" && (flags === "plain" || flags === "recommended");
+      const checked = await checkWith(passes ? PASS_WAIT_SECONDS : LEAK_WAIT_SECONDS, (url) =>
+        netns!.start(CHROMIUM, [
+          "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+          "--disable-component-update", "--disable-sync", `--user-data-dir=${profile}`,
+          ...(flags === "recommended" || flags === "launch-line" ? chromiumLaunchArgs({ host: "127.0.0.1", port: SOCKS_PORT }) : [`--proxy-server=${scheme}://127.0.0.1:${SOCKS_PORT}`]),
+          ...(flags === "plain" ? [] : ["--virtual-time-budget=10000"]),
+          "--dump-dom", url,
+        ], { env: { PATH: process.env["PATH"] ?? "/usr/bin:/bin", HOME: profile } }),
+      );
+      // With --dump-dom it ends once the page (or the error page) has loaded; bounded, then by PID.
+      const ended = await within(checked.browser.exited, 30_000);
+      if (ended === undefined) await within(checked.browser.stop("SIGKILL"), 15_000);
+      return checked;
+    } finally {
+      await rm(etcChromium, { recursive: true, force: true });
+    }
+  }
+
+  /**
+   * Chromium whose WebRTC should send STUN, up to three runs: it gathers ICE
+   * candidates only once it has enumerated the network, which under load can
+   * come after the page's 3 s, and a run whose report shows no candidate at
+   * all did not exercise STUN. Undefined (the test skipped) when no run did.
+   */
+  async function chromiumGathering(t: TestContext, flags: "plain-webrtc" | "launch-line"): Promise<Checked | undefined> {
+    let checked: Checked | undefined;
+    for (let attempt = 1; attempt <= 3; attempt++) {
+      checked = await chromium(t, "socks5", flags);
+      if (checked === undefined) return undefined;
+      describeCheck(t, checked);
+      if (!/webrtc +info +WebRTC gathered 0 candidates/.test(checked.stdout)) return checked;
+    }
+    // Seen only while the whole suite loads both cores; alone, every run gathered and leaked.
+    t.skip("Chromium gathered no WebRTC candidate in three runs (machine too busy): STUN was not exercised");
+    return undefined;
+  }
+
+  /**
+   * The UDP leak: STUN requests at leakcheck's port on the namespace's "LAN"
+   * address. The sender is named only when /proc still shows its socket:
+   * under --virtual-time-budget the page's 3 s of gathering pass at once and
+   * Chromium closes the socket before the walk of /proc finds it.
+   */
+  function assertUdpLeak(checked: Checked): void {
+    assert.match(
+      checked.stdout,
+      /webrtc +leak +WebRTC sent (a STUN request|\d+ STUN requests) over UDP straight to 10\.200\.0\.2:\d+ \(the page's second STUN server\) from 10\.200\.0\.2:\d+( \(chromium\))?(, |: )/,
+      checked.stdout,
     );
-    // With --dump-dom it ends once the page (or the error page) has loaded; bounded, then by PID.
-    const ended = await within(checked.browser.exited, 30_000);
-    if (ended === undefined) await within(checked.browser.stop("SIGKILL"), 15_000);
-    return checked;
+    assert.match(checked.stdout, /WebRtcIPHandling.*disable_non_proxied_udp/, checked.stdout);
   }
 
   test("Firefox ESR with network.proxy.socks5_remote_dns true gives PASS, and the canary is never looked up locally", { timeout: 180_000 }, async (t) => {
@@ -297,32 +352,32 @@ describe("leakcheck with real browsers, local lookups watched in a network names
     if (checked !== undefined) assertLeak(checked);
   });
 
-  test("Chromium started as the README says (socks5, <-loopback>, --host-resolver-rules) gives PASS with WebRTC tested", { timeout: 180_000 }, async (t) => {
+  test("Chromium set up as the README says (launch line and the WebRtcIPHandling policy) gives PASS: WebRTC tested, no UDP around the proxy", { timeout: 180_000 }, async (t) => {
     const checked = await chromium(t, "socks5", "recommended");
     if (checked === undefined) return;
     describeCheck(t, checked);
     assertPass(checked, /chromium/);
     assert.match(checked.stdout, /webrtc +info +WebRTC (showed only mDNS names|gathered \d+ candidates?)[^\n]* got no answer from a STUN server/, checked.stdout);
-    assert.ok(!checked.asked.some((name) => name.endsWith("-stun.canary.safetunnel.invalid") || name.includes("-stun.canary.")), JSON.stringify(checked.asked));
+    assert.match(checked.stdout, /webrtc +info +No UDP reached 10\.200\.0\.2:\d+, the page's second STUN server: WebRTC did not go around the proxy/, checked.stdout);
+    assert.ok(!checked.asked.some((name) => name.includes("-stun.canary.")), JSON.stringify(checked.asked));
   });
 
-  test("Chromium with --proxy-server=socks5:// alone looks up the page's WebRTC STUN name locally: LEAK with the WebRTC fix", { timeout: 300_000 }, async (t) => {
-    // Chromium gathers ICE candidates only once it has enumerated the network, which under load can
-    // come after the page's 3 s: a run whose report shows no candidate at all did not exercise STUN.
-    // Up to three runs, until one did.
-    let checked: Checked | undefined;
-    for (let attempt = 1; attempt <= 3; attempt++) {
-      checked = await chromium(t, "socks5", "plain-webrtc");
-      if (checked === undefined) return;
-      describeCheck(t, checked);
-      if (!/webrtc +info +WebRTC gathered 0 candidates/.test(checked.stdout)) break;
-    }
-    assert.ok(checked !== undefined);
-    if (/webrtc +info +WebRTC gathered 0 candidates/.test(checked.stdout)) {
-      // Seen only while the whole suite loads both cores; alone, every run gathered and leaked.
-      return t.skip("Chromium gathered no WebRTC candidate in three runs (machine too busy): the STUN lookup was not exercised");
-    }
+  test("Chromium with the README's launch line but without the policy sends WebRTC's STUN over UDP around the proxy: LEAK with the WebRTC fix", { timeout: 300_000 }, async (t) => {
+    const checked = await chromiumGathering(t, "launch-line");
+    if (checked === undefined) return;
     assert.equal(checked.code, 1, checked.stdout);
+    assertUdpLeak(checked);
+    // The resolver rule kept the STUN name from being looked up; names went to the proxy.
+    assert.ok(!checked.asked.some((name) => name.includes("-stun.canary.")), JSON.stringify(checked.asked));
+    assert.match(checked.stdout, /canary +info +The canary arrived through the proxy as a name from chromium/, checked.stdout);
+    assert.match(checked.stdout.trimEnd().split("\n").at(-1)!, /^verdict +LEAK +1 leak \(webrtc\)/, checked.stdout);
+  });
+
+  test("Chromium with --proxy-server=socks5:// alone looks up the page's WebRTC STUN name locally and sends STUN over UDP: LEAK with the WebRTC fix", { timeout: 300_000 }, async (t) => {
+    const checked = await chromiumGathering(t, "plain-webrtc");
+    if (checked === undefined) return;
+    assert.equal(checked.code, 1, checked.stdout);
+    assertUdpLeak(checked);
     const stun = checked.canary.replace(/^([0-9a-f]{16})\./, "$1-stun.");
     assert.ok(checked.asked.includes(stun), `the namespace's DNS server was not asked for ${stun}: ${JSON.stringify(checked.asked)}`);
     assert.match(checked.stdout, new RegExp(`webrtc +leak +The canary ${stun.replace(/\./g, "\\.")} was looked up through the local resolver`), checked.stdout);
@@ -333,10 +388,14 @@ describe("leakcheck with real browsers, local lookups watched in a network names
     assert.ok(!checked.asked.includes(checked.canary), JSON.stringify(checked.asked));
   });
 
-  test("Firefox ESR with WebRTC on reports WebRTC tested; with media.peerconnection.enabled false, WebRTC did not run: both PASS", { timeout: 180_000 }, async (t) => {
+  test("Firefox ESR with WebRTC on keeps the proxied page's WebRTC off UDP; with media.peerconnection.enabled false, WebRTC did not run: both PASS", { timeout: 180_000 }, async (t) => {
     const on = await firefox(t, true);
     if (on === undefined) return;
+    describeCheck(t, on);
+    assertPass(on, /firefox\S*/);
     assert.match(on.stdout, /webrtc +info +WebRTC (showed only mDNS names|gathered \d+ candidates?)[^\n]* got no answer from a STUN server/, on.stdout);
+    // Measured with Firefox ESR 153: the same prefs on a page that was not proxied (file://) did send STUN over UDP.
+    assert.match(on.stdout, /webrtc +info +No UDP reached 10\.200\.0\.2:\d+, the page's second STUN server: WebRTC did not go around the proxy/, on.stdout);
     const off = await firefox(t, true, false);
     if (off === undefined) return;
     describeCheck(t, off);

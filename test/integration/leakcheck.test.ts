@@ -103,14 +103,41 @@ describe("safetunnel leakcheck", () => {
     assert.match(String(leak["fix"]), new RegExp(`--socks5-hostname 127\\.0\\.0\\.1:${socksPort}`));
   });
 
-  test("an IP-address request alone ends the check with LEAK, without waiting out --wait", async () => {
-    const { check } = await startCheck(["--wait", "600"]);
+  test("an IP-address request from the program that then fetches the canary gives LEAK, without waiting out --wait", async () => {
+    const { check, url } = await startCheck(["--wait", "600"]);
     const refused = await curlThroughSocks("--socks5", `127.0.0.1:${socksPort}`, "http://198.51.100.9/");
     assert.notEqual(refused.code, 0);
+    const fetched = await curlThroughSocks("--socks5-hostname", `127.0.0.1:${socksPort}`, url);
+    assert.equal(fetched.code, 0, fetched.stderr);
     const { code, stdout } = await outcome(check);
     assert.equal(code, 1, stdout);
     assert.match(stdout, /canary +leak +1 SOCKS5 request from curl carried an IP address instead of a name \(first: 198\.51\.100\.9:80\)/);
-    assert.doesNotMatch(stdout, /Nothing arrived through the proxy/);
+    assert.match(stdout.trimEnd().split("\n").at(-1)!, /^verdict +LEAK +1 leak \(canary\)/);
+  });
+
+  test("an IP-address request from another program than the one that fetched the canary is listed, but the verdict is PASS", async () => {
+    const { check, url } = await startCheck([]);
+    // python3 as a second SOCKS5 client: CONNECT to 192.0.2.9:80 by address (RFC 1928 ATYP 1), then wait for the reply.
+    const script = [
+      "import socket, sys",
+      `s = socket.create_connection(("127.0.0.1", ${socksPort}))`,
+      "s.sendall(bytes([5, 1, 0]))",
+      "assert s.recv(2) == bytes([5, 0])",
+      "s.sendall(bytes([5, 1, 0, 1, 192, 0, 2, 9, 0, 80]))",
+      "sys.stdout.write(s.recv(10).hex())",
+    ].join("\n");
+    const python = startProcess("python3", ["-c", script]);
+    running.push(python);
+    const status = await python.exited;
+    assert.equal(status.code, 0, python.stderr());
+    // Reply 0x02, "connection not allowed by ruleset": refused for carrying an address.
+    assert.equal(python.stdout().slice(0, 4), "0502");
+    const fetched = await curlThroughSocks("--socks5-hostname", `127.0.0.1:${socksPort}`, url);
+    assert.equal(fetched.code, 0, fetched.stderr);
+    const { code, stdout } = await outcome(check);
+    assert.equal(code, 0, stdout);
+    assert.match(stdout, /canary +leak +1 SOCKS5 request from python3 carried an IP address instead of a name \(first: 192\.0\.2\.9:80\)/);
+    assert.match(stdout.trimEnd().split("\n").at(-1)!, /^verdict +PASS +The canary arrived through the proxy as a name and nothing leaked; 1 leak above is from a program not tested here \(python3\) \(exit 0\)$/);
   });
 
   test("--watch reports as the canary arrives and, on Ctrl-C, prints the verdict so far", async () => {
@@ -146,23 +173,34 @@ describe("safetunnel leakcheck", () => {
     assert.match(stdout.trimEnd().split("\n").at(-1)!, /^verdict +LEAK /);
   });
 
-  test("headless Chromium with socks5:// and a resolver rule (so it looks nothing up itself) gives PASS, naming chromium, WebRTC tested", async () => {
+  test("headless Chromium with socks5://, a resolver rule and the WebRTC profile preference gives PASS, naming chromium, WebRTC tested", async () => {
     const { check, url } = await startCheck([]);
-    // MAP * ~NOTFOUND: Chromium resolves nothing itself, so the page's WebRTC STUN
-    // name is not looked up through this machine's resolver (that would leave loopback).
-    const browser = await loadInChromium({
-      profile,
-      proxyServer: `socks5://127.0.0.1:${socksPort}`,
-      url,
-      extraArgs: ["--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1", "--virtual-time-budget=10000"],
-    });
-    assert.equal(browser.code, 0, browser.stderr);
-    assert.match(browser.stdout, /this browser sends names to the proxy/);
+    // MAP * ~NOTFOUND: Chromium resolves nothing itself, so the page's WebRTC STUN name is not
+    // looked up through this machine's resolver. The profile's webrtc.ip_handling_policy keeps
+    // WebRTC's UDP inside the proxy (the fix leakcheck gives users without admin rights), so the
+    // page's STUN goes nowhere; without it, Chromium would send it to leakcheck's UDP port on this
+    // machine's network address (leakcheck-browsers.test.ts shows that, inside a namespace).
+    const webrtcProfile = await mkdtemp(join(tmpdir(), "safetunnel-leakcheck-chromium-webrtc-"));
+    try {
+      await mkdir(join(webrtcProfile, "Default"));
+      await writeFile(join(webrtcProfile, "Default", "Preferences"), JSON.stringify({ webrtc: { ip_handling_policy: "disable_non_proxied_udp" } }));
+      const browser = await loadInChromium({
+        profile: webrtcProfile,
+        proxyServer: `socks5://127.0.0.1:${socksPort}`,
+        url,
+        extraArgs: ["--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1", "--virtual-time-budget=10000"],
+      });
+      assert.equal(browser.code, 0, browser.stderr);
+      assert.match(browser.stdout, /this browser sends names to the proxy/);
+    } finally {
+      await rm(webrtcProfile, { recursive: true, force: true });
+    }
     const { code, stdout } = await outcome(check);
     assert.equal(code, 0, stdout);
     assert.match(stdout, /The canary arrived through the proxy as a name from chromium/);
-    // The page's script ran and reported: WebRTC was tested, and reached no STUN server.
+    // The page's script ran and reported: WebRTC was tested, reached no STUN server, and sent no UDP.
     assert.match(stdout, /webrtc +info +WebRTC (showed only mDNS names \(\*\.local\)|gathered \d+ candidates? with no address of this machine) and got no answer from a STUN server/);
+    assert.match(stdout, /webrtc +info +(No UDP reached [^ ]+, the page's second STUN server: WebRTC did not go around the proxy|WebRTC's UDP was not watched: this machine has no network address besides loopback)/);
     assert.doesNotMatch(stdout, /stun\.canary\.safetunnel\.invalid was looked up/);
   });
 
@@ -254,6 +292,44 @@ describe("safetunnel leakcheck", () => {
       assert.match(result.stdout.trimEnd().split("\n").at(-1)!, /^verdict +UNTESTED /);
     } finally {
       server.close();
+    }
+  });
+
+  test("--pcap with no tunnel reads the capture alone: a lookup of an earlier check's canary gives LEAK, other names are listed", async () => {
+    const dir = await mkdtemp(join(tmpdir(), "safetunnel-leakcheck-pcap-alone-"));
+    try {
+      const file = join(dir, "dns.pcap");
+      const canary = "0123456789abcdef.canary.safetunnel.invalid";
+      const packets = [dnsQuery(canary), dnsQuery("example.org"), dnsQuery("0123456789abcdef-stun.canary.safetunnel.invalid")].map((query, i) => ({
+        seconds: i + 1,
+        fraction: 0,
+        data: ipv4("127.0.0.1", "127.0.0.53", 17, udp(41000 + i, 53, query)),
+      }));
+      await writeFile(file, pcapFile({ endian: "little", linkType: LinkType.RAW }, packets));
+      const nobody = await freePort();
+      const result = await runCli(["leakcheck", "--proxy", `127.0.0.1:${nobody}`, "--pcap", file]);
+      assert.equal(result.code, 1, result.stdout);
+      assert.equal(result.stderr, `No safetunnel front end: nothing is listening on 127.0.0.1:${nobody}; reading the capture alone.\n`);
+      const lines = result.stdout.trimEnd().split("\n");
+      assert.match(result.stdout, /resolver +leak +The canary 0123456789abcdef\.canary\.safetunnel\.invalid was looked up through the local resolver at 127\.0\.0\.53:53 by 127\.0\.0\.1:41000/);
+      assert.match(result.stdout, /webrtc +leak +The canary 0123456789abcdef-stun\.canary\.safetunnel\.invalid was looked up through the local resolver/);
+      assert.match(result.stdout, /resolver +info +1 other name was looked up through the local resolver during the test: example\.org/);
+      assert.match(result.stdout, new RegExp(`resolver +info +The capture ${file.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")} \\(pcap\\) holds 3 packets, 3 with DNS; it names the canaries 0123456789abcdef\\.canary\\.safetunnel\\.invalid, 0123456789abcdef-stun\\.canary\\.safetunnel\\.invalid`));
+      assert.equal(lines.at(-1), "verdict   LEAK    2 leaks in the capture (resolver, webrtc): apply the fixes above and run leakcheck again with the tunnel (exit 1)");
+
+      // No canary in it: the browser was not tested, so exit 2, with the names listed.
+      await writeFile(file, pcapFile({ endian: "little", linkType: LinkType.RAW }, [packets[1]!]));
+      const clean = await runCli(["leakcheck", "--proxy", `127.0.0.1:${nobody}`, "--pcap", file, "--json"]);
+      assert.equal(clean.code, 2, clean.stdout);
+      const verdict = JSON.parse(clean.stdout.trimEnd().split("\n").at(-1)!) as Record<string, unknown>;
+      assert.equal(verdict["verdict"], "UNTESTED");
+      assert.equal(
+        verdict["summary"],
+        `Only the capture was read (nothing is listening on 127.0.0.1:${nobody}): no canary was looked up in it, but the browser itself was not tested; start the tunnel and run leakcheck while the browser opens the canary URL`,
+      );
+      assert.match(clean.stdout, /1 other name was looked up through the local resolver during the test: example\.org/);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
     }
   });
 

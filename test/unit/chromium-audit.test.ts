@@ -175,7 +175,7 @@ describe("auditChromium on fixture set-ups", () => {
       policies: { "p.json": { ...GOOD_POLICIES, WebRtcIPHandling: undefined } },
     });
     const dir = join(base, "home/.config/chromium");
-    const fix = `set the policy "WebRtcIPHandling": "disable_non_proxied_udp" in a JSON file in ${join(base, "root/etc/chromium/policies/managed")}/ (desktop Chromium ignores --force-webrtc-ip-handling-policy)`;
+    const fix = `set the policy "WebRtcIPHandling": "disable_non_proxied_udp" in a JSON file in ${join(base, "root/etc/chromium/policies/managed")}/, or, without admin rights, with Chromium closed, "webrtc": {"ip_handling_policy": "disable_non_proxied_udp"} in its profile's Preferences file (Default/Preferences in the user data folder); the --force-webrtc-ip-handling-policy switch is ignored`;
     assert.deepEqual(findings, [
       finding(
         "exposure",
@@ -200,7 +200,7 @@ describe("auditChromium on fixture set-ups", () => {
       finding(
         "exposure",
         `Chromium (${join(base, "home/.config/chromium")}): policy "WebRtcIPHandling": "default" in ${join(policyDir, "p.json")}: WebRTC can send UDP around the proxy and show pages this machine's addresses`,
-        `set the policy "WebRtcIPHandling": "disable_non_proxied_udp" in a JSON file in ${policyDir}/ (desktop Chromium ignores --force-webrtc-ip-handling-policy)`,
+        `set the policy "WebRtcIPHandling": "disable_non_proxied_udp" in a JSON file in ${policyDir}/, or, without admin rights, with Chromium closed, "webrtc": {"ip_handling_policy": "disable_non_proxied_udp"} in its profile's Preferences file (Default/Preferences in the user data folder); the --force-webrtc-ip-handling-policy switch is ignored`,
       ),
     ]);
   });

@@ -4,6 +4,7 @@ import {
   chromiumLaunchArgs,
   chromiumLaunchFlags,
   chromiumPolicies,
+  chromiumWebrtcFix,
   clientSetupHelp,
   FIREFOX_PREF,
   firefoxManualSocks,
@@ -166,6 +167,13 @@ describe("leakcheck's set-up texts", () => {
       'set the policy "DnsOverHttpsMode": "off" in a JSON file in /etc/chromium/policies/managed/',
     );
     assert.equal(chromiumPolicies({ ProxyMode: "fixed_servers", ProxyServer: "socks5://127.0.0.1:9001" }), 'set the policies "ProxyMode": "fixed_servers", "ProxyServer": "socks5://127.0.0.1:9001" as a managed policy');
+  });
+
+  test("chromiumWebrtcFix names the policy, where it goes, and the profile preference for users without admin rights", () => {
+    assert.equal(
+      chromiumWebrtcFix("/etc/chromium/policies/managed"),
+      `set the policy "WebRtcIPHandling": "disable_non_proxied_udp" in a JSON file in /etc/chromium/policies/managed/, or, without admin rights, with Chromium closed, "webrtc": {"ip_handling_policy": "disable_non_proxied_udp"} in its profile's Preferences file (Default/Preferences in the user data folder); the --force-webrtc-ip-handling-policy switch is ignored`,
+    );
   });
 
   test("a browser's proxy is the tunnel when the port matches and the hosts are equal or both loopback", () => {

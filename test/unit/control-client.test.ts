@@ -139,6 +139,16 @@ describe("ControlConnection.request against a fake front end", () => {
     assert.deepEqual(events, [page]);
   });
 
+  test("a late answer to a request that timed out is not taken as the answer to the next request", async () => {
+    const { control, front } = await connected();
+    assert.equal(await bounded(control.request(REQUEST, 50), "the first request() to give up", 10_000), undefined);
+    const second = control.request({ request: "stun-udp", address: "10.0.0.3", port: 40001 }, 10_000);
+    await waitFor(() => front.received().split("\n").length === 3, "the second request line");
+    // The front end answers in order: first the late answer to the first request, then the second's.
+    front.socket.write(`{"event":"request-refused","request":"stun-udp","reason":"late"}\n{"event":"stun-udp","address":"10.0.0.3","port":40001}\n`);
+    assert.deepEqual(await bounded(second, "the second answer", 10_000), { event: "stun-udp", address: "10.0.0.3", port: 40001 });
+  });
+
   test("resolves undefined at once, not after ms, when the front end closes while it waits", async () => {
     const { control, front } = await connected();
     let lost = 0;

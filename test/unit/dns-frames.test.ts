@@ -270,6 +270,19 @@ describe("capture files and streams", () => {
     assert.deepEqual(analysis.counts, { packets: 2, dns: 2, malformed: 0, skipped: 0 });
   });
 
+  test("readCaptureStream with keep false hands every observation to onObservation and keeps none", async () => {
+    const file = concat(
+      sectionHeaderBlock("little"),
+      interfaceDescriptionBlock("little", { linkType: LinkType.ETHERNET, name: "lo" }),
+      enhancedPacketBlock("little", { interfaceId: 0, timestamp: 1_700_000_000_000_000n, data: ethernet(EtherType.IPV4, queryOverUdp4()) }),
+    );
+    const seen: string[] = [];
+    const analysis = await readCaptureStream([file], { keep: false, onObservation: (observation) => seen.push(observation.names[0]!) });
+    assert.deepEqual(seen, [CANARY]);
+    assert.deepEqual(analysis.observations, []);
+    assert.deepEqual(analysis.counts, { packets: 1, dns: 1, malformed: 0, skipped: 0 });
+  });
+
   test("readCaptureFile reads a file and names it in its errors", async () => {
     const dir = await mkdtemp(join(tmpdir(), "safetunnel-pcap-"));
     try {

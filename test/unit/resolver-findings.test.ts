@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import type { DnsObservation } from "../../src/leakcheck/dns-frames.ts";
-import { CANARY_LOOKUP_FIX, namesCanary, resolverFindings } from "../../src/leakcheck/resolver-findings.ts";
+import { CANARY_LOOKUP_FIX, canariesIn, namesCanary, resolverFindings } from "../../src/leakcheck/resolver-findings.ts";
 
 const CANARY = "x7k2.safetunnel.invalid";
 const STUN = "s9q1.safetunnel.invalid";
@@ -159,5 +159,23 @@ describe("resolverFindings", () => {
       findings.map((finding) => finding.severity),
       ["leak", "exposure", "info"],
     );
+  });
+});
+
+describe("canariesIn", () => {
+  test("finds the canaries of any check, in the order first seen, from names at or under them, once each", () => {
+    const observations = [
+      seen({ names: ["www.3F2A.canary.safetunnel.invalid.", "example.org"] }),
+      seen({ names: ["3f2a-stun.canary.safetunnel.invalid"] }),
+      seen({ names: ["3f2a.canary.safetunnel.invalid"] }),
+    ];
+    assert.deepEqual(canariesIn(observations), ["3f2a.canary.safetunnel.invalid", "3f2a-stun.canary.safetunnel.invalid"]);
+  });
+
+  test("the domain itself, other .invalid names, the control name and look-alikes under other domains are not canaries", () => {
+    const observations = [
+      seen({ names: ["canary.safetunnel.invalid", "control.safetunnel.invalid", "x.canary.other.invalid", "x.canary.safetunnel.invalid.example.org", "xcanary.safetunnel.invalid"] }),
+    ];
+    assert.deepEqual(canariesIn(observations), []);
   });
 });

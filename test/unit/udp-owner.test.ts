@@ -50,7 +50,6 @@ describe("udpSocketInodes", () => {
 
   test(
     "an IPv6 sender is not matched to an IPv4 socket bound to 0.0.0.0",
-    { todo: "udp-owner.ts matches 0.0.0.0 for any sender: an IPv4-only socket cannot send an IPv6 datagram, so another program can be named" },
     () => {
       assert.deepEqual(udpSocketInodes([UDP, UDP6], { address: "2001:db8::1", port: 40000 }), ["6001", "6002"]);
     },

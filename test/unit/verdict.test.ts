@@ -1,7 +1,7 @@
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
 import type { Finding } from "../../src/leakcheck/findings.ts";
-import { decideVerdict, sortFindings, type CanaryOutcome, type VerdictInput } from "../../src/leakcheck/verdict.ts";
+import { decideCaptureVerdict, decideVerdict, sortFindings, type CanaryOutcome, type VerdictInput } from "../../src/leakcheck/verdict.ts";
 
 const PROXY = { host: "127.0.0.1", port: 9001 };
 const BY_NAME: CanaryOutcome = { arrivedByName: true, program: "firefox-esr", waitedSeconds: 4 };
@@ -331,5 +331,29 @@ describe("sortFindings", () => {
     const given = [RESOLVER_INFO, STUN_UDP];
     sortFindings(given);
     assert.deepEqual(given, [RESOLVER_INFO, STUN_UDP]);
+  });
+});
+
+describe("decideCaptureVerdict", () => {
+  const LOOKUP: Finding = { probe: "resolver", severity: "leak", detail: "The canary a.canary.safetunnel.invalid was looked up", fix: "make the browser send names to the proxy" };
+  const NAMES: Finding = { probe: "resolver", severity: "info", detail: "1 other name was looked up", fix: null };
+
+  test("a canary looked up in the capture is LEAK, leaks first", () => {
+    assert.deepEqual(decideCaptureVerdict({ found: "nothing is listening on 127.0.0.1:1080", findings: [NAMES, LOOKUP] }), {
+      verdict: "LEAK",
+      exitCode: 1,
+      findings: [LOOKUP, NAMES],
+      summary: "1 leak in the capture (resolver): apply the fixes above and run leakcheck again with the tunnel",
+    });
+  });
+
+  test("no leak in the capture is UNTESTED (exit 2): the browser itself was not tested", () => {
+    assert.deepEqual(decideCaptureVerdict({ found: "nothing is listening on 127.0.0.1:1080", findings: [NAMES] }), {
+      verdict: "UNTESTED",
+      exitCode: 2,
+      findings: [NAMES],
+      summary:
+        "Only the capture was read (nothing is listening on 127.0.0.1:1080): no canary was looked up in it, but the browser itself was not tested; start the tunnel and run leakcheck while the browser opens the canary URL",
+    });
   });
 });

@@ -4,7 +4,8 @@ import { asWebrtcReport, isStunMessage, parseCandidate, stunLookupFix, udpProbeF
 
 const FIX =
   'in Firefox media.peerconnection.ice.proxy_only_if_behind_proxy = true (or media.peerconnection.enabled = false); ' +
-  'in Chromium set the policy "WebRtcIPHandling": "disable_non_proxied_udp" as a managed policy';
+  'in Chromium set the policy "WebRtcIPHandling": "disable_non_proxied_udp" as a managed policy' +
+  `, or, without admin rights, with Chromium closed, "webrtc": {"ip_handling_policy": "disable_non_proxied_udp"} in its profile's Preferences file (Default/Preferences in the user data folder); the --force-webrtc-ip-handling-policy switch is ignored`;
 
 describe("parseCandidate", () => {
   test("reads the address and type of a candidate line, with or without its a= and candidate: prefixes", () => {
