@@ -35,7 +35,8 @@ open the URL it prints in the browser you will use through the tunnel.
   --open              Open the URL in the default browser
   --watch             Keep reporting while you browse, until Ctrl-C
   --pcap FILE         Also analyse a capture (pcap or pcapng) you are writing
-                      during the check; it is read when the check ends
+                      during the check; it is read when the check ends. With
+                      no tunnel at --proxy, analyse the capture alone
   --json              One JSON object per line; the last is the verdict
 
 Local lookups are captured live with tcpdump when run as root (or with
@@ -43,7 +44,7 @@ CAP_NET_RAW); otherwise, on Linux, resolver sockets are read from /proc.
 
 Exit status: 0 PASS, 1 LEAK (including: the page never arrived by name),
 2 could not test (no tunnel at --proxy, the tunnel stopped, Ctrl-C before the
-page arrived).
+page arrived, a capture read alone without a canary lookup).
 `;
 
 const DEFAULT_PROXY = "127.0.0.1:1080";
