@@ -53,6 +53,13 @@ const FIX_FIREFOX = `in Firefox ${firefoxPrefSetting(FIREFOX_PREF.webrtcProxyOnl
 const FIX_CHROMIUM = `in Chromium ${chromiumWebrtcFix()}`;
 /** What keeps WebRTC inside the proxy, for Firefox and for Chromium. */
 export const WEBRTC_FIX = `${FIX_FIREFOX}; ${FIX_CHROMIUM}`;
+/**
+ * What hides this machine's addresses from pages: the same, or in Firefox at
+ * least offering only the default route's address instead of every interface's.
+ */
+const ADDRESS_FIX =
+  `in Firefox ${firefoxPrefSetting(FIREFOX_PREF.webrtcProxyOnlyIfBehindProxy, true)}, or ${firefoxPrefSetting(FIREFOX_PREF.webrtcDefaultAddressOnly, true)} to offer only the default address ` +
+  `(or ${firefoxPrefSetting(FIREFOX_PREF.webrtcEnabled, false)}); ${FIX_CHROMIUM}`;
 
 /**
  * The fix for a local lookup of the STUN canary: the browser resolved a
@@ -96,7 +103,7 @@ export function webrtcFindings(report: WebrtcReport | undefined): Finding[] {
   const addresses = unique(host.map((c) => c.address));
   for (const [kind, list] of [["LAN", addresses.filter(isPrivate)], ["public", addresses.filter((a) => !isPrivate(a))]] as const) {
     if (list.length > 0) {
-      findings.push({ probe: "webrtc", severity: "exposure", detail: `WebRTC shows pages this machine's ${kind} address${list.length === 1 ? "" : "es"} ${list.join(", ")}`, fix: WEBRTC_FIX });
+      findings.push({ probe: "webrtc", severity: "exposure", detail: `WebRTC shows pages this machine's ${kind} address${list.length === 1 ? "" : "es"} ${list.join(", ")}`, fix: ADDRESS_FIX });
     }
   }
   if (findings.length === 0) {

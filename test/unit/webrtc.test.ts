@@ -7,6 +7,12 @@ const FIX =
   'in Chromium set the policy "WebRtcIPHandling": "disable_non_proxied_udp" as a managed policy' +
   `, or, without admin rights, with Chromium closed, "webrtc": {"ip_handling_policy": "disable_non_proxied_udp"} in its profile's Preferences file (Default/Preferences in the user data folder); the --force-webrtc-ip-handling-policy switch is ignored`;
 
+const ADDRESS_FIX =
+  "in Firefox media.peerconnection.ice.proxy_only_if_behind_proxy = true, or media.peerconnection.ice.default_address_only = true to offer only the default address " +
+  "(or media.peerconnection.enabled = false); " +
+  'in Chromium set the policy "WebRtcIPHandling": "disable_non_proxied_udp" as a managed policy' +
+  `, or, without admin rights, with Chromium closed, "webrtc": {"ip_handling_policy": "disable_non_proxied_udp"} in its profile's Preferences file (Default/Preferences in the user data folder); the --force-webrtc-ip-handling-policy switch is ignored`;
+
 describe("parseCandidate", () => {
   test("reads the address and type of a candidate line, with or without its a= and candidate: prefixes", () => {
     assert.deepEqual(parseCandidate("candidate:1 1 udp 2122260223 192.168.1.20 54400 typ host generation 0"), { address: "192.168.1.20", type: "host" });
@@ -34,7 +40,7 @@ describe("webrtcFindings", () => {
 
   test("an error after some candidates were gathered still judges those candidates", () => {
     assert.deepEqual(webrtcFindings({ candidates: ["candidate:1 1 udp 1 192.168.1.20 1 typ host"], error: "timeout" }), [
-      { probe: "webrtc", severity: "exposure", detail: "WebRTC shows pages this machine's LAN address 192.168.1.20", fix: FIX },
+      { probe: "webrtc", severity: "exposure", detail: "WebRTC shows pages this machine's LAN address 192.168.1.20", fix: ADDRESS_FIX },
     ]);
   });
 
@@ -46,7 +52,7 @@ describe("webrtcFindings", () => {
 
   test("host candidates with LAN or public addresses are exposure; loopback is ignored", () => {
     assert.deepEqual(webrtcFindings({ candidates: ["candidate:1 1 udp 1 192.168.1.20 1 typ host", "candidate:1 1 udp 1 fd00::5 1 typ host", "candidate:1 1 udp 1 127.0.0.1 1 typ host"] }), [
-      { probe: "webrtc", severity: "exposure", detail: "WebRTC shows pages this machine's LAN addresses 192.168.1.20, fd00::5", fix: FIX },
+      { probe: "webrtc", severity: "exposure", detail: "WebRTC shows pages this machine's LAN addresses 192.168.1.20, fd00::5", fix: ADDRESS_FIX },
     ]);
     assert.equal(webrtcFindings({ candidates: ["candidate:1 1 udp 1 198.51.100.4 1 typ host"] })[0]!.detail, "WebRTC shows pages this machine's public address 198.51.100.4");
   });
@@ -63,8 +69,8 @@ describe("webrtcFindings", () => {
         ],
       }),
       [
-        { probe: "webrtc", severity: "exposure", detail: "WebRTC shows pages this machine's LAN addresses 192.168.1.20, fe80::1", fix: FIX },
-        { probe: "webrtc", severity: "exposure", detail: "WebRTC shows pages this machine's public addresses 198.51.100.4, 2001:db8::7", fix: FIX },
+        { probe: "webrtc", severity: "exposure", detail: "WebRTC shows pages this machine's LAN addresses 192.168.1.20, fe80::1", fix: ADDRESS_FIX },
+        { probe: "webrtc", severity: "exposure", detail: "WebRTC shows pages this machine's public addresses 198.51.100.4, 2001:db8::7", fix: ADDRESS_FIX },
       ],
     );
   });
@@ -80,8 +86,8 @@ describe("webrtcFindings", () => {
       }),
       [
         { probe: "webrtc", severity: "leak", detail: "WebRTC reached a STUN server around the proxy (UDP from this machine), and learnt the address 203.0.113.7", fix: FIX },
-        { probe: "webrtc", severity: "exposure", detail: "WebRTC shows pages this machine's LAN address 10.0.0.5", fix: FIX },
-        { probe: "webrtc", severity: "exposure", detail: "WebRTC shows pages this machine's public address 198.51.100.4", fix: FIX },
+        { probe: "webrtc", severity: "exposure", detail: "WebRTC shows pages this machine's LAN address 10.0.0.5", fix: ADDRESS_FIX },
+        { probe: "webrtc", severity: "exposure", detail: "WebRTC shows pages this machine's public address 198.51.100.4", fix: ADDRESS_FIX },
       ],
     );
   });
