@@ -129,6 +129,7 @@ function canaryPage(session: CanarySession): string {
   }
   status.textContent = "WebRTC: testing...";
   const candidates = [];
+  let gathering;
   try {
     const connection = new RTCPeerConnection({ iceServers: ${JSON.stringify(iceServers(session))} });
     connection.createDataChannel("leakcheck");
@@ -136,15 +137,15 @@ function canaryPage(session: CanarySession): string {
       if (event.candidate && event.candidate.candidate) candidates.push(event.candidate.candidate);
     };
     await connection.setLocalDescription(await connection.createOffer());
-    await new Promise((resolve) => {
-      connection.onicegatheringstatechange = () => connection.iceGatheringState === "complete" && resolve();
-      setTimeout(resolve, ${GATHER_MS});
+    gathering = await new Promise((resolve) => {
+      connection.onicegatheringstatechange = () => connection.iceGatheringState === "complete" && resolve("complete");
+      setTimeout(() => resolve("timeout"), ${GATHER_MS});
     });
     connection.close();
-    await post({ candidates });
+    await post({ candidates, gathering });
     status.textContent = "WebRTC: tested; the verdict is in the terminal.";
   } catch (err) {
-    await post({ candidates, error: String(err) });
+    await post({ candidates, gathering, error: String(err) });
   }
 })();
 </script>

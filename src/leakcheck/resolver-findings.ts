@@ -30,6 +30,19 @@ export interface ResolverFindingsOptions {
    * @default 10
    */
   maxNamesListed?: number;
+  /**
+   * Canaries that WebRTC was given (the STUN server name): a lookup of one is
+   * WebRTC's leak, so it is reported as probe "webrtc" with `webrtcFix`. They
+   * are canaries in their own right too, whether or not `canaries` lists them,
+   * so a caller cannot pass one here and have its lookups go unnoticed.
+   * @default []
+   */
+  webrtcCanaries?: Iterable<string>;
+  /**
+   * The fix of a WebRTC canary's leak (webrtc.ts `stunLookupFix` for the proxy in use).
+   * @default CANARY_LOOKUP_FIX
+   */
+  webrtcFix?: string;
 }
 
 /** The fix for a canary resolved locally: the browser-specific texts are the browser probes' (client-setup.ts). */
@@ -74,17 +87,23 @@ export function canariesIn(observations: readonly DnsObservation[]): string[] {
  * Findings of probe "resolver" for `observations` made during the test.
  * Leaks come first (one per canary and protocol), then DoT exposures (one per
  * server), then one info finding per protocol listing other names asked for.
+ * A leak of one of `options.webrtcCanaries` is probe "webrtc" instead, with
+ * `options.webrtcFix`.
  *
  * @example
  * resolverFindings(observations, ["x1.safetunnel.invalid"])
  * // [{ probe: "resolver", severity: "leak", detail: "The canary x1.safetunnel.invalid was looked up through the local resolver at 127.0.0.53:53 by 127.0.0.1:41000 ...", fix: "make the browser send names to the proxy: ..." }]
+ * resolverFindings(observations, ["x1.safetunnel.invalid"], { webrtcCanaries: ["x1-stun.safetunnel.invalid"], webrtcFix: "in Firefox ..." })
+ * // a lookup of x1-stun.safetunnel.invalid: [{ probe: "webrtc", severity: "leak", detail: "The canary x1-stun.safetunnel.invalid was looked up ...", fix: "in Firefox ..." }]
  */
 export function resolverFindings(
   observations: readonly DnsObservation[],
   canaries: Iterable<string>,
   options: ResolverFindingsOptions = {},
 ): Finding[] {
-  const canaryList = [...canaries].filter((canary) => canonicalName(canary) !== "");
+  const webrtcCanaries = new Set([...(options.webrtcCanaries ?? [])].map(canonicalName).filter((canary) => canary !== ""));
+  const canaryList = [...new Set([...[...canaries].map(canonicalName), ...webrtcCanaries])].filter((canary) => canary !== "");
+  const webrtcFix = options.webrtcFix ?? CANARY_LOOKUP_FIX;
   const maxNames = options.maxNamesListed ?? 10;
   /** By protocol and canary: a multicast lookup is reported apart from a unicast one. */
   const leaks = new Map<string, Leak>();
@@ -100,8 +119,8 @@ export function resolverFindings(
     for (const name of seen.names) {
       const canary = canaryList.find((candidate) => namesCanary(name, candidate));
       if (canary !== undefined) {
-        const key: string = `${seen.protocol} ${canonicalName(canary)}`;
-        const leak: Leak = leaks.get(key) ?? { canary: canonicalName(canary), seen: [] };
+        const key: string = `${seen.protocol} ${canary}`;
+        const leak: Leak = leaks.get(key) ?? { canary, seen: [] };
         leaks.set(key, leak);
         // One message naming the canary twice (A and HTTPS questions) is still one message.
         if (!leak.seen.includes(seen)) leak.seen.push(seen);
@@ -114,7 +133,10 @@ export function resolverFindings(
   }
 
   const findings: Finding[] = [];
-  for (const { canary, seen } of leaks.values()) findings.push(canaryLeak(canary, seen));
+  for (const { canary, seen } of leaks.values()) {
+    const leak = canaryLeak(canary, seen);
+    findings.push(webrtcCanaries.has(canary) ? { ...leak, probe: "webrtc", fix: webrtcFix } : leak);
+  }
   for (const [server, seen] of dot) findings.push(dotExposure(server, seen));
   for (const [protocol, names] of others) findings.push(otherNames(protocol, [...names.values()], maxNames));
   return findings;

@@ -22,6 +22,8 @@ import { hostPort, isLoopbackAddress, parseIPv4, parseIPv6 } from "../address.ts
 import { chromiumLaunchFlags, chromiumWebrtcFix, FIREFOX_PREF, firefoxPrefSetting, type ProxyEndpoint } from "../client-setup.ts";
 import type { Finding } from "./findings.ts";
 import type { UdpEndpoint } from "./control-protocol.ts";
+// canary-page.ts imports nothing of this module (only types of canary-registry.ts), so no cycle.
+import { GATHER_MS } from "./canary-page.ts";
 
 /** What the page posts to /report. */
 export interface WebrtcReport {
@@ -29,6 +31,12 @@ export interface WebrtcReport {
   candidates: string[];
   /** Set when WebRTC could not run ("RTCPeerConnection is not available"). */
   error?: string;
+  /**
+   * How gathering ended: "complete" when the browser said it had every
+   * candidate, "timeout" when the page stopped waiting after GATHER_MS;
+   * absent from pages that did not say (an error, an older page).
+   */
+  gathering?: "complete" | "timeout";
 }
 
 /** One candidate's parts that matter here (RFC 8839 section 5.1 candidate-attribute). */
@@ -52,7 +60,7 @@ export function parseCandidate(line: string): Candidate | undefined {
 const FIX_FIREFOX = `in Firefox ${firefoxPrefSetting(FIREFOX_PREF.webrtcProxyOnlyIfBehindProxy, true)} (or ${firefoxPrefSetting(FIREFOX_PREF.webrtcEnabled, false)})`;
 const FIX_CHROMIUM = `in Chromium ${chromiumWebrtcFix()}`;
 /** What keeps WebRTC inside the proxy, for Firefox and for Chromium. */
-export const WEBRTC_FIX = `${FIX_FIREFOX}; ${FIX_CHROMIUM}`;
+const WEBRTC_FIX = `${FIX_FIREFOX}; ${FIX_CHROMIUM}`;
 /**
  * What hides this machine's addresses from pages: the same, or in Firefox at
  * least offering only the default route's address instead of every interface's.
@@ -133,6 +141,10 @@ function unique(values: string[]): string[] {
   return [...new Set(values)];
 }
 
+/** How many candidate lines a report keeps, and how long its error may be: a page posts what it likes. */
+const MAX_CANDIDATES = 200;
+const MAX_ERROR_CHARS = 200;
+
 /**
  * Reads a /report body into a WebrtcReport, or undefined when it is not one.
  *
@@ -143,9 +155,34 @@ export function asWebrtcReport(body: unknown): WebrtcReport | undefined {
   if (typeof body !== "object" || body === null) return undefined;
   const webrtc = (body as Record<string, unknown>)["webrtc"];
   if (typeof webrtc !== "object" || webrtc === null) return undefined;
-  const { candidates, error } = webrtc as Record<string, unknown>;
-  const lines = Array.isArray(candidates) ? candidates.filter((c): c is string => typeof c === "string").slice(0, 200) : [];
-  return typeof error === "string" ? { candidates: lines, error: error.slice(0, 200) } : { candidates: lines };
+  const { candidates, error, gathering } = webrtc as Record<string, unknown>;
+  const report: WebrtcReport = { candidates: Array.isArray(candidates) ? candidates.filter((c): c is string => typeof c === "string").slice(0, MAX_CANDIDATES) : [] };
+  if (typeof error === "string") report.error = error.slice(0, MAX_ERROR_CHARS);
+  if (gathering === "complete" || gathering === "timeout") report.gathering = gathering;
+  return report;
+}
+
+/**
+ * One report covering two posts of the page (reloaded, or opened in two
+ * browsers), so the findings judge both: candidates of both, each once, at
+ * most 200; every distinct error, joined by "; " (at most 200 characters);
+ * gathering "complete" if either completed, else "timeout" if either timed
+ * out, else absent.
+ *
+ * @example
+ * mergeWebrtcReports({ candidates: ["a", "b"], gathering: "timeout" }, { candidates: ["b", "c"], error: "x", gathering: "complete" })
+ * // { candidates: ["a", "b", "c"], error: "x", gathering: "complete" }
+ * mergeWebrtcReports(undefined, { candidates: [] }) // { candidates: [] }
+ */
+export function mergeWebrtcReports(earlier: WebrtcReport | undefined, later: WebrtcReport): WebrtcReport {
+  const both = earlier === undefined ? [later] : [earlier, later];
+  const merged: WebrtcReport = { candidates: unique(both.flatMap((report) => report.candidates)).slice(0, MAX_CANDIDATES) };
+  const errors = unique(both.flatMap((report) => (report.error === undefined ? [] : [report.error])));
+  if (errors.length > 0) merged.error = errors.join("; ").slice(0, MAX_ERROR_CHARS);
+  const endings = both.map((report) => report.gathering);
+  if (endings.includes("complete")) merged.gathering = "complete";
+  else if (endings.includes("timeout")) merged.gathering = "timeout";
+  return merged;
 }
 
 /** RFC 5389 section 6: the magic cookie every STUN message carries at bytes 4 to 7. */
@@ -212,7 +249,16 @@ export function udpProbeFindings(probe: UdpProbe, report: WebrtcReport | undefin
       fix: WEBRTC_FIX,
     });
   } else if (report !== undefined && report.error === undefined) {
-    findings.push({ probe: "webrtc", severity: "info", detail: `No UDP reached ${where}, the page's second STUN server: WebRTC did not go around the proxy`, fix: null });
+    // A browser that gathered nothing before the page stopped waiting may never have sent a STUN request: silence then proves nothing.
+    const unexercised = report.gathering === "timeout" && report.candidates.length === 0;
+    findings.push({
+      probe: "webrtc",
+      severity: "info",
+      detail: unexercised
+        ? `WebRTC's UDP was not exercised: the browser gathered no candidate within ${GATHER_MS / 1000} s (a busy machine?); open the page again to test it`
+        : `No UDP reached ${where}, the page's second STUN server: WebRTC did not go around the proxy`,
+      fix: null,
+    });
   }
   if (probe.otherCount > 0) {
     findings.push({ probe: "webrtc", severity: "info", detail: `${probe.otherCount} UDP datagram${probe.otherCount === 1 ? "" : "s"} that ${probe.otherCount === 1 ? "was" : "were"} not STUN arrived at ${where}; not counted`, fix: null });

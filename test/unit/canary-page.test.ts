@@ -1,8 +1,9 @@
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { Buffer } from "node:buffer";
+import { runInNewContext } from "node:vm";
 import { CanaryRegistry, type CanaryEvent, type CanarySession } from "../../src/leakcheck/canary-registry.ts";
-import { iceServers, pageStream } from "../../src/leakcheck/canary-page.ts";
+import { GATHER_MS, iceServers, pageStream } from "../../src/leakcheck/canary-page.ts";
 import { bounded } from "../helpers/wait.ts";
 
 const CANARY = "c0ffee.canary.safetunnel.invalid";
@@ -114,5 +115,106 @@ describe("pageStream", () => {
     const response = await exchange(canary, "GET /favicon.ico HTTP/1.1\r\nHost: x\r\n\r\n");
     assert.equal(response.toString("latin1"), "HTTP/1.1 404 Not Found\r\nContent-Type: text/plain\r\nContent-Length: 10\r\nCache-Control: no-store\r\nConnection: close\r\n\r\nNot found\n");
     assert.deepEqual(events, [{ event: "page", method: "GET", path: "/favicon.ico", userAgent: null }]);
+  });
+});
+
+/** The page's script, between its script tags. */
+function pageScript(html: string): string {
+  const match = /<script>\n([\s\S]*)<\/script>/.exec(html);
+  assert.ok(match !== null, "no script in the page");
+  return match[1]!;
+}
+
+/** How the fake browser's ICE gathering behaves. */
+interface FakeGathering {
+  /** Candidate lines handed to onicecandidate, after setLocalDescription. */
+  candidates: string[];
+  /** Whether iceGatheringState then becomes "complete". */
+  completes: boolean;
+}
+
+/**
+ * Runs the page's script in a fake browser (no RTCPeerConnection when
+ * `gathering` is undefined) and returns the bodies it posted to /report,
+ * with the delays of the timers it set. Timers fire only when `fireTimers`
+ * is true, once gathering has had its turn.
+ */
+async function runPage(gathering: FakeGathering | undefined, fireTimers: boolean): Promise<{ posts: { path: string; body: unknown }[]; timers: number[] }> {
+  const { session: canary } = session();
+  const html = split(await exchange(canary, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")).body;
+  const posts: { path: string; body: unknown }[] = [];
+  const timers: number[] = [];
+  const timerCallbacks: (() => void)[] = [];
+  const turn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
+  class FakePeerConnection {
+    iceGatheringState = "new";
+    onicecandidate: ((event: { candidate: { candidate: string } | null }) => void) | null = null;
+    onicegatheringstatechange: (() => void) | null = null;
+    createDataChannel(): void {}
+    async createOffer(): Promise<object> {
+      return {};
+    }
+    async setLocalDescription(): Promise<void> {
+      // As in a browser, candidates and the state change come as later tasks, once the script has set its handlers.
+      void turn().then(() => {
+        for (const line of gathering!.candidates) this.onicecandidate?.({ candidate: { candidate: line } });
+        if (gathering!.completes) {
+          this.iceGatheringState = "complete";
+          this.onicegatheringstatechange?.();
+        }
+      });
+    }
+    close(): void {}
+  }
+  let done!: () => void;
+  const finished = new Promise<void>((resolve) => (done = resolve));
+  const context: Record<string, unknown> = {
+    document: { getElementById: () => ({ textContent: "" }) },
+    setTimeout: (callback: () => void, ms: number) => {
+      timers.push(ms);
+      timerCallbacks.push(callback);
+    },
+    fetch: async (path: string, init: { body: string }) => {
+      posts.push({ path, body: JSON.parse(init.body) });
+      done();
+      return {};
+    },
+  };
+  if (gathering !== undefined) context["RTCPeerConnection"] = FakePeerConnection;
+  runInNewContext(pageScript(html), context);
+  for (let i = 0; i < 5; i++) await turn();
+  if (fireTimers) for (const callback of timerCallbacks) callback();
+  await bounded(finished, "the page's script to post its report", 10_000);
+  for (let i = 0; i < 5; i++) await turn();
+  return { posts, timers };
+}
+
+describe("the page's script", () => {
+  const lines = ["candidate:1 1 udp 2122260223 192.168.1.20 54400 typ host", "candidate:2 1 udp 1686052607 203.0.113.7 5000 typ srflx raddr 0.0.0.0 rport 0"];
+
+  test("gathering that completes before the timer posts the candidates with gathering complete, once", async () => {
+    const { posts, timers } = await runPage({ candidates: lines, completes: true }, false);
+    assert.deepEqual(posts, [{ path: "/report", body: { webrtc: { candidates: lines, gathering: "complete" } } }]);
+    assert.deepEqual(timers, [GATHER_MS]);
+  });
+
+  test("a timer that fires first posts what was gathered with gathering timeout", async () => {
+    const { posts } = await runPage({ candidates: lines.slice(0, 1), completes: false }, true);
+    assert.deepEqual(posts, [{ path: "/report", body: { webrtc: { candidates: lines.slice(0, 1), gathering: "timeout" } } }]);
+  });
+
+  test("nothing gathered before the timer posts no candidates with gathering timeout", async () => {
+    const { posts } = await runPage({ candidates: [], completes: false }, true);
+    assert.deepEqual(posts, [{ path: "/report", body: { webrtc: { candidates: [], gathering: "timeout" } } }]);
+  });
+
+  test("without RTCPeerConnection it posts the error alone, no gathering, and sets no timer", async () => {
+    const { posts, timers } = await runPage(undefined, false);
+    assert.deepEqual(posts, [{ path: "/report", body: { webrtc: { candidates: [], error: "RTCPeerConnection is not available" } } }]);
+    assert.deepEqual(timers, []);
+  });
+
+  test("gathers for GATHER_MS, 3 s", () => {
+    assert.equal(GATHER_MS, 3000);
   });
 });

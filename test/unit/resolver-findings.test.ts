@@ -146,6 +146,78 @@ describe("resolverFindings", () => {
     assert.ok(findings.every((finding) => finding.fix !== null && finding.fix.length < 160));
   });
 
+  describe("webrtcCanaries", () => {
+    const WEBRTC_FIX = "keep WebRTC inside the proxy";
+    const stunLookup = (overrides: Partial<DnsObservation> = {}): DnsObservation => seen({ names: [`www.${STUN}`], ...overrides });
+    const stunDetail = `The canary ${STUN} was looked up through the local resolver at 127.0.0.53:53 by 127.0.0.1:41000: the browser resolved it itself instead of sending the name to the proxy.`;
+
+    test("a lookup of a WebRTC canary is probe webrtc with webrtcFix; the page canary's stays probe resolver", () => {
+      assert.deepEqual(resolverFindings([seen({ names: [CANARY] }), stunLookup()], [CANARY, STUN], { webrtcCanaries: [STUN], webrtcFix: WEBRTC_FIX }), [
+        {
+          probe: "resolver",
+          severity: "leak",
+          detail: `The canary ${CANARY} was looked up through the local resolver at 127.0.0.53:53 by 127.0.0.1:41000: the browser resolved it itself instead of sending the name to the proxy.`,
+          fix: CANARY_LOOKUP_FIX,
+        },
+        { probe: "webrtc", severity: "leak", detail: stunDetail, fix: WEBRTC_FIX },
+      ]);
+    });
+
+    test("a WebRTC canary is a canary even when canaries does not list it", () => {
+      assert.deepEqual(resolverFindings([stunLookup()], [CANARY], { webrtcCanaries: [STUN], webrtcFix: WEBRTC_FIX }), [{ probe: "webrtc", severity: "leak", detail: stunDetail, fix: WEBRTC_FIX }]);
+      assert.deepEqual(resolverFindings([stunLookup()], [], { webrtcCanaries: [STUN], webrtcFix: WEBRTC_FIX }), [{ probe: "webrtc", severity: "leak", detail: stunDetail, fix: WEBRTC_FIX }]);
+    });
+
+    test("matched whatever its case and final dot, in either list", () => {
+      assert.deepEqual(resolverFindings([stunLookup()], [`${STUN.toUpperCase()}.`], { webrtcCanaries: [`${STUN}.`], webrtcFix: WEBRTC_FIX }), [
+        { probe: "webrtc", severity: "leak", detail: stunDetail, fix: WEBRTC_FIX },
+      ]);
+    });
+
+    test("without webrtcFix the fix is CANARY_LOOKUP_FIX", () => {
+      assert.deepEqual(resolverFindings([stunLookup()], [CANARY, STUN], { webrtcCanaries: [STUN] }), [{ probe: "webrtc", severity: "leak", detail: stunDetail, fix: CANARY_LOOKUP_FIX }]);
+    });
+
+    test("one webrtc finding per protocol, like any canary's leak", () => {
+      const mdns = stunLookup({ protocol: "mdns", from: { address: "192.168.1.5", port: 5353 }, to: { address: "224.0.0.251", port: 5353 } });
+      assert.deepEqual(resolverFindings([stunLookup(), stunLookup({ types: ["AAAA"] }), mdns], [CANARY], { webrtcCanaries: [STUN], webrtcFix: WEBRTC_FIX }), [
+        {
+          probe: "webrtc",
+          severity: "leak",
+          detail: `The canary ${STUN} was looked up through the local resolver at 127.0.0.53:53 by 127.0.0.1:41000 (2 messages): the browser resolved it itself instead of sending the name to the proxy.`,
+          fix: WEBRTC_FIX,
+        },
+        {
+          probe: "webrtc",
+          severity: "leak",
+          detail: `The canary ${STUN} was asked for by multicast DNS (mDNS) from 192.168.1.5:5353, to the whole local network: the browser resolved it itself instead of sending the name to the proxy.`,
+          fix: WEBRTC_FIX,
+        },
+      ]);
+    });
+
+    test("decides by the canary matched, not by its name appearing in the detail: other names, DoT and the page canary are untouched", () => {
+      const findings = resolverFindings(
+        [seen({ names: [`${STUN}.example.org`] }), seen({ protocol: "dot", transport: "tcp", to: { address: "9.9.9.9", port: 853 } }), seen({ names: [`www.${CANARY}`] })],
+        [CANARY],
+        { webrtcCanaries: [STUN], webrtcFix: WEBRTC_FIX },
+      );
+      assert.deepEqual(
+        findings.map((finding) => [finding.probe, finding.severity, finding.fix === WEBRTC_FIX]),
+        [
+          ["resolver", "leak", false],
+          ["resolver", "exposure", false],
+          ["resolver", "info", false],
+        ],
+      );
+      assert.equal(findings[2]!.detail, `1 other name was looked up through the local resolver during the test: ${STUN}.example.org (a capture does not say which program asked).`);
+    });
+
+    test("no lookup of a WebRTC canary: no webrtc finding", () => {
+      assert.deepEqual(resolverFindings([], [CANARY], { webrtcCanaries: [STUN], webrtcFix: WEBRTC_FIX }), []);
+    });
+  });
+
   test("leaks come before exposures, exposures before info", () => {
     const findings = resolverFindings(
       [

@@ -1,6 +1,9 @@
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { asWebrtcReport, isStunMessage, parseCandidate, stunLookupFix, udpProbeFindings, webrtcFindings, type UdpProbe } from "../../src/leakcheck/webrtc.ts";
+import * as webrtc from "../../src/leakcheck/webrtc.ts";
+import { asWebrtcReport, isStunMessage, mergeWebrtcReports, parseCandidate, stunLookupFix, udpProbeFindings, webrtcFindings, type UdpProbe } from "../../src/leakcheck/webrtc.ts";
+
+type WebrtcGathering = webrtc.WebrtcReport["gathering"];
 
 const FIX =
   'in Firefox media.peerconnection.ice.proxy_only_if_behind_proxy = true (or media.peerconnection.enabled = false); ' +
@@ -116,6 +119,83 @@ describe("asWebrtcReport", () => {
   test("is undefined for anything else", () => {
     for (const body of [null, 5, "x", {}, { webrtc: null }, { webrtc: "x" }]) assert.equal(asWebrtcReport(body), undefined);
   });
+
+  test("keeps how gathering ended when it is complete or timeout", () => {
+    assert.deepEqual(asWebrtcReport({ webrtc: { candidates: ["a"], gathering: "complete" } }), { candidates: ["a"], gathering: "complete" });
+    assert.deepEqual(asWebrtcReport({ webrtc: { candidates: [], gathering: "timeout", error: "x" } }), { candidates: [], error: "x", gathering: "timeout" });
+  });
+
+  test("leaves gathering out when it is anything else", () => {
+    for (const gathering of ["gathering", "Complete", "", 1, true, null, ["complete"], { complete: true }]) {
+      assert.deepEqual(asWebrtcReport({ webrtc: { candidates: ["a"], gathering } }), { candidates: ["a"] }, JSON.stringify(gathering));
+    }
+  });
+
+  test("cuts an error to 200 characters", () => {
+    assert.deepEqual(asWebrtcReport({ webrtc: { candidates: [], error: "e".repeat(300) } }), { candidates: [], error: "e".repeat(200) });
+  });
+});
+
+describe("mergeWebrtcReports", () => {
+  test("with no earlier report, the later one's candidates, error and gathering, duplicates dropped", () => {
+    assert.deepEqual(mergeWebrtcReports(undefined, { candidates: ["a", "b", "a"], error: "x", gathering: "timeout" }), { candidates: ["a", "b"], error: "x", gathering: "timeout" });
+    assert.deepEqual(mergeWebrtcReports(undefined, { candidates: [] }), { candidates: [] });
+  });
+
+  test("candidates of both, earlier first, each once", () => {
+    assert.deepEqual(mergeWebrtcReports({ candidates: ["a", "b"] }, { candidates: ["b", "c", "a", "d"] }), { candidates: ["a", "b", "c", "d"] });
+  });
+
+  test("at most 200 candidates, the earlier report's first", () => {
+    const earlier = Array.from({ length: 150 }, (_, i) => `e${i}`);
+    const later = Array.from({ length: 150 }, (_, i) => `l${i}`);
+    assert.deepEqual(mergeWebrtcReports({ candidates: earlier }, { candidates: later }), { candidates: [...earlier, ...later.slice(0, 50)] });
+  });
+
+  test("an error of either is kept; two distinct errors are joined by '; ', the same one kept once", () => {
+    assert.deepEqual(mergeWebrtcReports({ candidates: [], error: "RTCPeerConnection is not available" }, { candidates: ["a"] }), { candidates: ["a"], error: "RTCPeerConnection is not available" });
+    assert.deepEqual(mergeWebrtcReports({ candidates: ["a"] }, { candidates: [], error: "x" }), { candidates: ["a"], error: "x" });
+    assert.deepEqual(mergeWebrtcReports({ candidates: [], error: "x" }, { candidates: [], error: "y" }), { candidates: [], error: "x; y" });
+    assert.deepEqual(mergeWebrtcReports({ candidates: [], error: "x" }, { candidates: [], error: "x" }), { candidates: [], error: "x" });
+  });
+
+  test("joined errors are cut to 200 characters", () => {
+    assert.deepEqual(mergeWebrtcReports({ candidates: [], error: "a".repeat(150) }, { candidates: [], error: "b".repeat(150) }), { candidates: [], error: `${"a".repeat(150)}; ${"b".repeat(48)}` });
+  });
+
+  test("gathering is complete if either completed, else timeout if either timed out, else absent", () => {
+    const cases: [WebrtcGathering, WebrtcGathering, WebrtcGathering][] = [
+      ["complete", "timeout", "complete"],
+      ["timeout", "complete", "complete"],
+      [undefined, "complete", "complete"],
+      ["complete", undefined, "complete"],
+      ["timeout", "timeout", "timeout"],
+      [undefined, "timeout", "timeout"],
+      ["timeout", undefined, "timeout"],
+      [undefined, undefined, undefined],
+    ];
+    for (const [first, second, merged] of cases) {
+      const report = (gathering: WebrtcGathering): webrtc.WebrtcReport => (gathering === undefined ? { candidates: [] } : { candidates: [], gathering });
+      assert.deepEqual(mergeWebrtcReports(report(first), report(second)), report(merged), `${first} + ${second}`);
+    }
+  });
+
+  test("the findings of a merged report judge both posts", () => {
+    const merged = mergeWebrtcReports(
+      { candidates: ["candidate:1 1 udp 1 192.168.1.20 1 typ host"], gathering: "timeout" },
+      { candidates: ["candidate:2 1 udp 1 203.0.113.7 5000 typ srflx raddr 0.0.0.0 rport 0"], gathering: "complete" },
+    );
+    assert.deepEqual(webrtcFindings(merged), [
+      { probe: "webrtc", severity: "leak", detail: "WebRTC reached a STUN server around the proxy (UDP from this machine), and learnt the address 203.0.113.7", fix: FIX },
+      { probe: "webrtc", severity: "exposure", detail: "WebRTC shows pages this machine's LAN address 192.168.1.20", fix: ADDRESS_FIX },
+    ]);
+  });
+});
+
+describe("the module's exports", () => {
+  test("does not export WEBRTC_FIX: the findings and stunLookupFix carry its text", () => {
+    assert.equal("WEBRTC_FIX" in webrtc, false);
+  });
 });
 
 /** A STUN Binding request header (RFC 5389 section 6): type 0x0001, `length` bytes of attributes, the magic cookie, a 96-bit transaction ID. */
@@ -215,6 +295,37 @@ describe("udpProbeFindings", () => {
     ]);
     assert.deepEqual(udpProbeFindings({ listening: { address: "2001:db8::1", port: 40000 }, arrivals: [], stunCount: 0, otherCount: 0 }, { candidates: [] }), [
       { probe: "webrtc", severity: "info", detail: "No UDP reached [2001:db8::1]:40000, the page's second STUN server: WebRTC did not go around the proxy", fix: null },
+    ]);
+  });
+
+  test("the page gathered nothing before its timer fired: WebRTC's UDP was not exercised (info), not a clean result", () => {
+    assert.deepEqual(udpProbeFindings({ listening, arrivals: [], stunCount: 0, otherCount: 0 }, { candidates: [], gathering: "timeout" }), [
+      {
+        probe: "webrtc",
+        severity: "info",
+        detail: "WebRTC's UDP was not exercised: the browser gathered no candidate within 3 s (a busy machine?); open the page again to test it",
+        fix: null,
+      },
+    ]);
+  });
+
+  test("a timeout after some candidates, or a completed gathering with none, still says no UDP went around the proxy", () => {
+    const noUdp = { probe: "webrtc", severity: "info", detail: "No UDP reached 192.168.1.20:40000, the page's second STUN server: WebRTC did not go around the proxy", fix: null };
+    const silent: UdpProbe = { listening, arrivals: [], stunCount: 0, otherCount: 0 };
+    assert.deepEqual(udpProbeFindings(silent, { ...report, gathering: "timeout" }), [noUdp]);
+    assert.deepEqual(udpProbeFindings(silent, { candidates: [], gathering: "complete" }), [noUdp]);
+  });
+
+  test("STUN arrivals and other datagrams are reported as ever when the page gathered nothing in time", () => {
+    const timedOut: webrtc.WebrtcReport = { candidates: [], gathering: "timeout" };
+    assert.deepEqual(udpProbeFindings({ listening, arrivals: [{ from: "192.168.1.20:51000" }], stunCount: 1, otherCount: 1 }, timedOut), [
+      {
+        probe: "webrtc",
+        severity: "leak",
+        detail: `WebRTC sent a STUN request over UDP straight to 192.168.1.20:40000 (the page's second STUN server) from 192.168.1.20:51000: ${TAIL}`,
+        fix: FIX,
+      },
+      { probe: "webrtc", severity: "info", detail: "1 UDP datagram that was not STUN arrived at 192.168.1.20:40000; not counted", fix: null },
     ]);
   });
 
