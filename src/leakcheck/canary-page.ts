@@ -17,8 +17,9 @@ const MAX_BODY_BYTES = 64 * 1024;
 /** How long the page's script gathers ICE candidates before it reports. */
 export const GATHER_MS = 3000;
 
-/** One HTTP/1.1 exchange on the canary origin, then the connection closes. */
 /**
+ * One HTTP/1.1 exchange on the canary origin, then the connection closes.
+ *
  * @example
  * const outcome = { ok: true, stream: pageStream(session) };
  */

@@ -13,7 +13,9 @@
  * - any other `.invalid` name: host unreachable (0x04), as a name that does
  *   not resolve (none does).
  *
- * None of these can reach anything beyond this process.
+ * None of these opens a channel or reaches anything beyond this process;
+ * the one thing a check can add, a UDP port for the page's WebRTC, must be on
+ * this machine's own addresses (control-stream.ts).
  */
 import { Socks5Reply, type Destination } from "../socks/codec.ts";
 import type { ConnectOutcome, SocksClient } from "../socks/server.ts";

@@ -1,7 +1,8 @@
 /**
  * The I/O edge of capture analysis: a capture file (`--pcap FILE`) or a byte
  * stream (tcpdump's stdout with `-w -`) through the pcap reader and the DNS
- * decoder, chunk by chunk, so memory stays bounded by one record.
+ * decoder, chunk by chunk: reading holds one record at a time, and what is
+ * kept of the observations is the caller's choice (`keep`, ObservationStore).
  */
 import { open, type FileHandle } from "node:fs/promises";
 import { describeError, errnoCode, TunnelError } from "../errors.ts";
@@ -93,4 +94,43 @@ export async function readCaptureStream(chunks: AsyncIterable<Uint8Array> | Iter
     if (!(options.allowCutOff === true && format !== undefined)) throw err;
   }
   return { format: format!, observations, counts: decoder.counts };
+}
+
+/**
+ * Observations kept for a report, at most, besides those `mustKeep` picks: a
+ * live capture with --watch can run all day and a --pcap file can be large,
+ * and the report lists names, not every message.
+ */
+export const MAX_KEPT = 20_000;
+
+/**
+ * A bounded list of observations: the first `max`, and every one `mustKeep`
+ * picks (the lookups of a canary, which decide the verdict); the rest are
+ * counted.
+ *
+ * @example
+ * const store = new ObservationStore((seen) => seen.names.some(isCanary));
+ * await readCaptureFile(path, { keep: false, onObservation: (seen) => store.add(seen) });
+ * resolverFindings(store.observations, canaries);
+ */
+export class ObservationStore {
+  readonly observations: DnsObservation[] = [];
+  #dropped = 0;
+  readonly #mustKeep: (observation: DnsObservation) => boolean;
+  readonly #max: number;
+
+  constructor(mustKeep: (observation: DnsObservation) => boolean = () => false, max = MAX_KEPT) {
+    this.#mustKeep = mustKeep;
+    this.#max = max;
+  }
+
+  add(observation: DnsObservation): void {
+    if (this.observations.length < this.#max || this.#mustKeep(observation)) this.observations.push(observation);
+    else this.#dropped++;
+  }
+
+  /** Observations seen but not kept. */
+  get dropped(): number {
+    return this.#dropped;
+  }
 }

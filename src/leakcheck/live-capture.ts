@@ -8,7 +8,9 @@
  */
 import process from "node:process";
 import { spawn, type ChildProcess } from "node:child_process";
-import { readCaptureStream } from "./capture-file.ts";
+import { MAX_KEPT, ObservationStore, readCaptureStream } from "./capture-file.ts";
+
+export { MAX_KEPT };
 import type { DnsObservation } from "./dns-frames.ts";
 
 /** How long tcpdump may take to start capturing before the check goes on without waiting. */
@@ -31,13 +33,6 @@ process.once("exit", () => {
 /** DNS, mDNS, LLMNR and DNS over TLS, both transports (pcap-filter(7)). */
 const FILTER = "port 53 or port 5353 or port 5355 or port 853";
 
-/**
- * Observations kept for the report, at most, besides those `mustKeep` picks:
- * with --watch a capture can run all day, and the report lists names, not
- * every message.
- */
-export const MAX_KEPT = 20_000;
-
 export interface LiveCapture {
   /** What was decoded so far: the first MAX_KEPT, and every one `mustKeep` picked. */
   readonly observations: DnsObservation[];
@@ -56,8 +51,7 @@ export interface LiveCapture {
 export async function startLiveCapture(
   options: { onObservation?: (observation: DnsObservation) => void; mustKeep?: (observation: DnsObservation) => boolean; command?: string } = {},
 ): Promise<LiveCapture> {
-  const observations: DnsObservation[] = [];
-  let dropped = 0;
+  const store = new ObservationStore(options.mustKeep);
   let child: ChildProcess;
   let stderr = "";
   try {
@@ -83,8 +77,7 @@ export async function startLiveCapture(
   const reading = readCaptureStream(child.stdout!, {
     keep: false,
     onObservation: (observation) => {
-      if (observations.length < MAX_KEPT || options.mustKeep?.(observation) === true) observations.push(observation);
-      else dropped++;
+      store.add(observation);
       options.onObservation?.(observation);
     },
   }).then(
@@ -96,9 +89,9 @@ export async function startLiveCapture(
   await Promise.race([listening, spawnError, exited, new Promise<void>((resolve) => (timer = setTimeout(resolve, READY_WAIT_MS)))]);
   clearTimeout(timer);
   return {
-    observations,
+    observations: store.observations,
     get dropped() {
-      return dropped;
+      return store.dropped;
     },
     stop: async () => {
       if (child.exitCode === null && child.signalCode === null) child.kill("SIGTERM");
@@ -115,7 +108,7 @@ export async function startLiveCapture(
       if (typeof code === "string") return code;
       const problem = await reading;
       // tcpdump exits 1 with a message when it lacks rights or an interface.
-      if (observations.length === 0 && (code !== null && code !== 0)) return `tcpdump could not capture (${stderr.trim().split("\n").at(-1) ?? `exit ${code}`})`;
+      if (store.observations.length === 0 && store.dropped === 0 && (code !== null && code !== 0)) return `tcpdump could not capture (${stderr.trim().split("\n").at(-1) ?? `exit ${code}`})`;
       return problem;
     },
   };

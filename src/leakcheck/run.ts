@@ -4,29 +4,30 @@
  * probes see while the user opens it, and print the verdict (verdict.ts,
  * report.ts). Returns the exit status: 0 PASS, 1 LEAK, 2 could not test.
  *
- * The run ends as soon as the verdict is certain: a second after the page's
- * WebRTC report once the canary page has arrived by name (or a few seconds
- * without one), a second after a leak the verdict counts (a canary looked up
- * locally, an IP-address request from the browser, WebRTC's UDP at
- * leakcheck's port), or when --wait runs out; with --watch it goes on until
- * Ctrl-C.
+ * The run ends as soon as the verdict is certain: once the canary page has
+ * arrived by name, a second after its WebRTC report (REPORT_WAIT_MS after the
+ * page without one); after a leak the verdict counts (a canary looked up
+ * locally, an IP-address request that is the browser's, WebRTC's UDP at
+ * leakcheck's port), a second, or until the page's report when the page has
+ * come; or when --wait runs out. With --watch it goes on until Ctrl-C.
  */
 import type { LeakcheckPlan } from "../cli/leakcheck-args.ts";
 import { hostPort } from "../address.ts";
 import { NotAFrontEnd, openControl, type ControlConnection } from "./control-client.ts";
 import type { CanaryEvent } from "./canary-registry.ts";
-import { decideCaptureVerdict, decideVerdict, isTestedProgram, type CanaryOutcome, type IpLiteralRequest, type LeakcheckResult, type ProxyCheck } from "./verdict.ts";
+import { decideCaptureVerdict, decideVerdict, isOtherProgram, type CanaryOutcome, type IpLiteralRequest, type LeakcheckResult, type ProxyCheck } from "./verdict.ts";
 import { findingJsonLine, renderHuman, renderJsonLines } from "./report.ts";
 import type { Finding } from "./findings.ts";
 import { ResolverSocketPoller } from "../platform/resolver-sockets.ts";
-import { MAX_KEPT, startLiveCapture, type LiveCapture } from "./live-capture.ts";
+import { startLiveCapture, type LiveCapture } from "./live-capture.ts";
 import { access, constants } from "node:fs/promises";
-import { readCaptureFile } from "./capture-file.ts";
+import { MAX_KEPT, ObservationStore, readCaptureFile } from "./capture-file.ts";
 import { canariesIn, namesCanary, resolverFindings } from "./resolver-findings.ts";
-import type { ProxyEndpoint } from "../client-setup.ts";
+import { socksAppFromProgram, type ProxyEndpoint } from "../client-setup.ts";
 import type { DnsObservation } from "./dns-frames.ts";
 import { auditBrowserSetup } from "./browser-files.ts";
-import { asWebrtcReport, stunLookupFix, udpProbeFindings, webrtcFindings, type UdpProbe, type WebrtcReport } from "./webrtc.ts";
+import { asWebrtcReport, mergeWebrtcReports, stunLookupFix, udpProbeFindings, webrtcFindings, type UdpProbe, type WebrtcReport } from "./webrtc.ts";
+import { GATHER_MS } from "./canary-page.ts";
 import { listenForWebrtcUdp, type StunListener } from "./stun-listener.ts";
 import { procUdpSender } from "../platform/udp-owner.ts";
 import { TunnelError, describeError, errnoCode } from "../errors.ts";
@@ -50,8 +51,10 @@ export interface LeakcheckEnvironment {
 
 /** Once the verdict is certain (the page arrived, or a leak was seen), how long stragglers may still arrive. */
 const SETTLE_MS = 1000;
-/** After the page, how long its script may take to post the WebRTC report (it gathers for at most 3 s). */
-const REPORT_WAIT_MS = 6000;
+/** After the page, how long its script may take to post the WebRTC report (it gathers for at most GATHER_MS). */
+const REPORT_WAIT_MS = GATHER_MS + 3000;
+/** Sources of WebRTC UDP that --watch names, at most: anyone on the network can send to the port. */
+const MAX_WATCH_SOURCES = 16;
 /** How long the front end may take to answer a control request. */
 const REQUEST_WAIT_MS = 2000;
 
@@ -76,7 +79,8 @@ export async function runLeakcheck(plan: LeakcheckPlan, env: LeakcheckEnvironmen
     control = await openControl(proxy);
   } catch (err) {
     if (!(err instanceof NotAFrontEnd)) throw err;
-    if (plan.pcap !== undefined) {
+    // Nothing there at all: the capture is all there is to read. Another SOCKS server there is a mistake to report.
+    if (plan.pcap !== undefined && err.kind === "absent") {
       env.note(`No safetunnel front end: ${err.found}; reading the capture alone.`);
       return finish(await captureOnly(plan.pcap, proxy, err.found), plan, env);
     }
@@ -86,12 +90,16 @@ export async function runLeakcheck(plan: LeakcheckPlan, env: LeakcheckEnvironmen
 
   const started = now();
   const canary: CanaryOutcome = { arrivedByName: false, waitedSeconds: 0 };
+  /** Every program that fetched the canary, in order (the user may open the URL in more than one). */
+  const canaryPrograms: string[] = [];
   const ipLiteralRequests: IpLiteralRequest[] = [];
   const findings: Finding[] = [];
   let webrtc: WebrtcReport | undefined;
   let poller: ResolverSocketPoller | undefined;
   let udp: StunListener | undefined;
   let udpProbe: UdpProbe | undefined;
+  /** Why the UDP probe is not confirmed: the port keeps listening, and STUN arriving there still counts. */
+  let udpUnconfirmed: string | undefined;
   let capture: LiveCapture | undefined;
   let captureProblem: string | undefined;
   let outcome: Outcome;
@@ -114,18 +122,26 @@ export async function runLeakcheck(plan: LeakcheckPlan, env: LeakcheckEnvironmen
     // Set once the wait below starts: a canary looked up locally, or WebRTC's UDP at our port, makes the verdict LEAK at once.
     let onCanaryLookup = (): void => {};
     let onUdpStun = (): void => {};
+    const reportedSources = new Set<string>();
     udp = await listenForWebrtcUdp({
       ...(env.platform === "linux" ? { senderProgram: procUdpSender() } : {}),
       onStun: (from) => {
-        if (plan.watch) env.out(plan.json ? JSON.stringify({ type: "webrtc-udp", from }) : `webrtc: a STUN request over UDP from ${from} reached leakcheck's port around the proxy (a leak)`);
+        // One line per source: a browser retransmits, and anyone on the network can send to the port.
+        if (plan.watch && !reportedSources.has(from) && reportedSources.size < MAX_WATCH_SOURCES) {
+          reportedSources.add(from);
+          env.out(plan.json ? JSON.stringify({ type: "webrtc-udp", from }) : `webrtc: a STUN request over UDP from ${from} reached leakcheck's port around the proxy (a leak)`);
+        }
         onUdpStun();
       },
     });
     if (udp.endpoint !== undefined) {
       // The front end names our port in the page it serves: it must know before the URL is shown.
       const answer = await control.request({ request: "stun-udp", ...udp.endpoint }, REQUEST_WAIT_MS);
-      if (answer?.event !== "stun-udp") {
-        udpProbe = { problem: answer === undefined ? "the tunnel did not answer the request to add it to the page (a safetunnel from before this check existed?)" : `the tunnel would not add it to the page (${answer.reason})` };
+      if (answer === undefined) {
+        // A late answer would still put the port in the page: listen on.
+        udpUnconfirmed = "the tunnel did not answer the request to add it to the page (a safetunnel from before this check existed?)";
+      } else if (answer.event !== "stun-udp") {
+        udpProbe = { problem: `the tunnel would not add it to the page (${answer.reason})` };
         await udp.close();
       }
     }
@@ -157,6 +173,8 @@ export async function runLeakcheck(plan: LeakcheckPlan, env: LeakcheckEnvironmen
       let settle: ReturnType<typeof setTimeout> | undefined;
       let certain: "arrived" | "leaked" | undefined;
       let endsAt = Infinity;
+      /** When the canary page arrived: its script reports within REPORT_WAIT_MS. */
+      let pageAt: number | undefined;
       const deadline = plan.watch ? undefined : setTimeout(() => resolve("timeout"), plan.waitMs);
       const done = (why: Outcome): void => {
         clearTimeout(deadline);
@@ -175,66 +193,92 @@ export async function runLeakcheck(plan: LeakcheckPlan, env: LeakcheckEnvironmen
       };
       onStop = () => done("interrupted");
       if (stopped) done("interrupted");
-      onCanaryLookup = () => endAfter("leaked", SETTLE_MS);
-      // The page's report, if it comes, says what else WebRTC did.
+      /**
+       * After a leak: a moment for stragglers, and once the page has arrived, time for its
+       * report, so the WebRTC findings (and their fixes) come in the same run. Without the
+       * page, none may come (a browser that resolved the canary itself never fetches it).
+       */
+      const leaked = (): void => {
+        const reportDue = pageAt !== undefined && webrtc === undefined ? pageAt + REPORT_WAIT_MS - now() : 0;
+        endAfter("leaked", Math.max(SETTLE_MS, reportDue));
+      };
+      onCanaryLookup = leaked;
+      // STUN at our port comes from the page's script: its report follows.
       onUdpStun = () => endAfter("leaked", webrtc === undefined ? REPORT_WAIT_MS : SETTLE_MS);
       connection.onLost(() => done("lost"));
       connection.onEvent((event: CanaryEvent) => {
         if (event.event === "canary") {
           if (event.port === 80 || event.port === 443) {
             canary.arrivedByName = true;
-            if (event.program !== null) canary.program = event.program;
+            if (event.program !== null && !canaryPrograms.includes(event.program)) canaryPrograms.push(event.program);
+            canary.program ??= event.program ?? undefined;
           }
         } else if (event.event === "page" && event.path === "/") {
           const by = canary.program === undefined ? "" : ` from ${canary.program}`;
           if (plan.watch) env.out(plan.json ? JSON.stringify({ type: "canary", detail: `The canary page arrived by name${by}` }) : `canary: the page arrived by name${by}`);
+          pageAt ??= now();
           if (certain === undefined) endAfter("arrived", REPORT_WAIT_MS);
         } else if (event.event === "report") {
-          webrtc = asWebrtcReport(event.body) ?? webrtc;
+          const report = asWebrtcReport(event.body);
+          // A reload, or a second browser, reports again: the findings cover every report.
+          if (report !== undefined) webrtc = mergeWebrtcReports(webrtc, report);
           if (webrtc !== undefined && certain !== undefined) endAfter(certain, SETTLE_MS);
         } else if (event.event === "refused-ip") {
           ipLiteralRequests.push({ destination: event.destination, version: event.version, ...(event.program !== null ? { program: event.program } : {}) });
           if (plan.watch) env.out(plan.json ? JSON.stringify({ type: "refused-ip", destination: event.destination, program: event.program }) : `canary: refused an IP-address request to ${event.destination}${event.program === null ? "" : ` from ${event.program}`} (a leak)`);
-          // Certain only when it counts whatever comes next: its program unknown, or the browser
-          // already known and this is it (verdict.ts: another program's request does not decide).
-          const decides = event.program === null || (canary.arrivedByName && (canary.program === undefined || isTestedProgram(event.program, canary.program)));
-          if (decides) endAfter("leaked", SETTLE_MS);
+          // Certain only when it counts whatever comes next (verdict.ts isOtherProgram): its program
+          // unnamed or of no known kind, or the canary already fetched and this is not provably
+          // another program. Before the canary, a known program may yet turn out not to be the browser.
+          const decides =
+            event.program === null || socksAppFromProgram(event.program) === undefined || (canary.arrivedByName && !isOtherProgram(event.program, canaryPrograms));
+          if (decides) leaked();
         }
       });
     });
     canary.waitedSeconds = Math.round((now() - started) / 1000);
+    if (canaryPrograms.length > 0) canary.programs = canaryPrograms;
     findings.push(...(await setup));
   } finally {
     control.close();
-    if (udpProbe === undefined) udpProbe = await udp?.close();
+    if (udpProbe === undefined && udp !== undefined) {
+      const seen = await udp.close();
+      // Unconfirmed, silence proves nothing; STUN that arrived anyway still went around the proxy.
+      udpProbe = udpUnconfirmed !== undefined && !("stunCount" in seen && seen.stunCount > 0) ? { problem: udpUnconfirmed } : seen;
+    }
     await poller?.stop();
     captureProblem = await capture?.stop();
   }
 
-  const observations: DnsObservation[] = [...(capture?.observations ?? [])];
-  if (capture !== undefined && capture.dropped > 0) {
-    findings.push({ probe: "resolver", severity: "info", detail: `${capture.dropped} more DNS messages were seen than the report keeps (${MAX_KEPT}); each lookup of a canary was kept`, fix: null });
-  }
+  const { canary: canaryName, stun } = control.hello;
+  const store = new ObservationStore((seen) => seen.names.some((name) => namesCanary(name, canaryName) || namesCanary(name, stun)));
+  for (const seen of capture?.observations ?? []) store.add(seen);
   if (captureProblem !== undefined) {
     const fallback = poller !== undefined ? "resolver sockets were watched through /proc instead" : "local resolver use was not watched";
     findings.push({ probe: "resolver", severity: "info", detail: `No live capture: ${captureProblem}; ${fallback}`, fix: "run leakcheck as root (or with CAP_NET_RAW) with tcpdump installed to see every local lookup" });
   }
+  /** Why the check cannot vouch for the browser although it ran: a capture the user gave that could not be read. */
+  let incomplete: string | undefined;
   if (plan.pcap !== undefined) {
     try {
-      observations.push(...(await readCaptureFile(plan.pcap, { allowCutOff: true })).observations);
+      await readCaptureFile(plan.pcap, { allowCutOff: true, keep: false, onObservation: (seen) => store.add(seen) });
     } catch (err) {
+      // Its lookups were not checked: without them the check cannot vouch for the browser.
       findings.push({ probe: "resolver", severity: "info", detail: `The capture could not be read: ${describeError(err)}`, fix: null });
+      incomplete = `the capture ${plan.pcap} could not be read, so its lookups were not checked`;
     }
   }
-  const { canary: canaryName, stun } = control.hello;
-  const lookups = lookupFindings(observations, [canaryName, stun], [stun], proxy);
+  const dropped = store.dropped + (capture?.dropped ?? 0);
+  if (dropped > 0) {
+    findings.push({ probe: "resolver", severity: "info", detail: `${dropped} more DNS messages were seen than the report keeps (${MAX_KEPT}); each lookup of a canary was kept`, fix: null });
+  }
+  const lookups = lookupFindings(store.observations, [canaryName, stun], [stun], proxy);
   const udpFindings = udpProbe === undefined ? [] : udpProbeFindings(udpProbe, webrtc);
   findings.unshift(...lookups, ...(canary.arrivedByName ? [...webrtcFindings(webrtc), ...udpFindings] : udpFindings.filter((finding) => finding.severity === "leak")));
 
   // Cut short, not run out: "nothing arrived within the wait" would not be true.
   if (outcome !== "timeout" && outcome !== "arrived") canary.interrupted = true;
   if (outcome === "lost") env.note("The tunnel stopped during the check; what was seen until then:");
-  return finish(decideVerdict({ proxy, proxyCheck: { kind: "ours" }, canary, ipLiteralRequests, findings }), plan, env);
+  return finish(decideVerdict({ proxy, proxyCheck: { kind: "ours" }, canary, ipLiteralRequests, findings, ...(incomplete !== undefined ? { incomplete } : {}) }), plan, env);
 }
 
 /**
@@ -242,10 +286,7 @@ export async function runLeakcheck(plan: LeakcheckPlan, env: LeakcheckEnvironmen
  * WebRTC's leak, so its fix is WebRTC's, not the proxy settings'.
  */
 function lookupFindings(observations: readonly DnsObservation[], canaries: readonly string[], stunCanaries: readonly string[], proxy: ProxyEndpoint, maxNamesListed?: number): Finding[] {
-  const stunLookup = (finding: Finding): boolean => finding.severity === "leak" && stunCanaries.some((name) => finding.detail.includes(name));
-  return resolverFindings(observations, canaries, maxNamesListed === undefined ? {} : { maxNamesListed }).map((finding): Finding =>
-    stunLookup(finding) ? { ...finding, probe: "webrtc", fix: stunLookupFix(proxy) } : finding,
-  );
+  return resolverFindings(observations, canaries, { ...(maxNamesListed === undefined ? {} : { maxNamesListed }), webrtcCanaries: stunCanaries, webrtcFix: stunLookupFix(proxy) });
 }
 
 /** How many other names a capture read alone lists: every one, within reason. */
@@ -256,7 +297,10 @@ const CAPTURE_ONLY_NAMES = 200;
  * canaries of whichever check it was taken during.
  */
 async function captureOnly(path: string, proxy: ProxyEndpoint, found: string): Promise<LeakcheckResult> {
-  const { format, observations, counts } = await readCaptureFile(path, { allowCutOff: true });
+  // Which canaries a capture names is known only once it has been read: keep every canary lookup.
+  const store = new ObservationStore((seen) => canariesIn([seen]).length > 0);
+  const { format, counts } = await readCaptureFile(path, { allowCutOff: true, keep: false, onObservation: (seen) => store.add(seen) });
+  const { observations } = store;
   const canaries = canariesIn(observations);
   const summary: Finding = {
     probe: "resolver",

@@ -9,7 +9,8 @@
 import { createSocket, type Socket } from "node:dgram";
 import { hostPort } from "../address.ts";
 import { within } from "../deadline.ts";
-import { networkAddresses } from "../platform/interface-addresses.ts";
+import { isOneOf, networkAddresses } from "../platform/interface-addresses.ts";
+import { isLoopbackAddress } from "../address.ts";
 import type { UdpSender } from "../platform/udp-owner.ts";
 import { isStunMessage, type UdpArrival, type UdpProbe } from "./webrtc.ts";
 
@@ -41,7 +42,8 @@ export interface StunListener {
  * const probe = await listener.close();
  */
 export async function listenForWebrtcUdp(options: StunListenerOptions = {}): Promise<StunListener> {
-  const address = (options.addresses ?? networkAddresses)()[0];
+  const addresses = (options.addresses ?? networkAddresses)();
+  const address = addresses[0];
   if (address === undefined) return failed("this machine has no network address besides loopback, and browsers leave loopback out of WebRTC");
   const socket = createSocket(address.includes(":") ? "udp6" : "udp4");
   try {
@@ -73,8 +75,11 @@ export async function listenForWebrtcUdp(options: StunListenerOptions = {}): Pro
     if (arrivals.has(source) || arrivals.size >= MAX_SENDERS) return;
     const arrival: UdpArrival = { from: source };
     arrivals.set(source, arrival);
-    // Asked now, while the browser still holds the socket it sent from.
-    if (options.senderProgram !== undefined) {
+    // Asked now, while the browser still holds the socket it sent from; only for this machine's own
+    // addresses: a datagram from elsewhere on the network says nothing about the programs here.
+    const local = isLoopbackAddress(from.address) || isOneOf(from.address, addresses);
+    if (!local) arrival.elsewhere = true;
+    else if (options.senderProgram !== undefined) {
       naming.push(
         within(options.senderProgram({ address: from.address, port: from.port }), NAME_WAIT_MS).then((program) => {
           if (program !== undefined) arrival.program = program;

@@ -14,10 +14,12 @@
  *   counts only for the tested browser. A forgotten Firefox profile then does
  *   not fail a Chromium user, yet a Firefox on a PAC proxy, which passes the
  *   canary but may resolve prefetched names locally, does;
- * - an IP-address SOCKS request from another named program (curl, another
- *   browser) using the proxy meanwhile: that program resolved locally, but
- *   the browser under test did not send it.
- * Both are still listed as leaks. When either side cannot be named, the leak
+ * - an IP-address SOCKS request from a program of another known kind (curl,
+ *   a browser of the other family) than every program that fetched the
+ *   canary: that program resolved locally, but the browser under test did
+ *   not send it.
+ * Both are still listed as leaks. When a program cannot be named, or is of no
+ * kind leakcheck knows (a browser's processes go by several names), the leak
  * counts: leakcheck cannot tell it is not the browser's.
  * `exposure` and `info` never decide; they are listed with their fixes.
  */
@@ -47,6 +49,8 @@ export interface CanaryOutcome {
   arrivedByName: boolean;
   /** The program that sent the canary request, when it could be named ("firefox-esr", "chromium"). */
   program?: string;
+  /** Every program that sent a canary request, `program` first (the user may open the URL in more than one). @default [program] */
+  programs?: readonly string[];
   /** How long leakcheck waited, in whole seconds. */
   waitedSeconds: number;
   /** The wait was cut short (Ctrl-C during --watch), not run out. */
@@ -70,6 +74,11 @@ export interface VerdictInput {
   ipLiteralRequests: readonly IpLiteralRequest[];
   /** Every other probe's findings (webrtc, resolver, firefox, chromium, system), in the order found. */
   findings: readonly Finding[];
+  /**
+   * Why the check cannot vouch for the browser even if nothing leaked (a
+   * --pcap file the user gave could not be read): UNTESTED instead of PASS.
+   */
+  incomplete?: string;
 }
 
 export interface LeakcheckResult {
@@ -112,7 +121,8 @@ export function decideVerdict(input: VerdictInput): LeakcheckResult {
         : `point --proxy at safetunnel's own -D port: only it answers leakcheck's canaries`;
     return result("UNTESTED", sortFindings(input.findings), `Could not test: ${input.proxyCheck.found}; ${fix}`);
   }
-  const requests = ipLiteralFindings(input.ipLiteralRequests, input.canary.program, input.proxy);
+  const testedPrograms = input.canary.programs ?? (input.canary.program === undefined ? [] : [input.canary.program]);
+  const requests = ipLiteralFindings(input.ipLiteralRequests, testedPrograms, input.proxy);
   // Keyed by the finding objects themselves: sortFindings reorders them but keeps each object.
   const otherPrograms = new Map(requests.flatMap(({ finding, otherProgram }) => (otherProgram === undefined ? [] : [[finding, otherProgram] as const])));
   const findings = sortFindings([...canaryFindings(input.canary, input.proxy), ...requests.map(({ finding }) => finding), ...input.findings]);
@@ -127,6 +137,7 @@ export function decideVerdict(input: VerdictInput): LeakcheckResult {
   if (!input.canary.arrivedByName) {
     return result("UNTESTED", findings, `Stopped after ${input.canary.waitedSeconds} s before the canary arrived: open the canary URL in the browser and let leakcheck wait`);
   }
+  if (input.incomplete !== undefined) return result("UNTESTED", findings, `The canary arrived through the proxy as a name, but ${input.incomplete}`);
   const settings = findings.filter((finding) => finding.severity === "leak" && untestedBrowser(finding)).length;
   const clauses = [
     ...(settings > 0 ? [`${plural(settings, "setting")} above would leak in a browser not tested here`] : []),
@@ -167,13 +178,24 @@ function otherProgramsClause(programs: readonly string[]): string {
 }
 
 /**
- * Whether `program` is the browser under test: the same name, or the same
- * browser family (firefox-esr and firefox, chrome and chromium), since one
- * browser's processes and launchers go by several names.
+ * Whether `program` is provably not the browser under test: it is of a kind
+ * leakcheck knows (socksAppFromProgram: a Firefox, a Chromium, curl), and so
+ * is every program in `tested`, each of another kind. Anything less certain
+ * (an unnamed or unknown program: Firefox's "Socket Process", vivaldi-bin)
+ * may be the browser, so its leaks count.
+ *
+ * @example
+ * isOtherProgram("curl", ["firefox-esr"]) // true
+ * isOtherProgram("firefox", ["firefox-esr"]) // false: the same family
+ * isOtherProgram("python3", ["firefox-esr"]) // false: an unknown kind
  */
-export function isTestedProgram(program: string, tested: string): boolean {
-  const family = socksAppFromProgram(program);
-  return program === tested || (family !== undefined && family === socksAppFromProgram(tested));
+export function isOtherProgram(program: string | undefined, tested: readonly string[]): boolean {
+  const kind = socksAppFromProgram(program);
+  if (kind === undefined || tested.length === 0) return false;
+  return tested.every((name) => {
+    const testedKind = socksAppFromProgram(name);
+    return testedKind !== undefined && testedKind !== kind;
+  });
 }
 
 /** The -D argument that listens where --proxy points: the port alone for ssh's default, 127.0.0.1. */
@@ -205,10 +227,10 @@ function canaryFindings(canary: CanaryOutcome, proxy: ProxyEndpoint): Finding[] 
 
 /**
  * One leak per program and SOCKS version (each has its own fix), counting its
- * requests; `otherProgram` names the program when both it and the tested
- * browser are named and differ (see the top of this file).
+ * requests; `otherProgram` names the program when it is provably not the
+ * browser under test (isOtherProgram; see the top of this file).
  */
-function ipLiteralFindings(requests: readonly IpLiteralRequest[], tested: string | undefined, proxy: ProxyEndpoint): { finding: Finding; otherProgram?: string }[] {
+function ipLiteralFindings(requests: readonly IpLiteralRequest[], tested: readonly string[], proxy: ProxyEndpoint): { finding: Finding; otherProgram?: string }[] {
   const groups = new Map<string, { first: IpLiteralRequest; count: number }>();
   for (const request of requests) {
     const key = `${request.program ?? ""}\u0000${request.version}`;
@@ -218,14 +240,14 @@ function ipLiteralFindings(requests: readonly IpLiteralRequest[], tested: string
   }
   return [...groups.values()].map(({ first, count }) => {
     const { program } = first;
-    const other = program !== undefined && tested !== undefined && !isTestedProgram(program, tested);
+    const other = isOtherProgram(program, tested);
     const finding: Finding = {
       probe: "canary",
       severity: "leak",
       detail:
         `${plural(count, `SOCKS${first.version} request`)} from ${program ?? "a client leakcheck could not name"} carried an IP address instead of a name ` +
         `(first: ${first.destination}) and ${count === 1 ? "was" : "were"} refused: the client resolved those names locally` +
-        (other ? `; ${program} is not the browser under test (the canary came from ${tested})` : ""),
+        (other ? `; ${program} is not the browser under test (the canary came from ${tested.join(", ")})` : ""),
       fix: refusalFix(program, first.version, proxy),
     };
     return other ? { finding, otherProgram: program } : { finding };

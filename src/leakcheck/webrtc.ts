@@ -209,6 +209,8 @@ export interface UdpArrival {
   from: string;
   /** The program holding the sending socket, when it could be named. */
   program?: string;
+  /** It came from another machine (a browser using the proxy over the network with -g, or anyone sending to the port). */
+  elsewhere?: boolean;
 }
 
 /** What leakcheck's UDP port saw during the check, or why it could not listen. */
@@ -239,7 +241,9 @@ export function udpProbeFindings(probe: UdpProbe, report: WebrtcReport | undefin
   const where = hostPort(probe.listening.address, probe.listening.port);
   const findings: Finding[] = [];
   if (probe.stunCount > 0) {
-    const senders = probe.arrivals.map((arrival) => (arrival.program === undefined ? arrival.from : `${arrival.from} (${arrival.program})`));
+    const senders = probe.arrivals.map((arrival) =>
+      arrival.elsewhere === true ? `${arrival.from} (another machine)` : arrival.program === undefined ? arrival.from : `${arrival.from} (${arrival.program})`,
+    );
     findings.push({
       probe: "webrtc",
       severity: "leak",
@@ -249,13 +253,15 @@ export function udpProbeFindings(probe: UdpProbe, report: WebrtcReport | undefin
       fix: WEBRTC_FIX,
     });
   } else if (report !== undefined && report.error === undefined) {
-    // A browser that gathered nothing before the page stopped waiting may never have sent a STUN request: silence then proves nothing.
+    // Nothing gathered before the page stopped waiting: WebRTC kept inside the proxy looks so (measured: Chromium 156
+    // with webrtc.ip_handling_policy disable_non_proxied_udp never completed gathering), but so does a browser too
+    // busy to have tried yet. Say both.
     const unexercised = report.gathering === "timeout" && report.candidates.length === 0;
     findings.push({
       probe: "webrtc",
       severity: "info",
       detail: unexercised
-        ? `WebRTC's UDP was not exercised: the browser gathered no candidate within ${GATHER_MS / 1000} s (a busy machine?); open the page again to test it`
+        ? `No UDP reached ${where}, the page's second STUN server, and WebRTC gathered no candidate within ${GATHER_MS / 1000} s: it is kept inside the proxy, or had no time to try (a busy machine: open the page again to be sure)`
         : `No UDP reached ${where}, the page's second STUN server: WebRTC did not go around the proxy`,
       fix: null,
     });

@@ -7,8 +7,9 @@
  * IPv6 link-local addresses (fe80::/10) are left out too: reaching one needs
  * a zone index (RFC 4007 section 11), which a STUN URL cannot carry
  * (RFC 7064 section 3.1). On Deno, reading the interfaces needs
- * `--allow-sys=networkInterfaces`; without it there are none, and the probe
- * that needs them says so.
+ * `--allow-sys=networkInterfaces`; without it there are none (asked first,
+ * so Deno never stops the whole process on a permission prompt), and the
+ * probe that needs them says so.
  */
 import { networkInterfaces } from "node:os";
 import { formatAddress, isLoopbackAddress, parseIPv4, parseIPv6 } from "../address.ts";
@@ -62,11 +63,18 @@ function isLinkLocalIPv6(address: string): boolean {
   return bytes !== null && bytes[0] === 0xfe && (bytes[1]! & 0xc0) === 0x80;
 }
 
+/** The part of Deno's permissions API read here (Deno.permissions.querySync); absent on Node. */
+interface DenoPermissions {
+  permissions?: { querySync?(descriptor: { name: "sys"; kind: "networkInterfaces" }): { state: string } };
+}
+
 function readInterfaces(): Record<string, readonly InterfaceAddress[] | undefined> {
+  // On Deno, an ungranted permission would prompt on a terminal and block every forward meanwhile.
+  const deno = (globalThis as { Deno?: DenoPermissions }).Deno;
+  if (deno !== undefined && deno.permissions?.querySync?.({ name: "sys", kind: "networkInterfaces" }).state !== "granted") return {};
   try {
     return networkInterfaces();
   } catch {
-    // Deno without --allow-sys=networkInterfaces.
     return {};
   }
 }

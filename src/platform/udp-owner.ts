@@ -1,6 +1,8 @@
 /**
- * Which local program holds the UDP socket a datagram came from, when it came
- * from this machine: the socket's row in /proc/net/udp or /proc/net/udp6
+ * Which local program holds the UDP socket a datagram came from. Ask only
+ * for datagrams from this machine's own addresses (the caller checks): a
+ * socket here bound to the same port says nothing about a sender elsewhere.
+ * The socket's row in /proc/net/udp or /proc/net/udp6
  * (proc(5)) is the one bound to the datagram's source port, at its source
  * address or at the wildcard address; its inode leads to the program
  * (peer-process.ts). Ask while the sender still holds the socket (a browser's

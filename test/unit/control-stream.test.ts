@@ -165,6 +165,19 @@ describe("controlStream", () => {
     },
   );
 
+  test("a line longer than MAX_REQUEST_BYTES whose newline comes in a later write ends the connection, unanswered", async () => {
+    const { stream, registry } = open();
+    stream.on("error", () => {});
+    const answers: string[] = [];
+    stream.on("data", (chunk: Buffer) => answers.push(chunk.toString("utf8")));
+    const body = `{"request":"stun-udp","address":"10.0.0.2","port":40000,"padding":"${"x".repeat(MAX_REQUEST_BYTES)}"}`;
+    // The first write alone is under the limit; the line is over it once the second arrives.
+    assert.equal(await write(stream, body.slice(0, 600)), null);
+    assert.deepEqual(await write(stream, `${body.slice(600)}\n`), new Error("control request longer than 1024 bytes"));
+    await waitFor(() => registry.size === 0, "the session to be forgotten");
+    assert.ok(answers.every((line) => !line.includes('"event":"stun-udp"')), answers.join(""));
+  });
+
   test("ending the connection forgets the session's canaries", async () => {
     const { stream, registry, session } = open();
     assert.equal(registry.size, 1);

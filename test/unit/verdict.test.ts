@@ -59,8 +59,8 @@ describe("decideVerdict: IP-address requests from a program other than the brows
       input({
         ipLiteralRequests: [
           { destination: "93.184.216.34:443", version: 5, program: "curl" },
-          { destination: "198.51.100.7:80", version: 5, program: "wget" },
-          { destination: "198.51.100.8:80", version: 5, program: "wget" },
+          { destination: "198.51.100.7:80", version: 5, program: "chromium" },
+          { destination: "198.51.100.8:80", version: 5, program: "chromium" },
         ],
         findings: [{ ...CHROMIUM_DOH, severity: "leak" }],
       }),
@@ -74,18 +74,43 @@ describe("decideVerdict: IP-address requests from a program other than the brows
           probe: "canary",
           severity: "leak",
           detail:
-            "2 SOCKS5 requests from wget carried an IP address instead of a name (first: 198.51.100.7:80) and were refused: the client resolved those names locally; " +
-            "wget is not the browser under test (the canary came from firefox-esr)",
-          fix:
-            "make the app send names: Firefox: network.proxy.socks5_remote_dns = true; Chromium: --proxy-server=socks5://127.0.0.1:9001; curl: --socks5-hostname 127.0.0.1:9001 or socks5h://",
+            "2 SOCKS5 requests from chromium carried an IP address instead of a name (first: 198.51.100.7:80) and were refused: the client resolved those names locally; " +
+            "chromium is not the browser under test (the canary came from firefox-esr)",
+          fix: "start Chromium with --proxy-server=socks5://127.0.0.1:9001 (socks5, not socks4)",
         },
         { ...CHROMIUM_DOH, severity: "leak" },
         ARRIVED,
       ],
       summary:
         "The canary arrived through the proxy as a name and nothing leaked; 1 setting above would leak in a browser not tested here, " +
-        "and 2 leaks above are from programs not tested here (curl, wget)",
+        "and 2 leaks above are from programs not tested here (curl, chromium)",
     });
+  });
+
+  test("a program of no kind leakcheck knows, or a browser's process under another name, may be the browser: it counts", () => {
+    for (const program of ["wget", "Socket Process", "vivaldi-bin"]) {
+      const result = decideVerdict(input({ ipLiteralRequests: [{ destination: "198.51.100.7:80", version: 5, program }] }));
+      assert.equal(result.verdict, "LEAK", program);
+      assert.equal(result.summary, "1 leak (canary): apply the fixes above and run leakcheck again", program);
+    }
+  });
+
+  test("every program that fetched the canary is under test: a curl request counts when curl fetched it too", () => {
+    const canary: CanaryOutcome = { ...BY_NAME, programs: ["firefox-esr", "curl"] };
+    const result = decideVerdict(input({ canary, ipLiteralRequests: [{ destination: "93.184.216.34:443", version: 5, program: "curl" }] }));
+    assert.deepEqual(result.findings[0], { probe: "canary", severity: "leak", detail: CURL_REQUEST_DETAIL, fix: CURL_FIX });
+    assert.equal(result.verdict, "LEAK");
+  });
+
+  test("a capture that could not be read makes a clean run UNTESTED, naming why; a leak still decides", () => {
+    const incomplete = "the capture /tmp/dns.pcap could not be read, so its lookups were not checked";
+    assert.deepEqual(decideVerdict(input({ incomplete })), {
+      verdict: "UNTESTED",
+      exitCode: 2,
+      findings: [ARRIVED],
+      summary: `The canary arrived through the proxy as a name, but ${incomplete}`,
+    });
+    assert.equal(decideVerdict(input({ incomplete, ipLiteralRequests: [{ destination: "198.51.100.7:80", version: 5, program: "firefox-esr" }] })).verdict, "LEAK");
   });
 
   test("one from curl alone: PASS, the summary naming curl", () => {

@@ -298,12 +298,20 @@ describe("udpProbeFindings", () => {
     ]);
   });
 
-  test("the page gathered nothing before its timer fired: WebRTC's UDP was not exercised (info), not a clean result", () => {
+  test("a STUN request from another machine is a leak too, labelled so, never given a local program", () => {
+    const findings = udpProbeFindings({ listening, arrivals: [{ from: "192.168.1.50:5353", elsewhere: true }], stunCount: 1, otherCount: 0 }, undefined);
+    assert.equal(findings.length, 1);
+    assert.equal(findings[0]!.severity, "leak");
+    assert.match(findings[0]!.detail, /^WebRTC sent a STUN request over UDP straight to 192\.168\.1\.20:40000 \(the page's second STUN server\) from 192\.168\.1\.50:5353 \(another machine\): /);
+  });
+
+  test("the page gathered nothing before its timer fired: no UDP, said with both readings (kept inside the proxy, or no time to try)", () => {
     assert.deepEqual(udpProbeFindings({ listening, arrivals: [], stunCount: 0, otherCount: 0 }, { candidates: [], gathering: "timeout" }), [
       {
         probe: "webrtc",
         severity: "info",
-        detail: "WebRTC's UDP was not exercised: the browser gathered no candidate within 3 s (a busy machine?); open the page again to test it",
+        detail:
+          "No UDP reached 192.168.1.20:40000, the page's second STUN server, and WebRTC gathered no candidate within 3 s: it is kept inside the proxy, or had no time to try (a busy machine: open the page again to be sure)",
         fix: null,
       },
     ]);
