@@ -9,8 +9,6 @@ import { homedir, hostname, userInfo } from "node:os";
 import { parseCommandLine } from "./cli.ts";
 import { createLogger } from "./log.ts";
 import { TunnelError, describeError } from "./errors.ts";
-import { runTunnel } from "./tunnel.ts";
-import { runLeakcheck } from "./leakcheck/run.ts";
 import { spawn } from "node:child_process";
 
 async function main(argv: string[]): Promise<number> {
@@ -54,7 +52,9 @@ async function main(argv: string[]): Promise<number> {
     onStop = handler;
   };
   try {
+    // Loaded only now: --version and --help answer without parsing ssh2 and the rest (start-up time).
     if (plan.command === "leakcheck") {
+      const { runLeakcheck } = await import("./leakcheck/run.ts");
       return await runLeakcheck(plan, {
         out: (line) => void process.stdout.write(line + "\n"),
         note: (line) => {
@@ -67,6 +67,7 @@ async function main(argv: string[]): Promise<number> {
         onStopSignal,
       });
     }
+    const { runTunnel } = await import("./tunnel.ts");
     return await runTunnel(plan, {
       homeDir: process.env["HOME"] ?? homedir(),
       localUser: safeUserName(),

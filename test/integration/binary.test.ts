@@ -1,0 +1,142 @@
+/**
+ * The single executables `npm run build:binaries` writes to dist/ (npm test
+ * builds them first). The linux-x64 one alone, copied to an empty folder and
+ * run with an environment of only PATH (no node on it) and HOME, carries a
+ * real tunnel to a private loopback sshd with curl through it, still refuses
+ * a request that carries an IP address, and runs nothing a NODE_OPTIONS
+ * --require names. The other targets are checked for their file format:
+ * PE32+ x86-64, Mach-O arm64, ELF aarch64. SHA256SUMS matches every file.
+ */
+import assert from "node:assert/strict";
+import { createHash } from "node:crypto";
+import { existsSync } from "node:fs";
+import { copyFile, mkdir, mkdtemp, open, readFile, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, before, describe, test } from "node:test";
+import { curlThroughSocks } from "../helpers/curl.ts";
+import { repoRoot, type Running, startProcess, waitForListen } from "../helpers/run.ts";
+import type { Sshd } from "../helpers/sshd.ts";
+import { freePort, startHttpTarget, type HttpTarget } from "../helpers/targets.ts";
+import { loginArgs, startSshdWithHome } from "../helpers/tunnel.ts";
+import type { Home } from "../helpers/run.ts";
+import { within } from "../helpers/child.ts";
+
+const DIST = join(repoRoot(), "dist");
+const LINUX_X64 = join(DIST, "safetunnel-linux-x64");
+
+/** The first bytes of a file. */
+async function head(path: string, length: number): Promise<Buffer> {
+  const handle = await open(path, "r");
+  try {
+    const buffer = Buffer.alloc(length);
+    await handle.read(buffer, 0, length, 0);
+    return buffer;
+  } finally {
+    await handle.close();
+  }
+}
+
+describe("the single executables in dist/", () => {
+  let scratch: string;
+  let binary: string;
+  let bin: string;
+  let home: Home | undefined;
+  let sshd: Sshd | undefined;
+  let http: HttpTarget | undefined;
+  const running: Running[] = [];
+
+  before(async () => {
+    assert.ok(existsSync(LINUX_X64), `${LINUX_X64} is missing: npm test builds it (npm run build:binaries)`);
+    scratch = await mkdtemp(join(tmpdir(), "safetunnel-binary-"));
+    // The binary alone in an empty folder, and PATH an empty folder of our own: no node anywhere it looks.
+    binary = join(scratch, "app", "safetunnel");
+    await mkdir(join(scratch, "app"));
+    await copyFile(LINUX_X64, binary);
+    bin = join(scratch, "bin");
+    await mkdir(bin);
+    ({ home, sshd } = await startSshdWithHome());
+    http = await startHttpTarget();
+  });
+
+  after(async () => {
+    for (const child of running) await within(child.stop("SIGKILL"), 15_000);
+    await sshd?.stop();
+    await http?.stop();
+    await home?.cleanup();
+    if (scratch !== undefined) await rm(scratch, { recursive: true, force: true });
+  });
+
+  /** The binary with an environment of PATH (a folder with no node) and HOME only, plus `extra`. */
+  function startBinary(args: string[], extra: Record<string, string> = {}): Running {
+    const child = startProcess(binary, args, { env: { PATH: bin, HOME: home!.home, ...extra }, cwd: join(scratch, "app") });
+    running.push(child);
+    return child;
+  }
+
+  test("--version answers alone, with no node on PATH", async () => {
+    const version = JSON.parse(await readFile(join(repoRoot(), "package.json"), "utf8")).version as string;
+    const child = startBinary(["--version"]);
+    const status = await child.exited;
+    assert.equal(status.code, 0, child.stderr());
+    assert.equal(child.stdout(), `safetunnel ${version}\n`);
+    assert.equal(child.stderr(), "");
+  });
+
+  test("NODE_OPTIONS and other Node flags from the environment run nothing", async () => {
+    const marker = join(scratch, "injected");
+    const script = join(scratch, "inject.cjs");
+    await writeFile(script, `require("node:fs").writeFileSync(${JSON.stringify(marker)}, "ran"); process.stdout.write("INJECTED\\n");\n`);
+    const child = startBinary(["--version"], { NODE_OPTIONS: `--require ${script}` });
+    const status = await child.exited;
+    assert.equal(status.code, 0, child.stderr());
+    assert.doesNotMatch(child.stdout(), /INJECTED/);
+    assert.equal(existsSync(marker), false, "the --require script ran");
+  });
+
+  test("carries a real -D tunnel to the loopback sshd, and refuses a request carrying an IP address", async () => {
+    const port = await freePort();
+    const tunnel = startBinary(["-N", "-D", `127.0.0.1:${port}`, ...loginArgs(sshd!)]);
+    await waitForListen(port, "127.0.0.1", tunnel);
+    const fetched = await curlThroughSocks("--socks5-hostname", `127.0.0.1:${port}`, `http://localhost:${http!.port}/hello`);
+    assert.equal(fetched.code, 0, `curl: ${fetched.stderr}; safetunnel: ${tunnel.stderr()}`);
+    assert.equal(fetched.stdout.toString(), "hello from target\n");
+    // Plain --socks5: curl resolves the name itself and sends the address, which is refused.
+    const refused = await curlThroughSocks("--socks5", `127.0.0.1:${port}`, `http://localhost:${http!.port}/hello`);
+    assert.notEqual(refused.code, 0);
+    const status = await tunnel.stop("SIGTERM");
+    assert.equal(status.code, 0, tunnel.stderr());
+    assert.match(tunnel.stderr(), /Refused SOCKS5 CONNECT to 127\.0\.0\.1:\d+ from 127\.0\.0\.1:\d+.*: it carries an IP address/);
+  });
+
+  test("the other targets are the right kind of executable", async () => {
+    // PE32+: "MZ", then at e_lfanew "PE\0\0", machine 0x8664 (x86-64), optional header magic 0x20b.
+    const pe = await head(join(DIST, "safetunnel-win-x64.exe"), 4096);
+    assert.equal(pe.toString("latin1", 0, 2), "MZ");
+    const lfanew = pe.readUInt32LE(0x3c);
+    assert.equal(pe.toString("latin1", lfanew, lfanew + 4), "PE\0\0");
+    assert.equal(pe.readUInt16LE(lfanew + 4), 0x8664);
+    assert.equal(pe.readUInt16LE(lfanew + 24), 0x20b);
+    // Mach-O 64-bit (magic 0xfeedfacf, little-endian), CPU type ARM64 (0x0100000c).
+    const macho = await head(join(DIST, "safetunnel-darwin-arm64"), 8);
+    assert.equal(macho.readUInt32LE(0), 0xfeedfacf);
+    assert.equal(macho.readUInt32LE(4), 0x0100000c);
+    // ELF 64-bit little-endian, e_machine 183 (EM_AARCH64).
+    const elf = await head(join(DIST, "safetunnel-linux-arm64"), 20);
+    assert.equal(elf.toString("latin1", 0, 4), "\x7fELF");
+    assert.equal(elf[4], 2);
+    assert.equal(elf.readUInt16LE(18), 183);
+  });
+
+  test("SHA256SUMS lists every binary with its checksum", async () => {
+    const sums = await readFile(join(DIST, "SHA256SUMS"), "utf8");
+    const names = ["safetunnel-linux-x64", "safetunnel-linux-arm64", "safetunnel-win-x64.exe", "safetunnel-darwin-arm64"];
+    const lines = sums.trimEnd().split("\n");
+    assert.deepEqual(lines.map((line) => line.split("  ")[1]).sort(), [...names].sort());
+    for (const line of lines) {
+      const [sum, name] = line.split("  ") as [string, string];
+      const actual = createHash("sha256").update(await readFile(join(DIST, name))).digest("hex");
+      assert.equal(sum, actual, name);
+    }
+  });
+});
