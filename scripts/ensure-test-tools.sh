@@ -3,28 +3,35 @@
 # sshd, ssh, ssh-keygen, ssh-agent, ssh-add, curl, python3 (its pty module
 # drives the terminal tests), Debian's chromium and firefox-esr (real browsers
 # through the proxy), tcpdump (leakcheck's live capture) and iproute2's ip and
-# ss (the network namespace the browser leak tests run in). Idempotent: when all are
-# present it changes nothing. Installs with apt-get (Debian/Ubuntu), via sudo
-# when not root. Run by `npm test` through the pretest script.
+# ss (the network namespace the browser leak tests run in), and qemu-user's
+# qemu-aarch64 with the aarch64 loader and libraries it runs the linux-arm64
+# single executable with (`-L /usr/aarch64-linux-gnu`): libc6-arm64-cross's
+# ld-linux-aarch64.so.1 and libstdc++6-arm64-cross's libstdc++.so.6, which
+# Node links against and libc6-arm64-cross alone does not bring. Idempotent:
+# when all are present it changes nothing. Installs with apt-get (Debian/Ubuntu), via sudo when not root. Run
+# by `npm test` through the pretest script.
 set -euo pipefail
+
+AARCH64_LIBS=(/usr/aarch64-linux-gnu/lib/ld-linux-aarch64.so.1 /usr/aarch64-linux-gnu/lib/libstdc++.so.6)
 
 missing=()
 [[ -x /usr/sbin/sshd ]] || missing+=("/usr/sbin/sshd")
 [[ -x /usr/bin/chromium ]] || missing+=("/usr/bin/chromium")
 [[ -x /usr/bin/firefox-esr ]] || missing+=("/usr/bin/firefox-esr")
 [[ -x /usr/sbin/ip ]] || missing+=("/usr/sbin/ip")
-for tool in ssh ssh-keygen ssh-agent ssh-add curl python3 tcpdump ss; do
+for lib in "${AARCH64_LIBS[@]}"; do [[ -e "$lib" ]] || missing+=("$lib"); done
+for tool in ssh ssh-keygen ssh-agent ssh-add curl python3 tcpdump ss qemu-aarch64; do
   command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
 done
 
 if [[ ${#missing[@]} -eq 0 ]]; then
-  echo "ensure-test-tools: sshd, ssh, ssh-keygen, ssh-agent, ssh-add, curl, python3, chromium, firefox-esr, tcpdump, ip and ss already installed"
+  echo "ensure-test-tools: sshd, ssh, ssh-keygen, ssh-agent, ssh-add, curl, python3, chromium, firefox-esr, tcpdump, ip, ss, qemu-aarch64, the aarch64 loader and the aarch64 libstdc++ already installed"
   exit 0
 fi
 
 fail() {
   echo "ensure-test-tools: missing ${missing[*]}: $1" >&2
-  echo "ensure-test-tools: install openssh-server, openssh-client, curl, python3, chromium, firefox-esr, tcpdump and iproute2 yourself, then run the tests again" >&2
+  echo "ensure-test-tools: install openssh-server, openssh-client, curl, python3, chromium, firefox-esr, tcpdump, iproute2, qemu-user, libc6-arm64-cross and libstdc++6-arm64-cross yourself, then run the tests again" >&2
   exit 1
 }
 
@@ -43,7 +50,7 @@ if ! "${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update >"$log" 2
   tail -n 20 "$log" >&2
   fail "apt-get update failed"
 fi
-if ! "${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends openssh-server openssh-client curl python3 chromium firefox-esr tcpdump iproute2 >"$log" 2>&1; then
+if ! "${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends openssh-server openssh-client curl python3 chromium firefox-esr tcpdump iproute2 qemu-user libc6-arm64-cross libstdc++6-arm64-cross >"$log" 2>&1; then
   tail -n 20 "$log" >&2
   fail "apt-get install failed"
 fi
@@ -53,9 +60,10 @@ still=()
 [[ -x /usr/bin/chromium ]] || still+=("/usr/bin/chromium")
 [[ -x /usr/bin/firefox-esr ]] || still+=("/usr/bin/firefox-esr")
 [[ -x /usr/sbin/ip ]] || still+=("/usr/sbin/ip")
-for tool in ssh ssh-keygen ssh-agent ssh-add curl python3 tcpdump ss; do
+for lib in "${AARCH64_LIBS[@]}"; do [[ -e "$lib" ]] || still+=("$lib"); done
+for tool in ssh ssh-keygen ssh-agent ssh-add curl python3 tcpdump ss qemu-aarch64; do
   command -v "$tool" >/dev/null 2>&1 || still+=("$tool")
 done
 [[ ${#still[@]} -eq 0 ]] || fail "still missing after apt-get install: ${still[*]}"
 
-echo "ensure-test-tools: installed openssh-server, openssh-client, curl, python3, chromium, firefox-esr, tcpdump and iproute2 with apt-get (was missing ${missing[*]})"
+echo "ensure-test-tools: installed openssh-server, openssh-client, curl, python3, chromium, firefox-esr, tcpdump, iproute2, qemu-user, libc6-arm64-cross and libstdc++6-arm64-cross with apt-get (was missing ${missing[*]})"
