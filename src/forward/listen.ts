@@ -47,7 +47,7 @@ export async function listenAll(
       servers.push(server);
       addresses.push(hostPort(host, boundPort));
     } catch (err) {
-      const code = errnoCode(err);
+      const code = bindErrnoCode(err);
       const error = bindError(err as Error, code, host, boundPort, label);
       // A machine without IPv6 (or IPv4) loopback: the other one is enough.
       if (hosts.length > 1 && (code === "EADDRNOTAVAIL" || code === "EAFNOSUPPORT")) {
@@ -94,6 +94,16 @@ function bind(server: Server, host: string, port: number, label: string, log: Lo
       resolve(typeof address === "object" && address !== null ? address.port : port);
     });
   });
+}
+
+/**
+ * The error code of a failed bind. Deno 2.9 reports `listen EINVAL` where
+ * Linux's bind(2) says EADDRNOTAVAIL (an address this machine does not have;
+ * measured with 192.0.2.1): on Deno, EINVAL from a listen is read as that.
+ */
+function bindErrnoCode(err: unknown): string | undefined {
+  const code = errnoCode(err);
+  return code === "EINVAL" && "Deno" in globalThis ? "EADDRNOTAVAIL" : code;
 }
 
 function bindError(err: Error, code: string | undefined, host: string, port: number, label: string): TunnelError {
