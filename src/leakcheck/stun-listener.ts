@@ -31,7 +31,7 @@ export interface StunListenerOptions {
 export interface StunListener {
   /** Where it listens, or why it does not. */
   readonly endpoint: { address: string; port: number } | undefined;
-  /** Stops listening; resolves with what was seen, once the senders' programs are named. */
+  /** Stops listening; resolves with what was seen, once the senders' programs are named. Calling it again gives the same. */
   close(): Promise<UdpProbe>;
 }
 
@@ -87,13 +87,16 @@ export async function listenForWebrtcUdp(options: StunListenerOptions = {}): Pro
       );
     }
   });
+  // Closing twice must not wait on a socket already closed (Deno 2.9 never calls back for it).
+  let closing: Promise<UdpProbe> | undefined;
   return {
     endpoint: { address, port },
-    close: async () => {
-      await closeSocket(socket);
-      await Promise.all(naming);
-      return { listening: { address, port }, arrivals: [...arrivals.values()], stunCount, otherCount };
-    },
+    close: () =>
+      (closing ??= (async () => {
+        await closeSocket(socket);
+        await Promise.all(naming);
+        return { listening: { address, port }, arrivals: [...arrivals.values()], stunCount, otherCount };
+      })()),
   };
 }
 

@@ -145,6 +145,13 @@ describe("listenForWebrtcUdp", () => {
     assert.deepEqual(await listener.close(), { problem: "cannot listen on 192.0.2.1 (bind EADDRNOTAVAIL 192.0.2.1)" });
   });
 
+  test("close() twice gives the same result, without waiting on the socket again", async () => {
+    const listener = await listen({ addresses: LOOPBACK });
+    const first = listener.close();
+    assert.equal(listener.close(), first);
+    assert.deepEqual(await bounded(first, "close()", 10_000), { listening: { address: "127.0.0.1", port: listener.endpoint!.port }, arrivals: [], stunCount: 0, otherCount: 0 });
+  });
+
   test("only the first address is used", async () => {
     const listener = await listen({ addresses: () => ["127.0.0.1", "192.0.2.1"] });
     assert.equal(listener.endpoint?.address, "127.0.0.1");
