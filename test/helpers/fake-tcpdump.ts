@@ -39,7 +39,7 @@ export interface FakeTcpdump {
  */
 function script(folder: string): string {
   const at = (name: string) => JSON.stringify(join(folder, name));
-  return `#!${process.execPath}
+  return `${shebang()}
 import("node:fs").then(({ readFileSync, writeFileSync }) => {
   writeFileSync(${at("args.json")}, JSON.stringify(process.argv.slice(2)));
   let written = false;
@@ -57,6 +57,15 @@ import("node:fs").then(({ readFileSync, writeFileSync }) => {
   });
 });
 `;
+}
+
+/**
+ * The interpreter line: this node, or under `deno test` this deno, which
+ * needs its `run` subcommand (env -S splits the line into arguments, which
+ * the kernel does not).
+ */
+function shebang(): string {
+  return "Deno" in globalThis ? `#!/usr/bin/env -S ${process.execPath} run --allow-all` : `#!${process.execPath}`;
 }
 
 /**
