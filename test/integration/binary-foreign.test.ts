@@ -1,14 +1,20 @@
 /**
- * The linux-arm64 single executable `npm run build:binaries` writes to dist/,
- * run for real under qemu-user (`qemu-aarch64 -L /usr/aarch64-linux-gnu`),
- * copied to an empty folder with an environment of only PATH (an empty
- * folder: no node) and HOME. It answers --version, carries a real -D tunnel to
- * a private loopback sshd for curl --socks5-hostname, refuses plain --socks5
- * (an IP address) and ends with 0 on SIGTERM. binary.test.ts checks only this
- * target's ELF header; this runs it. Skipped, naming the apt packages, where
- * qemu-aarch64 or the aarch64 loader and libstdc++ are missing
- * (scripts/ensure-test-tools.sh installs them). --version under emulation took
- * 1.1 s (median of 30) against about 0.1 s natively, so the waits are long bounds.
+ * The foreign single executables `npm run build:binaries` writes to dist/,
+ * run for real (binary.test.ts checks only their headers):
+ *
+ * - safetunnel-linux-arm64 under qemu-user (`qemu-aarch64 -L
+ *   /usr/aarch64-linux-gnu`), copied to an empty folder with an environment
+ *   of only PATH (an empty folder: no node) and HOME: --version, a real -D
+ *   tunnel to a private loopback sshd for curl --socks5-hostname, plain
+ *   --socks5 (an IP address) refused, and exit 0 on SIGTERM. --version under
+ *   emulation took 1.1 s (median of 30) against about 0.1 s natively, so the
+ *   waits are long bounds.
+ * - safetunnel-win-x64.exe under wine (wine64 in Windows 10 mode, a prefix of
+ *   the test's own): --version and the same tunnel and refusal. Its output
+ *   goes to files: Node under wine 8 fails with "open EBADF" on a pipe.
+ *
+ * Each is skipped, naming the apt packages, where its emulator is missing
+ * (scripts/ensure-test-tools.sh installs them).
  */
 import assert from "node:assert/strict";
 import { existsSync } from "node:fs";
@@ -17,7 +23,7 @@ import { tmpdir } from "node:os";
 import { delimiter, join } from "node:path";
 import process from "node:process";
 import { after, before, describe, test } from "node:test";
-import { within } from "../helpers/child.ts";
+import { delay, within } from "../helpers/child.ts";
 import { curlThroughSocks } from "../helpers/curl.ts";
 import { type Home, repoRoot, type Running, startProcess, stderrLines, waitForLine, waitForListen } from "../helpers/run.ts";
 import type { Sshd } from "../helpers/sshd.ts";
@@ -143,5 +149,93 @@ describe("the linux-arm64 single executable under qemu-aarch64", { skip: skipRea
     process.kill(tunnel.pid, "SIGTERM");
     const status = await bounded(tunnel.exited, "safetunnel under qemu to exit after SIGTERM", STOP_MS);
     assert.deepEqual(status, { code: 0, signal: null }, tunnel.stderr());
+  });
+});
+
+const WIN_X64 = join(repoRoot(), "dist", "safetunnel-win-x64.exe");
+/** Debian's wine64 (apt wine64): the 64-bit loader, not on PATH. */
+const WINE64 = "/usr/lib/wine/wine64";
+const WINESERVER = "/usr/lib/wine/wineserver";
+
+describe("the win-x64 single executable under wine", { skip: existsSync(WINE64) ? false : `cannot run the .exe: no ${WINE64}; apt-get install wine64 (bash scripts/ensure-test-tools.sh does)` }, () => {
+  let scratch: string | undefined;
+  let env: NodeJS.ProcessEnv;
+  let home: Home | undefined;
+  let sshd: Sshd | undefined;
+  let http: HttpTarget | undefined;
+  const running: Running[] = [];
+
+  before(async () => {
+    assert.ok(existsSync(WIN_X64), `${WIN_X64} is missing: npm test builds it (npm run build:binaries)`);
+    scratch = await mkdtemp(join(tmpdir(), "safetunnel-binary-wine-"));
+    await mkdir(join(scratch, "app"));
+    await copyFile(WIN_X64, join(scratch, "app", "safetunnel.exe"));
+    ({ home, sshd } = await startSshdWithHome());
+    http = await startHttpTarget();
+    // A Wine prefix of our own, in Windows 10 mode (Node 22 refuses older Windows); quiet.
+    env = { PATH: process.env.PATH ?? "/usr/bin:/bin", HOME: home.home, WINEPREFIX: join(scratch, "prefix"), WINEDEBUG: "-all" };
+    const setUp = startProcess(WINE64, ["winecfg", "/v", "win10"], { env, cwd: scratch });
+    running.push(setUp);
+    const status = await bounded(setUp.exited, "wine to set up its prefix", 120_000);
+    assert.equal(status.code, 0, setUp.stderr());
+  });
+
+  after(async () => {
+    for (const child of running) await within(child.stop("SIGKILL"), 15_000);
+    // The wineserver our wine64 runs started for this prefix: ended, or it lingers a few seconds.
+    if (env !== undefined && existsSync(WINESERVER)) await within(startProcess(WINESERVER, ["-k"], { env }).exited, 15_000);
+    await sshd?.stop();
+    await http?.stop();
+    await home?.cleanup();
+    if (scratch !== undefined) await rm(scratch, { recursive: true, force: true });
+  });
+
+  /**
+   * The .exe under wine, its stdout and stderr in files: on a pipe, Node under
+   * wine 8 fails with "open EBADF" (measured: a pipe for stdout alone is
+   * enough), so the shell redirects them and `exec`s wine64, whose PID it is.
+   */
+  function startExe(args: string[]): { child: Running; stdout: () => Promise<string>; stderr: () => Promise<string> } {
+    const out = join(scratch!, `out-${running.length}.txt`);
+    const err = join(scratch!, `err-${running.length}.txt`);
+    const child = startProcess("/bin/sh", ["-c", 'out="$1"; err="$2"; shift 2; exec "$@" >"$out" 2>"$err" </dev/null', "sh", out, err, WINE64, join(scratch!, "app", "safetunnel.exe"), ...args], {
+      env,
+      cwd: join(scratch!, "app"),
+    });
+    running.push(child);
+    const read = (path: string) => async () => (existsSync(path) ? (await readFile(path, "utf8")).replace(/\r\n/g, "\n") : "");
+    return { child, stdout: read(out), stderr: read(err) };
+  }
+
+  test("--version prints exactly 'safetunnel <package.json version>'", async () => {
+    const version = JSON.parse(await readFile(join(repoRoot(), "package.json"), "utf8")).version as string;
+    const exe = startExe(["--version"]);
+    const status = await bounded(exe.child.exited, "--version under wine to exit", START_MS);
+    assert.equal(status.code, 0, await exe.stderr());
+    assert.equal(await exe.stdout(), `safetunnel ${version}\n`);
+  });
+
+  test("carries a real -D tunnel for curl --socks5-hostname by name and refuses plain --socks5", async () => {
+    const port = await freePort();
+    const proxy = `127.0.0.1:${port}`;
+    const url = `http://localhost:${http!.port}/hello`;
+    // The key and known_hosts by path: the Windows process finds no ~/.ssh of its own.
+    const sshDir = join(home!.home, ".ssh");
+    const tunnel = startExe(["-N", "-D", proxy, "-i", join(sshDir, "id_ed25519"), "-o", `UserKnownHostsFile=${join(sshDir, "known_hosts")}`, ...loginArgs(sshd!)]);
+    await waitForListen(port, "127.0.0.1", tunnel.child, START_MS);
+    const fetched = await curlThroughSocks("--socks5-hostname", proxy, url, { maxTimeSeconds: 60 });
+    assert.equal(fetched.code, 0, `curl: ${fetched.stderr}; safetunnel: ${await tunnel.stderr()}`);
+    assert.equal(fetched.stdout.toString(), HELLO);
+    const refused = await curlThroughSocks("--socks5", proxy, url, { maxTimeSeconds: 60 });
+    assert.equal(refused.code, 97, refused.stderr);
+    assert.match(refused.stderr, /\(2\)/);
+    const refusal = /Refused SOCKS5 CONNECT to 127\.0\.0\.1:\d+ from 127\.0\.0\.1:\d+.*: it carries an IP address/;
+    // Bounded: up to 300 reads 100 ms apart.
+    let log = "";
+    for (let i = 0; i < 300 && !refusal.test(log); i++) {
+      await delay(100);
+      log = await tunnel.stderr();
+    }
+    assert.match(log, refusal);
   });
 });
