@@ -1,0 +1,143 @@
+/**
+ * `npm run bench:deno`: single-stream throughput of `safetunnel -D` on Deno
+ * beside Node, in one run, through the same private loopback sshd: curl
+ * --socks5-hostname fetches N MiB from a loopback HTTP source through each,
+ * interleaved (node, deno, node, deno, ...), and the medians are compared.
+ * The goal is Deno at 0.8x Node or better. Loopback only; every process it
+ * starts is stopped by its PID.
+ *
+ * Usage: node --import tsx scripts/bench-deno.ts [--mib 256] [--runs 5]
+ */
+import { spawn, spawnSync } from "node:child_process";
+import { existsSync, readdirSync } from "node:fs";
+import { join } from "node:path";
+import process from "node:process";
+import { repoRoot, startProcess, waitForListen, type Running } from "../test/helpers/run.ts";
+import { freePort } from "../test/helpers/targets.ts";
+import { createServer, type Server } from "node:http";
+import { once } from "node:events";
+import { loginArgs, startSshdWithHome } from "../test/helpers/tunnel.ts";
+
+function option(name: string, fallback: number): number {
+  const at = process.argv.indexOf(name);
+  const value = at < 0 ? fallback : Number(process.argv[at + 1]);
+  if (!Number.isInteger(value) || value < 1) {
+    console.error(`bench-deno: ${name} takes a whole number of at least 1`);
+    process.exit(2);
+  }
+  return value;
+}
+
+/** The deno executable itself (node_modules/.bin/deno is a Node wrapper that does not pass signals on). */
+function denoExecutable(): string {
+  const dir = join(repoRoot(), "node_modules", "@deno");
+  for (const entry of existsSync(dir) ? readdirSync(dir) : []) {
+    const candidate = join(dir, entry, "deno");
+    if (existsSync(candidate)) return candidate;
+  }
+  console.error("bench-deno: no deno executable under node_modules/@deno: run npm ci");
+  process.exit(1);
+}
+
+/**
+ * A source that costs next to nothing: the same 1 MiB written again and again
+ * with backpressure (the test suite's HTTP target generates its bytes and
+ * was the bottleneck at about 60 MB/s).
+ */
+async function startSource(): Promise<{ port: number; server: Server }> {
+  const chunk = Buffer.alloc(1024 * 1024, 0x5a);
+  const server = createServer((request, response) => {
+    const total = Number(/^\/bytes\/(\d+)$/.exec(request.url ?? "")?.[1] ?? "0");
+    response.writeHead(200, { "content-type": "application/octet-stream", "content-length": total });
+    let left = total;
+    const pump = (): void => {
+      while (left > 0) {
+        const piece = left >= chunk.length ? chunk : chunk.subarray(0, left);
+        left -= piece.length;
+        if (!response.write(piece)) return void response.once("drain", pump);
+      }
+      response.end();
+    };
+    pump();
+  });
+  server.listen(0, "127.0.0.1");
+  await once(server, "listening");
+  return { port: (server.address() as { port: number }).port, server };
+}
+
+/** curl with the body to /dev/null; stdout is "SIZE SECONDS". Bounded at 300 s. */
+function curl(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    const child = spawn("curl", ["-sS", "--max-time", "300", "-o", "/dev/null", "-w", "%{size_download} %{time_total}", ...args]);
+    let stdout = "";
+    let stderr = "";
+    child.stdout.on("data", (chunk: Buffer) => (stdout += chunk.toString()));
+    child.stderr.on("data", (chunk: Buffer) => (stderr += chunk.toString()));
+    child.on("close", (code) => resolve({ code, stdout, stderr }));
+  });
+}
+
+function median(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  const middle = Math.floor(sorted.length / 2);
+  return sorted.length % 2 === 1 ? sorted[middle]! : (sorted[middle - 1]! + sorted[middle]!) / 2;
+}
+
+async function main(): Promise<void> {
+  const mib = option("--mib", 256);
+  const runs = option("--runs", 5);
+  const bundle = join(repoRoot(), "dist", "safetunnel.cjs");
+  if (!existsSync(bundle)) {
+    console.error("bench-deno: dist/safetunnel.cjs is missing: run npm run build first");
+    process.exit(1);
+  }
+  const deno = denoExecutable();
+  const { home, sshd } = await startSshdWithHome();
+  const http = await startSource();
+  const started: Running[] = [];
+  try {
+    const runtimes: Record<string, (port: number) => Running> = {
+      // The bundle on Node, as npm start and the binaries run it.
+      node: (port) => startProcess(process.execPath, [bundle, "-N", "-D", `127.0.0.1:${port}`, ...loginArgs(sshd)], { env: { ...process.env, HOME: home.home } }),
+      // The sources on Deno, as the README's deno run does.
+      deno: (port) =>
+        startProcess(deno, ["run", "--allow-all", join(repoRoot(), "src", "main.ts"), "-N", "-D", `127.0.0.1:${port}`, ...loginArgs(sshd)], {
+          env: { ...process.env, HOME: home.home, NO_COLOR: "1" },
+        }),
+    };
+    const rates: Record<string, number[]> = { node: [], deno: [] };
+    const tunnels: Record<string, { port: number }> = {};
+    for (const [name, start] of Object.entries(runtimes)) {
+      const port = await freePort();
+      const tunnel = start(port);
+      started.push(tunnel);
+      await waitForListen(port, "127.0.0.1", tunnel, 60_000);
+      tunnels[name] = { port };
+    }
+    const bytes = mib * 1024 * 1024;
+    for (let run = 0; run < runs; run++) {
+      for (const name of Object.keys(runtimes)) {
+        // To /dev/null, timed by curl itself: keeping the body in this process would be the bottleneck.
+        const fetched = await curl(["--socks5-hostname", `127.0.0.1:${tunnels[name]!.port}`, `http://localhost:${http.port}/bytes/${bytes}`]);
+        const [size, seconds] = fetched.stdout.trim().split(" ").map(Number) as [number, number];
+        if (fetched.code !== 0 || size !== bytes) throw new Error(`${name}: curl exit ${fetched.code}, ${size} of ${bytes} bytes: ${fetched.stderr}`);
+        rates[name]!.push(bytes / seconds / 1e6);
+      }
+    }
+    const denoVersion = spawnSync(deno, ["--version"], { encoding: "utf8" }).stdout.split("\n")[0];
+    console.log(`${mib} MiB through curl --socks5-hostname, ${runs} runs each, interleaved; Node ${process.version}, ${denoVersion}`);
+    for (const name of Object.keys(rates)) {
+      const values = rates[name]!;
+      console.log(`${name.padEnd(5)} median ${median(values).toFixed(0)} MB/s (min ${Math.min(...values).toFixed(0)}, max ${Math.max(...values).toFixed(0)})`);
+    }
+    console.log(`deno / node: ${(median(rates["deno"]!) / median(rates["node"]!)).toFixed(2)}`);
+  } finally {
+    for (const tunnel of started) await tunnel.stop("SIGTERM");
+    await sshd.stop();
+    http.server.close();
+    http.server.closeAllConnections();
+    await home.cleanup();
+  }
+}
+
+await main();
