@@ -20,7 +20,7 @@
  *
  * Usage: node --import tsx scripts/build-binaries.ts [--target linux-x64 ...]
  */
-import { execFile } from "node:child_process";
+import { execFile, spawnSync } from "node:child_process";
 import { createHash } from "node:crypto";
 import { existsSync } from "node:fs";
 import { chmod, copyFile, mkdir, readFile, rm, stat, writeFile } from "node:fs/promises";
@@ -70,6 +70,9 @@ async function main(argv: string[]): Promise<void> {
   const wanted = selectedTargets(argv);
   if (process.platform !== "linux" || process.arch !== "x64") {
     fail(`builds run on linux-x64 (this is ${process.platform}-${process.arch}): the linux-x64 base binary makes every blob`);
+  }
+  for (const [tool, pkg] of [["strip", "binutils"], ["osslsigncode", "osslsigncode"]] as const) {
+    if (spawnSync(tool, ["--version"], { stdio: "ignore" }).error !== undefined) fail(`${tool} is missing: apt-get install ${pkg} (npm test's scripts/ensure-test-tools.sh does)`);
   }
   await installBases();
   await rm(work, { recursive: true, force: true });
