@@ -18,17 +18,16 @@
  */
 import assert from "node:assert/strict";
 import { existsSync } from "node:fs";
-import { copyFile, mkdir, mkdtemp, readFile, rm } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import { readFile } from "node:fs/promises";
 import { delimiter, join } from "node:path";
 import process from "node:process";
 import { after, before, describe, test } from "node:test";
 import { delay, within } from "../helpers/child.ts";
 import { curlThroughSocks } from "../helpers/curl.ts";
-import { type Home, repoRoot, type Running, startProcess, stderrLines, waitForLine, waitForListen } from "../helpers/run.ts";
-import type { Sshd } from "../helpers/sshd.ts";
-import { freePort, HELLO, type HttpTarget, startHttpTarget } from "../helpers/targets.ts";
-import { loginArgs, startSshdWithHome } from "../helpers/tunnel.ts";
+import { repoRoot, type Running, startProcess, stderrLines, waitForLine, waitForListen } from "../helpers/run.ts";
+import { freePort, HELLO } from "../helpers/targets.ts";
+import { loginArgs } from "../helpers/tunnel.ts";
+import { loneBinary, type LoneBinary } from "../helpers/lone-binary.ts";
 import { bounded } from "../helpers/wait.ts";
 
 const LINUX_ARM64 = join(repoRoot(), "dist", "safetunnel-linux-arm64");
@@ -71,33 +70,14 @@ function skipReason(): string | undefined {
 }
 
 describe("the linux-arm64 single executable under qemu-aarch64", { skip: skipReason() ?? false }, () => {
-  let scratch: string | undefined;
-  let binary: string;
-  let bin: string;
-  let home: Home | undefined;
-  let sshd: Sshd | undefined;
-  let http: HttpTarget | undefined;
-  const running: Running[] = [];
+  let rig: LoneBinary;
 
   before(async () => {
-    assert.ok(existsSync(LINUX_ARM64), `${LINUX_ARM64} is missing: npm test builds it (npm run build:binaries)`);
-    scratch = await mkdtemp(join(tmpdir(), "safetunnel-binary-arm64-"));
-    // The binary alone in an empty folder, and PATH an empty folder of our own: no node anywhere it looks.
-    binary = join(scratch, "app", "safetunnel");
-    await mkdir(join(scratch, "app"));
-    await copyFile(LINUX_ARM64, binary);
-    bin = join(scratch, "bin");
-    await mkdir(bin);
-    ({ home, sshd } = await startSshdWithHome());
-    http = await startHttpTarget();
+    rig = await loneBinary(LINUX_ARM64, "safetunnel");
   });
 
   after(async () => {
-    for (const child of running) await within(child.stop("SIGKILL"), 15_000);
-    await sshd?.stop();
-    await http?.stop();
-    await home?.cleanup();
-    if (scratch !== undefined) await rm(scratch, { recursive: true, force: true });
+    await rig?.cleanup();
   });
 
   /**
@@ -106,9 +86,7 @@ describe("the linux-arm64 single executable under qemu-aarch64", { skip: skipRea
    * qemu's and the guest's alike, and signals sent to it reach the guest.
    */
   function startBinary(args: string[]): Running {
-    const child = startProcess(QEMU!, ["-L", AARCH64_ROOT, binary, ...args], { env: { PATH: bin, HOME: home!.home }, cwd: join(scratch!, "app") });
-    running.push(child);
-    return child;
+    return rig.track(startProcess(QEMU!, ["-L", AARCH64_ROOT, rig.binary, ...args], { env: { PATH: rig.emptyPath, HOME: rig.home.home }, cwd: rig.app }));
   }
 
   test("--version prints exactly 'safetunnel <package.json version>' with no node on PATH", async () => {
@@ -123,15 +101,15 @@ describe("the linux-arm64 single executable under qemu-aarch64", { skip: skipRea
   test("carries a real -D tunnel for curl --socks5-hostname by name, refuses plain --socks5, and exits 0 on SIGTERM", async () => {
     const port = await freePort();
     const proxy = `127.0.0.1:${port}`;
-    const url = `http://localhost:${http!.port}/hello`;
-    const tunnel = startBinary(["-N", "-D", proxy, ...loginArgs(sshd!)]);
+    const url = `http://localhost:${rig.http.port}/hello`;
+    const tunnel = startBinary(["-N", "-D", proxy, ...loginArgs(rig.sshd)]);
     await waitForListen(port, "127.0.0.1", tunnel, START_MS);
 
     const fetched = await curlThroughSocks("--socks5-hostname", proxy, url, { maxTimeSeconds: 60 });
     assert.equal(fetched.code, 0, `curl: ${fetched.stderr}; safetunnel: ${tunnel.stderr()}`);
     assert.equal(fetched.stderr, "");
     assert.equal(fetched.stdout.toString(), HELLO);
-    assert.deepEqual(http!.requests, [`localhost:${http!.port}`]);
+    assert.deepEqual(rig.http.requests, [`localhost:${rig.http.port}`]);
 
     // Plain --socks5: curl resolves "localhost" itself and sends 127.0.0.1, which is refused with reply 2.
     const logOffset = tunnel.stderr().length;
@@ -139,8 +117,8 @@ describe("the linux-arm64 single executable under qemu-aarch64", { skip: skipRea
     assert.equal(refused.code, 97, refused.stderr);
     assert.match(refused.stderr, /\(2\)/);
     assert.equal(refused.stdout.length, 0);
-    assert.deepEqual(http!.requests, [`localhost:${http!.port}`], "the refused request reached the target");
-    const refusal = new RegExp(`^Warning: Refused SOCKS5 CONNECT to 127\\.0\\.0\\.1:${http!.port} from 127\\.0\\.0\\.1:\\d+ .*: it carries an IP address`);
+    assert.deepEqual(rig.http.requests, [`localhost:${rig.http.port}`], "the refused request reached the target");
+    const refusal = new RegExp(`^Warning: Refused SOCKS5 CONNECT to 127\\.0\\.0\\.1:${rig.http.port} from 127\\.0\\.0\\.1:\\d+ .*: it carries an IP address`);
     await waitForLine(tunnel, refusal, "the refusal line", logOffset);
     const lines = stderrLines(tunnel, logOffset).filter((line) => line.includes("Refused"));
     assert.equal(lines.length, 1, lines.join("\n"));
@@ -158,36 +136,24 @@ const WINE64 = "/usr/lib/wine/wine64";
 const WINESERVER = "/usr/lib/wine/wineserver";
 
 describe("the win-x64 single executable under wine", { skip: existsSync(WINE64) ? false : `cannot run the .exe: no ${WINE64}; apt-get install wine64 (bash scripts/ensure-test-tools.sh does)` }, () => {
-  let scratch: string | undefined;
+  let rig: LoneBinary;
   let env: NodeJS.ProcessEnv;
-  let home: Home | undefined;
-  let sshd: Sshd | undefined;
-  let http: HttpTarget | undefined;
-  const running: Running[] = [];
+  /** Numbers the output files of each .exe run. */
+  let outputs = 0;
 
   before(async () => {
-    assert.ok(existsSync(WIN_X64), `${WIN_X64} is missing: npm test builds it (npm run build:binaries)`);
-    scratch = await mkdtemp(join(tmpdir(), "safetunnel-binary-wine-"));
-    await mkdir(join(scratch, "app"));
-    await copyFile(WIN_X64, join(scratch, "app", "safetunnel.exe"));
-    ({ home, sshd } = await startSshdWithHome());
-    http = await startHttpTarget();
+    rig = await loneBinary(WIN_X64, "safetunnel.exe");
     // A Wine prefix of our own, in Windows 10 mode (Node 22 refuses older Windows); quiet.
-    env = { PATH: process.env.PATH ?? "/usr/bin:/bin", HOME: home.home, WINEPREFIX: join(scratch, "prefix"), WINEDEBUG: "-all" };
-    const setUp = startProcess(WINE64, ["winecfg", "/v", "win10"], { env, cwd: scratch });
-    running.push(setUp);
+    env = { PATH: process.env.PATH ?? "/usr/bin:/bin", HOME: rig.home.home, WINEPREFIX: join(rig.scratch, "prefix"), WINEDEBUG: "-all" };
+    const setUp = rig.track(startProcess(WINE64, ["winecfg", "/v", "win10"], { env, cwd: rig.scratch }));
     const status = await bounded(setUp.exited, "wine to set up its prefix", 120_000);
     assert.equal(status.code, 0, setUp.stderr());
   });
 
   after(async () => {
-    for (const child of running) await within(child.stop("SIGKILL"), 15_000);
     // The wineserver our wine64 runs started for this prefix: ended, or it lingers a few seconds.
     if (env !== undefined && existsSync(WINESERVER)) await within(startProcess(WINESERVER, ["-k"], { env }).exited, 15_000);
-    await sshd?.stop();
-    await http?.stop();
-    await home?.cleanup();
-    if (scratch !== undefined) await rm(scratch, { recursive: true, force: true });
+    await rig?.cleanup();
   });
 
   /**
@@ -196,13 +162,14 @@ describe("the win-x64 single executable under wine", { skip: existsSync(WINE64) 
    * enough), so the shell redirects them and `exec`s wine64, whose PID it is.
    */
   function startExe(args: string[]): { child: Running; stdout: () => Promise<string>; stderr: () => Promise<string> } {
-    const out = join(scratch!, `out-${running.length}.txt`);
-    const err = join(scratch!, `err-${running.length}.txt`);
-    const child = startProcess("/bin/sh", ["-c", 'out="$1"; err="$2"; shift 2; exec "$@" >"$out" 2>"$err" </dev/null', "sh", out, err, WINE64, join(scratch!, "app", "safetunnel.exe"), ...args], {
+    const id = (outputs += 1);
+    const out = join(rig.scratch, `out-${id}.txt`);
+    const err = join(rig.scratch, `err-${id}.txt`);
+    const child = startProcess("/bin/sh", ["-c", 'out="$1"; err="$2"; shift 2; exec "$@" >"$out" 2>"$err" </dev/null', "sh", out, err, WINE64, rig.binary, ...args], {
       env,
-      cwd: join(scratch!, "app"),
+      cwd: rig.app,
     });
-    running.push(child);
+    rig.track(child);
     const read = (path: string) => async () => (existsSync(path) ? (await readFile(path, "utf8")).replace(/\r\n/g, "\n") : "");
     return { child, stdout: read(out), stderr: read(err) };
   }
@@ -218,10 +185,10 @@ describe("the win-x64 single executable under wine", { skip: existsSync(WINE64) 
   test("carries a real -D tunnel for curl --socks5-hostname by name and refuses plain --socks5", async () => {
     const port = await freePort();
     const proxy = `127.0.0.1:${port}`;
-    const url = `http://localhost:${http!.port}/hello`;
+    const url = `http://localhost:${rig.http.port}/hello`;
     // The key and known_hosts by path: the Windows process finds no ~/.ssh of its own.
-    const sshDir = join(home!.home, ".ssh");
-    const tunnel = startExe(["-N", "-D", proxy, "-i", join(sshDir, "id_ed25519"), "-o", `UserKnownHostsFile=${join(sshDir, "known_hosts")}`, ...loginArgs(sshd!)]);
+    const sshDir = join(rig.home.home, ".ssh");
+    const tunnel = startExe(["-N", "-D", proxy, "-i", join(sshDir, "id_ed25519"), "-o", `UserKnownHostsFile=${join(sshDir, "known_hosts")}`, ...loginArgs(rig.sshd)]);
     await waitForListen(port, "127.0.0.1", tunnel.child, START_MS);
     const fetched = await curlThroughSocks("--socks5-hostname", proxy, url, { maxTimeSeconds: 60 });
     assert.equal(fetched.code, 0, `curl: ${fetched.stderr}; safetunnel: ${await tunnel.stderr()}`);

@@ -10,17 +10,14 @@
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { existsSync } from "node:fs";
-import { copyFile, mkdir, mkdtemp, open, readFile, rm, writeFile } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import { open, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { curlThroughSocks } from "../helpers/curl.ts";
 import { repoRoot, type Running, startProcess, waitForListen } from "../helpers/run.ts";
-import type { Sshd } from "../helpers/sshd.ts";
-import { freePort, startHttpTarget, type HttpTarget } from "../helpers/targets.ts";
-import { loginArgs, startSshdWithHome } from "../helpers/tunnel.ts";
-import type { Home } from "../helpers/run.ts";
-import { within } from "../helpers/child.ts";
+import { freePort } from "../helpers/targets.ts";
+import { loginArgs } from "../helpers/tunnel.ts";
+import { loneBinary, type LoneBinary } from "../helpers/lone-binary.ts";
 
 const DIST = join(repoRoot(), "dist");
 const LINUX_X64 = join(DIST, "safetunnel-linux-x64");
@@ -38,40 +35,19 @@ async function head(path: string, length: number): Promise<Buffer> {
 }
 
 describe("the single executables in dist/", () => {
-  let scratch: string;
-  let binary: string;
-  let bin: string;
-  let home: Home | undefined;
-  let sshd: Sshd | undefined;
-  let http: HttpTarget | undefined;
-  const running: Running[] = [];
+  let rig: LoneBinary;
 
   before(async () => {
-    assert.ok(existsSync(LINUX_X64), `${LINUX_X64} is missing: npm test builds it (npm run build:binaries)`);
-    scratch = await mkdtemp(join(tmpdir(), "safetunnel-binary-"));
-    // The binary alone in an empty folder, and PATH an empty folder of our own: no node anywhere it looks.
-    binary = join(scratch, "app", "safetunnel");
-    await mkdir(join(scratch, "app"));
-    await copyFile(LINUX_X64, binary);
-    bin = join(scratch, "bin");
-    await mkdir(bin);
-    ({ home, sshd } = await startSshdWithHome());
-    http = await startHttpTarget();
+    rig = await loneBinary(LINUX_X64, "safetunnel");
   });
 
   after(async () => {
-    for (const child of running) await within(child.stop("SIGKILL"), 15_000);
-    await sshd?.stop();
-    await http?.stop();
-    await home?.cleanup();
-    if (scratch !== undefined) await rm(scratch, { recursive: true, force: true });
+    await rig?.cleanup();
   });
 
   /** The binary with an environment of PATH (a folder with no node) and HOME only, plus `extra`. */
   function startBinary(args: string[], extra: Record<string, string> = {}): Running {
-    const child = startProcess(binary, args, { env: { PATH: bin, HOME: home!.home, ...extra }, cwd: join(scratch, "app") });
-    running.push(child);
-    return child;
+    return rig.track(startProcess(rig.binary, args, { env: { PATH: rig.emptyPath, HOME: rig.home.home, ...extra }, cwd: rig.app }));
   }
 
   test("--version answers alone, with no node on PATH", async () => {
@@ -84,8 +60,8 @@ describe("the single executables in dist/", () => {
   });
 
   test("NODE_OPTIONS and other Node flags from the environment run nothing", async () => {
-    const marker = join(scratch, "injected");
-    const script = join(scratch, "inject.cjs");
+    const marker = join(rig.scratch, "injected");
+    const script = join(rig.scratch, "inject.cjs");
     await writeFile(script, `require("node:fs").writeFileSync(${JSON.stringify(marker)}, "ran"); process.stdout.write("INJECTED\\n");\n`);
     const child = startBinary(["--version"], { NODE_OPTIONS: `--require ${script}` });
     const status = await child.exited;
@@ -96,13 +72,13 @@ describe("the single executables in dist/", () => {
 
   test("carries a real -D tunnel to the loopback sshd, and refuses a request carrying an IP address", async () => {
     const port = await freePort();
-    const tunnel = startBinary(["-N", "-D", `127.0.0.1:${port}`, ...loginArgs(sshd!)]);
+    const tunnel = startBinary(["-N", "-D", `127.0.0.1:${port}`, ...loginArgs(rig.sshd)]);
     await waitForListen(port, "127.0.0.1", tunnel);
-    const fetched = await curlThroughSocks("--socks5-hostname", `127.0.0.1:${port}`, `http://localhost:${http!.port}/hello`);
+    const fetched = await curlThroughSocks("--socks5-hostname", `127.0.0.1:${port}`, `http://localhost:${rig.http.port}/hello`);
     assert.equal(fetched.code, 0, `curl: ${fetched.stderr}; safetunnel: ${tunnel.stderr()}`);
     assert.equal(fetched.stdout.toString(), "hello from target\n");
     // Plain --socks5: curl resolves the name itself and sends the address, which is refused.
-    const refused = await curlThroughSocks("--socks5", `127.0.0.1:${port}`, `http://localhost:${http!.port}/hello`);
+    const refused = await curlThroughSocks("--socks5", `127.0.0.1:${port}`, `http://localhost:${rig.http.port}/hello`);
     assert.notEqual(refused.code, 0);
     const status = await tunnel.stop("SIGTERM");
     assert.equal(status.code, 0, tunnel.stderr());
