@@ -8,7 +8,9 @@
 # single executable with (`-L /usr/aarch64-linux-gnu`): libc6-arm64-cross's
 # ld-linux-aarch64.so.1 and libstdc++6-arm64-cross's libstdc++.so.6, which
 # Node links against and libc6-arm64-cross alone does not bring; and what
-# `npm run build:binaries` (run by npm test) needs: binutils' strip and
+# `npm run build:binaries` (run by npm test) needs: binutils' strip, the
+# aarch64 strip of binutils-aarch64-linux-gnu (the x86-64 one cannot read an
+# arm64 ELF) and
 # osslsigncode (it removes the Windows base's signature); and wine64, which
 # runs the Windows single executable. Idempotent:
 # when all are present it changes nothing. Installs with apt-get (Debian/Ubuntu), via sudo when not root. Run
@@ -24,18 +26,18 @@ missing=()
 [[ -x /usr/sbin/ip ]] || missing+=("/usr/sbin/ip")
 [[ -x /usr/lib/wine/wine64 ]] || missing+=("/usr/lib/wine/wine64")
 for lib in "${AARCH64_LIBS[@]}"; do [[ -e "$lib" ]] || missing+=("$lib"); done
-for tool in ssh ssh-keygen ssh-agent ssh-add curl python3 tcpdump ss qemu-aarch64 strip osslsigncode; do
+for tool in ssh ssh-keygen ssh-agent ssh-add curl python3 tcpdump ss qemu-aarch64 strip aarch64-linux-gnu-strip osslsigncode; do
   command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
 done
 
 if [[ ${#missing[@]} -eq 0 ]]; then
-  echo "ensure-test-tools: sshd, ssh, ssh-keygen, ssh-agent, ssh-add, curl, python3, chromium, firefox-esr, tcpdump, ip, ss, qemu-aarch64, the aarch64 loader and the aarch64 libstdc++, strip, osslsigncode and wine64 already installed"
+  echo "ensure-test-tools: sshd, ssh, ssh-keygen, ssh-agent, ssh-add, curl, python3, chromium, firefox-esr, tcpdump, ip, ss, qemu-aarch64, the aarch64 loader and the aarch64 libstdc++, strip, aarch64-linux-gnu-strip, osslsigncode and wine64 already installed"
   exit 0
 fi
 
 fail() {
   echo "ensure-test-tools: missing ${missing[*]}: $1" >&2
-  echo "ensure-test-tools: install openssh-server, openssh-client, curl, python3, chromium, firefox-esr, tcpdump, iproute2, qemu-user, libc6-arm64-cross, libstdc++6-arm64-cross, binutils, osslsigncode and wine64 yourself, then run the tests again" >&2
+  echo "ensure-test-tools: install openssh-server, openssh-client, curl, python3, chromium, firefox-esr, tcpdump, iproute2, qemu-user, libc6-arm64-cross, libstdc++6-arm64-cross, binutils, binutils-aarch64-linux-gnu, osslsigncode and wine64 yourself, then run the tests again" >&2
   exit 1
 }
 
@@ -54,7 +56,7 @@ if ! "${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update >"$log" 2
   tail -n 20 "$log" >&2
   fail "apt-get update failed"
 fi
-if ! "${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends openssh-server openssh-client curl python3 chromium firefox-esr tcpdump iproute2 qemu-user libc6-arm64-cross libstdc++6-arm64-cross binutils osslsigncode wine64 >"$log" 2>&1; then
+if ! "${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends openssh-server openssh-client curl python3 chromium firefox-esr tcpdump iproute2 qemu-user libc6-arm64-cross libstdc++6-arm64-cross binutils binutils-aarch64-linux-gnu osslsigncode wine64 >"$log" 2>&1; then
   tail -n 20 "$log" >&2
   fail "apt-get install failed"
 fi
@@ -66,9 +68,9 @@ still=()
 [[ -x /usr/sbin/ip ]] || still+=("/usr/sbin/ip")
 [[ -x /usr/lib/wine/wine64 ]] || still+=("/usr/lib/wine/wine64")
 for lib in "${AARCH64_LIBS[@]}"; do [[ -e "$lib" ]] || still+=("$lib"); done
-for tool in ssh ssh-keygen ssh-agent ssh-add curl python3 tcpdump ss qemu-aarch64 strip osslsigncode; do
+for tool in ssh ssh-keygen ssh-agent ssh-add curl python3 tcpdump ss qemu-aarch64 strip aarch64-linux-gnu-strip osslsigncode; do
   command -v "$tool" >/dev/null 2>&1 || still+=("$tool")
 done
 [[ ${#still[@]} -eq 0 ]] || fail "still missing after apt-get install: ${still[*]}"
 
-echo "ensure-test-tools: installed openssh-server, openssh-client, curl, python3, chromium, firefox-esr, tcpdump, iproute2, qemu-user, libc6-arm64-cross, libstdc++6-arm64-cross, binutils, osslsigncode and wine64 with apt-get (was missing ${missing[*]})"
+echo "ensure-test-tools: installed openssh-server, openssh-client, curl, python3, chromium, firefox-esr, tcpdump, iproute2, qemu-user, libc6-arm64-cross, libstdc++6-arm64-cross, binutils, binutils-aarch64-linux-gnu, osslsigncode and wine64 with apt-get (was missing ${missing[*]})"

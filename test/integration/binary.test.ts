@@ -34,6 +34,37 @@ async function head(path: string, length: number): Promise<Buffer> {
   }
 }
 
+/** The bytes of a file at an offset. */
+async function slice(path: string, position: number, length: number): Promise<Buffer> {
+  const handle = await open(path, "r");
+  try {
+    const buffer = Buffer.alloc(length);
+    const { bytesRead } = await handle.read(buffer, 0, length, position);
+    assert.equal(bytesRead, length, `${path}: ${length} bytes at ${position}`);
+    return buffer;
+  } finally {
+    await handle.close();
+  }
+}
+
+/** The section names of a 64-bit little-endian ELF file, from its section header table (the ELF-64 object file format). */
+async function elfSectionNames(path: string): Promise<string[]> {
+  const header = await head(path, 64);
+  const shoff = Number(header.readBigUInt64LE(0x28));
+  const shentsize = header.readUInt16LE(0x3a);
+  const shnum = header.readUInt16LE(0x3c);
+  const shstrndx = header.readUInt16LE(0x3e);
+  const table = await slice(path, shoff, shentsize * shnum);
+  const names = table.subarray(shstrndx * shentsize, (shstrndx + 1) * shentsize);
+  const strings = await slice(path, Number(names.readBigUInt64LE(0x18)), Number(names.readBigUInt64LE(0x20)));
+  const result: string[] = [];
+  for (let i = 0; i < shnum; i++) {
+    const nameOffset = table.readUInt32LE(i * shentsize);
+    result.push(strings.toString("latin1", nameOffset, strings.indexOf(0, nameOffset)));
+  }
+  return result;
+}
+
 describe("the single executables in dist/", () => {
   let rig: LoneBinary;
 
@@ -102,6 +133,15 @@ describe("the single executables in dist/", () => {
     assert.equal(elf.toString("latin1", 0, 4), "\x7fELF");
     assert.equal(elf[4], 2);
     assert.equal(elf.readUInt16LE(18), 183);
+  });
+
+  test("the Linux ones are stripped of their symbol tables", async () => {
+    for (const name of ["safetunnel-linux-x64", "safetunnel-linux-arm64"]) {
+      const sections = await elfSectionNames(join(DIST, name));
+      // A .text section proves the table was read right; .symtab is what strip removes.
+      assert.ok(sections.includes(".text"), `${name}: ${sections.join(" ")}`);
+      assert.ok(!sections.includes(".symtab"), `${name} still has a symbol table: build:binaries strips it`);
+    }
   });
 
   test("SHA256SUMS lists every binary with its checksum", async () => {
