@@ -9,9 +9,13 @@
  */
 import { parseTunnelArgs, type TunnelArgsResult } from "./cli/tunnel-args.ts";
 import { parseLeakcheckArgs, type LeakcheckPlan } from "./cli/leakcheck-args.ts";
+import { parseServeArgs, type ServePlan } from "./cli/serve-args.ts";
+import { parseDemoArgs, type DemoPlan } from "./cli/demo-args.ts";
 
 export type { TunnelPlan } from "./cli/tunnel-args.ts";
 export type { LeakcheckPlan } from "./cli/leakcheck-args.ts";
+export type { ServePlan } from "./cli/serve-args.ts";
+export type { DemoPlan } from "./cli/demo-args.ts";
 export { HELP_TEXT } from "./cli/help.ts";
 export { VERSION } from "./version.ts";
 
@@ -20,7 +24,7 @@ export { VERSION } from "./version.ts";
  * gets. A subcommand adds its own plan type to this union and its runner to
  * main.ts.
  */
-export type Plan = TunnelArgsResult | LeakcheckPlan;
+export type Plan = TunnelArgsResult | LeakcheckPlan | ServePlan | DemoPlan;
 
 /** A subcommand: its name as typed first on the command line, and its parser. */
 export interface Subcommand {
@@ -31,7 +35,11 @@ export interface Subcommand {
 
 /** The subcommands, by name. */
 export const SUBCOMMANDS: ReadonlyMap<string, Subcommand> = new Map(
-  [{ name: "leakcheck", parse: parseLeakcheckArgs }].map((subcommand) => [subcommand.name, subcommand]),
+  [
+    { name: "leakcheck", parse: parseLeakcheckArgs },
+    { name: "serve", parse: parseServeArgs },
+    { name: "demo", parse: parseDemoArgs },
+  ].map((subcommand) => [subcommand.name, subcommand]),
 );
 
 /**

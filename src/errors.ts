@@ -22,6 +22,10 @@ export type ErrorCode =
   | "SOCKS_IP_REFUSED"
   | "NO_FRONT_END"
   | "BAD_CAPTURE"
+  | "HOST_KEY_MISSING"
+  | "HOST_KEY_UNREADABLE"
+  | "HOST_KEY_INVALID"
+  | "HOST_KEY_UNWRITABLE"
   | "INTERNAL";
 
 export class TunnelError extends Error {

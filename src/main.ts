@@ -29,7 +29,7 @@ async function main(argv: string[]): Promise<number> {
     out.write(plan.text.endsWith("\n") ? plan.text : plan.text + "\n");
     return 0;
   }
-  const log = createLogger({ verbosity: plan.command === "tunnel" ? plan.verbosity : 0, json: plan.json, write: writeErr });
+  const log = createLogger({ verbosity: plan.command === "leakcheck" ? 0 : plan.verbosity, json: plan.json, write: writeErr });
   // Signals are ours from the start: before the tunnel is up they end the
   // run with 255 (prompts restore the terminal on exit); once it is up, the
   // tunnel stops gracefully; a second signal does not wait for that.
@@ -67,8 +67,18 @@ async function main(argv: string[]): Promise<number> {
         onStopSignal,
       });
     }
-    const { runTunnel } = await import("./tunnel.ts");
-    return await runTunnel(plan, {
+    if (plan.command === "serve") {
+      const { runServe } = await import("./serve/run.ts");
+      return await runServe(plan, {
+        log,
+        platform: process.platform,
+        env: process.env,
+        homeDir: process.env["HOME"] ?? homedir(),
+        localHostname: hostname(),
+        onStopSignal,
+      });
+    }
+    const environment = {
       homeDir: process.env["HOME"] ?? homedir(),
       localUser: safeUserName(),
       agentSocket: process.env["SSH_AUTH_SOCK"] || undefined,
@@ -77,9 +87,15 @@ async function main(argv: string[]): Promise<number> {
       localHostname: hostname(),
       ...(typeof process.getuid === "function" ? { uid: process.getuid() } : {}),
       log,
-      runtime: "Deno" in globalThis ? "deno" : "node",
+      runtime: ("Deno" in globalThis ? "deno" : "node") as "deno" | "node",
       onStopSignal,
-    });
+    };
+    if (plan.command === "demo") {
+      const { runDemo } = await import("./demo.ts");
+      return await runDemo(plan, environment);
+    }
+    const { runTunnel } = await import("./tunnel.ts");
+    return await runTunnel(plan, environment);
   } catch (err) {
     if (err instanceof TunnelError) {
       log.error(`safetunnel: ${err.message}`, { code: err.code });

@@ -12,6 +12,7 @@ import { mkdir, open, readFile } from "node:fs/promises";
 import { dirname } from "node:path";
 import { TunnelError, errnoCode } from "../errors.ts";
 import { hostPatternListMatches } from "./patterns.ts";
+import { decodeStrictBase64, nextToken, skipBlanks } from "./key-line.ts";
 
 /** A public host key: `blob` is the SSH wire encoding, `type` the first string inside it. */
 export interface HostKey {
@@ -41,26 +42,6 @@ export type HostKeyStatus =
 const HASH_MAGIC = "|1|";
 const HASH_SALT_BYTES = 20;
 const SSH_DEFAULT_PORT = 22;
-
-const STRICT_BASE64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
-
-function decodeStrictBase64(text: string): Buffer | null {
-  if (text.length === 0 || !STRICT_BASE64.test(text)) return null;
-  return Buffer.from(text, "base64");
-}
-
-/** Splits off the next token delimited by spaces or tabs (OpenSSH only treats those two as separators). */
-function nextToken(text: string, from: number): { token: string; end: number } {
-  let end = from;
-  while (end < text.length && text[end] !== " " && text[end] !== "\t") end++;
-  return { token: text.slice(from, end), end };
-}
-
-function skipBlanks(text: string, from: number): number {
-  let i = from;
-  while (i < text.length && (text[i] === " " || text[i] === "\t")) i++;
-  return i;
-}
 
 /** The salt of a `|1|salt|hash` field, or null when OpenSSH's extract_salt() would reject it. */
 function hashedFieldSalt(field: string): Buffer | null {

@@ -1,0 +1,263 @@
+/**
+ * `safetunnel serve` as the home end, driven by real clients on loopback:
+ * OpenSSH's ssh (-N -D, -L, -R, and a plain command it must refuse with a
+ * reason) and our own client, with curl through each. Also: the host key
+ * made on the first run, kept with mode 0600 and the same after a restart,
+ * its fingerprint and known_hosts line printed; keys not in authorized_keys
+ * refused; authorized_keys options and --permit-open enforced at the
+ * client's SOCKS port (reply 0x02); a burst of failed logins slowing that
+ * address down.
+ */
+import assert from "node:assert/strict";
+import { mkdtemp, rm, stat, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, before, describe, test } from "node:test";
+import { curlDirect, curlThroughSocks } from "../helpers/curl.ts";
+import { socks5Open, socks5Reply, socks5Request } from "../helpers/raw-socks.ts";
+import { makeHome, startCli, startProcess, waitForLine, waitForListen, assertNoCrash, type Home, type Running } from "../helpers/run.ts";
+import { makeKey, sha256Fingerprint, type KeyPair } from "../helpers/sshd.ts";
+import { closedPort, freePort, HELLO, startHttpTarget, type HttpTarget } from "../helpers/targets.ts";
+
+/** ssh with nothing of this machine's own: no config, no agent, only the given key and known_hosts. */
+/** Every byte our SOCKS port sends after the method choice for a CONNECT to host:port, up to its FIN. */
+async function socks5Outcome(proxyPort: number, host: string, port: number): Promise<string> {
+  const client = await socks5Open(proxyPort, socks5Request(host, port));
+  try {
+    return (await client.readToEnd()).toString("hex");
+  } finally {
+    client.destroy();
+  }
+}
+
+/** Our client, -D through a serve at `port`, trusting the printed known_hosts line. */
+async function startOurClient(home: Home, key: KeyPair, serve: Serve): Promise<{ cli: Running; socksPort: number }> {
+  const socksPort = await freePort();
+  await home.writeKnownHosts(`${serve.knownHostsLine}\n`);
+  const cli = startCli(["-N", "-D", `127.0.0.1:${socksPort}`, "-i", key.privatePath, "-o", "IdentitiesOnly=yes", "-p", String(serve.port), "me@127.0.0.1"], { home: home.home });
+  await waitForListen(socksPort, "127.0.0.1", cli);
+  return { cli, socksPort };
+}
+
+function sshArgs(key: KeyPair, knownHosts: string, port: number): string[] {
+  return [
+    "-F", "none",
+    "-o", "BatchMode=yes",
+    "-o", "IdentitiesOnly=yes",
+    "-o", "IdentityAgent=none",
+    "-o", `UserKnownHostsFile=${knownHosts}`,
+    "-o", "GlobalKnownHostsFile=/dev/null",
+    "-o", "StrictHostKeyChecking=yes",
+    "-o", "ExitOnForwardFailure=yes",
+    "-i", key.privatePath,
+    "-p", String(port),
+  ];
+}
+
+interface Serve {
+  cli: Running;
+  port: number;
+  knownHostsLine: string;
+  fingerprint: string;
+}
+
+async function startServe(home: Home, extra: string[] = [], configHome?: string): Promise<Serve> {
+  const port = await freePort();
+  const cli = startCli(["serve", "--listen", `127.0.0.1:${port}`, ...extra], {
+    home: home.home,
+    env: { XDG_CONFIG_HOME: configHome ?? join(home.home, ".config") },
+  });
+  await waitForListen(port, "127.0.0.1", cli);
+  const hostLine = await waitForLine(cli, /^Host key: ssh-ed25519 SHA256:/, "the host key line");
+  const knownHostsLine = await waitForLine(cli, new RegExp(`^\\[127\\.0\\.0\\.1\\]:${port} ssh-ed25519 AAAA`), "the known_hosts line");
+  return { cli, port, knownHostsLine, fingerprint: /SHA256:\S+/.exec(hostLine)![0]!.replace(/\s.*$/, "") };
+}
+
+describe("safetunnel serve", () => {
+  let dir: string;
+  let home: Home;
+  let client: KeyPair;
+  let stranger: KeyPair;
+  let http: HttpTarget;
+  let serve: Serve;
+  let knownHosts: string;
+  const started: Running[] = [];
+
+  before(async () => {
+    dir = await mkdtemp(join(tmpdir(), "safetunnel-serve-test-"));
+    home = await makeHome();
+    client = await makeKey(dir, "client");
+    stranger = await makeKey(dir, "stranger");
+    await writeFile(join(home.sshDir, "authorized_keys"), `${client.publicLine}\n`, { mode: 0o600 });
+    http = await startHttpTarget();
+    serve = await startServe(home);
+    knownHosts = join(dir, "known_hosts");
+    await writeFile(knownHosts, `${serve.knownHostsLine}\n`);
+  });
+
+  after(async () => {
+    for (const running of started) await running.stop();
+    await serve?.cli.stop();
+    await http?.stop();
+    await home?.cleanup();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  test("makes its host key on the first run, mode 0600, and prints its fingerprint", async () => {
+    const file = join(home.home, ".config", "safetunnel", "host_ed25519_key");
+    assert.equal((await stat(file)).mode & 0o777, 0o600);
+    const publicLine = serve.knownHostsLine.split(" ").slice(1).join(" ");
+    const pub = join(dir, "host.pub");
+    await writeFile(pub, `${publicLine}\n`);
+    assert.equal(serve.fingerprint, await sha256Fingerprint(pub));
+    assert.match(serve.cli.stderr(), /Made a new host key, kept in .*host_ed25519_key/);
+  });
+
+  test("OpenSSH's ssh -N -D through it: curl reaches a loopback server by name", async () => {
+    const socksPort = await freePort();
+    const ssh = startProcess("ssh", [...sshArgs(client, knownHosts, serve.port), "-N", "-D", `127.0.0.1:${socksPort}`, "me@127.0.0.1"]);
+    started.push(ssh);
+    await waitForListen(socksPort, "127.0.0.1", ssh);
+    const result = await curlThroughSocks("--socks5-hostname", `127.0.0.1:${socksPort}`, `http://localhost:${http.port}/hello`);
+    assert.equal(result.code, 0, result.stderr);
+    assert.equal(result.stdout.toString(), HELLO);
+    assert.match(serve.cli.stderr(), /serve: accepted key SHA256:\S+ \(.*authorized_keys:1 client\) for me from 127\.0\.0\.1/);
+    await ssh.stop();
+  });
+
+  test("OpenSSH's ssh -N -L through it", async () => {
+    const localPort = await freePort();
+    const ssh = startProcess("ssh", [...sshArgs(client, knownHosts, serve.port), "-N", "-L", `127.0.0.1:${localPort}:localhost:${http.port}`, "me@127.0.0.1"]);
+    started.push(ssh);
+    await waitForListen(localPort, "127.0.0.1", ssh);
+    const result = await curlDirect(`http://127.0.0.1:${localPort}/hello`);
+    assert.equal(result.code, 0, result.stderr);
+    assert.equal(result.stdout.toString(), HELLO);
+    await ssh.stop();
+  });
+
+  test("OpenSSH's ssh -N -R through it: serve listens on loopback and hands connections back", async () => {
+    const remotePort = await freePort();
+    const ssh = startProcess("ssh", [...sshArgs(client, knownHosts, serve.port), "-N", "-R", `${remotePort}:localhost:${http.port}`, "me@127.0.0.1"]);
+    started.push(ssh);
+    await waitForListen(remotePort, "127.0.0.1", ssh);
+    const result = await curlDirect(`http://127.0.0.1:${remotePort}/hello`);
+    assert.equal(result.code, 0, result.stderr);
+    assert.equal(result.stdout.toString(), HELLO);
+    await ssh.stop();
+  });
+
+  test("a command or a shell is refused with the reason on the client's terminal", async () => {
+    const ssh = startProcess("ssh", [...sshArgs(client, knownHosts, serve.port), "me@127.0.0.1", "echo", "hello"]);
+    const status = await ssh.exited;
+    assert.equal(status.code, 1);
+    assert.match(ssh.stderr(), /safetunnel serve only forwards ports; it runs no shell and no command/);
+    assert.doesNotMatch(ssh.stdout(), /hello/);
+  });
+
+  test("a key that is not in authorized_keys is refused, and the attempt logged with the address", async () => {
+    const ssh = startProcess("ssh", [...sshArgs(stranger, knownHosts, serve.port), "-N", "-D", String(await freePort()), "me@127.0.0.1"]);
+    const status = await ssh.exited;
+    assert.equal(status.code, 255);
+    assert.match(ssh.stderr(), /Permission denied \(publickey\)/);
+    const fingerprint = await sha256Fingerprint(stranger.publicPath);
+    await waitForLine(serve.cli, new RegExp(`failed login for me from 127\\.0\\.0\\.1 port \\d+: key ${fingerprint.replace(/[+/]/g, "\\$&")} not in `), "the failed login line");
+  });
+
+  test("our own client through it: -D works; a closed port is reply 0x05, an IP literal 0x02", async () => {
+    const { cli, socksPort } = await startOurClient(home, client, serve);
+    started.push(cli);
+    const ok = await curlThroughSocks("--socks5-hostname", `127.0.0.1:${socksPort}`, `http://localhost:${http.port}/hello`);
+    assert.equal(ok.code, 0, ok.stderr);
+    assert.equal(ok.stdout.toString(), HELLO);
+    assert.equal(await socks5Outcome(socksPort, "localhost", await closedPort()), socks5Reply(0x05).toString("hex"));
+    assert.equal(await socks5Outcome(socksPort, "127.0.0.1", http.port), socks5Reply(0x02).toString("hex"));
+    await cli.stop();
+    assertNoCrash(cli.stderr());
+  });
+
+  test("the host key is the same after a restart", async () => {
+    await serve.cli.stop();
+    const again = await startServe(home);
+    assert.equal(again.fingerprint, serve.fingerprint);
+    assert.equal(again.knownHostsLine.split(" ").slice(1).join(" "), serve.knownHostsLine.split(" ").slice(1).join(" "));
+    assert.doesNotMatch(again.cli.stderr(), /Made a new host key/);
+    const stopped = await again.cli.stop("SIGTERM");
+    assert.equal(stopped.code, 0);
+    assert.match(again.cli.stderr(), /^Stopped by SIGTERM: 0 logins, 0 failed logins, 0 connections/m);
+    serve = await startServe(home);
+    await writeFile(knownHosts, `${serve.knownHostsLine}\n`);
+  });
+
+  test("--permit-open limits destinations: our client's SOCKS port answers 0x02", async () => {
+    const other = await makeHome();
+    await writeFile(join(other.sshDir, "authorized_keys"), `${client.publicLine}\n`, { mode: 0o600 });
+    const limited = await startServe(other, ["--permit-open", `localhost:${http.port}`]);
+    const { cli, socksPort } = await startOurClient(other, client, limited);
+    try {
+      const allowed = await curlThroughSocks("--socks5-hostname", `127.0.0.1:${socksPort}`, `http://localhost:${http.port}/hello`);
+      assert.equal(allowed.stdout.toString(), HELLO);
+      assert.equal(await socks5Outcome(socksPort, "localhost", await closedPort()), socks5Reply(0x02).toString("hex"));
+      await waitForLine(limited.cli, /serve: refused localhost:\d+ for 127\.0\.0\.1 port \d+: not permitted/, "the refusal line");
+    } finally {
+      await cli.stop();
+      await limited.cli.stop();
+      await other.cleanup();
+    }
+  });
+
+  test("authorized_keys options: from= refuses other addresses, permitopen= limits that key", async () => {
+    const other = await makeHome();
+    const fromKey = await makeKey(dir, "from-elsewhere");
+    const openKey = await makeKey(dir, "permit-open");
+    await writeFile(
+      join(other.sshDir, "authorized_keys"),
+      `from="192.0.2.0/24" ${fromKey.publicLine}\npermitopen="localhost:${http.port}" ${openKey.publicLine}\ncommand="/bin/false" ${client.publicLine}\n`,
+      { mode: 0o600 },
+    );
+    const limited = await startServe(other);
+    assert.match(limited.cli.stderr(), /authorized_keys:3: option "command" is not supported/);
+    const kh = join(dir, "known_hosts_options");
+    await writeFile(kh, `${limited.knownHostsLine}\n`);
+    try {
+      const refused = startProcess("ssh", [...sshArgs(fromKey, kh, limited.port), "-N", "-D", String(await freePort()), "me@127.0.0.1"]);
+      assert.equal((await refused.exited).code, 255);
+      assert.match(refused.stderr(), /Permission denied \(publickey\)/);
+      const commandKey = startProcess("ssh", [...sshArgs(client, kh, limited.port), "-N", "-D", String(await freePort()), "me@127.0.0.1"]);
+      assert.equal((await commandKey.exited).code, 255);
+
+      const localPort = await freePort();
+      const other2 = await freePort();
+      const ssh = startProcess("ssh", [...sshArgs(openKey, kh, limited.port), "-N", "-L", `127.0.0.1:${localPort}:localhost:${http.port}`, "-L", `127.0.0.1:${other2}:127.0.0.1:${http.port}`, "me@127.0.0.1"]);
+      try {
+        await waitForListen(localPort, "127.0.0.1", ssh);
+        const allowed = await curlDirect(`http://127.0.0.1:${localPort}/hello`);
+        assert.equal(allowed.stdout.toString(), HELLO);
+        const blocked = await curlDirect(`http://127.0.0.1:${other2}/hello`);
+        assert.notEqual(blocked.code, 0);
+        assert.match(ssh.stderr(), /administratively prohibited/);
+      } finally {
+        await ssh.stop();
+      }
+    } finally {
+      await limited.cli.stop();
+      await other.cleanup();
+    }
+  });
+
+  test("a burst of failed logins slows that address down", async () => {
+    for (let i = 0; i < 5; i++) {
+      const ssh = startProcess("ssh", [...sshArgs(stranger, knownHosts, serve.port), "-N", "-D", String(await freePort()), "me@127.0.0.1"]);
+      assert.equal((await ssh.exited).code, 255);
+    }
+    await waitForLine(serve.cli, /serve: 127\.0\.0\.1 keeps failing to log in: its next attempts wait \d+ s/, "the slow-down line");
+  });
+
+  test("stops on SIGINT with a summary line", async () => {
+    const status = await serve.cli.stop("SIGINT");
+    assert.equal(status.code, 0);
+    assert.match(serve.cli.stderr(), /^Stopped by SIGINT: \d+ logins?, \d+ failed logins?, \d+ connections?, /m);
+    assertNoCrash(serve.cli.stderr());
+  });
+});
+
