@@ -6,6 +6,9 @@ export const HELP_TEXT = `usage: safetunnel [-46gNqVv] [-D [bind_address:]port] 
                   [-R spec] [--allow-ip cidr[,cidr...]] [--json] [user@]host
        safetunnel leakcheck [--proxy HOST:PORT] [--wait SECONDS] [--open] [--watch]
                   [--pcap FILE] [--json]     (see safetunnel leakcheck --help)
+       safetunnel serve [--listen ADDR:PORT] [--authorized-keys FILE] [--host-key FILE]
+                  [--permit-open HOST:PORT] [--gateway-ports]   (the home end; see serve --help)
+       safetunnel demo                       (the whole thing on this machine; see demo --help)
 
 A SOCKS5 proxy through SSH that never leaks DNS: names go through the tunnel
 and are resolved by the SSH server; requests that carry an IP address (the app
@@ -18,6 +21,8 @@ saying how to fix the app.
                            (also port/host/hostport)
   -R [bind_address:]port:host:hostport
                            Forward a port on the server back to host:hostport
+  -R [bind_address:]port   SOCKS4a/5 proxy on the server's port; connects go
+                           out from here, names resolved here
   -N                       Accepted for ssh compatibility (no command is ever run)
   -p port                  SSH port of the server
   -l login_name            User to log in as

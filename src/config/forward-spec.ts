@@ -46,7 +46,13 @@ export type RemoteForwardSpec = Extract<ForwardSpec, { kind: "remote" }>;
 export type TcpForwardSpec =
   | { kind: "dynamic"; listen: BindSpec; raw: string }
   | { kind: "local"; listen: BindSpec; target: HostPort; raw: string }
-  | { kind: "remote"; listen: BindSpec; target: HostPort; raw: string };
+  | {
+      kind: "remote";
+      listen: BindSpec;
+      /** null: remote dynamic forwarding, a SOCKS proxy on the server's port whose CONNECTs go out from here (ssh(1) -R). */
+      target: HostPort | null;
+      raw: string;
+    };
 
 const FLAG: Record<ForwardKind, string> = { dynamic: "-D", local: "-L", remote: "-R" };
 
@@ -183,6 +189,7 @@ export function forwardLabel(spec: ForwardSpec): string {
  *
  * @example
  * requireTcpForward(parseForwardSpec("local", "9001:example.org:80")).kind; // "local"
+ * requireTcpForward(parseForwardSpec("remote", "1080")).target; // null: remote dynamic forwarding
  * requireTcpForward(parseForwardSpec("local", "8080:/run/app.sock")); // throws: forwarding to a Unix socket is not supported
  */
 export function requireTcpForward(spec: ForwardSpec): TcpForwardSpec {
@@ -193,11 +200,10 @@ export function requireTcpForward(spec: ForwardSpec): TcpForwardSpec {
   const listen = isPathSpec(spec.listen) ? unsupported("listening on a Unix socket", "[bind_address:]port") : spec.listen;
   if (spec.kind === "dynamic") return { kind: "dynamic", listen, raw: spec.raw };
   const usage = "[bind_address:]port:host:hostport";
-  if (spec.target === null) {
-    return unsupported("remote dynamic forwarding (-R with a port alone, a SOCKS proxy on the server)", `-R ${usage}, or -D on this side`);
-  }
-  const target = isPathSpec(spec.target) ? unsupported("forwarding to a Unix socket", usage) : spec.target;
-  return { kind: spec.kind, listen, target, raw: spec.raw };
+  const tcpTarget = (target: HostPort | PathSpec): HostPort => (isPathSpec(target) ? unsupported("forwarding to a Unix socket", usage) : target);
+  if (spec.kind === "local") return { kind: "local", listen, target: tcpTarget(spec.target), raw: spec.raw };
+  // ssh(1) -R with no host:hostport: the server listens, and we speak SOCKS on each connection it hands us.
+  return { kind: "remote", listen, target: spec.target === null ? null : tcpTarget(spec.target), raw: spec.raw };
 }
 
 /**

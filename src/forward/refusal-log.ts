@@ -38,6 +38,12 @@ export interface RefusalLogOptions {
    */
   nameWaitMs?: number;
   /**
+   * The full line for one refusal. A client on the SSH server's side of a
+   * -R port (`farSideRefusalLine`) needs other words and another fix than one
+   * on this machine. @default refusalLine
+   */
+  line?: (request: SocksRequest, client: SocksClient, program: string | undefined) => string;
+  /**
    * Keys remembered at most: with -g, many addresses may come and go. When
    * full, expired keys are forgotten, then all (at worst a line is repeated
    * early). @default 1024
@@ -56,6 +62,7 @@ export class RefusalLog {
   readonly #nameProgram: ((client: SocksClient) => Promise<string | undefined>) | undefined;
   readonly #nameWaitMs: number;
   readonly #maxKeys: number;
+  readonly #line: (request: SocksRequest, client: SocksClient, program: string | undefined) => string;
   /** When each key last had a full line, and how many were folded since. */
   readonly #lastFull = new Map<string, { at: number; folded: number }>();
 
@@ -65,6 +72,7 @@ export class RefusalLog {
     this.#nameProgram = options.nameProgram;
     this.#nameWaitMs = options.nameWaitMs ?? 1000;
     this.#maxKeys = options.maxKeys ?? 1024;
+    this.#line = options.line ?? refusalLine;
   }
 
   /** Log one refusal: a full warning, or a -v line counted into the next full one. */
@@ -83,7 +91,7 @@ export class RefusalLog {
     this.#makeRoom(now);
     this.#lastFull.set(key, { at: now, folded: 0 });
     const more = seen !== undefined && seen.folded > 0 ? ` (${seen.folded} more refused since the last such line)` : "";
-    this.#log.warn(refusalLine(request, client, program) + more, {
+    this.#log.warn(this.#line(request, client, program) + more, {
       event: "refused",
       code: "SOCKS_IP_REFUSED",
       destination: target,
@@ -123,4 +131,34 @@ export function refusalLine(request: SocksRequest, client: SocksClient, program:
   const address = classifyHost(request.destination.host).address;
   const allow = address === undefined ? request.destination.host : formatAddress(address);
   return `Refused SOCKS${request.version} CONNECT to ${target} from ${who}: ${why}. Fix: ${fix}. To allow this address on purpose: --allow-ip ${allow}`;
+}
+
+/**
+ * The line for a client of a remote dynamic forward (`-R [bind_address:]port`
+ * alone): the app runs on the SSH server's side (or beyond it, with the
+ * server's GatewayPorts), came in through that port, and resolved the name
+ * there. Its program cannot be named (there is no /proc of the server to
+ * read), so the fix is the general one: send names, as `curl
+ * --socks5-hostname` or `socks5h://` do, to the proxy address on the server.
+ *
+ * @example
+ * farSideRefusalLine(request, { address: "127.0.0.1", port: 51234, localAddress: "localhost", localPort: 1080 }, "-R 1080")
+ * // "Refused SOCKS5 CONNECT to 93.184.215.14:443 from 127.0.0.1:51234 on the far side (through -R 1080 on the SSH server): ... Fix: make that app send names, e.g. curl --socks5-hostname localhost:1080 ..."
+ */
+export function farSideRefusalLine(request: SocksRequest, client: SocksClient, label: string): string {
+  const target = hostPort(request.destination.host, request.destination.port);
+  const why =
+    request.version === 4 && !request.socks4a
+      ? "it used plain SOCKS4, which carries only IP addresses, so the app resolved the name itself, over there, and that network saw the DNS lookup"
+      : "it carries an IP address, so the app resolved the name itself, over there, and that network saw the DNS lookup";
+  // An app on the server reaches a wildcard or default bind as localhost.
+  const wildcard = ["", "*", "localhost", "0.0.0.0", "::"].includes(client.localAddress);
+  const proxy = hostPort(wildcard ? "localhost" : client.localAddress, client.localPort);
+  const fix =
+    request.version === 4 && !request.socks4a
+      ? `make that app use SOCKS5 (or SOCKS4a) with names, e.g. curl --socks5-hostname ${proxy} or -x socks5h://${proxy}`
+      : `make that app send names, e.g. curl --socks5-hostname ${proxy} or -x socks5h://${proxy}`;
+  const address = classifyHost(request.destination.host).address;
+  const allow = address === undefined ? request.destination.host : formatAddress(address);
+  return `Refused SOCKS${request.version} CONNECT to ${target} from ${client.address}:${client.port} on the far side (through ${label} on the SSH server): ${why}. Fix: ${fix}. To allow this address on purpose: --allow-ip ${allow}`;
 }

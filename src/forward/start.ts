@@ -13,13 +13,14 @@ import type { TunnelSession } from "../ssh/session.ts";
 import { startDynamicForward, type LocalAnswers } from "./dynamic.ts";
 import { startLocalForward } from "./local.ts";
 import { startRemoteForward } from "./remote.ts";
+import { startRemoteDynamicForward } from "./remote-dynamic.ts";
 import type { TrafficStats } from "./stats.ts";
 import type { PeerLookup } from "../platform/peer-lookup.ts";
 
 
 export interface ForwardContext {
   session: TunnelSession;
-  /** --allow-ip networks (-D only). */
+  /** --allow-ip networks (the SOCKS forwards: -D, and -R with a port alone). */
   allowIp: readonly Cidr[];
   /** GatewayPorts / -g: whether -D and -L may listen beyond loopback. */
   gatewayPorts: boolean;
@@ -85,8 +86,28 @@ export async function startForwards(specs: readonly TcpForwardSpec[], context: F
 export async function startForward(spec: TcpForwardSpec, context: ForwardContext): Promise<RunningForward> {
   const label = forwardLabel(spec);
   const { session, log, stats } = context;
+  const ipPolicy =
+    context.allowIp.length === 0
+      ? "IP-address requests are refused"
+      : `IP-address requests are refused except inside --allow-ip ${context.allowIp.map((cidr) => cidr.text).join(",")}`;
   if (spec.kind === "remote") {
     const { target } = spec;
+    if (target === null) {
+      const forward = await startRemoteDynamicForward({ label, bindAddress: spec.listen.address, port: spec.listen.port, session, allowIp: context.allowIp, log, stats });
+      const where = hostPort(forward.address, forward.port);
+      // For a port the server picked, OpenSSH's own words first (readconf.c
+      // parse_forward names the connect host of a remote dynamic forward
+      // "socks", port 0), so scripts that read "Allocated port N" work.
+      const message =
+        spec.listen.port === 0
+          ? `Allocated port ${forward.port} for remote forward to socks:0 (a SOCKS proxy on the server's ${where}, ${label}; names are resolved here, ${ipPolicy}).`
+          : `SOCKS proxy on the server's ${where} (${label}); names are resolved here, ${ipPolicy}.`;
+      return {
+        label,
+        announcement: { message, fields: { event: "listening", addresses: where, side: "server" } },
+        close: () => forward.close(),
+      };
+    }
     const forward = await startRemoteForward({ label, bindAddress: spec.listen.address, port: spec.listen.port, target, session, log, stats });
     // OpenSSH's own line for a port the server picked (scripts read it); our
     // line, in the style of -L's, for a port the user chose.
@@ -127,10 +148,6 @@ export async function startForward(spec: TcpForwardSpec, context: ForwardContext
     ...(context.peers !== undefined ? { peers: context.peers } : {}),
     ...(context.localAnswers !== undefined ? { localAnswers: context.localAnswers } : {}),
   });
-  const ipPolicy =
-    context.allowIp.length === 0
-      ? "IP-address requests are refused"
-      : `IP-address requests are refused except inside --allow-ip ${context.allowIp.map((cidr) => cidr.text).join(",")}`;
   return {
     label,
     announcement: {

@@ -1,11 +1,14 @@
 /**
- * The per-socket SOCKS handshake: read bytes, ask the codec what they mean,
- * hand a complete CONNECT request to `onConnect`, answer with a whole reply.
+ * The per-connection SOCKS handshake: read bytes, ask the codec what they
+ * mean, hand a complete CONNECT request to `onConnect`, answer with a whole
+ * reply.
  *
  * This module knows nothing of SSH. What a request may reach and how it is
  * reached is `onConnect`'s business (see forward/dynamic.ts); this one only
  * guarantees the protocol: bounded buffering, a handshake deadline, exact
- * replies, and that a bad client costs one socket and nothing else.
+ * replies, and that a bad client costs one connection and nothing else. The
+ * connection is any Duplex: an accepted socket (-D), or a forwarded-tcpip
+ * channel whose client sits on the SSH server's side (-R port alone).
  */
 import type { Socket } from "node:net";
 import type { Duplex } from "node:stream";
@@ -26,8 +29,8 @@ import {
 } from "./codec.ts";
 
 /**
- * Who is asking, as far as the socket tells: where the client connects from,
- * and to which of our listening addresses. Anything more (which program, which
+ * Who is asking, as far as the connection tells: where the client connects
+ * from, and to which listening address. Anything more (which program, which
  * account) is for the caller to find out, and only when it needs to.
  */
 export interface SocksClient {
@@ -42,7 +45,12 @@ export type ConnectOutcome =
   | { ok: true; stream: Duplex }
   | { ok: false; reply: Socks5ReplyCode };
 
-export interface SocksHandshakeOptions {
+/**
+ * What one handshake is told and asks. `S` is the kind of connection served,
+ * handed back to `onEstablished` as it came in: a net.Socket for
+ * `serveSocksSocket`, any Duplex for `serveSocksStream`.
+ */
+export interface SocksHandshakeOptions<S extends Duplex = Socket> {
   /** Close sockets that have not sent a whole request by then. */
   handshakeTimeoutMs: number;
   /**
@@ -52,9 +60,9 @@ export interface SocksHandshakeOptions {
    * away first; the outcome's stream is then destroyed.
    */
   onConnect(request: SocksRequest, client: SocksClient, signal: AbortSignal): Promise<ConnectOutcome>;
-  /** The stream is joined to the socket; the caller owns piping and accounting. */
-  onEstablished(socket: Socket, stream: Duplex, request: SocksRequest, leftover: Buffer): void;
-  /** A socket was dropped for a protocol problem (garbage, timeout, unsupported command...). */
+  /** The stream is joined to the client's connection; the caller owns piping and accounting. */
+  onEstablished(socket: S, stream: Duplex, request: SocksRequest, leftover: Buffer): void;
+  /** A connection was dropped for a protocol problem (garbage, timeout, unsupported command...). */
   onProtocolError(client: SocksClient, reason: string): void;
 }
 
@@ -71,39 +79,63 @@ export const MAX_HANDSHAKE_BYTES = 1024;
  * @example
  * net.createServer({ allowHalfOpen: true }, (s) => serveSocksSocket(s, options));
  */
-export function serveSocksSocket(socket: Socket, options: SocksHandshakeOptions): void {
-  new SocksHandshake(socket, options);
+export function serveSocksSocket(socket: Socket, options: SocksHandshakeOptions<Socket>): void {
+  serveSocksStream(
+    socket,
+    {
+      address: socket.remoteAddress ?? "unknown",
+      port: socket.remotePort ?? 0,
+      localAddress: socket.localAddress ?? "",
+      localPort: socket.localPort ?? 0,
+    },
+    options,
+  );
+}
+
+/**
+ * Drive one connection that is not a socket through the SOCKS handshake, with
+ * the same limits and replies; `client` says who is at the other end, which
+ * only the caller knows (for a forwarded-tcpip channel, the originator the SSH
+ * server names, RFC 4254 section 7.2). The stream should keep its write half
+ * open after the client's EOF (allowHalfOpen), as a socket from
+ * `createServer({ allowHalfOpen: true })` does.
+ *
+ * @example
+ * serveSocksStream(channel, { address: "127.0.0.1", port: 51234, localAddress: "localhost", localPort: 1080 }, options);
+ */
+export function serveSocksStream<S extends Duplex>(stream: S, client: SocksClient, options: SocksHandshakeOptions<S>): void {
+  new SocksHandshake(stream, client, options);
 }
 
 /**
  * Where a handshake stands:
  * - `first`: waiting for the first message, a SOCKS5 greeting or a whole SOCKS4 request;
  * - `socks5-request`: the method reply is sent, waiting for the SOCKS5 request;
- * - `connecting`: `onConnect` has the request; input waits in the socket;
+ * - `connecting`: `onConnect` has the request; input waits in the stream;
  * - `done`: answered, dropped or gone; nothing more happens here.
  */
 type Phase = "first" | "socks5-request" | "connecting" | "done";
 
-/** One socket's handshake: each SOCKS step is a method, the bytes' meaning comes from the codec. */
-class SocksHandshake {
-  readonly #socket: Socket;
-  readonly #options: SocksHandshakeOptions;
+/** One connection's handshake: each SOCKS step is a method, the bytes' meaning comes from the codec. */
+class SocksHandshake<S extends Duplex> {
+  readonly #socket: S;
+  readonly #options: SocksHandshakeOptions<S>;
   readonly #client: SocksClient;
   readonly #abort = new AbortController();
   readonly #deadline: ReturnType<typeof setTimeout>;
   #phase: Phase = "first";
+  /**
+   * The client's connection has closed. Not `destroyed`: an ssh2 channel that
+   * the server closed emits "close" without ever being destroyed.
+   */
+  #gone = false;
   /** Bytes received and not yet consumed; bounded by MAX_HANDSHAKE_BYTES until a request is whole. */
   #buffered: Buffer = Buffer.alloc(0);
 
-  constructor(socket: Socket, options: SocksHandshakeOptions) {
+  constructor(socket: S, client: SocksClient, options: SocksHandshakeOptions<S>) {
     this.#socket = socket;
     this.#options = options;
-    this.#client = {
-      address: socket.remoteAddress ?? "unknown",
-      port: socket.remotePort ?? 0,
-      localAddress: socket.localAddress ?? "",
-      localPort: socket.localPort ?? 0,
-    };
+    this.#client = client;
     this.#deadline = setTimeout(() => this.#drop(undefined, `no complete SOCKS request within ${formatMs(options.handshakeTimeoutMs)}`), options.handshakeTimeoutMs);
     this.#deadline.unref?.();
     socket.on("data", this.#onData);
@@ -192,7 +224,7 @@ class SocksHandshake {
 
   /** Answer the request: the failure reply and close, or success and the stream joined. */
   #finish(request: SocksRequest, outcome: ConnectOutcome): void {
-    if (this.#phase !== "connecting" || this.#socket.destroyed) {
+    if (this.#phase !== "connecting" || this.#gone || this.#socket.destroyed) {
       if (outcome.ok) outcome.stream.destroy();
       return;
     }
@@ -238,6 +270,7 @@ class SocksHandshake {
 
   /** The client is gone: stop the deadline and abort onConnect; `#finish` destroys a late stream. */
   readonly #onClose = (): void => {
+    this.#gone = true;
     clearTimeout(this.#deadline);
     this.#abort.abort();
     if (this.#phase !== "connecting") this.#phase = "done";
@@ -257,7 +290,7 @@ const LINGER_MS = 5000;
  * reply. So discard further input, half-close, and destroy only once the peer
  * has closed too or LINGER_MS has passed.
  */
-function closeAfter(socket: Socket, last: Buffer | undefined): void {
+function closeAfter(socket: Duplex, last: Buffer | undefined): void {
   socket.removeAllListeners("data");
   socket.on("data", () => {});
   socket.resume();

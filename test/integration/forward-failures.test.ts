@@ -56,7 +56,7 @@ describe("safetunnel -D forwards: failures, bind addresses and signals", () => {
       const cases: [string[], string][] = [
         [["-L", "8080:/run/app.sock"], "safetunnel: -L 8080:/run/app.sock: forwarding to a Unix socket is not supported; give [bind_address:]port:host:hostport"],
         [["-D", "/tmp/socks.sock"], "safetunnel: -D /tmp/socks.sock: listening on a Unix socket is not supported; give [bind_address:]port"],
-        [["-R", "9001"], "safetunnel: -R 9001: remote dynamic forwarding (-R with a port alone, a SOCKS proxy on the server) is not supported; give -R [bind_address:]port:host:hostport, or -D on this side"],
+        [["-R", "9001:/run/app.sock"], "safetunnel: -R 9001:/run/app.sock: forwarding to a Unix socket is not supported; give [bind_address:]port:host:hostport"],
       ];
       for (const [forward, message] of cases) {
         const result = await runCli([...forward, "-F", "none", "-o", "BatchMode=yes", "-p", String(port), "127.0.0.1"], { home: home.home });

@@ -176,6 +176,22 @@ describe("safetunnel serve", () => {
     assertNoCrash(cli.stderr());
   });
 
+  test("our client's remote dynamic forward (-R port alone) through it: curl on the serve side, by name; refused by IP", async () => {
+    const remotePort = await freePort();
+    await home.writeKnownHosts(`${serve.knownHostsLine}\n`);
+    const cli = startCli(["-N", "-R", `127.0.0.1:${remotePort}`, "-i", client.privatePath, "-o", "IdentitiesOnly=yes", "-p", String(serve.port), "me@127.0.0.1"], { home: home.home });
+    started.push(cli);
+    await waitForLine(cli, new RegExp(`SOCKS proxy on the server's 127\\.0\\.0\\.1:${remotePort} \\(-R 127\\.0\\.0\\.1:${remotePort}\\)`), "the -R announcement");
+    const byName = await curlThroughSocks("--socks5-hostname", `127.0.0.1:${remotePort}`, `http://localhost:${http.port}/hello`);
+    assert.equal(byName.code, 0, byName.stderr);
+    assert.equal(byName.stdout.toString(), HELLO);
+    const byIp = await curlThroughSocks("--socks5", `127.0.0.1:${remotePort}`, `http://127.0.0.1:${http.port}/hello`);
+    assert.equal(byIp.code, 97, byIp.stderr);
+    await waitForLine(cli, /Refused SOCKS5 CONNECT to 127\.0\.0\.1:\d+ from .* on the far side/, "the refusal line");
+    await cli.stop();
+    assertNoCrash(cli.stderr());
+  });
+
   test("the host key is the same after a restart", async () => {
     await serve.cli.stop();
     const again = await startServe(home);

@@ -7,6 +7,7 @@ import {
   listenAddresses,
   parseForwardConfigArgs,
   parseForwardSpec,
+  requireTcpForward,
   type ForwardKind,
 } from "../../src/config/forward-spec.ts";
 import { TunnelError } from "../../src/errors.ts";
@@ -438,6 +439,63 @@ describe("parseForwardConfigArgs", () => {
       code: "BAD_FORWARD_SPEC",
       message: "Bad local forwarding specification '9001:host:http': port 'http' is not a number from 1 to 65535",
     });
+  });
+});
+
+describe("requireTcpForward", () => {
+  const refusedAs = (spec: Parameters<typeof requireTcpForward>[0], message: string): void => {
+    assert.throws(() => requireTcpForward(spec), (err: unknown) => {
+      assert.ok(err instanceof TunnelError);
+      assert.equal(err.code, "BAD_FORWARD_SPEC");
+      assert.equal(err.message, message);
+      return true;
+    });
+  };
+
+  test("-R with a port alone runs as a remote dynamic forward: a remote spec with no target", () => {
+    assert.deepEqual(requireTcpForward(parseForwardSpec("remote", "1080")), {
+      kind: "remote",
+      listen: { address: null, port: 1080 },
+      target: null,
+      raw: "1080",
+    });
+  });
+
+  test("-R bind_address:port alone keeps its bind address, and RemoteForward with one argument is the same forward", () => {
+    assert.deepEqual(requireTcpForward(parseForwardSpec("remote", "127.0.0.1:1080")), {
+      kind: "remote",
+      listen: { address: "127.0.0.1", port: 1080 },
+      target: null,
+      raw: "127.0.0.1:1080",
+    });
+    assert.deepEqual(requireTcpForward(parseForwardConfigArgs("remote", ["[::1]:0"])), {
+      kind: "remote",
+      listen: { address: "::1", port: 0 },
+      target: null,
+      raw: "[::1]:0",
+    });
+  });
+
+  test("-D, -L and -R with a target pass through unchanged", () => {
+    assert.deepEqual(requireTcpForward(parseForwardSpec("dynamic", "9001")), { kind: "dynamic", listen: { address: null, port: 9001 }, raw: "9001" });
+    assert.deepEqual(requireTcpForward(parseForwardSpec("local", "9001:example.org:80")), {
+      kind: "local",
+      listen: { address: null, port: 9001 },
+      target: { host: "example.org", port: 80 },
+      raw: "9001:example.org:80",
+    });
+    assert.deepEqual(requireTcpForward(parseForwardSpec("remote", "9001:internal:80")), {
+      kind: "remote",
+      listen: { address: null, port: 9001 },
+      target: { host: "internal", port: 80 },
+      raw: "9001:internal:80",
+    });
+  });
+
+  test("Unix sockets on either side are still refused naming the form to use", () => {
+    refusedAs(parseForwardSpec("remote", "/tmp/socks.sock"), "-R /tmp/socks.sock: listening on a Unix socket is not supported; give [bind_address:]port");
+    refusedAs(parseForwardSpec("remote", "9001:/run/app.sock"), "-R 9001:/run/app.sock: forwarding to a Unix socket is not supported; give [bind_address:]port:host:hostport");
+    refusedAs(parseForwardSpec("local", "8080:/run/app.sock"), "-L 8080:/run/app.sock: forwarding to a Unix socket is not supported; give [bind_address:]port:host:hostport");
   });
 });
 

@@ -1,6 +1,6 @@
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { REFUSAL_WINDOW_MS, RefusalLog, refusalLine, type RefusalLogOptions } from "../../src/forward/refusal-log.ts";
+import { farSideRefusalLine, REFUSAL_WINDOW_MS, RefusalLog, refusalLine, type RefusalLogOptions } from "../../src/forward/refusal-log.ts";
 import { createLogger } from "../../src/log.ts";
 import type { SocksRequest } from "../../src/socks/codec.ts";
 import type { SocksClient } from "../../src/socks/server.ts";
@@ -240,5 +240,46 @@ describe("refusalLine", () => {
     const line = refusalLine(request(5, "2001:db8::1", "ipv6"), client(), undefined);
     assert.match(line, /CONNECT to \[2001:db8::1\]:443 from/);
     assert.match(line, /--allow-ip 2001:db8::1$/);
+  });
+});
+
+describe("farSideRefusalLine: a client of -R with a port alone, on the SSH server's side", () => {
+  const far = (localAddress = "localhost", localPort = 1080): SocksClient => ({ address: "127.0.0.1", port: 51234, localAddress, localPort });
+
+  test("says the request came through the -R port on the server and tells that app to send names, with the proxy address to use there", () => {
+    assert.equal(
+      farSideRefusalLine(request(5), far(), "-R 1080"),
+      "Refused SOCKS5 CONNECT to 192.0.2.7:443 from 127.0.0.1:51234 on the far side (through -R 1080 on the SSH server): " +
+        "it carries an IP address, so the app resolved the name itself, over there, and that network saw the DNS lookup. " +
+        "Fix: make that app send names, e.g. curl --socks5-hostname localhost:1080 or -x socks5h://localhost:1080. " +
+        "To allow this address on purpose: --allow-ip 192.0.2.7",
+    );
+  });
+
+  test("tells a plain SOCKS4 client to use SOCKS5 or SOCKS4a, and writes the address canonically for --allow-ip", () => {
+    const line = farSideRefusalLine(request(4, "0x7f.1", "name", false), far(), "-R 1080");
+    assert.match(line, /^Refused SOCKS4 CONNECT to 0x7f\.1:443 from 127\.0\.0\.1:51234 on the far side \(through -R 1080 on the SSH server\): it used plain SOCKS4, /);
+    assert.match(line, /Fix: make that app use SOCKS5 \(or SOCKS4a\) with names, e\.g\. curl --socks5-hostname localhost:1080 /);
+    assert.match(line, /--allow-ip 127\.0\.0\.1$/);
+  });
+
+  test("a wildcard bind is reached as localhost on the server; an explicit one as itself, IPv6 in brackets", () => {
+    for (const wildcard of ["", "*", "0.0.0.0", "::"]) {
+      assert.match(farSideRefusalLine(request(5), far(wildcard, 40000), "-R *:0"), /curl --socks5-hostname localhost:40000 /);
+    }
+    assert.match(farSideRefusalLine(request(5), far("::1"), "-R [::1]:1080"), /curl --socks5-hostname \[::1\]:1080 or -x socks5h:\/\/\[::1\]:1080\./);
+  });
+
+  test("RefusalLog writes it through `line`, keeps the window, and names no program", async () => {
+    const { refusals, lines } = refusalLog({ json: true, line: (req, c) => farSideRefusalLine(req, c, "-R 1080") });
+    await refusals.report(request(5), far());
+    await refusals.report(request(5), far());
+    assert.equal(lines.length, 2, lines.join("\n"));
+    const first = JSON.parse(lines[0]!) as Record<string, unknown>;
+    assert.equal(first["level"], "warn");
+    assert.match(String(first["msg"]), /^Refused SOCKS5 CONNECT to 192\.0\.2\.7:443 from 127\.0\.0\.1:51234 on the far side \(through -R 1080 on the SSH server\)/);
+    assert.equal(first["code"], "SOCKS_IP_REFUSED");
+    assert.equal(first["program"], null);
+    assert.equal(JSON.parse(lines[1]!)["level"], "debug1");
   });
 });

@@ -8,11 +8,12 @@ import assert from "node:assert/strict";
 import { Buffer } from "node:buffer";
 import { once } from "node:events";
 import { createServer, type AddressInfo, type Server, type Socket } from "node:net";
-import type { Duplex } from "node:stream";
+import { Duplex, PassThrough } from "node:stream";
 import { setImmediate as nextTurn } from "node:timers/promises";
 import {
   MAX_HANDSHAKE_BYTES,
   serveSocksSocket,
+  serveSocksStream,
   type ConnectOutcome,
   type SocksClient,
   type SocksHandshakeOptions,
@@ -22,6 +23,7 @@ import { RawClient } from "../helpers/raw-socks.ts";
 import { startPairServer } from "../helpers/socket-pair.ts";
 import { closeOf, readExactly, readUntilClosed } from "../helpers/sockets.ts";
 import { bounded } from "../helpers/wait.ts";
+import { memoryPair, MemoryEnd } from "../helpers/memory-duplex.ts";
 
 const WAIT_MS = 5000;
 
@@ -817,5 +819,174 @@ describe("serveSocksSocket: clients that go away", () => {
     await fresh.bytes(12, "the success reply");
     assert.equal(fresh.received.toString("hex"), METHOD_NO_AUTH + V5_SUCCESS);
     await assertDataFlows(fresh, await socks.farPeers.next("the far end"), 12);
+  });
+});
+
+// ---------------------------------------------------------------------------
+// serveSocksStream: the same handshake on a Duplex that is not a socket
+// ---------------------------------------------------------------------------
+
+/** `[client, server]`: the test speaks SOCKS on `client`; `server` is handed to serveSocksStream. */
+function serverPair(): [MemoryEnd, MemoryEnd] {
+  const [client, server] = memoryPair();
+  cleanups.push(() => {
+    client.destroy();
+  });
+  return [client, server];
+}
+
+/** Waits (bounded) until `end` has read at least `n` bytes; returns them all as hex. */
+async function receivedHex(end: MemoryEnd, n: number, what: string): Promise<string> {
+  await within(
+    new Promise<void>((resolve) => {
+      const check = (): void => {
+        if (end.received.length >= n) {
+          end.off("data", check);
+          resolve();
+        }
+      };
+      end.on("data", check);
+      check();
+    }),
+    what,
+  );
+  return end.received.toString("hex");
+}
+
+/** Waits (bounded) until `end` has read its peer's EOF. */
+async function endedOf(end: MemoryEnd, what: string): Promise<void> {
+  if (end.ended) return;
+  await within(once(end, "end"), what);
+}
+
+/** The far side of a channel, as forward/remote-dynamic.ts describes it: an origin on the server, the -R port. */
+const FAR_CLIENT: SocksClient = { address: "127.0.0.1", port: 51234, localAddress: "localhost", localPort: 1080 };
+
+interface StreamHarness {
+  connects: Queue<ConnectCall>;
+  established: Queue<Established & { connection: Duplex }>;
+  protocolErrors: Queue<string>;
+}
+
+/** serveSocksStream on `server` with recording callbacks; onConnect defaults to success with a PassThrough. */
+function serveMemory(
+  server: MemoryEnd,
+  options: { handshakeTimeoutMs?: number; onConnect?: (call: ConnectCall) => Promise<ConnectOutcome> } = {},
+): StreamHarness {
+  const harness: StreamHarness = { connects: new Queue(), established: new Queue(), protocolErrors: new Queue() };
+  serveSocksStream(server, FAR_CLIENT, {
+    handshakeTimeoutMs: options.handshakeTimeoutMs ?? 30_000,
+    async onConnect(request, client, signal) {
+      const call = { request, client, signal };
+      harness.connects.push(call);
+      return options.onConnect ? options.onConnect(call) : { ok: true, stream: new PassThrough() };
+    },
+    onEstablished(connection, stream, request, leftover) {
+      harness.established.push({ connection, stream, request, leftover: Buffer.from(leftover) });
+    },
+    onProtocolError(_client, reason) {
+      harness.protocolErrors.push(reason);
+    },
+  });
+  return harness;
+}
+
+describe("serveSocksStream: the handshake on a Duplex that is not a socket", () => {
+  test("answers a SOCKS5 CONNECT with 05 00 then 05 00 00 01 00000000 0000 and hands back the same stream, the caller's client and the pipelined bytes", async () => {
+    const [client, server] = serverPair();
+    const socks = serveMemory(server);
+    client.write(GREETING);
+    assert.equal(await receivedHex(client, 2, "the method reply"), METHOD_NO_AUTH);
+    client.write(Buffer.concat([socks5Connect("localhost", 8080), Buffer.from("GET / HTTP/1.0\r\n\r\n")]));
+
+    const call = await socks.connects.next("onConnect");
+    assert.deepEqual(call.request.destination, { kind: "name", host: "localhost", port: 8080 });
+    assert.deepEqual(call.client, FAR_CLIENT);
+    assert.equal(await receivedHex(client, 12, "the success reply"), METHOD_NO_AUTH + V5_SUCCESS);
+    const established = await socks.established.next("onEstablished");
+    assert.equal(established.connection, server);
+    assert.equal(established.leftover.toString(), "GET / HTTP/1.0\r\n\r\n");
+    assert.equal(socks.protocolErrors.size, 0);
+  });
+
+  test("answers a SOCKS4a CONNECT with 00 5A 00 00 00 00 00 00", async () => {
+    const [client, server] = serverPair();
+    const socks = serveMemory(server);
+    client.write(socks4aConnect("example.org", 80));
+    assert.deepEqual((await socks.connects.next("onConnect")).request.destination, { kind: "name", host: "example.org", port: 80 });
+    assert.equal(await receivedHex(client, 8, "the SOCKS4 reply"), V4_GRANTED);
+  });
+
+  test("answers each SOCKS5 failure outcome with its exact REP code, then ends the stream", async () => {
+    for (const code of [0x01, 0x02, 0x03, 0x04, 0x05] as Socks5ReplyCode[]) {
+      const [client, server] = serverPair();
+      const socks = serveMemory(server, { onConnect: async () => ({ ok: false, reply: code }) });
+      client.write(GREETING);
+      await receivedHex(client, 2, "the method reply");
+      client.write(socks5Connect("example.org", 443));
+      await endedOf(client, `the end of the stream after REP 0x0${code}`);
+      assert.equal(client.received.toString("hex"), `${METHOD_NO_AUTH}050${code}0001000000000000`, `REP 0x0${code}`);
+      assert.equal(socks.established.size, 0);
+    }
+  });
+
+  test("answers a refused SOCKS4 CONNECT to an IP address with 00 5B 00 00 00 00 00 00, then ends the stream", async () => {
+    const [client, server] = serverPair();
+    const socks = serveMemory(server, { onConnect: async () => ({ ok: false, reply: 0x02 }) });
+    client.write(socks4Connect([192, 0, 2, 1], 80));
+    assert.deepEqual((await socks.connects.next("onConnect")).request.destination, { kind: "ipv4", host: "192.0.2.1", port: 80 });
+    await endedOf(client, "the end of the stream after the refusal");
+    assert.equal(client.received.toString("hex"), V4_REJECTED);
+  });
+
+  test("refuses BIND with 05 07 00 01 00000000 0000 and never calls onConnect", async () => {
+    const [client, server] = serverPair();
+    const socks = serveMemory(server);
+    client.write(GREETING);
+    await receivedHex(client, 2, "the method reply");
+    client.write(socks5Connect("example.org", 443, 0x02));
+    await endedOf(client, "the end of the stream after the refusal");
+    assert.equal(client.received.toString("hex"), `${METHOD_NO_AUTH}05070001000000000000`);
+    assert.match(await socks.protocolErrors.next("onProtocolError"), /BIND is not supported/);
+    assert.equal(socks.connects.size, 0);
+  });
+
+  test(`refuses a SOCKS4 request of more than ${MAX_HANDSHAKE_BYTES} bytes without a NUL with 00 5B and never calls onConnect`, async () => {
+    const [client, server] = serverPair();
+    const socks = serveMemory(server);
+    client.write(Buffer.concat([hex("04 01 0050 0a000001"), Buffer.alloc(MAX_HANDSHAKE_BYTES + 1, 0x75)]));
+    await endedOf(client, "the end of an overlong handshake");
+    assert.equal(client.received.toString("hex"), V4_REJECTED);
+    assert.match(await socks.protocolErrors.next("onProtocolError"), /USERID is too long/);
+    assert.equal(socks.connects.size, 0);
+  });
+
+  test("ends a stream that sends no complete request within handshakeTimeoutMs, with no reply", async () => {
+    const [client, server] = serverPair();
+    const socks = serveMemory(server, { handshakeTimeoutMs: 200 });
+    client.write(GREETING);
+    await endedOf(client, "the deadline to end the stream");
+    assert.equal(client.received.toString("hex"), METHOD_NO_AUTH);
+    assert.match(await socks.protocolErrors.next("onProtocolError"), /no complete SOCKS request within 200 ms/);
+  });
+
+  test("a stream that reports 'close' during onConnect without being destroyed (as an ssh2 channel does) aborts the signal and gets nothing more", async () => {
+    const pending = deferred<ConnectOutcome>();
+    const [client, server] = serverPair();
+    const socks = serveMemory(server, { onConnect: () => pending.promise });
+    client.write(GREETING);
+    await receivedHex(client, 2, "the method reply");
+    client.write(socks5Connect("example.org", 443));
+    const call = await socks.connects.next("onConnect");
+    server.emit("close");
+    assert.equal(server.destroyed, false);
+    assert.equal(call.signal.aborted, true);
+
+    const late = new PassThrough();
+    pending.resolve({ ok: true, stream: late });
+    await within(once(late, "close"), "the late stream to be destroyed");
+    await nextTurn();
+    assert.equal(client.received.toString("hex"), METHOD_NO_AUTH);
+    assert.equal(socks.established.size, 0);
   });
 });

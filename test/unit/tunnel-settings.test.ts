@@ -53,16 +53,12 @@ describe("resolveTunnelSettings: forwards", () => {
     );
   });
 
-  test("Unix-socket forwards and remote dynamic forwarding are refused naming the form to use", () => {
+  test("Unix-socket forwards are refused naming the form to use", () => {
     const cases: [ConfigLine, string][] = [
       [line("localforward", "8080:/run/app.sock", "-L"), "-L 8080:/run/app.sock: forwarding to a Unix socket is not supported; give [bind_address:]port:host:hostport"],
       [line("localforward", "/tmp/in.sock:web:80", "-L"), "-L /tmp/in.sock:web:80: listening on a Unix socket is not supported; give [bind_address:]port"],
       [line("dynamicforward", "/tmp/socks.sock", "-D"), "-D /tmp/socks.sock: listening on a Unix socket is not supported; give [bind_address:]port"],
       [line("remoteforward", "9001:/run/app.sock", "-R"), "-R 9001:/run/app.sock: forwarding to a Unix socket is not supported; give [bind_address:]port:host:hostport"],
-      [
-        line("remoteforward", "9001", "-R"),
-        "-R 9001: remote dynamic forwarding (-R with a port alone, a SOCKS proxy on the server) is not supported; give -R [bind_address:]port:host:hostport, or -D on this side",
-      ],
     ];
     for (const [forward, message] of cases) {
       const err = refusal([line("dynamicforward", "9000", "-D"), forward]);
@@ -72,9 +68,17 @@ describe("resolveTunnelSettings: forwards", () => {
   });
 
   test("an unsupported forward in the config file is refused too", () => {
-    const err = refusal([], "Host home\n  RemoteForward 9001\n");
+    const err = refusal([], "Host home\n  RemoteForward 9001 /run/app.sock\n");
     assert.equal(err.code, "BAD_FORWARD_SPEC");
-    assert.match(err.message, /^-R 9001: remote dynamic forwarding/);
+    assert.match(err.message, /^-R 9001:\/run\/app\.sock: forwarding to a Unix socket is not supported/);
+  });
+
+  test("-R with a port alone and RemoteForward with one argument are remote dynamic forwards, with no target", () => {
+    const { settings } = resolve([line("remoteforward", "1080", "-R")], "Host home\n  RemoteForward 127.0.0.1:1081\n");
+    assert.deepEqual(settings.forwards, [
+      { kind: "remote", listen: { address: null, port: 1080 }, target: null, raw: "1080" },
+      { kind: "remote", listen: { address: "127.0.0.1", port: 1081 }, target: null, raw: "127.0.0.1:1081" },
+    ]);
   });
 });
 
