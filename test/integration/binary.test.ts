@@ -14,7 +14,7 @@ import { open, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { curlThroughSocks } from "../helpers/curl.ts";
-import { repoRoot, type Running, startProcess, waitForListen } from "../helpers/run.ts";
+import { repoRoot, type Running, startProcess, waitForLine, waitForListen } from "../helpers/run.ts";
 import { freePort } from "../helpers/targets.ts";
 import { loginArgs } from "../helpers/tunnel.ts";
 import { loneBinary, type LoneBinary } from "../helpers/lone-binary.ts";
@@ -114,6 +114,26 @@ describe("the single executables in dist/", () => {
     const status = await tunnel.stop("SIGTERM");
     assert.equal(status.code, 0, tunnel.stderr());
     assert.match(tunnel.stderr(), /Refused SOCKS5 CONNECT to 127\.0\.0\.1:\d+ from 127\.0\.0\.1:\d+.*: it carries an IP address/);
+  });
+
+  test("the same file is both ends: serve, and a -D tunnel through it", async () => {
+    const authorizedKeys = join(rig.scratch, "authorized_keys");
+    await writeFile(authorizedKeys, await readFile(join(rig.home.sshDir, "id_ed25519.pub")));
+    const servePort = await freePort();
+    const serve = startBinary(["serve", "--listen", `127.0.0.1:${servePort}`, "--authorized-keys", authorizedKeys], { XDG_CONFIG_HOME: join(rig.scratch, "config") });
+    await waitForListen(servePort, "127.0.0.1", serve);
+    const knownHostsLine = await waitForLine(serve, new RegExp(`^\\[127\\.0\\.0\\.1\\]:${servePort} ssh-ed25519 `), "the known_hosts line");
+    const knownHosts = join(rig.scratch, "known_hosts_serve");
+    await writeFile(knownHosts, `${knownHostsLine}\n`);
+    const socksPort = await freePort();
+    const tunnel = startBinary(["-N", "-D", `127.0.0.1:${socksPort}`, "-o", `UserKnownHostsFile=${knownHosts}`, "-o", "BatchMode=yes", "-p", String(servePort), "me@127.0.0.1"]);
+    await waitForListen(socksPort, "127.0.0.1", tunnel);
+    const fetched = await curlThroughSocks("--socks5-hostname", `127.0.0.1:${socksPort}`, `http://localhost:${rig.http.port}/hello`);
+    assert.equal(fetched.code, 0, `curl: ${fetched.stderr}; client: ${tunnel.stderr()}; serve: ${serve.stderr()}`);
+    assert.equal(fetched.stdout.toString(), "hello from target\n");
+    assert.equal((await tunnel.stop("SIGTERM")).code, 0);
+    assert.equal((await serve.stop("SIGTERM")).code, 0);
+    assert.match(serve.stderr(), /^Stopped by SIGTERM: 1 login, 0 failed logins, 1 connection, /m);
   });
 
   test("the other targets are the right kind of executable", async () => {

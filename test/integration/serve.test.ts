@@ -176,6 +176,26 @@ describe("safetunnel serve", () => {
     assertNoCrash(cli.stderr());
   });
 
+  test("our own client's -L and -R through it", async () => {
+    const localPort = await freePort();
+    const remotePort = await freePort();
+    await home.writeKnownHosts(`${serve.knownHostsLine}\n`);
+    const cli = startCli(
+      ["-N", "-L", `127.0.0.1:${localPort}:localhost:${http.port}`, "-R", `${remotePort}:localhost:${http.port}`, "-i", client.privatePath, "-o", "IdentitiesOnly=yes", "-p", String(serve.port), "me@127.0.0.1"],
+      { home: home.home },
+    );
+    started.push(cli);
+    await waitForListen(localPort, "127.0.0.1", cli);
+    await waitForListen(remotePort, "127.0.0.1", cli);
+    for (const port of [localPort, remotePort]) {
+      const result = await curlDirect(`http://127.0.0.1:${port}/hello`);
+      assert.equal(result.code, 0, result.stderr);
+      assert.equal(result.stdout.toString(), HELLO);
+    }
+    await cli.stop();
+    assertNoCrash(cli.stderr());
+  });
+
   test("our client's remote dynamic forward (-R port alone) through it: curl on the serve side, by name; refused by IP", async () => {
     const remotePort = await freePort();
     await home.writeKnownHosts(`${serve.knownHostsLine}\n`);
