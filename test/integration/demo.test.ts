@@ -8,7 +8,8 @@ import assert from "node:assert/strict";
 import { existsSync } from "node:fs";
 import { after, describe, test } from "node:test";
 import { curlThroughSocks } from "../helpers/curl.ts";
-import { repoRoot, startCli, startProcess, waitForLine, assertNoCrash } from "../helpers/run.ts";
+import process from "node:process";
+import { makeHome, repoRoot, startProcess, waitForLine, assertNoCrash } from "../helpers/run.ts";
 import { HELLO, startHttpTarget, type HttpTarget } from "../helpers/targets.ts";
 
 describe("safetunnel demo", () => {
@@ -17,9 +18,11 @@ describe("safetunnel demo", () => {
     await http?.stop();
   });
 
-  test("serves a SOCKS port through an in-process serve, prints the set-up, and cleans up on Ctrl-C", async () => {
+  test("npm start with no arguments: a SOCKS port through an in-process serve, the set-up printed, cleaned up on Ctrl-C", async () => {
     http = await startHttpTarget();
-    const demo = startCli(["demo"]);
+    // What npm start runs (package.json), without npm in between, so the signal reaches it and it is ended by its own PID.
+    const home = await makeHome();
+    const demo = startProcess(process.execPath, ["--import", "tsx", "scripts/start.ts"], { cwd: repoRoot(), env: { ...process.env, HOME: home.home } });
     try {
       const folderLine = await waitForLine(demo, /throwaway keys in \S+\)/, "the demo's first line");
       const folder = /throwaway keys in (\S+)\)/.exec(folderLine)![1]!;
@@ -40,6 +43,7 @@ describe("safetunnel demo", () => {
       assertNoCrash(demo.stderr());
     } finally {
       await demo.stop("SIGKILL");
+      await home.cleanup();
     }
   });
 
