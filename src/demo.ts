@@ -11,6 +11,7 @@ import { mkdtemp, open, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { DemoPlan } from "./cli/demo-args.ts";
+import { DEFAULT_LOGIN_GRACE_SECONDS } from "./cli/serve-args.ts";
 import { parseTunnelArgs } from "./cli/tunnel-args.ts";
 import { clientSetupHelp } from "./client-setup.ts";
 import { TunnelError } from "./errors.ts";
@@ -35,6 +36,17 @@ export async function runDemo(plan: DemoPlan, run: DemoEnvironment): Promise<num
   const { log } = run;
   const dir = await mkdtemp(join(tmpdir(), "safetunnel-demo-"));
   let stopServe: (() => Promise<void>) | undefined;
+  // Until the tunnel is up and takes the signals over, Ctrl-C ends the demo
+  // here, so the throwaway keys are still removed: closing serve makes the
+  // tunnel's connect fail, and the finally below does the rest.
+  let interrupted: string | undefined;
+  run.onStopSignal((signal) => {
+    interrupted = signal;
+    void stopServe?.();
+  });
+  const stopIfInterrupted = (): void => {
+    if (interrupted !== undefined) throw new TunnelError("CANCELLED", `demo: interrupted by ${interrupted} before the tunnel was up.`);
+  };
   try {
     const { utils } = await loadSsh2();
     const clientKey = utils.generateKeyPairSync("ed25519", { comment: "safetunnel demo client" });
@@ -57,6 +69,7 @@ export async function runDemo(plan: DemoPlan, run: DemoEnvironment): Promise<num
         hostKey: files.hostKey,
         permitOpen: [],
         gatewayPorts: false,
+        loginGraceSeconds: DEFAULT_LOGIN_GRACE_SECONDS,
         json: plan.json,
         verbosity: plan.verbosity,
       },
@@ -64,6 +77,7 @@ export async function runDemo(plan: DemoPlan, run: DemoEnvironment): Promise<num
       { quiet: true },
     );
     stopServe = () => served.server.close();
+    stopIfInterrupted();
     await writePrivate(files.knownHosts, `${knownHostsLine(["127.0.0.1"], served.server.port, served.hostKey)}\n`);
 
     const socksPort = await firstFreePort(DEMO_SOCKS_PORT, PORTS_TO_TRY);
@@ -116,7 +130,13 @@ export async function runDemo(plan: DemoPlan, run: DemoEnvironment): Promise<num
       debug: (depth, message, fields) => log.debug(depth, message, fields),
       debugEnabled: (depth) => log.debugEnabled(depth),
     };
-    const status = await runTunnel(tunnel, { ...run, log: tunnelLog });
+    let status: number;
+    try {
+      status = await runTunnel(tunnel, { ...run, log: tunnelLog });
+    } catch (err) {
+      stopIfInterrupted();
+      throw err;
+    }
     log.info(`Demo server: ${serveSummary(served.stats)}.`);
     return status;
   } finally {

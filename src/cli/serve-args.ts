@@ -20,14 +20,20 @@ export interface ServePlan {
   /** --permit-open values as typed (checked here already). */
   permitOpen: string[];
   gatewayPorts: boolean;
+  /** sshd_config(5) LoginGraceTime, in seconds. */
+  loginGraceSeconds: number;
   json: boolean;
   verbosity: number;
 }
 
 export const DEFAULT_SERVE_PORT = 2222;
 
+/** sshd_config(5) LoginGraceTime's default. */
+export const DEFAULT_LOGIN_GRACE_SECONDS = 120;
+
 export const SERVE_HELP = `usage: safetunnel serve [--listen ADDR:PORT]... [--authorized-keys FILE] [--host-key FILE]
-                       [--permit-open HOST:PORT]... [--gateway-ports] [--json] [-v]
+                       [--permit-open HOST:PORT]... [--gateway-ports] [--login-grace-time SECS]
+                       [--json] [-v]
 
 The home end of the tunnel, for a machine without an SSH server: run this at
 home, then from elsewhere: safetunnel -D 9001 -p 2222 user@home. It only
@@ -43,6 +49,7 @@ forwards (the clients' -D, -L and -R); it runs no shell and no command.
   --permit-open HOST:PORT  Only these destinations (* for any host or port;
                            'any' or 'none'), as sshd's PermitOpen; repeat for more
   --gateway-ports          Let clients' -R listen on other addresses than loopback
+  --login-grace-time SECS  Close connections not logged in by then (default 120)
   --json                   One JSON object per log line
   -v                       More detail (each connection)
 
@@ -51,7 +58,7 @@ a source address that keeps failing is slowed down. Ctrl-C stops it with a
 summary line.
 `;
 
-const KNOWN = new Set(["--listen", "--authorized-keys", "--host-key", "--permit-open", "--gateway-ports", "--json", "-h", "--help"]);
+const KNOWN = new Set(["--listen", "--authorized-keys", "--host-key", "--permit-open", "--gateway-ports", "--login-grace-time", "--json", "-h", "--help"]);
 
 /**
  * @example
@@ -69,7 +76,7 @@ export function parseServeArgs(argv: string[]): ServePlan | { command: "help"; t
   if (rest.length > 64) throw usage("too many arguments");
   const cli = cac("safetunnel serve");
   cli.option("--listen <address>", "").option("--authorized-keys <file>", "").option("--host-key <file>", "");
-  cli.option("--permit-open <pattern>", "").option("--gateway-ports", "").option("--json", "").option("-h, --help", "");
+  cli.option("--permit-open <pattern>", "").option("--gateway-ports", "").option("--login-grace-time <seconds>", "").option("--json", "").option("-h, --help", "");
   let parsed;
   try {
     parsed = cli.parse(["node", "safetunnel", ...rest], { run: false });
@@ -89,9 +96,17 @@ export function parseServeArgs(argv: string[]): ServePlan | { command: "help"; t
     hostKey: single(options["hostKey"], "--host-key"),
     permitOpen,
     gatewayPorts: options["gatewayPorts"] === true,
+    loginGraceSeconds: parseGrace(single(options["loginGraceTime"], "--login-grace-time")),
     json: options["json"] === true,
     verbosity,
   };
+}
+
+function parseGrace(text: string | undefined): number {
+  if (text === undefined) return DEFAULT_LOGIN_GRACE_SECONDS;
+  const seconds = /^\d{1,4}$/.test(text) ? Number(text) : NaN;
+  if (!(seconds >= 1 && seconds <= 3600)) throw usage(`bad --login-grace-time '${text}': expected whole seconds from 1 to 3600, e.g. --login-grace-time 60`);
+  return seconds;
 }
 
 function wildcards(port: number): { host: string; port: number }[] {

@@ -46,6 +46,9 @@ export interface RemoteDynamicForwardOptions {
 
 const DEFAULT_HANDSHAKE_TIMEOUT_MS = 30_000;
 
+/** How long a connect from here may take before the far-side client is told the host did not answer (serve uses the same). */
+const CONNECT_TIMEOUT_MS = 20_000;
+
 /**
  * The SOCKS reply for a failed connect from here, by errno: the same split
  * the -D side makes of sshd's failure texts (forward/dynamic.ts
@@ -198,6 +201,10 @@ function connectHere(host: string, port: number, signal: AbortSignal, track: (so
     // allowHalfOpen: the destination's FIN must not stop data still flowing to it.
     const socket = netConnect({ host, port, allowHalfOpen: true });
     track(socket);
+    // A SYN to a silent host is retried for about two minutes; the far-side client should hear sooner (0x04, as an unanswered host).
+    const timer = setTimeout(() => socket.destroy(Object.assign(new Error(`connect to ${hostPort(host, port)} timed out`), { code: "ETIMEDOUT" })), CONNECT_TIMEOUT_MS);
+    timer.unref?.();
+    socket.once("close", () => clearTimeout(timer));
     const onAbort = (): void => {
       socket.destroy();
       reject(new Error("the SOCKS client went away"));
@@ -209,6 +216,7 @@ function connectHere(host: string, port: number, signal: AbortSignal, track: (so
       reject(err);
     });
     socket.once("connect", () => {
+      clearTimeout(timer);
       signal.removeEventListener("abort", onAbort);
       socket.setNoDelay(true);
       resolve(socket);

@@ -61,15 +61,10 @@ export interface AuthorizedKeysFile {
  * left out on purpose: OpenSSH has refused ssh-dss by default since 7.0
  * (PubkeyAcceptedAlgorithms), stopped building it in 9.8 and removed it in 10.0.
  */
-const KEY_TYPES = new Set([
-  "ssh-ed25519",
-  "sk-ssh-ed25519@openssh.com",
-  "ecdsa-sha2-nistp256",
-  "ecdsa-sha2-nistp384",
-  "ecdsa-sha2-nistp521",
-  "sk-ecdsa-sha2-nistp256@openssh.com",
-  "ssh-rsa",
-]);
+const KEY_TYPES = new Set(["ssh-ed25519", "ecdsa-sha2-nistp256", "ecdsa-sha2-nistp384", "ecdsa-sha2-nistp521", "ssh-rsa"]);
+
+/** FIDO security-key types (PROTOCOL.u2f): OpenSSH takes them, but ssh2 verifies no sk-* signature, so such a key could never log in here. */
+const SECURITY_KEY_TYPES = new Set(["sk-ssh-ed25519@openssh.com", "sk-ecdsa-sha2-nistp256@openssh.com"]);
 
 /** A first field that names a key type rather than options: no option name starts like this. */
 const KEY_TYPE_LIKE = /^(?:ssh|ecdsa|sk|x509v3)-[^\s=,"]*$/;
@@ -77,8 +72,8 @@ const KEY_TYPE_LIKE = /^(?:ssh|ecdsa|sk|x509v3)-[^\s=,"]*$/;
 /**
  * Options that restrict only what safetunnel serve never does (ptys, agent and
  * X11 forwarding, rc files), each with its `no-` form (auth-options.c
- * opt_flag). The security-key flags are accepted too: ssh2 verifies no sk-*
- * signatures, so such keys never authenticate here at all.
+ * opt_flag). The security-key flags are accepted too: they only matter for sk-*
+ * keys, whose lines are refused anyway.
  */
 const HARMLESS_FLAGS = new Set(["pty", "agent-forwarding", "x11-forwarding", "user-rc", "touch-required", "verify-required"]);
 
@@ -193,6 +188,9 @@ function parseLine(text: string, line: number, notes: string[]): AuthorizedKey |
 function checkKeyType(algorithm: string): Refusal | null {
   if (KEY_TYPES.has(algorithm)) return null;
   const shown = `"${excerpt(algorithm)}"`;
+  if (SECURITY_KEY_TYPES.has(algorithm)) {
+    return { problem: `security-key (${algorithm}) logins are not supported by safetunnel serve, which cannot check their signatures`, fix: "give the client an ordinary key too: ssh-keygen -t ed25519" };
+  }
   if (algorithm === "ssh-dss") {
     return { problem: "ssh-dss (DSA) keys are refused, as OpenSSH has done by default since 7.0", fix: "give the client an ed25519 key: ssh-keygen -t ed25519" };
   }

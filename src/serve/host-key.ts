@@ -6,7 +6,8 @@
  * every client see OpenSSH's "REMOTE HOST IDENTIFICATION HAS CHANGED".
  */
 import { Buffer } from "node:buffer";
-import { mkdir, open, readFile } from "node:fs/promises";
+import { mkdir, open, readFile, stat } from "node:fs/promises";
+import process from "node:process";
 import { join } from "node:path";
 import { TunnelError } from "../errors.ts";
 import { fingerprintSha256 } from "../config/known-hosts.ts";
@@ -68,6 +69,14 @@ async function readHostKey(file: string, what: string): Promise<HostKey> {
     const code = (err as NodeJS.ErrnoException).code;
     if (code === "ENOENT") throw new TunnelError("HOST_KEY_MISSING", `${what} ${file} does not exist; give an existing private key file (ssh-keygen -t ed25519 -f FILE -N '').`);
     throw new TunnelError("HOST_KEY_UNREADABLE", `cannot read ${what} ${file} (${code ?? (err as Error).message}).`);
+  }
+  // sshd(8) refuses a host key others can read ("UNPROTECTED PRIVATE KEY FILE"): whoever reads it can pose as this server.
+  // Windows has no such mode bits (its ACLs are not visible here).
+  if (process.platform !== "win32") {
+    const mode = (await stat(file)).mode & 0o777;
+    if ((mode & 0o077) !== 0) {
+      throw new TunnelError("HOST_KEY_INVALID", `${what} ${file} can be read by other users (mode 0${mode.toString(8)}); run chmod 600 ${file}.`);
+    }
   }
   const { utils } = await loadSsh2();
   const parsed = utils.parseKey(text);

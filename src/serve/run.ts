@@ -8,7 +8,7 @@ import { join } from "node:path";
 import { TunnelError, errnoCode } from "../errors.ts";
 import type { Logger } from "../log.ts";
 import type { ServePlan } from "../cli/serve-args.ts";
-import { summaryLine } from "../forward/stats.ts";
+import { formatBytes } from "../forward/stats.ts";
 import { networkAddresses } from "../platform/interface-addresses.ts";
 import { parseAuthorizedKeys } from "./authorized-keys.ts";
 import { userConfigDir } from "./config-dir.ts";
@@ -65,6 +65,7 @@ export async function startServe(plan: ServePlan, run: ServeEnvironment, options
     authorizedKeysFile,
     permitOpen: parsePermitOpenList(plan.permitOpen),
     gatewayPorts: plan.gatewayPorts,
+    loginGraceMs: plan.loginGraceSeconds * 1000,
     log,
     stats,
   });
@@ -82,10 +83,21 @@ export async function startServe(plan: ServePlan, run: ServeEnvironment, options
   return { server, hostKey, stats };
 }
 
-/** "3 logins, 1 failed login, " then the client's summary. */
+/**
+ * @example
+ * serveSummary(stats) // "3 logins, 1 failed login, 12 connections, 340.5 MB to clients, 1.2 MB from them, 0 not permitted, 1 failed"
+ */
 export function serveSummary(stats: ServeStats): string {
   const plural = (n: number, word: string): string => `${n} ${word}${n === 1 ? "" : "s"}`;
-  return `${plural(stats.logins, "login")}, ${plural(stats.failedLogins, "failed login")}, ${summaryLine(stats)}`;
+  return [
+    plural(stats.logins, "login"),
+    plural(stats.failedLogins, "failed login"),
+    plural(stats.connections, "connection"),
+    `${formatBytes(stats.bytesUp)} to clients`,
+    `${formatBytes(stats.bytesDown)} from them`,
+    `${stats.prohibited} not permitted`,
+    `${stats.failures} failed`,
+  ].join(", ");
 }
 
 /** Reads the file once at start: a missing file means nobody could ever log in, which is a set-up mistake to say now. */

@@ -33,7 +33,7 @@ import { joinStreams } from "../forward/pipe.ts";
 import type { TrafficStats } from "../forward/stats.ts";
 import { findAuthorizedKey, parseAuthorizedKeys, type AuthorizedKey } from "./authorized-keys.ts";
 import { permitsListen, permitsOpen, type PermitOpenRule } from "./permit-open.ts";
-import { AttemptLimiter } from "./attempt-limiter.ts";
+import { AttemptLimiter, attemptSource } from "./attempt-limiter.ts";
 import type { HostKey } from "./host-key.ts";
 
 export interface ServeOptions {
@@ -52,17 +52,26 @@ export interface ServeOptions {
   connectTimeoutMs?: number;
   /** For tests: the authorized_keys text. @default reads authorizedKeysFile */
   readAuthorizedKeys?: (file: string) => Promise<string>;
+  /** sshd_config(5) LoginGraceTime: a connection not logged in by then is closed. @default 120000 */
+  loginGraceMs?: number;
 }
 
+/**
+ * One run's counters. pipe.ts counts each connection's bytes with the
+ * destination (or the -R listener's client) as the local side, so `bytesUp`
+ * is what went to SSH clients and `bytesDown` what came from them.
+ */
 export interface ServeStats extends TrafficStats {
   /** SSH clients that logged in. */
   logins: number;
-  /** Connections that ended without logging in. */
+  /** Connections that ended without logging in after trying. */
   failedLogins: number;
+  /** Opens and -R listens refused by --permit-open or the key's options. */
+  prohibited: number;
 }
 
 export function createServeStats(): ServeStats {
-  return { connections: 0, active: 0, bytesUp: 0, bytesDown: 0, refusals: 0, failures: 0, protocolErrors: 0, logins: 0, failedLogins: 0 };
+  return { connections: 0, active: 0, bytesUp: 0, bytesDown: 0, refusals: 0, failures: 0, protocolErrors: 0, logins: 0, failedLogins: 0, prohibited: 0 };
 }
 
 export interface RunningServer {
@@ -80,6 +89,19 @@ const OPEN_CONNECT_FAILED = 2;
 /** OpenSSH's MaxAuthTries default (sshd_config(5)). */
 const MAX_AUTH_TRIES = 6;
 
+/** OpenSSH's LoginGraceTime default (sshd_config(5)). */
+const LOGIN_GRACE_MS = 120_000;
+
+/**
+ * Connections not yet logged in, at most: in all, and from one address (an
+ * IPv6 /64 counts as one). OpenSSH's MaxStartups defaults to 10 in all and
+ * drops at random from there; a server meant for one household can be
+ * stricter per address and still let its own clients in while someone else
+ * knocks.
+ */
+const MAX_UNAUTHENTICATED = 64;
+const MAX_UNAUTHENTICATED_PER_SOURCE = 8;
+
 const DEFAULT_CONNECT_TIMEOUT_MS = 20_000;
 
 /** What a client that opens a session reads on its terminal. */
@@ -93,15 +115,76 @@ export const NO_SESSION_TEXT =
 export async function startServer(options: ServeOptions): Promise<RunningServer> {
   const { log } = options;
   const ssh2 = await loadSsh2();
-  const limiter = options.limiter ?? new AttemptLimiter();
+  // As many free failures as a client may try keys in one connection: someone with six keys in their agent is not slowed.
+  const limiter = options.limiter ?? new AttemptLimiter({ freeFailures: MAX_AUTH_TRIES });
   const readKeys = options.readAuthorizedKeys ?? ((file: string) => readFile(file, "utf8"));
+  const warnings = new WarningsOnce(log);
   const connections = new Set<Connection>();
+  const unauthenticated = new Map<string, number>();
+  let unauthenticatedTotal = 0;
+  const graceMs = options.loginGraceMs ?? LOGIN_GRACE_MS;
+  // ssh2 makes its connection object only once the client's version line has
+  // arrived; it names the socket by address and port, which find the socket's
+  // login clock here.
+  const waitingForLogin = new Map<string, () => void>();
   const server = new ssh2.Server({ hostKeys: [options.hostKey.privateKey], ident: "safetunnel" }, (client, info) => {
     connections.add(client);
-    serveClient(client, { address: info.ip, port: info.port }, { ...options, limiter, readKeys, utils: ssh2.utils });
+    const loggedIn = waitingForLogin.get(`${info.ip}|${info.port}`);
+    if (loggedIn !== undefined) client.once("ready", loggedIn);
     client.once("close", () => connections.delete(client));
+    serveClient(client, { address: info.ip, port: info.port }, { ...options, limiter, readKeys, warnings, utils: ssh2.utils });
   });
   server.on("error", (err: Error) => log.debug(1, `serve: ${err.message}`));
+
+  const tooMany = new Set<string>();
+  const accept = (socket: Socket): void => {
+    socket.setKeepAlive(true);
+    // listenAll's sockets allow half-open (forwarded connections need it);
+    // an SSH connection does not: when the client's side ends, so does ours,
+    // or a client that just drops the TCP connection would be kept forever.
+    socket.once("end", () => socket.end());
+    const address = socket.remoteAddress ?? "";
+    const source = attemptSource(address);
+    const fromSource = unauthenticated.get(source) ?? 0;
+    if (fromSource >= MAX_UNAUTHENTICATED_PER_SOURCE || unauthenticatedTotal >= MAX_UNAUTHENTICATED) {
+      // Said once while it lasts: a flood must not flood the log too.
+      if (!tooMany.has(source)) {
+        // Bounded: an attacker with many addresses must not grow this either.
+        if (tooMany.size >= MAX_UNAUTHENTICATED) tooMany.clear();
+        tooMany.add(source);
+        log.info(
+          `serve: dropping new connections from ${source}: ${fromSource} from there (${unauthenticatedTotal} in all) have not logged in yet; at most ${MAX_UNAUTHENTICATED_PER_SOURCE} from one address and ${MAX_UNAUTHENTICATED} in all.`,
+          { event: "too-many-unauthenticated", address: source },
+        );
+      }
+      socket.destroy();
+      return;
+    }
+    tooMany.delete(source);
+    unauthenticated.set(source, fromSource + 1);
+    unauthenticatedTotal++;
+    // From the first byte: a client that never even sends its version line is closed too.
+    const grace = setTimeout(() => {
+      log.info(`serve: ${address} port ${socket.remotePort} did not log in within ${Math.round(graceMs / 1000)} s; disconnecting.`, { event: "login-timeout", address });
+      socket.destroy();
+    }, graceMs);
+    grace.unref?.();
+    const key = `${address}|${socket.remotePort}`;
+    let waiting = true;
+    const stopWaiting = (): void => {
+      clearTimeout(grace);
+      waitingForLogin.delete(key);
+      if (!waiting) return;
+      waiting = false;
+      unauthenticatedTotal--;
+      const left = (unauthenticated.get(source) ?? 1) - 1;
+      if (left === 0) unauthenticated.delete(source);
+      else unauthenticated.set(source, left);
+    };
+    waitingForLogin.set(key, stopWaiting);
+    socket.once("close", stopWaiting);
+    server.injectSocket(socket);
+  };
 
   const byPort = new Map<number, string[]>();
   for (const { host, port } of options.listen) byPort.set(port, [...(byPort.get(port) ?? []), host]);
@@ -109,14 +192,7 @@ export async function startServer(options: ServeOptions): Promise<RunningServer>
   try {
     for (const [port, hosts] of byPort) {
       listeners.push(
-        await listenAll(hosts, port, "serve", (socket) => {
-          socket.setKeepAlive(true);
-          // listenAll's sockets allow half-open (forwarded connections need it);
-          // an SSH connection does not: when the client's side ends, so does ours,
-          // or a client that just drops the TCP connection would be kept forever.
-          socket.once("end", () => socket.end());
-          server.injectSocket(socket);
-        }, log),
+        await listenAll(hosts, port, "serve", accept, log),
       );
     }
   } catch (err) {
@@ -143,7 +219,19 @@ type Ssh2Utils = Awaited<ReturnType<typeof loadSsh2>>["utils"];
 interface ClientDeps extends ServeOptions {
   limiter: AttemptLimiter;
   readKeys: (file: string) => Promise<string>;
+  warnings: WarningsOnce;
   utils: Ssh2Utils;
+}
+
+/** authorized_keys warnings, said again only when the file's text changes (it is read at every login attempt). */
+class WarningsOnce {
+  #lastText: string | undefined;
+  constructor(private readonly log: Logger) {}
+  say(text: string, warnings: readonly string[]): void {
+    if (text === this.#lastText) return;
+    this.#lastText = text;
+    for (const warning of warnings) this.log.warn(`serve: ${warning}`);
+  }
 }
 
 function serveClient(client: Connection, peer: Peer, deps: ClientDeps): void {
@@ -152,7 +240,11 @@ function serveClient(client: Connection, peer: Peer, deps: ClientDeps): void {
   let key: AuthorizedKey | undefined;
   let user = "";
   let tries = 0;
+  let lastFailure = "";
   const triedFingerprints: string[] = [];
+  // direct-tcpip connects still under way: they must not outlive this connection.
+  const connecting = new Set<Socket>();
+  let closed = false;
   // Our own -R listeners for this client, by "address:port" as it asked.
   const remoteListeners = new Map<string, Listener>();
 
@@ -166,9 +258,14 @@ function serveClient(client: Connection, peer: Peer, deps: ClientDeps): void {
   });
 
   const authenticate = async (ctx: AuthContext): Promise<void> => {
-    if (ctx.method !== "publickey") {
-      // "none" is every client's first question; passwords and the rest are never offered.
+    // "none" is every client's first question, answered with the one method there is.
+    if (ctx.method === "none") {
       ctx.reject(["publickey"]);
+      return;
+    }
+    if (ctx.method !== "publickey") {
+      // Passwords and the rest are never accepted, but each try counts, as in sshd.
+      await refuse(ctx, `${ctx.method} is not accepted`);
       return;
     }
     const blob = Buffer.from(ctx.key.data);
@@ -176,13 +273,7 @@ function serveClient(client: Connection, peer: Peer, deps: ClientDeps): void {
     const found = await lookUpKey(blob);
     if (found === undefined) {
       if (!triedFingerprints.includes(fingerprint)) triedFingerprints.push(fingerprint);
-      if (++tries >= MAX_AUTH_TRIES) {
-        log.info(`serve: too many authentication failures for ${printableUser(ctx.username)} from ${from}; disconnecting.`, { event: "auth-failed" });
-        client.end();
-        return;
-      }
-      await slowDown();
-      ctx.reject(["publickey"]);
+      await refuse(ctx, `key ${fingerprint} not in ${deps.authorizedKeysFile}`);
       return;
     }
     if (ctx.signature === undefined) {
@@ -193,16 +284,40 @@ function serveClient(client: Connection, peer: Peer, deps: ClientDeps): void {
     const publicKey = deps.utils.parseKey(`${found.algorithm} ${Buffer.from(found.blob).toString("base64")}`);
     const verified = !(publicKey instanceof Error) && !Array.isArray(publicKey) && publicKey.verify(ctx.blob!, ctx.signature, ctx.hashAlgo) === true;
     if (!verified) {
-      if (++tries >= MAX_AUTH_TRIES) {
-        client.end();
-        return;
-      }
-      await slowDown();
-      ctx.reject(["publickey"]);
+      await refuse(ctx, `a bad signature for key ${fingerprint}`);
       return;
     }
     key = found;
     ctx.accept();
+  };
+
+  /**
+   * Every refused attempt counts toward MaxAuthTries for this connection and
+   * toward the slow-down of its source address, whose answers wait once it
+   * has failed too often, across all its connections at once.
+   */
+  const refuse = async (ctx: AuthContext, why: string): Promise<void> => {
+    lastFailure = why;
+    tries++;
+    const before = deps.limiter.delayMs(peer.address);
+    deps.limiter.failed(peer.address);
+    const wait = deps.limiter.delayMs(peer.address);
+    if (wait > before) {
+      log.info(`serve: ${attemptSource(peer.address)} keeps failing to log in: its next attempts wait ${Math.ceil(wait / 1000)} s before each answer; other addresses are not affected.`, {
+        event: "slow-down",
+        address: peer.address,
+      });
+    }
+    if (tries >= MAX_AUTH_TRIES) {
+      log.info(`serve: too many authentication failures for ${printableUser(ctx.username)} from ${from}; disconnecting.`, { event: "auth-failed" });
+      client.end();
+      return;
+    }
+    if (before > 0) {
+      log.debug(1, `serve: answering ${from} after ${Math.ceil(before / 1000)} s (it keeps failing to log in)`);
+      await new Promise((resolve) => setTimeout(resolve, before).unref?.());
+    }
+    ctx.reject(["publickey"]);
   };
 
   const lookUpKey = async (blob: Buffer): Promise<AuthorizedKey | undefined> => {
@@ -214,15 +329,10 @@ function serveClient(client: Connection, peer: Peer, deps: ClientDeps): void {
       return undefined;
     }
     const file = parseAuthorizedKeys(text, deps.authorizedKeysFile);
-    for (const warning of file.warnings) log.warn(`serve: ${warning}`);
+    deps.warnings.say(text, file.warnings);
     const algorithm = blobKeyType(blob);
     // With the address, a line whose from= refuses it is passed over for the next one, as sshd does.
     return algorithm === undefined ? undefined : findAuthorizedKey(file, algorithm, blob, peer.address);
-  };
-
-  const slowDown = async (): Promise<void> => {
-    const wait = deps.limiter.delayMs(peer.address);
-    if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait).unref?.());
   };
 
   client.on("ready", () => {
@@ -254,7 +364,8 @@ function serveClient(client: Connection, peer: Peer, deps: ClientDeps): void {
         channel.exit(1);
         channel.end();
       };
-      session.on("pty", (_accept, rejectRequest) => rejectRequest?.());
+      // Accepted without a terminal behind it: with ssh -t a refused pty is fatal, and the client would never see why.
+      session.on("pty", (acceptRequest) => acceptRequest?.());
       session.on("x11", (_accept, rejectRequest) => rejectRequest?.());
       session.on("auth-agent", (_accept, rejectRequest) => rejectRequest?.());
       session.on("env", (_accept, rejectRequest) => rejectRequest?.());
@@ -266,30 +377,22 @@ function serveClient(client: Connection, peer: Peer, deps: ClientDeps): void {
   });
 
   client.on("close", () => {
+    closed = true;
+    for (const socket of connecting) socket.destroy();
+    connecting.clear();
     for (const listener of remoteListeners.values()) void listener.close();
     remoteListeners.clear();
     if (key === undefined && tries > 0) {
       stats.failedLogins++;
-      const before = deps.limiter.delayMs(peer.address);
-      deps.limiter.failed(peer.address);
-      const wait = deps.limiter.delayMs(peer.address);
-      if (wait > before) {
-        log.info(`serve: ${peer.address} keeps failing to log in: its next attempts wait ${Math.ceil(wait / 1000)} s before each answer; other addresses are not affected.`, {
-          event: "slow-down",
-          address: peer.address,
-        });
-      }
-      log.info(
-        `serve: failed login for ${printableUser(user)} from ${from}: ${triedFingerprints.length === 0 ? "bad signature" : `key${triedFingerprints.length === 1 ? "" : "s"} ${triedFingerprints.join(", ")} not in ${deps.authorizedKeysFile}`}.`,
-        { event: "auth-failed", address: peer.address },
-      );
+      const keys = triedFingerprints.length === 0 ? lastFailure : `key${triedFingerprints.length === 1 ? "" : "s"} ${triedFingerprints.join(", ")} not in ${deps.authorizedKeysFile}`;
+      log.info(`serve: failed login for ${printableUser(user)} from ${from}: ${keys}.`, { event: "auth-failed", address: peer.address });
     }
   });
 
   const openDirect = (host: string, port: number, origin: Peer, accept: () => Duplex, reject: (reason: number, text: string) => void): void => {
     const target = hostPort(host, port);
     if (!key!.portForwarding || !permitsOpen(key!.permitOpen, host, port) || !permitsOpen(deps.permitOpen, host, port)) {
-      stats.refusals++;
+      stats.prohibited++;
       log.info(`serve: refused ${target} for ${from}: not permitted (${!key!.portForwarding ? "the key's authorized_keys line forbids forwarding" : "--permit-open or the key's permitopen="}).`, {
         event: "open-prohibited",
         destination: target,
@@ -298,12 +401,19 @@ function serveClient(client: Connection, peer: Peer, deps: ClientDeps): void {
       return;
     }
     // The name is resolved here, by this machine's resolver (getaddrinfo).
+    if (closed) return;
     const socket = netConnect({ host, port, allowHalfOpen: true });
+    connecting.add(socket);
     let settled = false;
     const timer = setTimeout(() => socket.destroy(Object.assign(new Error("connect timed out"), { code: "ETIMEDOUT" })), deps.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS);
     socket.once("connect", () => {
       settled = true;
+      connecting.delete(socket);
       clearTimeout(timer);
+      if (closed) {
+        socket.destroy();
+        return;
+      }
       socket.setNoDelay(true);
       let channel: Duplex;
       try {
@@ -319,7 +429,9 @@ function serveClient(client: Connection, peer: Peer, deps: ClientDeps): void {
       // After the connect, errors are pipe.ts's business.
       if (settled) return;
       settled = true;
+      connecting.delete(socket);
       clearTimeout(timer);
+      if (closed) return;
       stats.failures++;
       const text = connectFailureText(err);
       log.info(`serve: connect to ${target} for ${from} failed: ${text}.`, { event: "open-failed", destination: target });
@@ -330,6 +442,7 @@ function serveClient(client: Connection, peer: Peer, deps: ClientDeps): void {
   const listenForClient = async (bindAddr: string, bindPort: number, accept: ((port?: number) => void) | undefined, reject: (() => void) | undefined): Promise<void> => {
     const asked = hostPort(bindAddr, bindPort);
     if (!key!.portForwarding || !permitsListen(key!.permitListen, bindAddr, bindPort)) {
+      stats.prohibited++;
       log.info(`serve: refused -R ${asked} for ${from}: the key's authorized_keys line forbids it.`, { event: "listen-prohibited" });
       reject?.();
       return;
@@ -337,6 +450,11 @@ function serveClient(client: Connection, peer: Peer, deps: ClientDeps): void {
     const hosts = remoteBindHosts(bindAddr, deps.gatewayPorts);
     try {
       const listener = await listenAll(hosts, bindPort, `-R ${asked}`, (socket: Socket) => forwardBack(socket, bindAddr, listener), log);
+      if (closed) {
+        // The client left while we were binding.
+        await listener.close();
+        return;
+      }
       remoteListeners.set(asked, listener);
       if (bindPort === 0) remoteListeners.set(hostPort(bindAddr, listener.port), listener);
       log.info(`serve: listening on ${listener.addresses.join(", ")} for ${from} (-R ${asked}).`, { event: "remote-listen" });

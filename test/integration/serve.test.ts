@@ -14,7 +14,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { curlDirect, curlThroughSocks } from "../helpers/curl.ts";
-import { socks5Open, socks5Reply, socks5Request } from "../helpers/raw-socks.ts";
+import { RawClient, socks5Open, socks5Reply, socks5Request } from "../helpers/raw-socks.ts";
 import { makeHome, startCli, startProcess, waitForLine, waitForListen, assertNoCrash, type Home, type Running } from "../helpers/run.ts";
 import { makeKey, sha256Fingerprint, type KeyPair } from "../helpers/sshd.ts";
 import { closedPort, freePort, HELLO, startHttpTarget, type HttpTarget } from "../helpers/targets.ts";
@@ -138,9 +138,11 @@ describe("safetunnel serve", () => {
 
   test("OpenSSH's ssh -N -R through it: serve listens on loopback and hands connections back", async () => {
     const remotePort = await freePort();
-    const ssh = startProcess("ssh", [...sshArgs(client, knownHosts, serve.port), "-N", "-R", `${remotePort}:localhost:${http.port}`, "me@127.0.0.1"]);
+    const ssh = startProcess("ssh", [...sshArgs(client, knownHosts, serve.port), "-N", "-R", `0.0.0.0:${remotePort}:localhost:${http.port}`, "me@127.0.0.1"]);
     started.push(ssh);
     await waitForListen(remotePort, "127.0.0.1", ssh);
+    // Asked for every address, given loopback only: no --gateway-ports.
+    await waitForLine(serve.cli, new RegExp(`serve: listening on 127\\.0\\.0\\.1:${remotePort}(, \\[::1\\]:${remotePort})? for 127\\.0\\.0\\.1 port \\d+ \\(-R 0\\.0\\.0\\.0:${remotePort}\\)`), "the -R listening line");
     const result = await curlDirect(`http://127.0.0.1:${remotePort}/hello`);
     assert.equal(result.code, 0, result.stderr);
     assert.equal(result.stdout.toString(), HELLO);
@@ -153,6 +155,13 @@ describe("safetunnel serve", () => {
     assert.equal(status.code, 1);
     assert.match(ssh.stderr(), /safetunnel serve only forwards ports; it runs no shell and no command/);
     assert.doesNotMatch(ssh.stdout(), /hello/);
+  });
+
+  test("a shell with a terminal (ssh -tt) gets the reason too", async () => {
+    const ssh = startProcess("ssh", [...sshArgs(client, knownHosts, serve.port), "-tt", "me@127.0.0.1"]);
+    const status = await ssh.exited;
+    assert.equal(status.code, 1);
+    assert.match(ssh.stdout() + ssh.stderr(), /safetunnel serve only forwards ports; it runs no shell and no command/);
   });
 
   test("a key that is not in authorized_keys is refused, and the attempt logged with the address", async () => {
@@ -281,12 +290,111 @@ describe("safetunnel serve", () => {
     }
   });
 
-  test("a burst of failed logins slows that address down", async () => {
-    for (let i = 0; i < 5; i++) {
-      const ssh = startProcess("ssh", [...sshArgs(stranger, knownHosts, serve.port), "-N", "-D", String(await freePort()), "me@127.0.0.1"]);
-      assert.equal((await ssh.exited).code, 255);
+  test("a burst of failed logins slows that address down, and only that address", async () => {
+    const other = await makeHome();
+    await writeFile(join(other.sshDir, "authorized_keys"), `${client.publicLine}\n`, { mode: 0o600 });
+    const watched = await startServe(other, ["-v"]);
+    const kh = join(dir, "known_hosts_burst");
+    await writeFile(kh, `${watched.knownHostsLine}\n`);
+    try {
+      // Six refused attempts are free (a client may try that many keys); the seventh on each is answered later.
+      for (let i = 0; i < 8; i++) {
+        const ssh = startProcess("ssh", [...sshArgs(stranger, kh, watched.port), "-N", "-D", String(await freePort()), "me@127.0.0.1"]);
+        assert.equal((await ssh.exited).code, 255);
+      }
+      await waitForLine(watched.cli, /serve: 127\.0\.0\.1 keeps failing to log in: its next attempts wait \d+ s before each answer/, "the slow-down line");
+      await waitForLine(watched.cli, /serve: answering 127\.0\.0\.1 port \d+ after \d+ s \(it keeps failing to log in\)/, "a delayed answer");
+      // Another address logs in with the right key, and is neither slowed nor named.
+      const socksPort = await freePort();
+      const fine = startProcess("ssh", [...sshArgs(client, kh, watched.port), "-b", "127.0.0.2", "-N", "-D", `127.0.0.1:${socksPort}`, "me@127.0.0.1"]);
+      try {
+        await waitForListen(socksPort, "127.0.0.1", fine);
+        await waitForLine(watched.cli, /serve: accepted key \S+ .* from 127\.0\.0\.2 port/, "the other address's login");
+        assert.doesNotMatch(watched.cli.stderr(), /127\.0\.0\.2 keeps failing|answering 127\.0\.0\.2/);
+      } finally {
+        await fine.stop();
+      }
+    } finally {
+      await watched.cli.stop();
+      await other.cleanup();
     }
-    await waitForLine(serve.cli, /serve: 127\.0\.0\.1 keeps failing to log in: its next attempts wait \d+ s/, "the slow-down line");
+  });
+
+  test("restrict forbids forwarding; permitlisten= limits a key's -R", async () => {
+    const other = await makeHome();
+    const restricted = await makeKey(dir, "restricted");
+    const listenOnly = await makeKey(dir, "listen-only");
+    const allowedPort = await freePort();
+    await writeFile(
+      join(other.sshDir, "authorized_keys"),
+      `restrict ${restricted.publicLine}\nrestrict,port-forwarding,permitlisten="${allowedPort}" ${listenOnly.publicLine}\n`,
+      { mode: 0o600 },
+    );
+    const limited = await startServe(other);
+    const kh = join(dir, "known_hosts_restrict");
+    await writeFile(kh, `${limited.knownHostsLine}\n`);
+    try {
+      const localPort = await freePort();
+      const noForwarding = startProcess("ssh", [...sshArgs(restricted, kh, limited.port), "-o", "ExitOnForwardFailure=no", "-N", "-L", `127.0.0.1:${localPort}:localhost:${http.port}`, "me@127.0.0.1"]);
+      try {
+        await waitForListen(localPort, "127.0.0.1", noForwarding);
+        const blocked = await curlDirect(`http://127.0.0.1:${localPort}/hello`);
+        assert.notEqual(blocked.code, 0);
+        await waitForLine(limited.cli, /serve: refused localhost:\d+ for 127\.0\.0\.1 port \d+: not permitted \(the key's authorized_keys line forbids forwarding\)/, "the restrict refusal");
+      } finally {
+        await noForwarding.stop();
+      }
+      const wrongPort = await freePort();
+      const refusedListen = startProcess("ssh", [...sshArgs(listenOnly, kh, limited.port), "-N", "-R", `${wrongPort}:localhost:${http.port}`, "me@127.0.0.1"]);
+      assert.equal((await refusedListen.exited).code, 255);
+      assert.match(refusedListen.stderr(), /remote port forwarding failed for listen port/);
+      const rightListen = startProcess("ssh", [...sshArgs(listenOnly, kh, limited.port), "-N", "-R", `${allowedPort}:localhost:${http.port}`, "me@127.0.0.1"]);
+      try {
+        await waitForListen(allowedPort, "127.0.0.1", rightListen);
+        const result = await curlDirect(`http://127.0.0.1:${allowedPort}/hello`);
+        assert.equal(result.stdout.toString(), HELLO);
+      } finally {
+        await rightListen.stop();
+      }
+    } finally {
+      await limited.cli.stop();
+      await other.cleanup();
+    }
+  });
+
+  test("connections that do not log in are closed after --login-grace-time, and at most 8 from one address wait at once", async () => {
+    const other = await makeHome();
+    await writeFile(join(other.sshDir, "authorized_keys"), `${client.publicLine}\n`, { mode: 0o600 });
+    const limited = await startServe(other, ["--login-grace-time", "2"]);
+    const idle: RawClient[] = [];
+    try {
+      for (let i = 0; i < 8; i++) {
+        const raw = await RawClient.connect(limited.port);
+        idle.push(raw);
+        assert.match((await raw.read(8, "the banner")).toString("latin1"), /^SSH-2\.0-/);
+      }
+      // The ninth from the same address is dropped at once, the flood said once.
+      const ninth = await RawClient.connect(limited.port);
+      await ninth.readToEnd("the ninth connection to be closed");
+      ninth.destroy();
+      await waitForLine(limited.cli, /serve: dropping new connections from 127\.0\.0\.1: 8 from there \(8 in all\) have not logged in yet/, "the flood line");
+      for (const raw of idle) await raw.readToEnd("an idle connection to be closed by the grace time");
+      await waitForLine(limited.cli, /serve: 127\.0\.0\.1 port \d+ did not log in within 2 s; disconnecting\./, "the grace-time line");
+      // Room again: a real client logs in.
+      const socksPort = await freePort();
+      const kh = join(dir, "known_hosts_grace");
+      await writeFile(kh, `${limited.knownHostsLine}\n`);
+      const ssh = startProcess("ssh", [...sshArgs(client, kh, limited.port), "-N", "-D", `127.0.0.1:${socksPort}`, "me@127.0.0.1"]);
+      try {
+        await waitForListen(socksPort, "127.0.0.1", ssh);
+      } finally {
+        await ssh.stop();
+      }
+    } finally {
+      for (const raw of idle) raw.destroy();
+      await limited.cli.stop();
+      await other.cleanup();
+    }
   });
 
   test("stops on SIGINT with a summary line", async () => {

@@ -19,6 +19,7 @@ describe("safetunnel serve's command line", () => {
       hostKey: undefined,
       permitOpen: [],
       gatewayPorts: false,
+      loginGraceSeconds: 120,
       json: false,
       verbosity: 0,
     });
@@ -47,6 +48,7 @@ describe("safetunnel serve's command line", () => {
     assert.throws(() => parseServeArgs(["user@home"]), { code: "USAGE", message: "serve: serve takes no host ('user@home'); it listens with --listen; see 'safetunnel serve --help'" });
     assert.throws(() => parseServeArgs(["--host-key", "a", "--host-key", "b"]), { code: "USAGE", message: "serve: --host-key given more than once; give it once; see 'safetunnel serve --help'" });
     assert.throws(() => parseServeArgs(["--permit-open", "nocolon"]), { code: "USAGE" });
+    assert.throws(() => parseServeArgs(["--login-grace-time", "0"]), { code: "USAGE", message: "serve: bad --login-grace-time '0': expected whole seconds from 1 to 3600, e.g. --login-grace-time 60; see 'safetunnel serve --help'" });
   });
 
   test("--help", () => {
