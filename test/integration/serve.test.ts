@@ -73,6 +73,24 @@ async function startServe(home: Home, extra: string[] = [], configHome?: string)
   return { cli, port, knownHostsLine, fingerprint: /SHA256:\S+/.exec(hostLine)![0]!.replace(/\s.*$/, "") };
 }
 
+/** A serve of a test's own: a new HOME with these authorized_keys, and a known_hosts file trusting it. */
+async function startSeparateServe(dir: string, name: string, authorizedKeys: string, extra: string[] = []): Promise<Serve & { home: Home; knownHosts: string; stop(): Promise<void> }> {
+  const home = await makeHome();
+  await writeFile(join(home.sshDir, "authorized_keys"), authorizedKeys, { mode: 0o600 });
+  const serve = await startServe(home, extra);
+  const knownHosts = join(dir, `known_hosts_${name}`);
+  await writeFile(knownHosts, `${serve.knownHostsLine}\n`);
+  return {
+    ...serve,
+    home,
+    knownHosts,
+    async stop() {
+      await serve.cli.stop();
+      await home.cleanup();
+    },
+  };
+}
+
 describe("safetunnel serve", () => {
   let dir: string;
   let home: Home;
@@ -235,10 +253,8 @@ describe("safetunnel serve", () => {
   });
 
   test("--permit-open limits destinations: our client's SOCKS port answers 0x02", async () => {
-    const other = await makeHome();
-    await writeFile(join(other.sshDir, "authorized_keys"), `${client.publicLine}\n`, { mode: 0o600 });
-    const limited = await startServe(other, ["--permit-open", `localhost:${http.port}`]);
-    const { cli, socksPort } = await startOurClient(other, client, limited);
+    const limited = await startSeparateServe(dir, "permit-open", `${client.publicLine}\n`, ["--permit-open", `localhost:${http.port}`]);
+    const { cli, socksPort } = await startOurClient(limited.home, client, limited);
     try {
       const allowed = await curlThroughSocks("--socks5-hostname", `127.0.0.1:${socksPort}`, `http://localhost:${http.port}/hello`);
       assert.equal(allowed.stdout.toString(), HELLO);
@@ -246,24 +262,20 @@ describe("safetunnel serve", () => {
       await waitForLine(limited.cli, /serve: refused localhost:\d+ for 127\.0\.0\.1 port \d+: not permitted/, "the refusal line");
     } finally {
       await cli.stop();
-      await limited.cli.stop();
-      await other.cleanup();
+      await limited.stop();
     }
   });
 
   test("authorized_keys options: from= refuses other addresses, permitopen= limits that key", async () => {
-    const other = await makeHome();
     const fromKey = await makeKey(dir, "from-elsewhere");
     const openKey = await makeKey(dir, "permit-open");
-    await writeFile(
-      join(other.sshDir, "authorized_keys"),
+    const limited = await startSeparateServe(
+      dir,
+      "options",
       `from="192.0.2.0/24" ${fromKey.publicLine}\npermitopen="localhost:${http.port}" ${openKey.publicLine}\ncommand="/bin/false" ${client.publicLine}\n`,
-      { mode: 0o600 },
     );
-    const limited = await startServe(other);
     assert.match(limited.cli.stderr(), /authorized_keys:3: option "command" is not supported/);
-    const kh = join(dir, "known_hosts_options");
-    await writeFile(kh, `${limited.knownHostsLine}\n`);
+    const kh = limited.knownHosts;
     try {
       const refused = startProcess("ssh", [...sshArgs(fromKey, kh, limited.port), "-N", "-D", String(await freePort()), "me@127.0.0.1"]);
       assert.equal((await refused.exited).code, 255);
@@ -285,17 +297,13 @@ describe("safetunnel serve", () => {
         await ssh.stop();
       }
     } finally {
-      await limited.cli.stop();
-      await other.cleanup();
+      await limited.stop();
     }
   });
 
   test("a burst of failed logins slows that address down, and only that address", async () => {
-    const other = await makeHome();
-    await writeFile(join(other.sshDir, "authorized_keys"), `${client.publicLine}\n`, { mode: 0o600 });
-    const watched = await startServe(other, ["-v"]);
-    const kh = join(dir, "known_hosts_burst");
-    await writeFile(kh, `${watched.knownHostsLine}\n`);
+    const watched = await startSeparateServe(dir, "burst", `${client.publicLine}\n`, ["-v"]);
+    const kh = watched.knownHosts;
     try {
       // Six refused attempts are free (a client may try that many keys); the seventh on each is answered later.
       for (let i = 0; i < 8; i++) {
@@ -315,24 +323,16 @@ describe("safetunnel serve", () => {
         await fine.stop();
       }
     } finally {
-      await watched.cli.stop();
-      await other.cleanup();
+      await watched.stop();
     }
   });
 
   test("restrict forbids forwarding; permitlisten= limits a key's -R", async () => {
-    const other = await makeHome();
     const restricted = await makeKey(dir, "restricted");
     const listenOnly = await makeKey(dir, "listen-only");
     const allowedPort = await freePort();
-    await writeFile(
-      join(other.sshDir, "authorized_keys"),
-      `restrict ${restricted.publicLine}\nrestrict,port-forwarding,permitlisten="${allowedPort}" ${listenOnly.publicLine}\n`,
-      { mode: 0o600 },
-    );
-    const limited = await startServe(other);
-    const kh = join(dir, "known_hosts_restrict");
-    await writeFile(kh, `${limited.knownHostsLine}\n`);
+    const limited = await startSeparateServe(dir, "restrict", `restrict ${restricted.publicLine}\nrestrict,port-forwarding,permitlisten="${allowedPort}" ${listenOnly.publicLine}\n`);
+    const kh = limited.knownHosts;
     try {
       const localPort = await freePort();
       const noForwarding = startProcess("ssh", [...sshArgs(restricted, kh, limited.port), "-o", "ExitOnForwardFailure=no", "-N", "-L", `127.0.0.1:${localPort}:localhost:${http.port}`, "me@127.0.0.1"]);
@@ -357,15 +357,12 @@ describe("safetunnel serve", () => {
         await rightListen.stop();
       }
     } finally {
-      await limited.cli.stop();
-      await other.cleanup();
+      await limited.stop();
     }
   });
 
   test("connections that do not log in are closed after --login-grace-time, and at most 8 from one address wait at once", async () => {
-    const other = await makeHome();
-    await writeFile(join(other.sshDir, "authorized_keys"), `${client.publicLine}\n`, { mode: 0o600 });
-    const limited = await startServe(other, ["--login-grace-time", "2"]);
+    const limited = await startSeparateServe(dir, "grace", `${client.publicLine}\n`, ["--login-grace-time", "2"]);
     const idle: RawClient[] = [];
     try {
       for (let i = 0; i < 8; i++) {
@@ -382,9 +379,7 @@ describe("safetunnel serve", () => {
       await waitForLine(limited.cli, /serve: 127\.0\.0\.1 port \d+ did not log in within 2 s; disconnecting\./, "the grace-time line");
       // Room again: a real client logs in.
       const socksPort = await freePort();
-      const kh = join(dir, "known_hosts_grace");
-      await writeFile(kh, `${limited.knownHostsLine}\n`);
-      const ssh = startProcess("ssh", [...sshArgs(client, kh, limited.port), "-N", "-D", `127.0.0.1:${socksPort}`, "me@127.0.0.1"]);
+      const ssh = startProcess("ssh", [...sshArgs(client, limited.knownHosts, limited.port), "-N", "-D", `127.0.0.1:${socksPort}`, "me@127.0.0.1"]);
       try {
         await waitForListen(socksPort, "127.0.0.1", ssh);
       } finally {
@@ -392,8 +387,7 @@ describe("safetunnel serve", () => {
       }
     } finally {
       for (const raw of idle) raw.destroy();
-      await limited.cli.stop();
-      await other.cleanup();
+      await limited.stop();
     }
   });
 
