@@ -6,12 +6,13 @@
  */
 import assert from "node:assert/strict";
 import { existsSync, readdirSync } from "node:fs";
+import { readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import process from "node:process";
 import { after, before, test } from "node:test";
 import { runCommand } from "../helpers/child.ts";
 import { curlThroughSocks } from "../helpers/curl.ts";
-import { repoRoot, startProcess, waitForListen, type Home } from "../helpers/run.ts";
+import { repoRoot, startProcess, waitForLine, waitForListen, type Home } from "../helpers/run.ts";
 import type { Sshd } from "../helpers/sshd.ts";
 import { freePort, startHttpTarget, type HttpTarget } from "../helpers/targets.ts";
 import { startSshdWithHome } from "../helpers/tunnel.ts";
@@ -50,6 +51,23 @@ function denoTunnelPermissions(sshDir: string): string[] {
     `--allow-write=${sshDir}/known_hosts`,
     "--allow-env=HOME,USER,USERNAME,LOGNAME,SSH_AUTH_SOCK,SSH_ASKPASS,SSH_ASKPASS_REQUIRE,DISPLAY,WAYLAND_DISPLAY",
     "--allow-sys=hostname,uid",
+  ];
+}
+
+/**
+ * The permissions the README gives `deno run` for serve: the network; reading
+ * authorized_keys and the config folder; writing the config folder (the host
+ * key, made on the first run); HOME and XDG_CONFIG_HOME; the host name and the
+ * interface addresses (the known_hosts line it prints).
+ */
+function denoServePermissions(sshDir: string, configDir: string): string[] {
+  return [
+    "--no-prompt",
+    "--allow-net",
+    `--allow-read=${sshDir},${configDir}`,
+    `--allow-write=${configDir}`,
+    "--allow-env=HOME,XDG_CONFIG_HOME",
+    "--allow-sys=hostname,networkInterfaces",
   ];
 }
 
@@ -94,4 +112,35 @@ test("under Deno with the README's permissions, -D tunnels a name through a real
   }
   assert.match(run.stderr(), /Refused SOCKS5 CONNECT to 127\.0\.0\.1:\d+ from 127\.0\.0\.1:\d+/);
   assert.match(run.stderr(), /Stopped by SIGINT: 1 connection, \d+ B up, 4\.2 MB down, 1 refused \(IP address\), 0 failed\./);
+});
+
+test("under Deno with the README's permissions, serve is the home end: OpenSSH's ssh -N -D through it, curl by name, a summary on SIGINT", async () => {
+  const servePort = await freePort();
+  const socksPort = await freePort();
+  const configHome = join(home.home, ".config");
+  const env: NodeJS.ProcessEnv = { ...process.env, HOME: home.home, XDG_CONFIG_HOME: configHome, NO_COLOR: "1" };
+  await writeFile(join(home.home, ".ssh", "authorized_keys"), await readFile(join(home.home, ".ssh", "id_ed25519.pub")), { mode: 0o600 });
+  const permissions = denoServePermissions(join(home.home, ".ssh"), join(configHome, "safetunnel"));
+  const serve = startProcess(DENO, ["run", ...permissions, join(repoRoot(), "src", "main.ts"), "serve", "--listen", `127.0.0.1:${servePort}`], { env, cwd: repoRoot() });
+  let ssh: ReturnType<typeof startProcess> | undefined;
+  try {
+    await waitForListen(servePort, "127.0.0.1", serve, 60_000);
+    const line = await waitForLine(serve, new RegExp(`^\\[127\\.0\\.0\\.1\\]:${servePort} ssh-ed25519 `), "the known_hosts line");
+    const knownHosts = join(home.home, "known_hosts_deno_serve");
+    await writeFile(knownHosts, `${line}\n`);
+    ssh = startProcess("ssh", [
+      "-F", "none", "-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes", "-o", "IdentityAgent=none",
+      "-o", `UserKnownHostsFile=${knownHosts}`, "-o", "StrictHostKeyChecking=yes", "-o", "ExitOnForwardFailure=yes",
+      "-i", join(home.home, ".ssh", "id_ed25519"), "-p", String(servePort), "-N", "-D", `127.0.0.1:${socksPort}`, "me@127.0.0.1",
+    ]);
+    await waitForListen(socksPort, "127.0.0.1", ssh);
+    const named = await curlThroughSocks("--socks5-hostname", `127.0.0.1:${socksPort}`, `http://localhost:${http.port}/hello`);
+    assert.equal(named.code, 0, named.stderr);
+    assert.equal(named.stdout.toString(), "hello from target\n");
+  } finally {
+    await ssh?.stop();
+    const status = await serve.stop("SIGINT");
+    assert.equal(status.code, 0, serve.stderr());
+  }
+  assert.match(serve.stderr(), /^Stopped by SIGINT: 1 login, 0 failed logins, 1 connection, /m);
 });
