@@ -9,6 +9,7 @@
  * address down.
  */
 import assert from "node:assert/strict";
+import { readFileSync } from "node:fs";
 import { mkdtemp, rm, stat, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -17,7 +18,7 @@ import { curlDirect, curlThroughSocks } from "../helpers/curl.ts";
 import { RawClient, socks5Open, socks5Reply, socks5Request } from "../helpers/raw-socks.ts";
 import { makeHome, startCli, startProcess, waitForLine, waitForListen, assertNoCrash, type Home, type Running } from "../helpers/run.ts";
 import { makeKey, sha256Fingerprint, type KeyPair } from "../helpers/sshd.ts";
-import { closedPort, freePort, HELLO, startHttpTarget, type HttpTarget } from "../helpers/targets.ts";
+import { closedPort, freePort, HELLO, occupyPort, startHttpTarget, type HttpTarget } from "../helpers/targets.ts";
 
 /** ssh with nothing of this machine's own: no config, no agent, only the given key and known_hosts. */
 /** Every byte our SOCKS port sends after the method choice for a CONNECT to host:port, up to its FIN. */
@@ -165,6 +166,27 @@ describe("safetunnel serve", () => {
     assert.equal(result.code, 0, result.stderr);
     assert.equal(result.stdout.toString(), HELLO);
     await ssh.stop();
+  });
+
+  test("cancel-tcpip-forward closes the listener a client's tcpip-forward made (RFC 4254 section 7.1)", async () => {
+    const { Client } = (await import("ssh2")).default as typeof import("ssh2");
+    const ssh = new Client();
+    const remotePort = await freePort();
+    try {
+      await new Promise<void>((resolve, reject) => {
+        ssh.once("ready", () => resolve());
+        ssh.once("error", reject);
+        ssh.connect({ host: "127.0.0.1", port: serve.port, username: "me", privateKey: readFileSync(client.privatePath) });
+      });
+      await new Promise<void>((resolve, reject) => ssh.forwardIn("127.0.0.1", remotePort, (err) => (err ? reject(err) : resolve())));
+      await waitForListen(remotePort, "127.0.0.1");
+      await new Promise<void>((resolve, reject) => ssh.unforwardIn("127.0.0.1", remotePort, (err) => (err ? reject(err) : resolve())));
+      // Closed: the port can be bound again here.
+      const again = await occupyPort(remotePort);
+      await again.stop();
+    } finally {
+      ssh.end();
+    }
   });
 
   test("a command or a shell is refused with the reason on the client's terminal", async () => {
