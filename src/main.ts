@@ -36,8 +36,16 @@ async function main(argv: string[]): Promise<number> {
   let onStop: ((signal: string) => void) | undefined;
   let stopping = false;
   const signals: NodeJS.Signals[] = process.platform === "win32" ? ["SIGINT", "SIGTERM"] : ["SIGINT", "SIGTERM", "SIGHUP"];
+  // SIGHUP asks a running tunnel for a new connection now (as autossh and
+  // chisel users expect); before that, or where nothing reconnects, it stops
+  // like the others.
+  let onReconnect: (() => void) | undefined;
   for (const signal of signals) {
     process.on(signal, () => {
+      if (signal === "SIGHUP" && onReconnect !== undefined && !stopping) {
+        onReconnect();
+        return;
+      }
       if (onStop !== undefined && !stopping) {
         stopping = true;
         onStop(signal);
@@ -50,6 +58,9 @@ async function main(argv: string[]): Promise<number> {
   }
   const onStopSignal = (handler: (signal: string) => void): void => {
     onStop = handler;
+  };
+  const onReconnectSignal = process.platform === "win32" ? undefined : (handler: () => void): void => {
+    onReconnect = handler;
   };
   try {
     // Loaded only now: --version and --help answer without parsing ssh2 and the rest (start-up time).
@@ -89,6 +100,7 @@ async function main(argv: string[]): Promise<number> {
       log,
       runtime: ("Deno" in globalThis ? "deno" : "node") as "deno" | "node",
       onStopSignal,
+      ...(onReconnectSignal !== undefined ? { onReconnectSignal } : {}),
     };
     if (plan.command === "demo") {
       const { runDemo } = await import("./demo.ts");

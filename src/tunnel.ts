@@ -12,7 +12,9 @@ import type { Cidr } from "./cidr.ts";
 import { loadConfigFiles } from "./config/ssh-config.ts";
 import { resolveTunnelSettings, type TunnelRequest, type TunnelSettings } from "./config/tunnel-settings.ts";
 import type { LocalEnvironment } from "./config/settings.ts";
-import { connectSession, type TunnelSession } from "./ssh/session.ts";
+import { sessionFromClient, type TunnelSession } from "./ssh/session.ts";
+import { connectChain } from "./ssh/connection.ts";
+import { reconnectingSession, type ReconnectingSession } from "./ssh/reconnecting-session.ts";
 import { promptUser, type PromptRequest } from "./ssh/prompt.ts";
 import { startForwards, type RunningForward } from "./forward/start.ts";
 import { createStats, summaryLine } from "./forward/stats.ts";
@@ -28,6 +30,8 @@ export interface TunnelOptions extends TunnelRequest {
   allowIp: Cidr[];
   /** Lines to print before starting (ignored flags and the like). */
   warnings: string[];
+  /** Keep the listeners and reconnect when the connection drops (false: --no-reconnect, exit 255 as ssh). */
+  reconnect: boolean;
 }
 
 export interface RunEnvironment extends LocalEnvironment {
@@ -36,6 +40,8 @@ export interface RunEnvironment extends LocalEnvironment {
   runtime: "node" | "deno";
   /** Registers what to do when the user asks us to stop (SIGINT, SIGTERM). */
   onStopSignal(handler: (signal: string) => void): void;
+  /** Registers what to do when the user asks for a new connection now (SIGHUP); absent where there is no such signal. */
+  onReconnectSignal?(handler: () => void): void;
 }
 
 /**
@@ -49,8 +55,33 @@ export async function runTunnel(options: TunnelOptions, run: RunEnvironment): Pr
   const settings = resolveTunnelSettings(options, files, run, (message) => log.warn(message));
   const { destination } = settings;
   const prompt = (request: PromptRequest) => promptUser(request, { env: run.env, batchMode: destination.auth.batchMode });
-  const session = await connectSession([...settings.jumps, destination], { prompt, log, preferChaCha20: run.runtime === "deno" });
-  return serveForwards(session, settings, options.allowIp, run);
+  const hops = [...settings.jumps, destination];
+  const deps = { prompt, log, preferChaCha20: run.runtime === "deno" };
+  const first = await connectChain(hops, deps);
+  if (!options.reconnect) return serveForwards(sessionFromClient(first.client, first.close), settings, options.allowIp, run);
+  // A fatal reconnect failure may come before serveForwards listens for it: keep it.
+  let onFatal: ((err: TunnelError) => void) | undefined;
+  let fatal: TunnelError | undefined;
+  const session = reconnectingSession(first, {
+    connect: () => connectChain(hops, deps),
+    log,
+    alias: destination.alias,
+    onFatal: (err) => (onFatal !== undefined ? onFatal(err) : (fatal = err)),
+  });
+  return serveForwards(session, settings, options.allowIp, run, {
+    session,
+    onFatal(handler) {
+      onFatal = handler;
+      if (fatal !== undefined) handler(fatal);
+    },
+  });
+}
+
+/** What serveForwards needs of a session that reconnects. */
+export interface Reconnection {
+  session: ReconnectingSession;
+  /** Registers what to do when reconnecting meets a failure retrying cannot fix (a changed host key). */
+  onFatal(handler: (err: TunnelError) => void): void;
 }
 
 /**
@@ -65,7 +96,8 @@ export async function serveForwards(
   session: TunnelSession,
   settings: TunnelSettings,
   allowIp: Cidr[],
-  run: Pick<RunEnvironment, "log" | "onStopSignal"> & { platform?: string },
+  run: Pick<RunEnvironment, "log" | "onStopSignal" | "onReconnectSignal"> & { platform?: string },
+  reconnection?: Reconnection,
 ): Promise<number> {
   const { log } = run;
   const alias = settings.destination.alias;
@@ -105,12 +137,26 @@ export async function serveForwards(
       if (stopping) return;
       stopping = true;
       await shutdown(started, session);
-      log.info(`${why}: ${summaryLine(stats)}.`, { event: "summary", ...stats });
+      const outages = reconnection === undefined ? undefined : { outages: reconnection.session.outages, downMs: reconnection.session.downMs };
+      log.info(`${why}: ${summaryLine(stats)}${outages === undefined ? "" : outageText(outages)}.`, { event: "summary", ...stats, ...outages });
       resolve(status);
     };
     run.onStopSignal((signal) => void stop(0, `Stopped by ${signal}`));
+    if (reconnection !== undefined) {
+      run.onReconnectSignal?.(() => reconnection.session.reconnectNow());
+      reconnection.onFatal((err) => {
+        log.error(`safetunnel: ${err.message}`, { code: err.code });
+        void stop(255, "Tunnel closed");
+      });
+    }
     onLost = (reason) => {
       if (stopping) return; // our own disconnect
+      if (reconnection !== undefined) {
+        log.warn(`Connection to ${alias} lost: ${reason}; reconnecting. Until it is back, new SOCKS requests get reply 0x03 and -L connections are closed; nothing goes around the tunnel.`, {
+          event: "connection-lost",
+        });
+        return;
+      }
       log.error(`Connection to ${alias} closed: ${reason}.`);
       // ssh2 fails the pending channel opens right after this event: let
       // their SOCKS clients get reply 0x03 before the listeners close.
@@ -131,6 +177,12 @@ function startProblem(lost: string | undefined, alias: string, started: RunningF
     );
   }
   return undefined;
+}
+
+/** ", 2 outages (41 s down)" for the summary, or nothing when the connection never dropped. */
+function outageText({ outages, downMs }: { outages: number; downMs: number }): string {
+  if (outages === 0) return "";
+  return `, ${outages} outage${outages === 1 ? "" : "s"} (${Math.round(downMs / 1000)} s down)`;
 }
 
 async function shutdown(forwards: RunningForward[], session: TunnelSession): Promise<void> {

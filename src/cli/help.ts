@@ -3,7 +3,7 @@ import { clientSetupHelp } from "../client-setup.ts";
 
 export const HELP_TEXT = `usage: safetunnel [-46gNqVv] [-D [bind_address:]port] [-F configfile] [-i identity_file]
                   [-J destination] [-L spec] [-l login_name] [-o option] [-p port]
-                  [-R spec] [--allow-ip cidr[,cidr...]] [--json] [user@]host
+                  [-R spec] [--allow-ip cidr[,cidr...]] [--no-reconnect] [--json] [user@]host
        safetunnel leakcheck [--proxy HOST:PORT] [--wait SECONDS] [--open] [--watch]
                   [--pcap FILE] [--json]     (see safetunnel leakcheck --help)
        safetunnel serve [--listen ADDR:PORT] [--authorized-keys FILE] [--host-key FILE]
@@ -38,6 +38,9 @@ saying how to fix the app.
   -V, --version            Print the version
   -h, --help               This help
   --allow-ip cidrs         Let these IP-literal destinations through the proxy
+  --no-reconnect           Exit 255 when the connection drops, as ssh does
+                           (by default the listeners stay and it reconnects;
+                           SIGHUP reconnects at once)
   --json                   JSON log lines
 
 ${clientSetupHelp()}

@@ -41,7 +41,7 @@ export type TunnelArgsResult =
   | { command: "version"; text: string; stream: "stdout" | "stderr" };
 
 /** Long options without a value (--allow-ip, which takes one, is read on its own); any other `--word` is refused. */
-const LONG_SWITCHES = new Set(["--json", "--help", "--version"]);
+const LONG_SWITCHES = new Set(["--json", "--no-reconnect", "--help", "--version"]);
 
 /** ssh(1) flags that take a value, and those that do not. */
 const WITH_VALUE = new Set("BbcDEeFIiJLlmOoPpQRSWw".split(""));
@@ -166,6 +166,7 @@ export function parseTunnelArgs(argv: string[]): TunnelArgsResult {
   // side effect of parse(), so HELP_TEXT and VERSION are ours).
   const cli = cac("safetunnel");
   cli.option("--json", "Log one JSON object per line instead of text");
+  cli.option("--no-reconnect", "Exit 255 when the connection drops, as ssh does");
   cli.option("-h, --help", "Show this help").option("--version", "Print the version");
 
   let parsed;
@@ -175,7 +176,7 @@ export function parseTunnelArgs(argv: string[]): TunnelArgsResult {
   } catch (err) {
     throw usage((err as Error).message.replace(/`/g, "'").replace(/^Unknown option/, "unknown option"));
   }
-  const longOptions = parsed.options as { help?: boolean; version?: boolean; json?: boolean };
+  const longOptions = parsed.options as { help?: boolean; version?: boolean; json?: boolean; reconnect?: boolean };
 
   if (longOptions.help || flags.some((f) => f.flag === "h")) return { command: "help", text: HELP_TEXT };
   if (longOptions.version) return { command: "version", text: `safetunnel ${VERSION}`, stream: "stdout" };
@@ -249,6 +250,8 @@ export function parseTunnelArgs(argv: string[]): TunnelArgsResult {
     configFile,
     verbosity,
     json: Boolean(longOptions.json),
+    // cac reads --no-X as X = false.
+    reconnect: longOptions.reconnect !== false,
     allowIp: allowIp.flatMap((text) => parseCidrList(text)),
     warnings,
   };

@@ -10,6 +10,9 @@ import { TunnelError } from "../errors.ts";
 import { parsePortNumber } from "../address.ts";
 import { expandTilde, expandTokens } from "./expand-tokens.ts";
 
+/** ServerAliveInterval when ssh_config says nothing (see hopSettings). */
+export const DEFAULT_SERVER_ALIVE_INTERVAL_MS = 15_000;
+
 /** ssh_config(5) StrictHostKeyChecking, with its synonyms folded. */
 export type StrictHostKeyChecking = "yes" | "accept-new" | "no" | "ask";
 
@@ -55,7 +58,7 @@ export interface HopSettings {
   addressFamily: "any" | "inet" | "inet6";
   /** ConnectTimeout in ms; undefined waits as long as the OS does. */
   connectTimeoutMs: number | undefined;
-  /** ServerAliveInterval in ms; 0 disables keepalives. */
+  /** ServerAliveInterval in ms; 0 disables keepalives. Default 15 s (DEFAULT_SERVER_ALIVE_INTERVAL_MS). */
   serverAliveIntervalMs: number;
   serverAliveCountMax: number;
   hostKey: HostKeySettings;
@@ -154,7 +157,10 @@ export function resolveHop(alias: string, options: OptionLookup, local: LocalEnv
     user,
     addressFamily: addressFamily(options.first("addressfamily")?.[0]),
     connectTimeoutMs: seconds(options, "connecttimeout"),
-    serverAliveIntervalMs: seconds(options, "serveraliveinterval") ?? 0,
+    // 15 s where OpenSSH's default is 0 (off): a tunnel must notice a frozen or
+    // vanished server within a minute (ServerAliveCountMax 3) to reconnect, where
+    // an interactive ssh has a user to notice. ServerAliveInterval 0 turns it off.
+    serverAliveIntervalMs: serverAliveInterval(options),
     serverAliveCountMax: integer(options, "serveralivecountmax", 3),
     hostKey: {
       // OpenSSH: HostKeyAlias is looked up as given, with no [host]:port form.
@@ -256,6 +262,12 @@ function yesNo(options: OptionLookup, keyword: string, fallback: boolean): boole
   // GatewayPorts also takes "clientspecified" on the server side; on the client it means yes.
   if (keyword === "gatewayports" && v === "clientspecified") return true;
   throw new TunnelError("BAD_CONFIG", `Bad value '${value}' for ${keyword}: expected yes or no`);
+}
+
+/** ServerAliveInterval in ms: the default when unset, 0 (off) when set to 0, as ssh_config(5) reads it. */
+function serverAliveInterval(options: OptionLookup): number {
+  if (options.first("serveraliveinterval") === undefined) return DEFAULT_SERVER_ALIVE_INTERVAL_MS;
+  return seconds(options, "serveraliveinterval") ?? 0;
 }
 
 function seconds(options: OptionLookup, keyword: string): number | undefined {

@@ -80,6 +80,18 @@ export interface Sshd {
    */
   dropConnections(): Promise<number>;
   /**
+   * SIGSTOP the listener: connections are still queued by the kernel but nobody
+   * answers them, as with a server whose network went away. `resume()` undoes it.
+   */
+  pause(): void;
+  resume(): void;
+  /**
+   * SIGSTOP the per-connection processes (the listener keeps serving): their
+   * clients see a server that went silent. Returns their PIDs, for SIGCONT or
+   * SIGKILL afterwards.
+   */
+  freezeConnections(): Promise<number[]>;
+  /**
    * SIGTERM the listener PID only (SIGKILL after 5 s), wait for it, remove the
    * temp dir. As with a real sshd restart, connections already accepted live on
    * until their clients leave; call `dropConnections()` first to end them.
@@ -99,6 +111,8 @@ export interface SshdOptions {
   extraConfig?: string[];
   /** "127.0.0.1" (default) or "::1"; anything off loopback is refused. */
   listenAddress?: string;
+  /** Listen on this port (a restart on the same address); by default a free one. */
+  port?: number;
 }
 
 const MAX_LOG_CHARS = 4 * 1024 * 1024;
@@ -243,8 +257,8 @@ export async function startSshd(options: SshdOptions): Promise<Sshd> {
     const configPath = join(dir, "sshd_config");
 
     let lastLogs = "";
-    for (let attempt = 1; attempt <= 5; attempt++) {
-      const port = await freePort(listenAddress);
+    for (let attempt = 1; attempt <= (options.port === undefined ? 5 : 1); attempt++) {
+      const port = options.port ?? (await freePort(listenAddress));
       await writeFile(configPath, await sshdConfig({ dir, listenAddress, port, hostKeys, extraConfig: options.extraConfig ?? [] }), { mode: 0o600 });
       const started = await launch(configPath, listenAddress, port);
       if ("watched" in started) return makeSshd({ ...started, dir, hostKeys, host: listenAddress, port });
@@ -320,8 +334,31 @@ function makeSshd(parts: Launched & { dir: string; hostKeys: KeyPair[]; host: st
       }
       return pids.length;
     },
+    pause() {
+      process.kill(watched.pid, "SIGSTOP");
+    },
+    async freezeConnections() {
+      const pids = await childPids(watched.pid);
+      for (const pid of pids) {
+        try {
+          process.kill(pid, "SIGSTOP");
+        } catch {
+          // Already gone.
+        }
+      }
+      return pids;
+    },
+    resume() {
+      process.kill(watched.pid, "SIGCONT");
+    },
     stop() {
       stopping ??= (async () => {
+        // A paused listener would never see the SIGTERM.
+        try {
+          process.kill(watched.pid, "SIGCONT");
+        } catch {
+          // Already gone.
+        }
         await stopChild(watched, "SIGTERM");
         await rm(dir, { recursive: true, force: true });
         forgetDir(dir);

@@ -618,7 +618,7 @@ describe("the SSH connection is lost while a SOCKS request waits for its channel
     ["resets the TCP connection (RST)", (socket) => socket.resetAndDestroy()],
   ];
   for (const [how, drop] of drops) {
-    test(`when the server ${how}, the SOCKS5 client gets reply 0x03 (network unreachable) and safetunnel exits 255 saying the connection closed`, async () => {
+    test(`when the server ${how}, the SOCKS5 client gets reply 0x03 (network unreachable) and with --no-reconnect safetunnel exits 255 saying the connection closed`, async () => {
       const server = await startFaultServer({
         // Never answered: no confirmation, no failure.
         tcpip() {},
@@ -626,7 +626,8 @@ describe("the SSH connection is lost while a SOCKS request waits for its channel
       servers.push(server);
       const home = await trustingHome(server);
       const socksPort = await freePort();
-      const cli = start(tunnelArgs(socksPort, server.port), home);
+      // --no-reconnect: ssh's behaviour, exit 255 (reconnect.test.ts covers the default).
+      const cli = start(tunnelArgs(socksPort, server.port, ["--no-reconnect"]), home);
       await waitForListen(socksPort, "127.0.0.1", cli);
 
       const client = await socks5Open(socksPort, socks5Request("pending.fault.test", 443));
@@ -646,7 +647,7 @@ describe("the SSH connection is lost while a SOCKS request waits for its channel
 });
 
 describe("keepalive against a server that goes silent after authentication", () => {
-  test("ServerAliveInterval=1 with ServerAliveCountMax=2 ends the tunnel with exit 255 and a keepalive timeout message", async () => {
+  test("ServerAliveInterval=1 with ServerAliveCountMax=2 and --no-reconnect ends the tunnel with exit 255 and a keepalive timeout message", async () => {
     const server = await startFaultServer({
       // Stop reading: keepalive requests pile up unanswered, as behind a dead link.
       ready: (conn) => rawSocket(conn).pause(),
@@ -654,7 +655,7 @@ describe("keepalive against a server that goes silent after authentication", () 
     servers.push(server);
     const home = await trustingHome(server);
     const socksPort = await freePort();
-    const cli = start(tunnelArgs(socksPort, server.port, ["-o", "ServerAliveInterval=1", "-o", "ServerAliveCountMax=2"]), home);
+    const cli = start(tunnelArgs(socksPort, server.port, ["--no-reconnect", "-o", "ServerAliveInterval=1", "-o", "ServerAliveCountMax=2"]), home);
     await waitForListen(socksPort, "127.0.0.1", cli);
     assert.equal(await waitForExit(cli), 255, cli.stderr());
     assert.match(cli.stderr(), /timeout|not responding/i);

@@ -227,8 +227,8 @@ describe("safetunnel -D when the SSH connection is lost", () => {
     await home?.cleanup();
   });
 
-  test("exits 255 with a message naming the host, closes open connections and stops listening", async () => {
-    const tunnel = await startSocksTunnel(sshd, home);
+  test("with --no-reconnect: exits 255 with a message naming the host, closes open connections and stops listening, as ssh does", async () => {
+    const tunnel = await startSocksTunnel(sshd, home, ["--no-reconnect"]);
     cli = tunnel.cli;
     const port = tunnel.port;
     const result = await socksConnect({ host: "127.0.0.1", port }, { host: "localhost", port: echo.port });

@@ -67,8 +67,14 @@ describe("parseCommandLine: flags to config lines", () => {
     assert.equal(plan.destination, "host");
     assert.equal(plan.verbosity, 0);
     assert.equal(plan.json, false);
+    assert.equal(plan.reconnect, true);
     assert.deepEqual(plan.allowIp, []);
     assert.deepEqual(plan.warnings, []);
+  });
+
+  test("--no-reconnect asks for ssh's behaviour when the connection drops", () => {
+    assert.equal(tunnel(["--no-reconnect", "-D", "9001", "host"]).reconnect, false);
+    assert.equal(tunnel(["-D", "9001", "host", "--no-reconnect"]).reconnect, false);
   });
 
   test("-6 becomes AddressFamily inet6", () => {

@@ -96,7 +96,8 @@ describe("resolveDestination defaults", () => {
     assert.equal(s.user, "me");
     assert.equal(s.addressFamily, "any");
     assert.equal(s.connectTimeoutMs, undefined);
-    assert.equal(s.serverAliveIntervalMs, 0);
+    // On by default, unlike OpenSSH: a tunnel must notice a dead server to reconnect.
+    assert.equal(s.serverAliveIntervalMs, 15_000);
     assert.equal(s.serverAliveCountMax, 3);
     assert.deepEqual(s.jumps, []);
     assert.equal(s.gatewayPorts, false);
@@ -208,10 +209,12 @@ describe("resolveDestination: IdentityAgent", () => {
 
 describe("resolveDestination: timeouts, batch mode, forwarding options", () => {
   test("ConnectTimeout and ServerAliveInterval are seconds, ServerAliveCountMax a count", () => {
-    const s = settingsFor("h", [cli("connecttimeout", "10"), cli("serveraliveinterval", "15"), cli("serveralivecountmax", "5")]);
+    const s = settingsFor("h", [cli("connecttimeout", "10"), cli("serveraliveinterval", "7"), cli("serveralivecountmax", "5")]);
     assert.equal(s.connectTimeoutMs, 10_000);
-    assert.equal(s.serverAliveIntervalMs, 15_000);
+    assert.equal(s.serverAliveIntervalMs, 7_000);
     assert.equal(s.serverAliveCountMax, 5);
+    // 0 turns keepalives off, as in OpenSSH.
+    assert.equal(settingsFor("h", [cli("serveraliveinterval", "0")]).serverAliveIntervalMs, 0);
   });
 
   test("time values take OpenSSH's units: 30s, 2m, 1h30m, 1w", () => {
