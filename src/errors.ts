@@ -33,7 +33,9 @@ export class TunnelError extends Error {
   readonly exitCode: number;
 
   constructor(code: ErrorCode, message: string, options: { exitCode?: number; cause?: unknown } = {}) {
-    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    // Values should be cut where they are put in (echoValue); this catches
+    // the ones that were not, so no message can grow to megabytes.
+    super(cutLongWords(message), options.cause === undefined ? undefined : { cause: options.cause });
     this.name = "TunnelError";
     this.code = code;
     this.exitCode = options.exitCode ?? 255;
@@ -47,9 +49,48 @@ export function isTunnelError(err: unknown, code?: ErrorCode): err is TunnelErro
 
 /** A short, single-line description of any thrown value, for logs. */
 export function describeError(err: unknown): string {
-  if (err instanceof Error) return err.message.replace(/\s*\n\s*/g, " ");
-  return String(err);
+  // Others' messages repeat what they were given ("getaddrinfo EINVAL <the HostName>"): cut that too.
+  if (err instanceof Error) return cutLongWords(err.message.replace(/\s*\n\s*/g, " "));
+  return cutLongWords(String(err));
 }
+
+/** The most characters of one value that a message repeats. */
+export const MAX_ECHO_CHARS = 200;
+
+/**
+ * A value the user (or a server) gave, as a message repeats it: whole when
+ * it has at most `max` characters, else its start and an ellipsis, `max`
+ * characters in all, then its length. `quote` goes round what is shown. A
+ * 1 MB HostName thus makes an error of a few hundred bytes rather than two
+ * megabytes, and still says what it began with and how long it was.
+ * Lengths are UTF-16 code units, as String#length counts them; a cut never
+ * splits a surrogate pair.
+ *
+ * @example
+ * echoValue("home.example.org", "'") // "'home.example.org'"
+ * echoValue("a".repeat(1048576), '"') // '"aaaa…" (1048576 characters)', with 199 a's before the ellipsis
+ */
+export function echoValue(value: string, quote = "", max = MAX_ECHO_CHARS): string {
+  if (value.length <= max) return `${quote}${value}${quote}`;
+  let end = Math.max(0, max - 1);
+  const last = value.charCodeAt(end - 1);
+  if (last >= 0xd800 && last <= 0xdbff) end--;
+  return `${quote}${value.slice(0, end)}…${quote} (${value.length} characters)`;
+}
+
+/**
+ * Words (runs without white space) too long to be anything but a repeated
+ * value, cut as echoValue cuts them. The bound is twice MAX_ECHO_CHARS, so a
+ * value cut already, with its quotes and punctuation, is left as it is.
+ *
+ * @example
+ * cutLongWords(`getaddrinfo EINVAL ${"a".repeat(5000)}`) // "getaddrinfo EINVAL aaaa… (5000 characters)", with 199 a's
+ */
+export function cutLongWords(text: string): string {
+  return text.length <= 2 * MAX_ECHO_CHARS ? text : text.replace(LONG_WORD, (word) => echoValue(word));
+}
+
+const LONG_WORD = new RegExp(`\\S{${2 * MAX_ECHO_CHARS + 1},}`, "g");
 
 /**
  * The errno-style code of a Node or Deno system error ("ENOENT", "EADDRINUSE"), if any.

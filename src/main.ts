@@ -10,6 +10,8 @@ import { parseCommandLine } from "./cli.ts";
 import { createLogger } from "./log.ts";
 import { TunnelError, describeError } from "./errors.ts";
 import { spawn } from "node:child_process";
+import { readFileSync } from "node:fs";
+import { passwdUids } from "./forward/access.ts";
 
 async function main(argv: string[]): Promise<number> {
   const writeErr = (line: string): void => {
@@ -99,6 +101,13 @@ async function main(argv: string[]): Promise<number> {
       ...(typeof process.getuid === "function" ? { uid: process.getuid() } : {}),
       log,
       runtime: ("Deno" in globalThis ? "deno" : "node") as "deno" | "node",
+      userIds: () => {
+        try {
+          return passwdUids(readFileSync("/etc/passwd", "utf8"));
+        } catch {
+          return new Map<string, number>();
+        }
+      },
       onStopSignal,
       ...(onReconnectSignal !== undefined ? { onReconnectSignal } : {}),
     };

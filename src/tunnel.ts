@@ -15,6 +15,8 @@ import type { LocalEnvironment } from "./config/settings.ts";
 import { sessionFromClient, type TunnelSession } from "./ssh/session.ts";
 import { connectChain } from "./ssh/connection.ts";
 import { reconnectingSession, type ReconnectingSession } from "./ssh/reconnecting-session.ts";
+import { parseAllowUsers, type AccessPolicy } from "./forward/access.ts";
+import { accessGate } from "./forward/access-gate.ts";
 import { promptUser, type PromptRequest } from "./ssh/prompt.ts";
 import { startForwards, type RunningForward } from "./forward/start.ts";
 import { createStats, summaryLine } from "./forward/stats.ts";
@@ -32,6 +34,8 @@ export interface TunnelOptions extends TunnelRequest {
   warnings: string[];
   /** Keep the listeners and reconnect when the connection drops (false: --no-reconnect, exit 255 as ssh). */
   reconnect: boolean;
+  /** --allow-users values as typed (names or uids, comma-separated; `*` for everyone). */
+  allowUsers: string[];
 }
 
 export interface RunEnvironment extends LocalEnvironment {
@@ -42,6 +46,8 @@ export interface RunEnvironment extends LocalEnvironment {
   onStopSignal(handler: (signal: string) => void): void;
   /** Registers what to do when the user asks for a new connection now (SIGHUP); absent where there is no such signal. */
   onReconnectSignal?(handler: () => void): void;
+  /** Local accounts by name (/etc/passwd), read only when --allow-users names one. */
+  userIds?(): Map<string, number>;
 }
 
 /**
@@ -58,7 +64,8 @@ export async function runTunnel(options: TunnelOptions, run: RunEnvironment): Pr
   const hops = [...settings.jumps, destination];
   const deps = { prompt, log, preferChaCha20: run.runtime === "deno" };
   const first = await connectChain(hops, deps);
-  if (!options.reconnect) return serveForwards(sessionFromClient(first.client, first.close), settings, options.allowIp, run);
+  const access: AccessPolicy = { ownUid: run.uid, allowed: parseAllowUsers(options.allowUsers, (name) => run.userIds?.().get(name)) };
+  if (!options.reconnect) return serveForwards(sessionFromClient(first.client, first.close), settings, options.allowIp, { ...run, access });
   // A fatal reconnect failure may come before serveForwards listens for it: keep it.
   let onFatal: ((err: TunnelError) => void) | undefined;
   let fatal: TunnelError | undefined;
@@ -68,7 +75,7 @@ export async function runTunnel(options: TunnelOptions, run: RunEnvironment): Pr
     alias: destination.alias,
     onFatal: (err) => (onFatal !== undefined ? onFatal(err) : (fatal = err)),
   });
-  return serveForwards(session, settings, options.allowIp, run, {
+  return serveForwards(session, settings, options.allowIp, { ...run, access }, {
     session,
     onFatal(handler) {
       onFatal = handler;
@@ -96,7 +103,11 @@ export async function serveForwards(
   session: TunnelSession,
   settings: TunnelSettings,
   allowIp: Cidr[],
-  run: Pick<RunEnvironment, "log" | "onStopSignal" | "onReconnectSignal"> & { platform?: string },
+  run: Pick<RunEnvironment, "log" | "onStopSignal" | "onReconnectSignal"> & {
+    platform?: string;
+    /** Who may use the -D and -L ports; undefined: everyone (tests that hand in a session of their own). */
+    access?: AccessPolicy;
+  },
   reconnection?: Reconnection,
 ): Promise<number> {
   const { log } = run;
@@ -122,6 +133,7 @@ export async function serveForwards(
     ...(peers !== undefined ? { peers } : {}),
     // `safetunnel leakcheck` talks to the -D port: its canaries are answered there.
     localAnswers: canaryAnswers(new CanaryRegistry(), peers),
+    ...(run.access !== undefined && peers !== undefined ? { access: accessGate({ policy: run.access, peers, log }) } : {}),
   });
   const giveUp = startProblem(lost, alias, started, failures.length, settings.destination.exitOnForwardFailure);
   if (giveUp !== undefined) {
@@ -130,6 +142,10 @@ export async function serveForwards(
   }
   // Only now, with the run's fate decided: a "listening" line is a promise.
   for (const forward of started) log.info(forward.announcement.message, forward.announcement.fields);
+  const localPorts = settings.forwards.some((forward) => forward.kind !== "remote");
+  if (localPorts && run.access !== undefined && run.access.allowed !== "all" && peers === undefined) {
+    log.info("Any program of any account on this machine can use these ports: this system does not tell safetunnel who connects (only Linux does).", { event: "access-unchecked" });
+  }
 
   return new Promise<number>((resolve) => {
     let stopping = false;

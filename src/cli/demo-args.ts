@@ -2,7 +2,7 @@
  * `safetunnel demo [-v] [--json]` (and `npm start` with no arguments): the
  * main job on this one machine, nothing to configure.
  */
-import { TunnelError } from "../errors.ts";
+import { TunnelError, echoValue } from "../errors.ts";
 
 export interface DemoPlan {
   command: "demo";
@@ -30,7 +30,7 @@ export function parseDemoArgs(argv: string[]): DemoPlan | { command: "help"; tex
     if (arg === "-h" || arg === "--help") return { command: "help", text: DEMO_HELP };
     if (/^-v+$/.test(arg)) verbosity += arg.length - 1;
     else if (arg === "--json") json = true;
-    else throw new TunnelError("USAGE", `demo: unknown argument '${arg}'; it takes only -v and --json (see 'safetunnel demo --help'); for a real tunnel run safetunnel -D 9001 user@home`);
+    else throw new TunnelError("USAGE", `demo: unknown argument ${echoValue(arg, "'")}; it takes only -v and --json (see 'safetunnel demo --help'); for a real tunnel run safetunnel -D 9001 user@home`);
   }
   return { command: "demo", json, verbosity };
 }

@@ -4,7 +4,7 @@
  * each bad one a one-line USAGE error naming the fix.
  */
 import { cac } from "cac";
-import { TunnelError } from "../errors.ts";
+import { TunnelError, echoValue } from "../errors.ts";
 import { parsePortNumber, unbracket } from "../address.ts";
 
 export interface LeakcheckPlan {
@@ -60,7 +60,7 @@ export function parseLeakcheckArgs(argv: string[]): LeakcheckPlan | { command: "
   cli.option("-h, --help", "");
   // Bounded input for cac's parser, whose cost grows faster than linearly.
   const unknown = argv.find((arg) => arg.startsWith("-") && !KNOWN.has(arg.split("=")[0]!));
-  if (unknown !== undefined) throw usage(`unknown option '${unknown.split("=")[0]}'`);
+  if (unknown !== undefined) throw usage(`unknown option ${echoValue(unknown.split("=")[0]!, "'")}`);
   if (argv.length > 32) throw usage("too many arguments");
   let parsed;
   try {
@@ -71,7 +71,7 @@ export function parseLeakcheckArgs(argv: string[]): LeakcheckPlan | { command: "
   }
   const options = parsed.options as Record<string, unknown>;
   if (options["help"]) return { command: "help", text: LEAKCHECK_HELP };
-  if (parsed.args.length > 0) throw usage(`leakcheck takes no host ('${parsed.args.join(" ")}'); it tests the tunnel at --proxy`);
+  if (parsed.args.length > 0) throw usage(`leakcheck takes no host (${echoValue(parsed.args.join(" "), "'")}); it tests the tunnel at --proxy`);
   if (options["watch"] === true && options["wait"] !== undefined) throw usage("--watch runs until Ctrl-C, so --wait does not apply; give one of them");
   return {
     command: "leakcheck",
@@ -102,7 +102,7 @@ function parseProxy(text: string): { host: string; port: number } {
   const host = colon > 0 ? unbracket(text.slice(0, colon)) : "";
   const port = colon > 0 ? parsePortNumber(text.slice(colon + 1)) : undefined;
   if (host === "" || port === undefined || (host.includes(":") && !text.startsWith("["))) {
-    throw usage(`bad --proxy '${text}': expected HOST:PORT of the tunnel's SOCKS port, e.g. --proxy 127.0.0.1:9001`);
+    throw usage(`bad --proxy ${echoValue(text, "'")}: expected HOST:PORT of the tunnel's SOCKS port, e.g. --proxy 127.0.0.1:9001`);
   }
   return { host, port };
 }
@@ -110,7 +110,7 @@ function parseProxy(text: string): { host: string; port: number } {
 function parseWait(text: string | undefined): number {
   if (text === undefined) return DEFAULT_WAIT_SECONDS;
   const seconds = /^\d{1,5}$/.test(text) ? Number(text) : NaN;
-  if (!(seconds >= 1 && seconds <= 86_400)) throw usage(`bad --wait '${text}': expected whole seconds from 1 to 86400, e.g. --wait 120`);
+  if (!(seconds >= 1 && seconds <= 86_400)) throw usage(`bad --wait ${echoValue(text, "'")}: expected whole seconds from 1 to 86400, e.g. --wait 120`);
   return seconds;
 }
 

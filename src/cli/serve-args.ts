@@ -5,7 +5,7 @@
  * one-line USAGE error naming the fix.
  */
 import { cac } from "cac";
-import { TunnelError } from "../errors.ts";
+import { TunnelError, echoValue } from "../errors.ts";
 import { parsePortNumber, unbracket } from "../address.ts";
 import { parsePermitOpenList } from "../serve/permit-open.ts";
 
@@ -72,7 +72,7 @@ export function parseServeArgs(argv: string[]): ServePlan | { command: "help"; t
     else rest.push(arg);
   }
   const unknown = rest.find((arg) => arg.startsWith("-") && !KNOWN.has(arg.split("=")[0]!));
-  if (unknown !== undefined) throw usage(`unknown option '${unknown.split("=")[0]}'`);
+  if (unknown !== undefined) throw usage(`unknown option ${echoValue(unknown.split("=")[0]!, "'")}`);
   if (rest.length > 64) throw usage("too many arguments");
   const cli = cac("safetunnel serve");
   cli.option("--listen <address>", "").option("--authorized-keys <file>", "").option("--host-key <file>", "");
@@ -85,7 +85,7 @@ export function parseServeArgs(argv: string[]): ServePlan | { command: "help"; t
   }
   const options = parsed.options as Record<string, unknown>;
   if (options["help"]) return { command: "help", text: SERVE_HELP };
-  if (parsed.args.length > 0) throw usage(`serve takes no host ('${parsed.args.join(" ")}'); it listens with --listen`);
+  if (parsed.args.length > 0) throw usage(`serve takes no host (${echoValue(parsed.args.join(" "), "'")}); it listens with --listen`);
   const permitOpen = many(options["permitOpen"], "--permit-open");
   parsePermitOpenList(permitOpen);
   const listenValues = many(options["listen"], "--listen");
@@ -105,7 +105,7 @@ export function parseServeArgs(argv: string[]): ServePlan | { command: "help"; t
 function parseGrace(text: string | undefined): number {
   if (text === undefined) return DEFAULT_LOGIN_GRACE_SECONDS;
   const seconds = /^\d{1,4}$/.test(text) ? Number(text) : NaN;
-  if (!(seconds >= 1 && seconds <= 3600)) throw usage(`bad --login-grace-time '${text}': expected whole seconds from 1 to 3600, e.g. --login-grace-time 60`);
+  if (!(seconds >= 1 && seconds <= 3600)) throw usage(`bad --login-grace-time ${echoValue(text, "'")}: expected whole seconds from 1 to 3600, e.g. --login-grace-time 60`);
   return seconds;
 }
 
@@ -124,7 +124,7 @@ function parseListen(text: string): { host: string; port: number }[] {
   const host = colon > 0 ? unbracket(text.slice(0, colon)) : "";
   const port = colon > 0 ? parsePortNumber(text.slice(colon + 1), 0) : undefined;
   if (host === "" || port === undefined || (host.includes(":") && !text.startsWith("["))) {
-    throw usage(`bad --listen '${text}': expected ADDR:PORT, [IPv6]:PORT or a port, e.g. --listen 0.0.0.0:2222`);
+    throw usage(`bad --listen ${echoValue(text, "'")}: expected ADDR:PORT, [IPv6]:PORT or a port, e.g. --listen 0.0.0.0:2222`);
   }
   return host === "*" ? wildcards(port) : [{ host, port }];
 }

@@ -14,7 +14,7 @@
  * wins, so the rest of the program only ever reads resolved config.
  */
 import { cac } from "cac";
-import { TunnelError } from "../errors.ts";
+import { TunnelError, echoValue } from "../errors.ts";
 import { parseSshConfig } from "../config/ssh-config.ts";
 import { isIgnoredKeyword, isKnownKeyword } from "../config/keywords.ts";
 import type { ConfigLine } from "../config/host-lookup.ts";
@@ -88,10 +88,11 @@ interface ShortFlag {
 }
 
 /** Split argv into short flags, long options, the destination and any remote command. */
-function getopt(argv: string[]): { flags: ShortFlag[]; long: Set<string>; positional: string[]; allowIp: string[]; flagsBeforeDestination: number } {
+function getopt(argv: string[]): { flags: ShortFlag[]; long: Set<string>; positional: string[]; allowIp: string[]; allowUsers: string[]; flagsBeforeDestination: number } {
   const flags: ShortFlag[] = [];
   let flagsBeforeDestination = -1;
   const allowIp: string[] = [];
+  const allowUsers: string[] = [];
   const long = new Set<string>();
   const positional: string[] = [];
   let i = 0;
@@ -117,13 +118,20 @@ function getopt(argv: string[]): { flags: ShortFlag[]; long: Set<string>; positi
       allowIp.push(value);
       continue;
     }
+    if (arg === "--allow-users" || arg.startsWith("--allow-users=")) {
+      // As --allow-ip: a uid must stay text.
+      const value = arg === "--allow-users" ? argv[i++] : arg.slice("--allow-users=".length);
+      if (value === undefined || value === "") throw usage("option --allow-users needs a value, e.g. --allow-users alice,1002 or --allow-users '*'");
+      allowUsers.push(value);
+      continue;
+    }
     if (arg.startsWith("--")) {
       // Checked here, one word at a time, so cac sees at most each switch
       // once: its parse slows down faster than quadratically with many
       // options (8,000 unknown ones took 9 s).
       const [name, value] = splitOnce(arg, "=");
-      if (!LONG_SWITCHES.has(name)) throw usage(`unknown option '${name}'`);
-      if (value !== undefined) throw usage(`option '${name}' takes no value; give ${name} alone`);
+      if (!LONG_SWITCHES.has(name)) throw usage(`unknown option ${echoValue(name, "'")}`);
+      if (value !== undefined) throw usage(`option ${echoValue(name, "'")} takes no value; give ${echoValue(name)} alone`);
       long.add(arg);
       continue;
     }
@@ -142,7 +150,7 @@ function getopt(argv: string[]): { flags: ShortFlag[]; long: Set<string>; positi
       flags.push({ flag });
     }
   }
-  return { flags, long, positional, allowIp, flagsBeforeDestination };
+  return { flags, long, positional, allowIp, allowUsers, flagsBeforeDestination };
 }
 
 /** `a=b` as ["a", "b"]; `a` as ["a", undefined]. */
@@ -160,7 +168,7 @@ function usage(problem: string): TunnelError {
  * parseTunnelArgs(["-D", "9001", "user@home"]).command // "tunnel"
  */
 export function parseTunnelArgs(argv: string[]): TunnelArgsResult {
-  const { flags, long, positional, allowIp, flagsBeforeDestination } = getopt(argv);
+  const { flags, long, positional, allowIp, allowUsers, flagsBeforeDestination } = getopt(argv);
 
   // cac reads the long options (its own help and version would print as a
   // side effect of parse(), so HELP_TEXT and VERSION are ours).
@@ -195,7 +203,7 @@ export function parseTunnelArgs(argv: string[]): TunnelArgsResult {
   const [destinationText, ...command] = positional;
   if (destinationText === undefined) throw usage("no destination given: safetunnel [options] [user@]host, e.g. safetunnel -D 9001 user@home");
   if (command.length > 0) {
-    throw usage(`safetunnel runs no remote commands ('${command.join(" ")}'); it only forwards ports. Remove the command (or use ssh for it)`);
+    throw usage(`safetunnel runs no remote commands (${echoValue(command.join(" "), "'")}); it only forwards ports. Remove the command (or use ssh for it)`);
   }
   const destination = parseDestination(destinationText);
   // ssh takes user@host (and ssh://...:port) where it stands in argv: a -l
@@ -231,7 +239,7 @@ export function parseTunnelArgs(argv: string[]): TunnelArgsResult {
       case "F": configFile = v; break;
       case "o": {
         const line = parseDashO(v);
-        if (isIgnoredKeyword(line.keyword)) warnings.push(`-o ${v}: safetunnel does not use this ssh option; ignoring it.`);
+        if (isIgnoredKeyword(line.keyword)) warnings.push(`-o ${echoValue(v)}: safetunnel does not use this ssh option; ignoring it.`);
         configLines.push(line);
         break;
       }
@@ -253,6 +261,7 @@ export function parseTunnelArgs(argv: string[]): TunnelArgsResult {
     // cac reads --no-X as X = false.
     reconnect: longOptions.reconnect !== false,
     allowIp: allowIp.flatMap((text) => parseCidrList(text)),
+    allowUsers,
     warnings,
   };
 }
@@ -262,7 +271,7 @@ function parseDashO(text: string): ConfigLine {
   // readconf.c refuses these on the command line: they only make sense in a file.
   const typed = /^\s*([A-Za-z]+)/.exec(text)?.[1] ?? "";
   if (["host", "match", "include"].includes(typed.toLowerCase())) {
-    throw usage(`-o ${text}: ${typed} is not supported as a command-line option (it only works in a config file); use -F with a file that has it`);
+    throw usage(`-o ${echoValue(text)}: ${typed} is not supported as a command-line option (it only works in a config file); use -F with a file that has it`);
   }
   let directive;
   try {
@@ -273,10 +282,10 @@ function parseDashO(text: string): ConfigLine {
     directive = undefined;
   }
   if (directive === undefined || directive.args.length === 0) {
-    throw usage(`bad -o option '${text}': expected -o Keyword=value, e.g. -o Port=2222`);
+    throw usage(`bad -o option ${echoValue(text, "'")}: expected -o Keyword=value, e.g. -o Port=2222`);
   }
   if (!isKnownKeyword(directive.keyword)) {
-    throw usage(`-o ${text}: Bad configuration option (not an ssh_config keyword)`);
+    throw usage(`-o ${echoValue(text)}: Bad configuration option (not an ssh_config keyword)`);
   }
   return { keyword: directive.keyword, args: directive.args, source: "-o" };
 }

@@ -4,7 +4,7 @@
  * canonical, final...) make the block not match, with a warning, or stop us
  * when skipping the block could connect another way than configured. Pure.
  */
-import { TunnelError } from "../errors.ts";
+import { TunnelError, echoValue } from "../errors.ts";
 import { canonicalKeywordName, ROUTING_KEYWORDS, USED_KEYWORDS } from "./keywords.ts";
 import { hostPatternListMatches } from "./patterns.ts";
 import { expandPercent } from "./expand-tokens.ts";
@@ -90,14 +90,14 @@ export function matchBlockApplies(
     if (risky.length > 0) {
       throw new TunnelError(
         "BAD_CONFIG",
-        `${block.file} line ${block.line}: Match ${unsupported[0]} is not supported, and that block sets ${[...new Set(risky)].map((keyword) => canonicalKeywordName(keyword)).join(", ")}; skipping it could connect another way than you configured. Move those settings into a Host block for this host instead`,
+        `${block.file} line ${block.line}: Match ${echoValue(unsupported[0]!)} is not supported, and that block sets ${[...new Set(risky)].map((keyword) => canonicalKeywordName(keyword)).join(", ")}; skipping it could connect another way than you configured. Move those settings into a Host block for this host instead`,
       );
     }
     // Say so only when the block sets something we would use; a distribution's
     // `Match final` block of crypto policies and SendEnv is no news to anyone.
     if (blockKeywords(block.entries).some((keyword) => USED_KEYWORDS.has(keyword))) {
       for (const attribute of new Set(unsupported)) {
-        warnings.push(`${block.file} line ${block.line}: Match ${attribute} is not supported; ignoring that block`);
+        warnings.push(`${block.file} line ${block.line}: Match ${echoValue(attribute)} is not supported; ignoring that block`);
       }
     }
   }

@@ -3,7 +3,7 @@
  * percent_expand and tilde_expand_filename do, as far as we can without the
  * passwd database. Pure.
  */
-import { TunnelError } from "../errors.ts";
+import { TunnelError, echoValue } from "../errors.ts";
 
 /** Values for `expandTokens`; a token whose value is absent is an error when used. */
 export interface TokenValues {
@@ -48,7 +48,7 @@ export function expandTilde(path: string, homeDir: string): string {
   const user = path.slice(1).split("/")[0];
   throw new TunnelError(
     "BAD_CONFIG",
-    `cannot expand "~${user}" in ${path}: only ~ and ~/ are supported; write the full path instead`,
+    `cannot expand ${echoValue(`~${user}`, '"')} in ${echoValue(path)}: only ~ and ~/ are supported; write the full path instead`,
   );
 }
 
@@ -70,7 +70,7 @@ export function expandPercent(value: string, tokens: Record<string, string | und
     const key = value[i + 1];
     i++;
     if (key === undefined) {
-      throw new TunnelError("BAD_CONFIG", `"${value}" ends with a lone %; write %% for a literal percent sign`);
+      throw new TunnelError("BAD_CONFIG", `${echoValue(value, '"')} ends with a lone %; write %% for a literal percent sign`);
     }
     if (key === "%") {
       out += "%";
@@ -84,7 +84,7 @@ export function expandPercent(value: string, tokens: Record<string, string | und
         .join(" ");
       throw new TunnelError(
         "BAD_CONFIG",
-        `unknown token %${key} in "${value}"; use one of ${known} or write %% for a literal percent sign`,
+        `unknown token %${key} in ${echoValue(value, '"')}; use one of ${known} or write %% for a literal percent sign`,
       );
     }
     out += replacement;

@@ -6,7 +6,7 @@
  * rejects the '/' form; we accept it for all three kinds because tutorials
  * written for older OpenSSH still tell users to type it.
  */
-import { TunnelError } from "../errors.ts";
+import { TunnelError, echoValue } from "../errors.ts";
 import { formatAddress, hostPort, isLoopbackAddress, mappedIPv4, parseIPv6, parsePortNumber, unbracket } from "../address.ts";
 
 export type ForwardKind = "dynamic" | "local" | "remote";
@@ -111,7 +111,7 @@ export function parseForwardSpec(kind: ForwardKind, spec: string): ForwardSpec {
     if (err instanceof SpecProblem) {
       throw new TunnelError(
         "BAD_FORWARD_SPEC",
-        `Bad ${kind} forwarding specification '${spec}': ${err.reason}`,
+        `Bad ${kind} forwarding specification ${echoValue(spec, "'")}: ${err.reason}`,
       );
     }
     throw err;
@@ -147,13 +147,13 @@ export function parseForwardConfigArgs(kind: ForwardKind, args: string[]): Forwa
   if (given.length > maxArgs) {
     throw new TunnelError(
       "BAD_FORWARD_SPEC",
-      `${keyword} '${given.join(" ")}' has too many arguments; expected ${shape}`,
+      `${keyword} ${echoValue(given.join(" "), "'")} has too many arguments; expected ${shape}`,
     );
   }
   if (kind === "local" && given.length === 1) {
     throw new TunnelError(
       "BAD_FORWARD_SPEC",
-      `${keyword} '${given[0]}' is missing its target argument; expected ${shape}`,
+      `${keyword} ${echoValue(given[0]!, "'")} is missing its target argument; expected ${shape}`,
     );
   }
   if (given.length === 1) return parseForwardSpec(kind, given[0]!);
@@ -253,7 +253,7 @@ export function listenAddresses(
   return {
     hosts: [...LOOPBACK_HOSTS],
     warning:
-      `Ignoring bind address '${address}'${allInterfaces} for ${label}: GatewayPorts is off, ` +
+      `Ignoring bind address ${echoValue(address, "'")}${allInterfaces} for ${label}: GatewayPorts is off, ` +
       `so listening on loopback only; pass -g (or -o GatewayPorts=yes) to listen on it.`,
   };
 }
@@ -284,7 +284,7 @@ function usesSlashSeparator(text: string): boolean {
 function splitSlashFields(text: string): Field[] {
   return text.split("/").map((part) => {
     const inner = unbracket(part);
-    if (inner.includes("[") || inner.includes("]")) fail(`unbalanced '[' or ']' in '${part}'`);
+    if (inner.includes("[") || inner.includes("]")) fail(`unbalanced '[' or ']' in ${echoValue(part, "'")}`);
     return { text: inner, isPath: false };
   });
 }
@@ -296,12 +296,12 @@ function splitColonFields(text: string): Field[] {
   for (;;) {
     if (text[i] === "[") {
       const close = text.indexOf("]", i + 1);
-      if (close < 0) fail(`unbalanced '[' or ']' in '${text.slice(i)}'`);
+      if (close < 0) fail(`unbalanced '[' or ']' in ${echoValue(text.slice(i), "'")}`);
       const inner = text.slice(i + 1, close);
-      if (inner.includes("[")) fail(`unbalanced '[' or ']' in '${text.slice(i, close + 1)}'`);
+      if (inner.includes("[")) fail(`unbalanced '[' or ']' in ${echoValue(text.slice(i, close + 1), "'")}`);
       fields.push({ text: inner, isPath: inner.startsWith("/") });
       i = close + 1;
-      if (i < text.length && text[i] !== ":") fail(`expected ':' after '${text.slice(0, i)}'`);
+      if (i < text.length && text[i] !== ":") fail(`expected ':' after ${echoValue(text.slice(0, i), "'")}`);
     } else {
       let field = "";
       const start = i;
@@ -312,7 +312,7 @@ function splitColonFields(text: string): Field[] {
           if (i >= text.length) fail("it ends with a lone backslash");
           c = text[i]!;
         } else if (c === "[" || c === "]") {
-          fail(`unbalanced '[' or ']' in '${text.slice(start).split(":")[0]}'`);
+          fail(`unbalanced '[' or ']' in ${echoValue(text.slice(start).split(":")[0]!, "'")}`);
         }
         field += c;
         i++;
@@ -334,7 +334,7 @@ function targetPort(field: Field): number {
 
 function parsePort(field: Field, min: 0 | 1): number {
   if (field.text === "") fail("a port is missing");
-  return parsePortNumber(field.text, min) ?? fail(`port '${field.text}' is not a number from ${min} to 65535`);
+  return parsePortNumber(field.text, min) ?? fail(`port ${echoValue(field.text, "'")} is not a number from ${min} to 65535`);
 }
 
 function bindAddress(field: Field, usage: string): string {

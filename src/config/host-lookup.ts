@@ -5,6 +5,7 @@
  * and the settings safetunnel must refuse rather than skip. Jump hosts get
  * their own lookup, as each ProxyJump hop is its own `ssh` in OpenSSH.
  */
+import { echoValue } from "../errors.ts";
 import { KEYWORDS, MULTI_VALUED_KEYWORDS } from "./keywords.ts";
 import type { ParsedConfig } from "./parse-ssh-config.ts";
 import { resolveHostConfig } from "./resolve-host-config.ts";
@@ -84,9 +85,9 @@ export function unsupportedSettings(alias: string, lookup: HostLookup): { errors
     const value = lookup.first(keyword)?.[0];
     if (value === undefined || treatment.offValues.includes(value.toLowerCase())) continue;
     if (treatment.kind === "refused") {
-      errors.push(`${name} is set for ${alias} (${lookup.where(keyword)}), and safetunnel ${treatment.reason}; ${treatment.fix}`);
+      errors.push(`${name} is set for ${echoValue(alias)} (${lookup.where(keyword)}), and safetunnel ${treatment.reason}; ${treatment.fix}`);
     } else {
-      warnings.push(`${name} (${lookup.where(keyword)}) is not supported; ${treatment.instead} for ${alias}.`);
+      warnings.push(`${name} (${lookup.where(keyword)}) is not supported; ${treatment.instead} for ${echoValue(alias)}.`);
     }
   }
   return { errors, warnings };

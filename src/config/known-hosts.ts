@@ -10,7 +10,7 @@ import { Buffer } from "node:buffer";
 import { createHash, createHmac, randomBytes } from "node:crypto";
 import { mkdir, open, readFile } from "node:fs/promises";
 import { dirname } from "node:path";
-import { TunnelError, errnoCode } from "../errors.ts";
+import { TunnelError, describeError, echoValue, errnoCode } from "../errors.ts";
 import { hostPatternListMatches } from "./patterns.ts";
 import { decodeStrictBase64, nextToken, skipBlanks } from "./key-line.ts";
 
@@ -382,7 +382,7 @@ export async function loadKnownHosts(paths: string[]): Promise<KnownHostsEntry[]
       if (code === "ENOENT" || code === "ENOTDIR") continue;
       throw new TunnelError(
         "BAD_CONFIG",
-        `cannot read known_hosts file ${path} (${code ?? String(err)}); fix its permissions or point UserKnownHostsFile elsewhere`,
+        `cannot read known_hosts file ${echoValue(path)} (${code ?? describeError(err)}); fix its permissions or point UserKnownHostsFile elsewhere`,
         { cause: err },
       );
     }
@@ -419,7 +419,7 @@ export async function appendKnownHost(path: string, line: string): Promise<void>
   } catch (err) {
     throw new TunnelError(
       "BAD_CONFIG",
-      `cannot add host key to ${path} (${errnoCode(err) ?? String(err)}); fix its permissions or point UserKnownHostsFile elsewhere`,
+      `cannot add host key to ${echoValue(path)} (${errnoCode(err) ?? describeError(err)}); fix its permissions or point UserKnownHostsFile elsewhere`,
       { cause: err },
     );
   }

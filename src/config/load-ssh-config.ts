@@ -5,7 +5,7 @@
  */
 import { readFile as fsReadFile, readdir } from "node:fs/promises";
 import { Buffer } from "node:buffer";
-import { TunnelError, errnoCode } from "../errors.ts";
+import { TunnelError, describeError, echoValue, errnoCode } from "../errors.ts";
 import { matchPattern } from "./patterns.ts";
 import { parseSshConfig, type ConfigBlock, type ConfigDirective, type ConfigEntry, type ParsedConfig } from "./parse-ssh-config.ts";
 import { expandTilde } from "./expand-tokens.ts";
@@ -49,7 +49,7 @@ export async function loadSshConfig(
   const loaded = await loadFile(path, 0, env, undefined);
   if (loaded !== undefined) return loaded;
   if (options.required) {
-    throw new TunnelError("BAD_CONFIG", `cannot read config file ${path}: it does not exist; check the -F path`);
+    throw new TunnelError("BAD_CONFIG", `cannot read config file ${echoValue(path)}: it does not exist; check the -F path`);
   }
   return { file: path, blocks: [{ kind: "global", entries: [] }] };
 }
@@ -79,8 +79,8 @@ async function loadFile(
     if (code === "EISDIR") text = "";
     else {
       const where = includedFrom ? `${includedFrom.file} line ${includedFrom.line}: ` : "";
-      const reason = err instanceof Error ? err.message : String(err);
-      throw new TunnelError("BAD_CONFIG", `${where}cannot read config file ${path} (${reason}); fix its permissions`, {
+      const reason = describeError(err);
+      throw new TunnelError("BAD_CONFIG", `${where}cannot read config file ${echoValue(path)} (${reason}); fix its permissions`, {
         cause: err,
       });
     }
@@ -123,7 +123,7 @@ function includePath(arg: string, directive: ConfigDirective, env: LoadEnv): str
     if (env.system) {
       throw new TunnelError(
         "BAD_CONFIG",
-        `${directive.file} line ${directive.line}: Include path ${arg} may not start with ~ in the system config; use an absolute path`,
+        `${directive.file} line ${directive.line}: Include path ${echoValue(arg)} may not start with ~ in the system config; use an absolute path`,
       );
     }
     return expandTilde(arg, env.homeDir);

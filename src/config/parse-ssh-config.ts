@@ -4,7 +4,7 @@
  * judged: values stay raw strings and unknown keywords survive, so the caller
  * decides what each one means.
  */
-import { TunnelError } from "../errors.ts";
+import { TunnelError, echoValue } from "../errors.ts";
 import { COMMAND_KEYWORDS, currentKeyword } from "./keywords.ts";
 
 /** One `Keyword args...` line. `keyword` is lowercased and de-aliased. */
@@ -75,10 +75,10 @@ export function parseSshConfig(text: string, file: string): ParsedConfig {
     const typed = split.keyword;
     const lower = typed.toLowerCase();
     const keyword = currentKeyword(lower);
-    if (split.rest === "") throw fail(`no argument after keyword "${typed}"; add a value or remove the line`);
+    if (split.rest === "") throw fail(`no argument after keyword ${echoValue(typed, '"')}; add a value or remove the line`);
     const words = splitArgs(split.rest);
     if (words === undefined) {
-      throw fail(`unbalanced quotes after "${typed}"; close the quote or escape it with a backslash`);
+      throw fail(`unbalanced quotes after ${echoValue(typed, '"')}; close the quote or escape it with a backslash`);
     }
     if (keyword === "host") {
       if (words.length === 0) throw fail(`Host needs at least one pattern; add one or remove the line`);
@@ -96,7 +96,7 @@ export function parseSshConfig(text: string, file: string): ParsedConfig {
     if (COMMAND_KEYWORDS.has(keyword)) {
       args = [split.rest.replace(/^[ \t\r\n=]+/, "")];
     } else if (args.length === 0) {
-      throw fail(`missing argument for "${typed}"; add a value or remove the line`);
+      throw fail(`missing argument for ${echoValue(typed, '"')}; add a value or remove the line`);
     }
     const directive: ConfigDirective = { keyword, args, file, line };
     if (keyword === "include") {
@@ -198,7 +198,7 @@ function parseMatchCriteria(words: string[], fail: (message: string) => TunnelEr
     const attribute = (eq >= 0 ? word.slice(0, eq) : word).toLowerCase();
     let arg = eq >= 0 ? word.slice(eq + 1) : undefined;
     if (attribute === "all" || attribute === "canonical" || attribute === "final") {
-      if (arg !== undefined) throw fail(`Match ${attribute} takes no argument; remove "=${arg}"`);
+      if (arg !== undefined) throw fail(`Match ${attribute} takes no argument; remove ${echoValue(`=${arg}`, '"')}`);
       if (attribute === "all" && i < words.length) {
         throw fail(`'all' cannot be combined with other Match conditions; remove "all" or the conditions after it`);
       }
@@ -207,10 +207,10 @@ function parseMatchCriteria(words: string[], fail: (message: string) => TunnelEr
     }
     if (attribute === "") throw fail(`empty Match condition; remove the stray "!" or "="`);
     if (arg === undefined) {
-      if (i >= words.length) throw fail(`missing argument for Match ${attribute}; add a pattern after it`);
+      if (i >= words.length) throw fail(`missing argument for Match ${echoValue(attribute)}; add a pattern after it`);
       arg = words[i++] as string;
     }
-    if (arg === "") throw fail(`empty argument for Match ${attribute}; add a pattern after it`);
+    if (arg === "") throw fail(`empty argument for Match ${echoValue(attribute)}; add a pattern after it`);
     criteria.push({ attribute, negated, arg });
   }
   return criteria;

@@ -6,7 +6,7 @@
  * Defaults and value spellings follow ssh_config(5) for OpenSSH 9.2.
  */
 import { createHash } from "node:crypto";
-import { TunnelError } from "../errors.ts";
+import { TunnelError, echoValue } from "../errors.ts";
 import { parsePortNumber } from "../address.ts";
 import { expandTilde, expandTokens } from "./expand-tokens.ts";
 
@@ -242,14 +242,14 @@ export function parseDestination(text: string, what = "destination"): JumpHost {
     port = parsePort(rest.slice(colon + 1), what);
   }
   if (host === "" || (user !== undefined && user === "")) {
-    throw new TunnelError("USAGE", `Bad ${what} '${text}': expected [user@]host${what === "ProxyJump" ? "[:port]" : ""}`);
+    throw new TunnelError("USAGE", `Bad ${what} ${echoValue(text, "'")}: expected [user@]host${what === "ProxyJump" ? "[:port]" : ""}`);
   }
   return { ...(user !== undefined ? { user } : {}), host, ...(port !== undefined ? { port } : {}) };
 }
 
 function parsePort(text: string, what: string): number {
   const port = parsePortNumber(text);
-  if (port === undefined) throw new TunnelError("BAD_CONFIG", `Bad port '${text}' for ${what}: expected a number from 1 to 65535`);
+  if (port === undefined) throw new TunnelError("BAD_CONFIG", `Bad port ${echoValue(text, "'")} for ${what}: expected a number from 1 to 65535`);
   return port;
 }
 
@@ -261,7 +261,7 @@ function yesNo(options: OptionLookup, keyword: string, fallback: boolean): boole
   if (v === "no" || v === "false") return false;
   // GatewayPorts also takes "clientspecified" on the server side; on the client it means yes.
   if (keyword === "gatewayports" && v === "clientspecified") return true;
-  throw new TunnelError("BAD_CONFIG", `Bad value '${value}' for ${keyword}: expected yes or no`);
+  throw new TunnelError("BAD_CONFIG", `Bad value ${echoValue(value, "'")} for ${keyword}: expected yes or no`);
 }
 
 /** ServerAliveInterval in ms: the default when unset, 0 (off) when set to 0, as ssh_config(5) reads it. */
@@ -274,7 +274,7 @@ function seconds(options: OptionLookup, keyword: string): number | undefined {
   const value = options.first(keyword)?.[0];
   if (value === undefined || value.toLowerCase() === "none") return undefined;
   const n = parseTimeSpec(value);
-  if (n === undefined) throw new TunnelError("BAD_CONFIG", `Bad value '${value}' for ${keyword}: expected seconds, or a time like 30s, 5m, 1h30m`);
+  if (n === undefined) throw new TunnelError("BAD_CONFIG", `Bad value ${echoValue(value, "'")} for ${keyword}: expected seconds, or a time like 30s, 5m, 1h30m`);
   return n === 0 ? undefined : n * 1000;
 }
 
@@ -303,7 +303,7 @@ export function parseTimeSpec(text: string): number | undefined {
 function integer(options: OptionLookup, keyword: string, fallback: number): number {
   const value = options.first(keyword)?.[0];
   if (value === undefined) return fallback;
-  if (!/^\d+$/.test(value)) throw new TunnelError("BAD_CONFIG", `Bad value '${value}' for ${keyword}: expected a whole number`);
+  if (!/^\d+$/.test(value)) throw new TunnelError("BAD_CONFIG", `Bad value ${echoValue(value, "'")} for ${keyword}: expected a whole number`);
   return Number(value);
 }
 
@@ -322,7 +322,7 @@ function strictness(value: string | undefined): StrictHostKeyChecking {
     case "accept-new":
       return "accept-new";
     default:
-      throw new TunnelError("BAD_CONFIG", `Bad value '${value}' for StrictHostKeyChecking: expected yes, accept-new, no or ask`);
+      throw new TunnelError("BAD_CONFIG", `Bad value ${echoValue(value ?? "", "'")} for StrictHostKeyChecking: expected yes, accept-new, no or ask`);
   }
 }
 
@@ -336,7 +336,7 @@ function addressFamily(value: string | undefined): HopSettings["addressFamily"] 
     case "inet6":
       return "inet6";
     default:
-      throw new TunnelError("BAD_CONFIG", `Bad value '${value}' for AddressFamily: expected any, inet or inet6`);
+      throw new TunnelError("BAD_CONFIG", `Bad value ${echoValue(value ?? "", "'")} for AddressFamily: expected any, inet or inet6`);
   }
 }
 

@@ -19,8 +19,9 @@ import { hostPort, unbracket } from "../address.ts";
 import { listenAll, type Listener } from "./listen.ts";
 import type { Logger } from "../log.ts";
 import type { TrafficStats } from "./stats.ts";
-import { RefusalLog } from "./refusal-log.ts";
+import { droppedClientLine, RefusalLog } from "./refusal-log.ts";
 import type { PeerLookup } from "../platform/peer-lookup.ts";
+import type { AccessGate } from "./access-gate.ts";
 
 export interface DynamicForwardOptions {
   /** "-D 9001", for messages. */
@@ -36,10 +37,11 @@ export interface DynamicForwardOptions {
   /** Milliseconds now; injectable so tests can step over the refusal window. @default Date.now */
   clock?: () => number;
   /**
-   * Who is behind a client, asked only to name the program in a refusal line
-   * (never for requests that go out: looking up every accepted connection in
-   * /proc/net/tcp doubled the CPU a SOCKS connection costs). Share one among
-   * forwards. @default none: refusal lines name no program
+   * Who is behind a client, asked only to name the program in a refusal or
+   * dropped-client line, which are folded per program (never for requests
+   * that go out: looking up every accepted connection in /proc/net/tcp
+   * doubled the CPU a SOCKS connection costs). Share one among forwards.
+   * @default none: those lines name no program and are folded per address
    */
   peers?: PeerLookup;
   /**
@@ -48,6 +50,8 @@ export interface DynamicForwardOptions {
    * unreachable (0x04)
    */
   localAnswers?: LocalAnswers;
+  /** Who may use this port (another local account gets 0x02). @default everyone */
+  access?: AccessGate;
 }
 
 /**
@@ -87,9 +91,14 @@ export async function startDynamicForward(options: DynamicForwardOptions): Promi
     log,
     clock: options.clock,
     nameProgram: peers === undefined ? undefined : (client) => peers.programOf(client),
+    droppedLine: (client, reason, program) => droppedClientLine(options.label, client, reason, program),
   });
 
   const onConnect = async (request: SocksRequest, client: SocksClient, signal: AbortSignal): Promise<ConnectOutcome> => {
+    // First: another account's program gets nothing of ours, not even a canary answer.
+    if (options.access !== undefined && !(await options.access.admit(client, options.label))) {
+      return { ok: false, reply: Socks5Reply.NOT_ALLOWED };
+    }
     const { destination } = request;
     const target = hostPort(destination.host, destination.port);
     // RFC 6761 .invalid names (leak-check canaries among them): answered here, never sent to the SSH server.
@@ -158,7 +167,8 @@ export async function startDynamicForward(options: DynamicForwardOptions): Promi
     onEstablished,
     onProtocolError: (client, reason) => {
       stats.protocolErrors++;
-      log.info(`${options.label}: dropped SOCKS client ${client.address}:${client.port}: ${reason}.`, { event: "protocol-error" });
+      // Folded per program (or address) and 10 s: a fuzzer must not fill the log.
+      void refusals.dropped(client, reason);
     },
   };
   const listener = await listenAll(options.hosts, options.port, options.label, (socket) => serveSocksSocket(socket, handshake), log);

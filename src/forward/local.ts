@@ -11,6 +11,7 @@ import type { Logger } from "../log.ts";
 import type { TrafficStats } from "./stats.ts";
 import { joinStreams } from "./pipe.ts";
 import { listenAll, type Listener } from "./listen.ts";
+import type { AccessGate } from "./access-gate.ts";
 
 export interface LocalForwardOptions {
   label: string;
@@ -20,6 +21,8 @@ export interface LocalForwardOptions {
   session: TunnelSession;
   log: Logger;
   stats: TrafficStats;
+  /** Who may connect (another local account is refused). @default everyone */
+  access?: AccessGate;
 }
 
 /**
@@ -33,6 +36,17 @@ export function startLocalForward(options: LocalForwardOptions): Promise<Listene
     socket.pause();
     socket.on("error", () => {});
     const origin = { address: socket.remoteAddress ?? "127.0.0.1", port: socket.remotePort ?? 0 };
+    const client = { ...origin, localAddress: socket.localAddress ?? "", localPort: socket.localPort ?? 0 };
+    const admitted = options.access === undefined ? Promise.resolve(true) : options.access.admit(client, label);
+    void admitted.then((ok) => {
+      if (!ok) {
+        socket.destroy();
+        return;
+      }
+      connect(socket, origin);
+    });
+  };
+  const connect = (socket: Socket, origin: { address: string; port: number }): void => {
     session.openDirect(target.host, target.port, origin).then(
       (channel) => {
         if (socket.destroyed) {

@@ -1,23 +1,27 @@
 /**
  * The log side of refusing an IP-address request: one warning that says who
- * asked, why it leaked, and how to fix that app.
+ * asked, why it leaked, and how to fix that app. Clients dropped for SOCKS
+ * protocol errors (garbage, HTTP on the SOCKS port, a fuzzer) are logged here
+ * too, folded the same way.
  *
  * A misconfigured browser is refused dozens of times a page, so a full line
  * is written at most once per program (or client address, where no program
  * can be named) and SOCKS version in a 10-second window; refusals in between
  * go to -v and are counted into the next full line. Each app needs its own
- * fix, and the fix differs between SOCKS4 and SOCKS5, hence the key.
+ * fix, and the fix differs between SOCKS4 and SOCKS5, hence the key. Dropped
+ * clients are keyed on the program (or address) alone.
  */
 import { formatAddress, hostPort } from "../address.ts";
 import { refusalFix } from "../client-setup.ts";
 import { within } from "../deadline.ts";
+import { FOLD_WINDOW_MS, FoldWindow, foldedSince } from "../fold-window.ts";
 import type { Logger } from "../log.ts";
 import type { SocksRequest } from "../socks/codec.ts";
 import { classifyHost } from "../socks/policy.ts";
 import type { SocksClient } from "../socks/server.ts";
 
-/** At most one full refusal line per key in this window. */
-export const REFUSAL_WINDOW_MS = 10_000;
+/** At most one full refusal (or dropped-client) line per key in this window. */
+export const REFUSAL_WINDOW_MS = FOLD_WINDOW_MS;
 
 export interface RefusalLogOptions {
   log: Logger;
@@ -44,6 +48,13 @@ export interface RefusalLogOptions {
    */
   line?: (request: SocksRequest, client: SocksClient, program: string | undefined) => string;
   /**
+   * The line for a client dropped for a SOCKS protocol error, without its
+   * closing full stop (the count of folded lines goes before it). The same
+   * words serve the full line and, for folded ones, the -v line.
+   * @default droppedClientLine with no label
+   */
+  droppedLine?: (client: SocksClient, reason: string, program: string | undefined) => string;
+  /**
    * Keys remembered at most: with -g, many addresses may come and go. When
    * full, expired keys are forgotten, then all (at worst a line is repeated
    * early). @default 1024
@@ -58,40 +69,31 @@ export interface RefusalLogOptions {
  */
 export class RefusalLog {
   readonly #log: Logger;
-  readonly #clock: () => number;
   readonly #nameProgram: ((client: SocksClient) => Promise<string | undefined>) | undefined;
   readonly #nameWaitMs: number;
-  readonly #maxKeys: number;
   readonly #line: (request: SocksRequest, client: SocksClient, program: string | undefined) => string;
-  /** When each key last had a full line, and how many were folded since. */
-  readonly #lastFull = new Map<string, { at: number; folded: number }>();
+  readonly #droppedLine: (client: SocksClient, reason: string, program: string | undefined) => string;
+  readonly #window: FoldWindow;
 
   constructor(options: RefusalLogOptions) {
     this.#log = options.log;
-    this.#clock = options.clock ?? Date.now;
     this.#nameProgram = options.nameProgram;
     this.#nameWaitMs = options.nameWaitMs ?? 1000;
-    this.#maxKeys = options.maxKeys ?? 1024;
     this.#line = options.line ?? refusalLine;
+    this.#droppedLine = options.droppedLine ?? ((client, reason, program) => droppedClientLine("", client, reason, program));
+    this.#window = new FoldWindow({ clock: options.clock ?? Date.now, maxKeys: options.maxKeys ?? 1024 });
   }
 
-  /** Log one refusal: a full warning, or a -v line counted into the next full one. */
   /** Logs the refusal (or folds it into the next line); resolves with the program's name when it was found. */
   async report(request: SocksRequest, client: SocksClient): Promise<string | undefined> {
-    const program = this.#nameProgram === undefined ? undefined : await within(this.#nameProgram(client), this.#nameWaitMs);
-    const now = this.#clock();
-    const key = `${program ?? client.address}/${request.version}`;
-    const seen = this.#lastFull.get(key);
+    const program = await this.#program(client);
+    const folded = this.#window.admit(`${program ?? client.address}/${request.version}`);
     const target = hostPort(request.destination.host, request.destination.port);
-    if (seen !== undefined && now - seen.at < REFUSAL_WINDOW_MS) {
-      seen.folded++;
+    if (folded === undefined) {
       this.#log.debug(1, `Refused SOCKS${request.version} CONNECT to ${target} from ${client.address}:${client.port}${program ? ` (${program})` : ""} (IP address).`);
       return program;
     }
-    this.#makeRoom(now);
-    this.#lastFull.set(key, { at: now, folded: 0 });
-    const more = seen !== undefined && seen.folded > 0 ? ` (${seen.folded} more refused since the last such line)` : "";
-    this.#log.warn(this.#line(request, client, program) + more, {
+    this.#log.warn(this.#line(request, client, program) + foldedSince(folded, "refused"), {
       event: "refused",
       code: "SOCKS_IP_REFUSED",
       destination: target,
@@ -101,11 +103,44 @@ export class RefusalLog {
     return program;
   }
 
-  #makeRoom(now: number): void {
-    if (this.#lastFull.size < this.#maxKeys) return;
-    for (const [key, seen] of this.#lastFull) if (now - seen.at >= REFUSAL_WINDOW_MS) this.#lastFull.delete(key);
-    if (this.#lastFull.size >= this.#maxKeys) this.#lastFull.clear();
+  /**
+   * Logs a client dropped for a SOCKS protocol error (or folds it into the
+   * next such line of its program or address). Never rejects. The caller has
+   * counted it already, and need not wait: the client's socket is still open
+   * when this is called, which is when a program lookup can still find it.
+   */
+  async dropped(client: SocksClient, reason: string): Promise<void> {
+    const program = await this.#program(client);
+    const folded = this.#window.admit(`${program ?? client.address}/dropped`);
+    const line = this.#droppedLine(client, reason, program);
+    if (folded === undefined) {
+      this.#log.debug(1, `${line}.`);
+      return;
+    }
+    this.#log.info(`${line}${foldedSince(folded, "dropped")}.`, {
+      event: "protocol-error",
+      client: `${client.address}:${client.port}`,
+      program: program ?? null,
+    });
   }
+
+  #program(client: SocksClient): Promise<string | undefined> {
+    return this.#nameProgram === undefined ? Promise.resolve(undefined) : within(this.#nameProgram(client), this.#nameWaitMs);
+  }
+}
+
+/**
+ * The line for a client dropped for a SOCKS protocol error, without the
+ * closing full stop. `farSide`: a client of a remote dynamic forward, which
+ * came in through the SSH server (its program cannot be named).
+ *
+ * @example
+ * droppedClientLine("-D 9001", { address: "127.0.0.1", port: 51234, localAddress: "127.0.0.1", localPort: 9001 }, "not a SOCKS request (first byte 0x00)", "curl")
+ * // "-D 9001: dropped SOCKS client 127.0.0.1:51234 (curl): not a SOCKS request (first byte 0x00)"
+ */
+export function droppedClientLine(label: string, client: SocksClient, reason: string, program: string | undefined, farSide = false): string {
+  const who = `${client.address}:${client.port}${program ? ` (${program})` : ""}${farSide ? " on the far side" : ""}`;
+  return `${label === "" ? "" : `${label}: `}dropped SOCKS client ${who}: ${reason}`;
 }
 
 /**

@@ -22,7 +22,7 @@ import type { RemoteListen, TunnelSession } from "../ssh/session.ts";
 import type { Logger } from "../log.ts";
 import type { TrafficStats } from "./stats.ts";
 import { joinStreams } from "./pipe.ts";
-import { farSideRefusalLine, RefusalLog } from "./refusal-log.ts";
+import { droppedClientLine, farSideRefusalLine, RefusalLog } from "./refusal-log.ts";
 import type { RunningRemoteForward } from "./remote.ts";
 import { hostPort, unbracket } from "../address.ts";
 import { TunnelError, describeError, errnoCode } from "../errors.ts";
@@ -92,6 +92,7 @@ export async function startRemoteDynamicForward(options: RemoteDynamicForwardOpt
     ...(options.clock !== undefined ? { clock: options.clock } : {}),
     // No program names: the client is on the server's side, out of reach of our /proc.
     line: (request, client) => farSideRefusalLine(request, client, label),
+    droppedLine: (client, reason) => droppedClientLine(label, client, reason, undefined, true),
   });
   // Channels and sockets of this forward, destroyed when it closes.
   const live = new Set<Duplex>();
@@ -160,7 +161,9 @@ export async function startRemoteDynamicForward(options: RemoteDynamicForwardOpt
     onEstablished,
     onProtocolError: (client, reason) => {
       stats.protocolErrors++;
-      log.info(`${label}: dropped SOCKS client ${client.address}:${client.port} on the far side: ${reason}.`, { event: "protocol-error" });
+      // Folded per originator address and 10 s, as refusals: whoever is on the
+      // far side must not be able to fill our log.
+      void refusals.dropped(client, reason);
     },
   };
 

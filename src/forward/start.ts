@@ -16,6 +16,7 @@ import { startRemoteForward } from "./remote.ts";
 import { startRemoteDynamicForward } from "./remote-dynamic.ts";
 import type { TrafficStats } from "./stats.ts";
 import type { PeerLookup } from "../platform/peer-lookup.ts";
+import type { AccessGate } from "./access-gate.ts";
 
 
 export interface ForwardContext {
@@ -37,6 +38,8 @@ export interface ForwardContext {
    * @default none: `.invalid` names are host unreachable
    */
   localAnswers?: LocalAnswers;
+  /** Who may use -D and -L ports (another local account is refused). @default everyone */
+  access?: AccessGate;
 }
 
 /** A forward that is up. */
@@ -126,7 +129,7 @@ export async function startForward(spec: TcpForwardSpec, context: ForwardContext
   if (warning !== null) log.warn(warning);
   if (spec.kind === "local") {
     const { target } = spec;
-    const forward = await startLocalForward({ label, hosts, port: spec.listen.port, target, session, log, stats });
+    const forward = await startLocalForward({ label, hosts, port: spec.listen.port, target, session, log, stats, ...(context.access !== undefined ? { access: context.access } : {}) });
     return {
       label,
       announcement: {
@@ -147,6 +150,7 @@ export async function startForward(spec: TcpForwardSpec, context: ForwardContext
     stats,
     ...(context.peers !== undefined ? { peers: context.peers } : {}),
     ...(context.localAnswers !== undefined ? { localAnswers: context.localAnswers } : {}),
+    ...(context.access !== undefined ? { access: context.access } : {}),
   });
   return {
     label,

@@ -17,7 +17,7 @@
  */
 import type { Duplex } from "node:stream";
 import type { Client, ConnectConfig, HostVerifier } from "ssh2";
-import { TunnelError, describeError, isTunnelError } from "../errors.ts";
+import { TunnelError, describeError, echoValue, isTunnelError } from "../errors.ts";
 import type { Logger } from "../log.ts";
 import type { HopSettings } from "../config/settings.ts";
 import { keyTypesKnownFor, loadKnownHosts, orderHostKeyAlgorithms } from "../config/known-hosts.ts";
@@ -27,6 +27,7 @@ import { pinFirstHostKey, verifyHostKey } from "./host-key.ts";
 import type { PromptRequest } from "./prompt.ts";
 import { loadSsh2 } from "./ssh2-module.ts";
 import { openJumpChannel, openTcpSocket } from "./transport.ts";
+import { guardChannelOpens } from "./unrequested-opens.ts";
 
 export interface ConnectDeps {
   prompt: (request: PromptRequest) => Promise<string | null>;
@@ -94,7 +95,7 @@ export async function connectChain(hops: HopSettings[], deps: ConnectDeps): Prom
 /** "Connection refused" alone is a puzzle with -J: say which hop it was. */
 function nameJumpHost(hop: HopSettings, err: unknown): unknown {
   if (!isTunnelError(err)) return err;
-  return new TunnelError(err.code, `jump host ${hop.alias}: ${err.message}`, { exitCode: err.exitCode, cause: err });
+  return new TunnelError(err.code, `jump host ${echoValue(hop.alias)}: ${err.message}`, { exitCode: err.exitCode, cause: err });
 }
 
 function chainOf(opened: Client[]): Chain {
@@ -188,6 +189,9 @@ function handshake(hop: HopSettings, stream: Duplex, { client, auth, hostKeyAlgo
       if (!ready) reject(failure.explain(hop, auth));
     });
     client.connect(connectConfig(hop, stream, { auth, hostVerifier, hostKeyAlgorithms, preferChaCha20: deps.preferChaCha20 ?? false, log }));
+    // From the first packet on, jump hosts included: an X11 or agent channel
+    // nobody asked for is refused and reported (unrequested-opens.ts).
+    guardChannelOpens(client, { log });
   });
 }
 

@@ -13,7 +13,7 @@
  * (packet.c sshpkt_vfatal()), and "Connection closed by host port P"
  * (packet.c again) becomes "Connection to host port P closed: why".
  */
-import { TunnelError } from "../errors.ts";
+import { TunnelError, echoValue } from "../errors.ts";
 import { singleLine } from "../log.ts";
 import type { HopSettings } from "../config/settings.ts";
 
@@ -63,14 +63,15 @@ export class HandshakeFailure {
 function describe(hop: HopName, err: Error | undefined, methods: string[]): TunnelError {
   // The server may have chosen this text (a disconnect reason): keep it on one line.
   const message = singleLine(err?.message ?? "connection closed during the SSH handshake");
+  const host = echoValue(hop.hostname);
   if (AUTHENTICATION_END.test(message)) {
     return new TunnelError(
       "AUTH_FAILED",
-      `${hop.user}@${hop.hostname}: Permission denied (${methods.join(",") || "publickey"}); load a key into ssh-agent or pass one with -i, and check the user name (-l).`,
+      `${echoValue(hop.user)}@${host}: Permission denied (${methods.join(",") || "publickey"}); load a key into ssh-agent or pass one with -i, and check the user name (-l).`,
     );
   }
   if (/handshake failed|no matching/i.test(message)) {
-    return new TunnelError("SSH_DISCONNECTED", `Unable to negotiate with ${hop.hostname} port ${hop.port}: ${message}`);
+    return new TunnelError("SSH_DISCONNECTED", `Unable to negotiate with ${host} port ${hop.port}: ${echoValue(message, "", 1000)}`);
   }
-  return new TunnelError("SSH_DISCONNECTED", `Connection to ${hop.hostname} port ${hop.port} closed: ${message}`);
+  return new TunnelError("SSH_DISCONNECTED", `Connection to ${host} port ${hop.port} closed: ${echoValue(message, "", 1000)}`);
 }

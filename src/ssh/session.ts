@@ -10,6 +10,7 @@ import type { Client } from "ssh2";
 import { singleLine } from "../log.ts";
 import { ChannelOpenError, classifyOpenFailure, openFailureText } from "./channel-failure.ts";
 import { connectChain, type ConnectDeps } from "./connection.ts";
+import { guardChannelOpens, type WarningLog } from "./unrequested-opens.ts";
 import type { HopSettings } from "../config/settings.ts";
 
 export interface Origin {
@@ -67,17 +68,23 @@ export interface TunnelSession {
  */
 export async function connectSession(hops: HopSettings[], deps: ConnectDeps): Promise<TunnelSession> {
   const chain = await connectChain(hops, deps);
-  return sessionFromClient(chain.client, chain.close);
+  return sessionFromClient(chain.client, chain.close, deps.log);
 }
 
 /**
  * A TunnelSession over an authenticated ssh2 Client.
  *
+ * Channels the server opens unasked (X11, agent, a forwarded-tcpip for a port
+ * no -R asked for) are refused and reported to `log` in OpenSSH's words,
+ * folded to one line per kind per 10 s (unrequested-opens.ts). connectChain
+ * guards each connection with the run's log already; `log` replaces it.
+ * @default log: the connection's (connectChain's), else nothing is written
+ *
  * @example
- * const session = sessionFromClient(chain.client, chain.close);
+ * const session = sessionFromClient(chain.client, chain.close, log);
  * const channel = await session.openDirect("example.org", 443, { address: "127.0.0.1", port: 50000 });
  */
-export function sessionFromClient(client: Client, disconnect: () => Promise<void> = () => endClient(client)): TunnelSession {
+export function sessionFromClient(client: Client, disconnect: () => Promise<void> = () => endClient(client), log?: WarningLog): TunnelSession {
   let up = true;
   let downReason = "SSH connection closed";
   const listeners: ((reason: string) => void)[] = [];
@@ -96,10 +103,14 @@ export function sessionFromClient(client: Client, disconnect: () => Promise<void
 
   // forwarded-tcpip channels name the address and port the server bound.
   const remoteHandlers = new Map<number, (connection: IncomingConnection) => void>();
+  const guard = guardChannelOpens(client, log === undefined ? {} : { log });
+  guard.listening = (port) => remoteHandlers.has(port);
   client.on("tcp connection", (details, accept, rejectConnection) => {
     const handler = remoteHandlers.get(details.destPort);
     if (handler === undefined) {
+      // A port ssh2 still forwards but we closed (or one it mapped from 0).
       rejectConnection();
+      guard.refused({ kind: "forwarded-tcpip", listenAddress: details.destIP, listenPort: details.destPort, originator: details.srcIP, originatorPort: details.srcPort });
       return;
     }
     handler({ from: { address: details.srcIP, port: details.srcPort }, accept: () => accept(), reject: () => rejectConnection() });

@@ -8,7 +8,7 @@
 import { connect as netConnect, isIP, type Socket } from "node:net";
 import type { Duplex } from "node:stream";
 import type { Client } from "ssh2";
-import { TunnelError, describeError } from "../errors.ts";
+import { TunnelError, describeError, echoValue } from "../errors.ts";
 import type { Logger } from "../log.ts";
 import type { HopSettings } from "../config/settings.ts";
 import { openFailureText } from "./channel-failure.ts";
@@ -29,7 +29,7 @@ export function openTcpSocket(target: TcpTarget, log: Logger): Promise<Socket> {
   const refusal = refuseBeforeConnecting(target);
   if (refusal !== undefined) return Promise.reject(refusal);
   const family = familyNumber(target.addressFamily);
-  log.debug(1, `Connecting to ${target.hostname} port ${target.port}.`);
+  log.debug(1, `Connecting to ${echoValue(target.hostname)} port ${target.port}.`);
   return new Promise((resolve, reject) => {
     const sock = netConnect({ host: target.hostname, port: target.port, family });
     let timer: ReturnType<typeof setTimeout> | undefined;
@@ -45,7 +45,7 @@ export function openTcpSocket(target: TcpTarget, log: Logger): Promise<Socket> {
         reject(
           new TunnelError(
             "CONNECT_TIMEOUT",
-            `connect to host ${target.hostname} port ${target.port}: Connection timed out after ${seconds} s (ConnectTimeout); check the address and that the network lets SSH through.`,
+            `connect to host ${echoValue(target.hostname)} port ${target.port}: Connection timed out after ${seconds} s (ConnectTimeout); check the address and that the network lets SSH through.`,
           ),
         );
       }, target.connectTimeoutMs);
@@ -80,14 +80,14 @@ function refuseBeforeConnecting(target: TcpTarget): TunnelError | undefined {
     // EAI_FAMILY; ssh prints its gai_strerror() text.
     return new TunnelError(
       "HOST_UNREACHABLE",
-      `${target.hostname} is an IPv${literal} address but -${family} (AddressFamily ${target.addressFamily}) was asked for: Address family for hostname not supported; drop -${family} or give an IPv${family} address.`,
+      `${echoValue(target.hostname)} is an IPv${literal} address but -${family} (AddressFamily ${target.addressFamily}) was asked for: Address family for hostname not supported; drop -${family} or give an IPv${family} address.`,
     );
   }
   // RFC 7686 section 2: .onion names must not go to DNS, and only Tor can reach them.
   if (/\.onion\.?$/i.test(target.hostname)) {
     return new TunnelError(
       "HOST_UNREACHABLE",
-      `${target.hostname} is a Tor onion address: it cannot be resolved or reached directly (and must not be looked up in DNS); reach it with ProxyJump through a host that runs Tor.`,
+      `${echoValue(target.hostname)} is a Tor onion address: it cannot be resolved or reached directly (and must not be looked up in DNS); reach it with ProxyJump through a host that runs Tor.`,
     );
   }
   return undefined;
@@ -102,12 +102,12 @@ function refuseBeforeConnecting(target: TcpTarget): TunnelError | undefined {
  * // "connect to host h port 22: Connection refused; is sshd running there, and is the port (-p) right?"
  */
 export function tcpConnectError(target: TcpTarget, err: NodeJS.ErrnoException): TunnelError {
-  const where = `connect to host ${target.hostname} port ${target.port}`;
+  const where = `connect to host ${echoValue(target.hostname)} port ${target.port}`;
   switch (err.code) {
     case "ENOTFOUND":
     case "EAI_AGAIN":
     case "EAI_NONAME":
-      return new TunnelError("HOST_UNREACHABLE", `Could not resolve hostname ${target.hostname}: Name or service not known; check the spelling or the HostName in your ssh config.`);
+      return new TunnelError("HOST_UNREACHABLE", `Could not resolve hostname ${echoValue(target.hostname)}: Name or service not known; check the spelling or the HostName in your ssh config.`);
     case "ECONNREFUSED":
       return new TunnelError("HOST_UNREACHABLE", `${where}: Connection refused; is sshd running there, and is the port (-p) right?`);
     case "ETIMEDOUT":
@@ -117,7 +117,7 @@ export function tcpConnectError(target: TcpTarget, err: NodeJS.ErrnoException): 
     case "ENETUNREACH":
       return new TunnelError("HOST_UNREACHABLE", `${where}: Network is unreachable; check the address and your network.`);
     default:
-      return new TunnelError("HOST_UNREACHABLE", `${where}: ${err.message}`);
+      return new TunnelError("HOST_UNREACHABLE", `${where}: ${describeError(err)}`);
   }
 }
 
@@ -136,7 +136,7 @@ export function openJumpChannel(jump: Client, target: Pick<HopSettings, "hostnam
           reject(
             new TunnelError(
               "HOST_UNREACHABLE",
-              `jump host could not open a channel to ${target.hostname} port ${target.port}: ${openFailureText(err)}; check the destination's name and port as the jump host sees them.`,
+              `jump host could not open a channel to ${echoValue(target.hostname)} port ${target.port}: ${openFailureText(err)}; check the destination's name and port as the jump host sees them.`,
             ),
           );
           return;
@@ -145,7 +145,7 @@ export function openJumpChannel(jump: Client, target: Pick<HopSettings, "hostnam
       });
     } catch (err) {
       // ssh2 throws when the jump host's connection is already gone.
-      reject(new TunnelError("SSH_DISCONNECTED", `jump host connection closed before reaching ${target.hostname}: ${describeError(err)}`));
+      reject(new TunnelError("SSH_DISCONNECTED", `jump host connection closed before reaching ${echoValue(target.hostname)}: ${describeError(err)}`));
     }
   });
 }

@@ -746,3 +746,39 @@ describe("time values take OpenSSH's units", () => {
     assert.match(lines[0]!, /ConnectTimeout/i);
   });
 });
+
+describe("a huge value is echoed cut short, not whole", () => {
+  /**
+   * One line on stderr, exit 255, the value shown as its start and its length.
+   * 1 MB cannot go through argv (Linux caps one argument at 128 KiB,
+   * MAX_ARG_STRLEN), so -o carries 100,000 characters and a config file 1 MiB.
+   */
+  function assertCutShort(result: { code: number | null; stderr: string }, length: number): void {
+    assert.equal(result.code, 255, result.stderr.slice(0, 2000));
+    const lines = stderrLines(result.stderr);
+    assert.equal(lines.length, 1, result.stderr.slice(0, 2000));
+    assert.ok(Buffer.byteLength(result.stderr) < 1024, `stderr is ${Buffer.byteLength(result.stderr)} bytes: ${result.stderr.slice(0, 2000)}`);
+    // echoValue: 199 characters, an ellipsis, the closing quote if any, the length.
+    assert.match(lines[0]!, new RegExp(`a{199}…['"]? \\(${length} characters\\)`));
+    assert.doesNotMatch(lines[0]!, /a{200}/);
+  }
+
+  test("-o HostName= with 100,000 characters exits 255 with one line of under 1 KB that gives the start and the length", async () => {
+    const home = await trustingHome(null);
+    const result = await runCli(["-o", `HostName=${"a".repeat(100_000)}`, "-D", "1", "x"], { home: home.home });
+    assertCutShort(result, 100_000);
+    assert.match(result.stderr, /^safetunnel: connect to host a+… \(100000 characters\) port 22: /);
+  });
+
+  test("a HostName of 1 MiB in a config file exits 255 the same way", async () => {
+    const home = await trustingHome(null);
+    const config = await writeConfig("huge-hostname.conf", ["Host x", `  HostName ${"a".repeat(1_048_576)}`]);
+    assertCutShort(await runCli(["-F", config, "-D", "1", "x"], { home: home.home }), 1_048_576);
+  });
+
+  test("a -D spec and an unknown -o option of 100,000 characters are cut the same way", async () => {
+    const home = await trustingHome(null);
+    assertCutShort(await runCli(["-D", "a".repeat(100_000), "x"], { home: home.home }), 100_000);
+    assertCutShort(await runCli(["-o", "a".repeat(100_000), "-D", "1", "x"], { home: home.home }), 100_000);
+  });
+});

@@ -67,16 +67,24 @@ describe("safetunnel -D through a real sshd", () => {
   let http: HttpTarget;
   let echo: EchoTarget;
   let tunnel: SocksTunnel;
+  /**
+   * At -v, for the tests that wait for a dropped-client line: by default drops
+   * are folded to one line per client program (or address) per 10 s, and the
+   * tests before them drop clients of this same program.
+   */
+  let verbose: SocksTunnel;
 
   before(async () => {
     ({ home, sshd } = await startSshdWithHome());
     http = await startHttpTarget();
     echo = await startEchoTarget();
     tunnel = await startSocksTunnel(sshd, home);
+    verbose = await startSocksTunnel(sshd, home, ["-v"]);
   });
 
   after(async () => {
     await tunnel?.cli.stop();
+    await verbose?.cli.stop();
     await sshd?.stop();
     await http?.stop();
     await echo?.stop();
@@ -327,33 +335,33 @@ describe("safetunnel -D through a real sshd", () => {
   });
 
   test("garbage bytes close only that socket; the proxy keeps serving", async () => {
-    const logOffset = tunnel.cli.stderr().length;
-    const client = await RawClient.connect(tunnel.port, RAW);
+    const logOffset = verbose.cli.stderr().length;
+    const client = await RawClient.connect(verbose.port, RAW);
     try {
       client.write(Buffer.from([0x00, 0xde, 0xad, 0xbe, 0xef, 0x13, 0x37]));
       assert.equal((await client.readToEnd()).length, 0);
     } finally {
       client.destroy();
     }
-    await waitForLine(tunnel.cli, "not a SOCKS request (first byte 0x00)", "the protocol-error line", logOffset);
-    const result = await curlThroughSocks("--socks5-hostname", tunnel.proxy, `http://localhost:${http.port}/hello`);
+    await waitForLine(verbose.cli, "not a SOCKS request (first byte 0x00)", "the protocol-error line", logOffset);
+    const result = await curlThroughSocks("--socks5-hostname", verbose.proxy, `http://localhost:${http.port}/hello`);
     assert.equal(result.code, 0, result.stderr);
     assert.equal(result.stdout.toString(), HELLO);
   });
 
   test("an HTTP request to the SOCKS port closes only that socket, says so, and the proxy keeps serving", async () => {
-    const logOffset = tunnel.cli.stderr().length;
+    const logOffset = verbose.cli.stderr().length;
     const seen = http.requests.length;
-    const client = await RawClient.connect(tunnel.port, RAW);
+    const client = await RawClient.connect(verbose.port, RAW);
     try {
       client.write(`GET http://localhost:${http.port}/hello HTTP/1.1\r\nHost: localhost:${http.port}\r\n\r\n`);
       assert.equal((await client.readToEnd()).length, 0);
     } finally {
       client.destroy();
     }
-    await waitForLine(tunnel.cli, "the client spoke HTTP, not SOCKS", "the HTTP line", logOffset);
+    await waitForLine(verbose.cli, "the client spoke HTTP, not SOCKS", "the HTTP line", logOffset);
     assert.deepEqual(http.requests.slice(seen), []);
-    const result = await curlThroughSocks("--socks5-hostname", tunnel.proxy, `http://localhost:${http.port}/hello`);
+    const result = await curlThroughSocks("--socks5-hostname", verbose.proxy, `http://localhost:${http.port}/hello`);
     assert.equal(result.code, 0, result.stderr);
     assert.equal(result.stdout.toString(), HELLO);
   });

@@ -342,7 +342,7 @@ describe("startDynamicForward: IP-address requests are refused", () => {
     client.destroy();
   });
 
-  test("asks the peer lookup only to name a refusal: never for requests that go out or clients dropped, once per refusal", async () => {
+  test("asks the peer lookup only to name a refusal or a dropped client, once each: never for requests that go out", async () => {
     const asked: string[] = [];
     const peers: PeerLookup = {
       ownerOf: async (client) => (asked.push(`ownerOf ${client.port}`), undefined),
@@ -357,12 +357,18 @@ describe("startDynamicForward: IP-address requests are refused", () => {
     assert.deepEqual(await fourA.read(8), SOCKS4_GRANTED);
     const allowed = await socks5Connect(port, socks5IPv4([10, 1, 2, 3], 80));
     assert.deepEqual(await allowed.read(10), socks5Reply(0x00));
+    for (const client of [named, fourA, allowed]) client.destroy();
+    await until(() => forward.stats.active === 0, "the accepted connections to end");
+    assert.deepEqual(asked, [], "nothing is looked up for requests that go out");
+
+    // A dropped client's line is folded per program: the lookup names it.
     const http = await connectClient(port);
+    const httpPort = http.localPort;
     http.write("GET / HTTP/1.1\r\n\r\n");
     await http.readToEnd();
-    for (const client of [named, fourA, allowed]) client.destroy();
-    await until(() => forward.stats.active === 0 && forward.stats.protocolErrors === 1, "the accepted connections to end");
-    assert.deepEqual(asked, [], "nothing is looked up for requests that go out");
+    await until(() => forward.stats.protocolErrors === 1 && forward.lines.some((line) => line.includes("dropped SOCKS client")), "the protocol-error line");
+    assert.deepEqual(asked, [`programOf ${httpPort}`]);
+    asked.length = 0;
 
     const five = await socks5Connect(port, socks5IPv4([192, 0, 2, 1], 443));
     const fivePort = five.localPort;
@@ -508,6 +514,45 @@ describe("startDynamicForward: channel-open failures map to exact replies", () =
     const client = await socks5Connect(listener.port, socks5Name("target.example", 80));
     assert.deepEqual(await client.readToEnd(), socks5Reply(0x01));
     assert.equal(stats.failures, 1);
+  });
+});
+
+// ------------------------------------------------------------------ protocol errors
+
+describe("startDynamicForward: clients dropped for protocol errors", () => {
+  /** `count` clients sending a NUL byte, one after another; resolves with their ports when the forward has counted them all. */
+  async function garbageClients(forward: Forward, count: number): Promise<number[]> {
+    const before = forward.stats.protocolErrors;
+    const ports: number[] = [];
+    for (let i = 0; i < count; i++) {
+      const client = await connectClient(forward.listener.port);
+      ports.push(client.localPort);
+      client.write(Buffer.from([0x00]));
+      await client.readToEnd();
+      client.destroy();
+    }
+    await until(() => forward.stats.protocolErrors === before + count, `${count} more protocol errors to be counted`);
+    return ports;
+  }
+
+  test("30 bad clients from one address in 10 s: every one is counted, one line is written", async () => {
+    const clock = { now: 0 };
+    const forward = await startForward({ clock: () => clock.now });
+    const ports = await garbageClients(forward, 30);
+    await until(() => forward.lines.length > 0, "the protocol-error line");
+    assert.deepEqual(forward.lines, [`-D test: dropped SOCKS client 127.0.0.1:${ports[0]}: not a SOCKS request (first byte 0x00).`]);
+    clock.now += 10_000;
+    const [last] = await garbageClients(forward, 1);
+    await until(() => forward.lines.length === 2, "the next full line");
+    assert.equal(forward.lines[1], `-D test: dropped SOCKS client 127.0.0.1:${last}: not a SOCKS request (first byte 0x00) (29 more dropped since the last such line).`);
+  });
+
+  test("at -v each one is written", async () => {
+    const forward = await startForward({ verbosity: 1, clock: () => 0 });
+    await garbageClients(forward, 5);
+    await until(() => forward.lines.filter((line) => line.includes("dropped SOCKS client")).length === 5, "five lines");
+    const dropped = forward.lines.filter((line) => line.includes("dropped SOCKS client"));
+    assert.deepEqual(dropped.map((line) => line.startsWith("debug1: ")), [false, true, true, true, true]);
   });
 });
 

@@ -1,6 +1,6 @@
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { farSideRefusalLine, REFUSAL_WINDOW_MS, RefusalLog, refusalLine, type RefusalLogOptions } from "../../src/forward/refusal-log.ts";
+import { droppedClientLine, farSideRefusalLine, REFUSAL_WINDOW_MS, RefusalLog, refusalLine, type RefusalLogOptions } from "../../src/forward/refusal-log.ts";
 import { createLogger } from "../../src/log.ts";
 import type { SocksRequest } from "../../src/socks/codec.ts";
 import type { SocksClient } from "../../src/socks/server.ts";
@@ -281,5 +281,106 @@ describe("farSideRefusalLine: a client of -R with a port alone, on the SSH serve
     assert.equal(first["code"], "SOCKS_IP_REFUSED");
     assert.equal(first["program"], null);
     assert.equal(JSON.parse(lines[1]!)["level"], "debug1");
+  });
+});
+
+describe("RefusalLog.dropped: clients dropped for protocol errors fold like refusals", () => {
+  const GARBAGE = "not a SOCKS request (first byte 0x00)";
+  const dropLine: Pick<RefusalLogOptions, "droppedLine"> = { droppedLine: (c, reason, program) => droppedClientLine("-D 9001", c, reason, program) };
+
+  test("the first drop is a full line; drops within 10 s are -v lines; the next full line counts them", async () => {
+    const { refusals, lines, clock } = refusalLog({ ...dropLine, nameProgram: async () => "fuzzer" });
+    await refusals.dropped(client("127.0.0.1", 1), GARBAGE);
+    clock.now += 1_000;
+    await refusals.dropped(client("127.0.0.1", 2), "the client spoke HTTP");
+    clock.now += REFUSAL_WINDOW_MS - 1_001;
+    await refusals.dropped(client("127.0.0.1", 3), GARBAGE);
+    clock.now += 1;
+    await refusals.dropped(client("127.0.0.1", 4), GARBAGE);
+    assert.deepEqual(lines, [
+      "-D 9001: dropped SOCKS client 127.0.0.1:1 (fuzzer): not a SOCKS request (first byte 0x00).",
+      "debug1: -D 9001: dropped SOCKS client 127.0.0.1:2 (fuzzer): the client spoke HTTP.",
+      "debug1: -D 9001: dropped SOCKS client 127.0.0.1:3 (fuzzer): not a SOCKS request (first byte 0x00).",
+      "-D 9001: dropped SOCKS client 127.0.0.1:4 (fuzzer): not a SOCKS request (first byte 0x00) (2 more dropped since the last such line).",
+    ]);
+  });
+
+  test("a flood of 10,000 drops in 10 s writes one line at the default verbosity, and each one at -v", async () => {
+    for (const verbosity of [0, 1]) {
+      const { refusals, lines, clock } = refusalLog({ ...dropLine, verbosity });
+      for (let i = 0; i < 10_000; i++) {
+        await refusals.dropped(client("127.0.0.1", 1024 + (i % 60_000)), GARBAGE);
+        clock.now += 0.9;
+      }
+      assert.equal(lines.length, verbosity === 0 ? 1 : 10_000, `at verbosity ${verbosity}`);
+      assert.equal(lines.filter((line) => !line.startsWith("debug1: ")).length, 1);
+      clock.now += REFUSAL_WINDOW_MS;
+      await refusals.dropped(client("127.0.0.1", 7), GARBAGE);
+      assert.equal(lines.at(-1), "-D 9001: dropped SOCKS client 127.0.0.1:7: not a SOCKS request (first byte 0x00) (9999 more dropped since the last such line).");
+    }
+  });
+
+  test("each program gets its own line; without a program name, each address", async () => {
+    let program: string | undefined = "curl";
+    const { refusals, lines } = refusalLog({ ...dropLine, verbosity: 0, nameProgram: async () => program });
+    await refusals.dropped(client("127.0.0.1", 1), GARBAGE);
+    program = "firefox";
+    await refusals.dropped(client("127.0.0.1", 2), GARBAGE);
+    program = undefined;
+    await refusals.dropped(client("127.0.0.1", 3), GARBAGE);
+    await refusals.dropped(client("192.168.1.20", 4), GARBAGE);
+    await refusals.dropped(client("127.0.0.1", 5), GARBAGE);
+    program = "curl";
+    await refusals.dropped(client("127.0.0.1", 6), GARBAGE);
+    assert.deepEqual(lines.map((line) => line.replace(/: not a SOCKS.*/, "")), [
+      "-D 9001: dropped SOCKS client 127.0.0.1:1 (curl)",
+      "-D 9001: dropped SOCKS client 127.0.0.1:2 (firefox)",
+      "-D 9001: dropped SOCKS client 127.0.0.1:3",
+      "-D 9001: dropped SOCKS client 192.168.1.20:4",
+    ]);
+  });
+
+  test("drops and refusals of one program are folded apart: a refusal still gets its line and fix", async () => {
+    const { refusals, lines } = refusalLog({ ...dropLine, verbosity: 0, nameProgram: async () => "curl" });
+    await refusals.dropped(client(), GARBAGE);
+    await refusals.report(request(5), client());
+    await refusals.dropped(client(), GARBAGE);
+    await refusals.report(request(5), client());
+    assert.equal(lines.length, 2, lines.join("\n"));
+    assert.match(lines[0]!, /^-D 9001: dropped SOCKS client /);
+    assert.match(lines[1]!, /^Warning: Refused SOCKS5 CONNECT .*\(curl\): .*Fix: use curl --socks5-hostname/);
+  });
+
+  test("--json: a full drop is an info object with the client and program; a folded one is debug1", async () => {
+    const { refusals, lines } = refusalLog({ ...dropLine, json: true, nameProgram: async () => "curl" });
+    await refusals.dropped(client(), GARBAGE);
+    await refusals.dropped(client(), GARBAGE);
+    const records = lines.map((line) => JSON.parse(line) as Record<string, unknown>);
+    assert.deepEqual(records[0], {
+      time: "1970-01-01T00:00:00.000Z",
+      level: "info",
+      msg: "-D 9001: dropped SOCKS client 127.0.0.1:51234 (curl): not a SOCKS request (first byte 0x00).",
+      event: "protocol-error",
+      client: "127.0.0.1:51234",
+      program: "curl",
+    });
+    assert.equal(records[1]!["level"], "debug1");
+  });
+
+  test("a name lookup that never answers does not hold the line past nameWaitMs", async () => {
+    const { refusals, lines } = refusalLog({ ...dropLine, verbosity: 0, nameProgram: () => new Promise(() => {}), nameWaitMs: 20 });
+    await refusals.dropped(client(), GARBAGE);
+    assert.deepEqual(lines, ["-D 9001: dropped SOCKS client 127.0.0.1:51234: not a SOCKS request (first byte 0x00)."]);
+  });
+});
+
+describe("droppedClientLine", () => {
+  test("names the forward, the client and its program, without the closing full stop", () => {
+    assert.equal(droppedClientLine("-D 9001", client(), "the client spoke HTTP", "curl"), "-D 9001: dropped SOCKS client 127.0.0.1:51234 (curl): the client spoke HTTP");
+    assert.equal(droppedClientLine("-D 9001", client(), "the client spoke HTTP", undefined), "-D 9001: dropped SOCKS client 127.0.0.1:51234: the client spoke HTTP");
+  });
+
+  test("a client of -R with a port alone is on the far side", () => {
+    assert.equal(droppedClientLine("-R 1080", client(), "the client spoke TLS", undefined, true), "-R 1080: dropped SOCKS client 127.0.0.1:51234 on the far side: the client spoke TLS");
   });
 });

@@ -1,0 +1,50 @@
+/**
+ * The access check every -D and -L connection passes before anything is
+ * opened for it: whose socket is it (Linux: its row in /proc/net/tcp, while
+ * the client still holds it), and may that account use this tunnel
+ * (access.ts). A refused account gets one folded log line per uid every 10 s,
+ * each one at -v.
+ */
+import type { Logger } from "../log.ts";
+import type { AcceptedClient, PeerLookup } from "../platform/peer-lookup.ts";
+import { FoldWindow } from "../fold-window.ts";
+import { decideAccess, type AccessPolicy } from "./access.ts";
+
+export interface AccessGate {
+  /** Whether `client` may use the port named by `label`; logs a refusal. */
+  admit(client: AcceptedClient, label: string): Promise<boolean>;
+}
+
+export interface AccessGateOptions {
+  policy: AccessPolicy;
+  /** How the owner is found; undefined where the platform cannot tell (then everyone is let in, as said at start-up). */
+  peers: PeerLookup | undefined;
+  log: Logger;
+  /** Milliseconds now. @default Date.now */
+  clock?: () => number;
+}
+
+/**
+ * @example
+ * const gate = accessGate({ policy: { ownUid: 1000, allowed: new Set() }, peers: procPeerLookup(), log });
+ * if (!(await gate.admit(client, "-D 9001"))) return { ok: false, reply: Socks5Reply.NOT_ALLOWED };
+ */
+export function accessGate(options: AccessGateOptions): AccessGate {
+  const { policy, peers, log } = options;
+  const folds = new FoldWindow(options.clock === undefined ? {} : { clock: options.clock });
+  return {
+    async admit(client, label) {
+      if (policy.allowed === "all" || peers === undefined) return true;
+      const owner = await peers.ownerOf(client);
+      const decision = decideAccess(policy, owner?.uid);
+      // Unknown: a client that is not on this machine (-g) or already gone; the
+      // start-up line said that only local accounts are checked.
+      if (decision !== "refuse") return true;
+      const line = `${label}: refused a connection from ${client.address}:${client.port}: it belongs to uid ${owner!.uid}, not to the account running the tunnel (uid ${policy.ownUid}). To let that account in: --allow-users ${owner!.uid}`;
+      const folded = folds.admit(String(owner!.uid));
+      if (folded === undefined) log.debug(1, line);
+      else log.warn(folded > 0 ? `${line} (and ${folded} more since the last such line)` : line, { event: "access-refused", uid: owner!.uid });
+      return false;
+    },
+  };
+}

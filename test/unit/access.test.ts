@@ -1,0 +1,42 @@
+import assert from "node:assert/strict";
+import { describe, test } from "node:test";
+import { decideAccess, parseAllowUsers, passwdUids } from "../../src/forward/access.ts";
+
+describe("who may use the tunnel's ports", () => {
+  const own = { ownUid: 1000, allowed: new Set<number>() };
+
+  test("by default the account that started it and root; anyone else is refused", () => {
+    assert.equal(decideAccess(own, 1000), "allow");
+    assert.equal(decideAccess(own, 0), "allow");
+    assert.equal(decideAccess(own, 1001), "refuse");
+    assert.equal(decideAccess(own, 65534), "refuse");
+  });
+
+  test("--allow-users lets named accounts in; * lets everyone in", () => {
+    assert.equal(decideAccess({ ownUid: 1000, allowed: new Set([1001]) }, 1001), "allow");
+    assert.equal(decideAccess({ ownUid: 1000, allowed: new Set([1001]) }, 1002), "refuse");
+    assert.equal(decideAccess({ ownUid: 1000, allowed: "all" }, 1002), "allow");
+    assert.equal(decideAccess({ ownUid: 1000, allowed: "all" }, undefined), "allow");
+  });
+
+  test("when the owner cannot be told, the caller decides (unknown)", () => {
+    assert.equal(decideAccess(own, undefined), "unknown");
+    assert.equal(decideAccess({ ownUid: undefined, allowed: new Set() }, 1000), "unknown");
+  });
+
+  test("parseAllowUsers takes names and uids, comma-separated and repeated", () => {
+    const uidOf = (name: string): number | undefined => ({ alice: 1001, bob: 1002 })[name];
+    assert.deepEqual([...(parseAllowUsers(["alice,1005", "bob"], uidOf) as Set<number>)], [1001, 1005, 1002]);
+    assert.equal(parseAllowUsers(["alice,*"], uidOf), "all");
+    assert.throws(() => parseAllowUsers(["carol"], uidOf), { code: "USAGE", message: "--allow-users: no local user named 'carol' (not in /etc/passwd); give an existing user name or a uid" });
+    assert.throws(() => parseAllowUsers(["alice,,bob"], uidOf), { code: "USAGE" });
+  });
+
+  test("passwdUids reads passwd(5) lines, the first of a name wins", () => {
+    const uids = passwdUids("root:x:0:0:root:/root:/bin/bash\n# comment\nalice:x:1001:1001::/home/alice:/bin/sh\nalice:x:2000:2000::/:/bin/sh\nbroken\n");
+    assert.deepEqual([...uids], [
+      ["root", 0],
+      ["alice", 1001],
+    ]);
+  });
+});
