@@ -28,6 +28,7 @@ import type { PromptRequest } from "./prompt.ts";
 import { loadSsh2 } from "./ssh2-module.ts";
 import { openJumpChannel, openTcpSocket } from "./transport.ts";
 import { guardChannelOpens } from "./unrequested-opens.ts";
+import { guardChannelWindows } from "./window-guard.ts";
 
 export interface ConnectDeps {
   prompt: (request: PromptRequest) => Promise<string | null>;
@@ -192,6 +193,8 @@ function handshake(hop: HopSettings, stream: Duplex, { client, auth, hostKeyAlgo
     // From the first packet on, jump hosts included: an X11 or agent channel
     // nobody asked for is refused and reported (unrequested-opens.ts).
     guardChannelOpens(client, { log });
+    // And held to the window we advertise (window-guard.ts).
+    guardChannelWindows(client, log, hop.hostname);
   });
 }
 

@@ -15,7 +15,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import type { Connection, Server as Ssh2Server, ServerChannel } from "ssh2";
-import { assertNoCrash, makeHomeSet, startCli, stderrLines, waitForLine, type Running } from "../helpers/run.ts";
+import { assertNoCrash, makeHomeSet, startCli, stderrLines, waitForLine, waitForListen, type Running } from "../helpers/run.ts";
+import { socks5Open, socks5Request } from "../helpers/raw-socks.ts";
 import { makeKey, type KeyPair } from "../helpers/sshd.ts";
 import { freePort, startEchoTarget, type EchoTarget } from "../helpers/targets.ts";
 import { waitFor } from "../helpers/wait.ts";
@@ -199,5 +200,90 @@ describe("a server that opens channels nobody asked for", () => {
     assert.equal(debug(/^debug1: Refused an x11 channel from the server \(originator 192\.0\.2\.9 port \d+\): X11 forwarding was not requested\.$/), 99);
     assert.equal(debug(/^debug1: Refused an auth-agent@openssh\.com channel from the server: agent forwarding was not requested\.$/), 99);
     assert.equal(stderrLines(verbose.cli).filter((line) => line === X11_LINE).length, 1);
+  });
+});
+
+/**
+ * A server that ignores the flow-control window: for a direct-tcpip channel it
+ * writes channel data straight through ssh2's protocol writer (its Channel
+ * would wait for window), up to 128 MiB or until the client hangs up.
+ */
+async function startWindowFloodServer(hostKey: KeyPair): Promise<{ port: number; knownHostsLine(): string; sent(): number; stop(): Promise<void> }> {
+  const Server = await loadServerClass();
+  const sockets = new Set<Socket>();
+  let sent = 0;
+  const server = new Server({ hostKeys: [await readFile(hostKey.privatePath)] }, (conn) => {
+    const socket = (conn as unknown as { _sock: Socket })._sock;
+    sockets.add(socket);
+    socket.once("close", () => sockets.delete(socket));
+    conn.on("error", () => {});
+    conn.on("authentication", (ctx) => ctx.accept());
+    conn.on("tcpip", (accept) => {
+      const channel = accept() as unknown as { outgoing: { id: number } };
+      const protocol = (conn as unknown as { _protocol: { channelData(id: number, data: Buffer): void } })._protocol;
+      // Not a divisor of the 2 MiB window: ssh2 itself drops data only when the window is exactly 0.
+      const chunk = Buffer.alloc(32_000, 0x41);
+      void (async () => {
+        for (let i = 0; i < 4096 && !socket.destroyed; i++) {
+          protocol.channelData(channel.outgoing.id, chunk);
+          sent += chunk.length;
+          if (i % 32 === 31) await new Promise((resolve) => setImmediate(resolve));
+        }
+      })();
+    });
+  });
+  server.on("error", () => {});
+  server.listen(0, "127.0.0.1");
+  await once(server, "listening");
+  const port = (server.address() as { port: number }).port;
+  const [algorithm, blob] = hostKey.publicLine.split(" ");
+  return {
+    port,
+    knownHostsLine: () => `[127.0.0.1]:${port} ${algorithm} ${blob}`,
+    sent: () => sent,
+    async stop() {
+      for (const s of sockets) s.destroy();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    },
+  };
+}
+
+/** The peak resident memory of a Linux process (VmHWM in /proc/<pid>/status), in bytes. */
+async function peakRss(pid: number): Promise<number | undefined> {
+  try {
+    const status = await readFile(`/proc/${pid}/status`, "utf8");
+    const kb = /^VmHWM:\s+(\d+) kB$/m.exec(status)?.[1];
+    return kb === undefined ? undefined : Number(kb) * 1024;
+  } catch {
+    return undefined;
+  }
+}
+
+const floods: { stop(): Promise<void> }[] = [];
+after(async () => {
+  for (const flood of floods) await flood.stop();
+});
+
+describe("a server that ignores the SSH flow-control window", () => {
+  test("is disconnected with a clear message once it is a packet past the window, and memory stays bounded", async () => {
+    const server = await startWindowFloodServer(hostKey);
+    floods.push(server);
+    const home = await homes.trusting(server);
+    const socksPort = await freePort();
+    const cli = startCli(["-N", "--no-reconnect", "-D", `127.0.0.1:${socksPort}`, "-p", String(server.port), `${USER}@127.0.0.1`], { home: home.home });
+    running.push(cli);
+    await waitForListen(socksPort, "127.0.0.1", cli);
+    // A client that connects and then reads nothing: everything the server sends beyond the window would pile up here.
+    const client = await socks5Open(socksPort, socks5Request("flood.test", 80));
+    try {
+      client.socket.pause();
+      await waitForLine(cli, /^The server 127\.0\.0\.1 sent \d+ bytes beyond the SSH flow-control window on channel \d+ \(RFC 4254 section 5\.2; OpenSSH: "peer ignored channel window"\); disconnecting\./, "the window line");
+      const peak = await peakRss(cli.pid);
+      if (peak !== undefined) assert.ok(peak < 300 * 1024 * 1024, `peak RSS ${Math.round(peak / 1048576)} MiB after the server sent ${Math.round(server.sent() / 1048576)} MiB`);
+    } finally {
+      client.destroy();
+    }
+    assert.equal((await cli.exited).code, 255, cli.stderr());
+    assertNoCrash(cli.stderr());
   });
 });
