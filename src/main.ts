@@ -149,6 +149,25 @@ function safeUserName(): string {
   }
 }
 
+/**
+ * process.exit() does not wait for output still queued (stderr to a pipe is
+ * asynchronous on macOS and Windows, and a long last line can be cut): exit
+ * once stderr and stdout have drained, or after 2 s at most.
+ */
+function exitAfterFlush(status: number): void {
+  // Should the loop empty first (a stream gone with EPIPE), the status still holds.
+  process.exitCode = status;
+  const pending = [process.stderr, process.stdout].filter((stream) => stream.writableLength > 0);
+  if (pending.length === 0) process.exit(status);
+  let left = pending.length;
+  for (const stream of pending) {
+    stream.once("drain", () => {
+      if (--left === 0) process.exit(status);
+    });
+  }
+  setTimeout(() => process.exit(status), 2000).unref();
+}
+
 // If every socket and timer is gone while main() is still waiting, something
 // dropped an event; say so rather than exit 0 in silence.
 let finished = false;
@@ -163,7 +182,7 @@ main(process.argv.slice(2)).then(
   (status) => {
     finished = true;
     // Exit explicitly: ssh2 keepalive timers or a lingering socket must not keep us alive.
-    process.exit(status);
+    exitAfterFlush(status);
   },
   (err: unknown) => {
     process.stderr.write(`safetunnel: internal error: ${describeError(err)}\n`);

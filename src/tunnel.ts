@@ -62,7 +62,8 @@ export async function runTunnel(options: TunnelOptions, run: RunEnvironment): Pr
   const { destination } = settings;
   const prompt = (request: PromptRequest) => promptUser(request, { env: run.env, batchMode: destination.auth.batchMode });
   const hops = [...settings.jumps, destination];
-  const deps = { prompt, log, preferChaCha20: run.runtime === "deno" };
+  // Keys unlocked for the first connection stay in memory (never written), so a reconnect does not ask again.
+  const deps = { prompt, log, preferChaCha20: run.runtime === "deno", unlockedKeys: new Map() };
   const first = await connectChain(hops, deps);
   const access: AccessPolicy = { ownUid: run.uid, allowed: parseAllowUsers(options.allowUsers, (name) => run.userIds?.().get(name)) };
   if (!options.reconnect) return serveForwards(sessionFromClient(first.client, first.close), settings, options.allowIp, { ...run, access });
@@ -70,7 +71,10 @@ export async function runTunnel(options: TunnelOptions, run: RunEnvironment): Pr
   let onFatal: ((err: TunnelError) => void) | undefined;
   let fatal: TunnelError | undefined;
   const session = reconnectingSession(first, {
-    connect: () => connectChain(hops, deps),
+    // Nobody may be at the terminal by now: a reconnect asks for nothing (no
+    // password, no new host key); it uses the agent, plain keys and the keys
+    // unlocked at the start, and says so once if that is not enough.
+    connect: () => connectChain(hops, { ...deps, prompt: async () => null }),
     log,
     alias: destination.alias,
     onFatal: (err) => (onFatal !== undefined ? onFatal(err) : (fatal = err)),

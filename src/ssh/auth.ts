@@ -31,6 +31,12 @@ export interface AuthSettings extends AuthOptions {
   host: string;
   prompt: (request: PromptRequest) => Promise<string | null>;
   log: Logger;
+  /**
+   * Keys unlocked with a passphrase, by file path, kept in memory (never
+   * written) so a reconnect does not ask again. Share one map across the
+   * connections of a run. @default none: every connection asks
+   */
+  unlockedKeys?: Map<string, ParsedKey>;
 }
 
 export interface AuthFlow {
@@ -226,6 +232,8 @@ async function readIdentity(identity: IdentityFile, settings: AuthSettings): Pro
 
 /** Ask for the passphrase (three tries, as OpenSSH); null when declined or wrong. */
 async function unlock(identity: IdentityFile, data: Buffer, settings: AuthSettings, ssh2: Ssh2Runtime): Promise<ParsedKey | null> {
+  const kept = settings.unlockedKeys?.get(identity.path);
+  if (kept !== undefined) return kept;
   let parsed: ParsedKey | Error = new Error("no passphrase given");
   for (let attempt = 0; attempt < 3 && parsed instanceof Error; attempt++) {
     const passphrase = await settings.prompt({ message: `Enter passphrase for key '${identity.path}': `, echo: false, kind: "secret" });
@@ -233,7 +241,9 @@ async function unlock(identity: IdentityFile, data: Buffer, settings: AuthSettin
     parsed = firstKey(ssh2.utils.parseKey(data, passphrase));
     if (parsed instanceof Error) settings.log.error(`Bad passphrase for ${identity.path}, try again.`);
   }
-  return parsed instanceof Error ? unusable(identity, parsed, settings) : parsed;
+  if (parsed instanceof Error) return unusable(identity, parsed, settings);
+  settings.unlockedKeys?.set(identity.path, parsed);
+  return parsed;
 }
 
 function unusable(identity: IdentityFile, err: Error, settings: AuthSettings): null {

@@ -16,7 +16,7 @@
  * again with the same hops to reconnect.
  */
 import type { Duplex } from "node:stream";
-import type { Client, ConnectConfig, HostVerifier } from "ssh2";
+import type { Client, ConnectConfig, HostVerifier, ParsedKey } from "ssh2";
 import { TunnelError, describeError, echoValue, isTunnelError } from "../errors.ts";
 import type { Logger } from "../log.ts";
 import type { HopSettings } from "../config/settings.ts";
@@ -38,6 +38,8 @@ export interface ConnectDeps {
    * @default false
    */
   preferChaCha20?: boolean;
+  /** Keys unlocked so far in this run (auth.ts), so a reconnect need not ask again. */
+  unlockedKeys?: Map<string, ParsedKey>;
 }
 
 export interface Chain {
@@ -142,7 +144,10 @@ async function connectHop(hop: HopSettings, openStream: () => Promise<Duplex>, d
 async function prepareHop(hop: HopSettings, deps: ConnectDeps): Promise<PreparedHop> {
   const ssh2 = await loadSsh2();
   // OpenSSH names the host in prompts by HostKeyAlias or HostName, never by the alias typed.
-  const auth = createAuthFlow({ ...hop.auth, user: hop.user, host: hop.hostKey.host, prompt: deps.prompt, log: deps.log }, ssh2);
+  const auth = createAuthFlow(
+    { ...hop.auth, user: hop.user, host: hop.hostKey.host, prompt: deps.prompt, log: deps.log, ...(deps.unlockedKeys !== undefined ? { unlockedKeys: deps.unlockedKeys } : {}) },
+    ssh2,
+  );
   const { host, port, userKnownHostsFiles, globalKnownHostsFiles } = hop.hostKey;
   const known = keyTypesKnownFor(await loadKnownHosts([...userKnownHostsFiles, ...globalKnownHostsFiles]), host, port);
   // OpenSSH's order_hostkeyalgs() (sshconnect2.c): ask for a key type we

@@ -11,9 +11,11 @@ import process from "node:process";
 import { after, before, describe, test } from "node:test";
 import { curlThroughSocks } from "../helpers/curl.ts";
 import { socks5Open, socks5Reply, socks5Request } from "../helpers/raw-socks.ts";
-import { assertNoCrash, stderrLines, waitForLine, type Home, type Running } from "../helpers/run.ts";
-import { startSshd, type Sshd } from "../helpers/sshd.ts";
-import { HELLO, startHttpTarget, type HttpTarget } from "../helpers/targets.ts";
+import { readFile } from "node:fs/promises";
+import { writeAskpass } from "../helpers/askpass.ts";
+import { assertNoCrash, makeHome, startCli, stderrLines, waitForLine, waitForListen, type Home, type Running } from "../helpers/run.ts";
+import { makeKey, startSshd, type Sshd } from "../helpers/sshd.ts";
+import { freePort, HELLO, startHttpTarget, type HttpTarget } from "../helpers/targets.ts";
 import { makeHomeWithKey, startSocksTunnel } from "../helpers/tunnel.ts";
 import { waitFor } from "../helpers/wait.ts";
 
@@ -110,6 +112,36 @@ describe("reconnecting after the SSH connection drops", () => {
       }
     }
     assert.equal((await cli.stop("SIGTERM")).code, 0);
+  });
+
+  test("a key unlocked with a passphrase at the start is not asked for again on reconnect", async () => {
+    const keyHome = await makeHome();
+    try {
+      const key = await makeKey(keyHome.sshDir, "id_ed25519", { passphrase: "correct horse" });
+      const keyed = await startSshd({ authorizedKeys: [key.publicLine] });
+      try {
+        await keyHome.writeKnownHosts(`${keyed.knownHostsLine()}\n`);
+        const askpass = await writeAskpass(keyHome.home, "askpass", "correct horse");
+        const port = await freePort();
+        const cli = startCli(["-N", ...FAST, "-D", `127.0.0.1:${port}`, "-o", "StrictHostKeyChecking=yes", "-p", String(keyed.port), `${keyed.user}@127.0.0.1`], {
+          home: keyHome.home,
+          env: { SSH_ASKPASS: askpass.path, SSH_ASKPASS_REQUIRE: "force" },
+        });
+        running.push(cli);
+        await waitForListen(port, "127.0.0.1", cli);
+        await keyed.dropConnections();
+        await waitForLine(cli, BACK, "the reconnected line");
+        const fetched = await curlThroughSocks("--socks5-hostname", `127.0.0.1:${port}`, `http://localhost:${http.port}/hello`);
+        assert.equal(fetched.stdout.toString(), HELLO);
+        // Asked once, at the start.
+        assert.equal((await readFile(askpass.log, "utf8")).trim().split("\n").length, 1);
+        await cli.stop();
+      } finally {
+        await keyed.stop();
+      }
+    } finally {
+      await keyHome.cleanup();
+    }
   });
 
   test("SIGHUP makes a new connection at once; the listener stays", async () => {
