@@ -6,6 +6,7 @@
  * the exit status.
  */
 import { setImmediate } from "node:timers";
+import { readFileSync } from "node:fs";
 import { TunnelError } from "./errors.ts";
 import type { Logger } from "./log.ts";
 import type { Cidr } from "./cidr.ts";
@@ -19,6 +20,8 @@ import { parseAllowUsers, type AccessPolicy } from "./forward/access.ts";
 import { accessGate } from "./forward/access-gate.ts";
 import { promptUser, type PromptRequest } from "./ssh/prompt.ts";
 import { startForwards, type RunningForward } from "./forward/start.ts";
+import type { SocksCredentials } from "./socks/server.ts";
+import { socksCredentials } from "./cli/tunnel-args.ts";
 import { createStats, summaryLine } from "./forward/stats.ts";
 import { procPeerLookup } from "./platform/peer-lookup.ts";
 import { CanaryRegistry } from "./leakcheck/canary-registry.ts";
@@ -36,7 +39,15 @@ export interface TunnelOptions extends TunnelRequest {
   reconnect: boolean;
   /** --allow-users values as typed (names or uids, comma-separated; `*` for everyone). */
   allowUsers: string[];
+  /** --socks-auth: the username and password every -D requires. @default none */
+  socksAuth?: SocksAuthOption;
 }
+
+/**
+ * --socks-auth as given: the password itself, or the file whose first line
+ * it is (read when the run starts, so the password need not be in argv).
+ */
+export type SocksAuthOption = { user: string; password: string } | { user: string; passwordFile: string };
 
 export interface RunEnvironment extends LocalEnvironment {
   env: Record<string, string | undefined>;
@@ -57,6 +68,8 @@ export interface RunEnvironment extends LocalEnvironment {
 export async function runTunnel(options: TunnelOptions, run: RunEnvironment): Promise<number> {
   const { log } = run;
   for (const warning of options.warnings) log.warn(warning);
+  // Before connecting: an unreadable password file is a usage error, not a late surprise.
+  const socks = options.socksAuth === undefined ? {} : { socksCredentials: socksCredentials(options.socksAuth, { readFile: (path) => readFileSync(path), homeDir: run.homeDir }) };
   const { files } = await loadConfigFiles(options.configFile, run.homeDir);
   const settings = resolveTunnelSettings(options, files, run, (message) => log.warn(message));
   const { destination } = settings;
@@ -66,7 +79,7 @@ export async function runTunnel(options: TunnelOptions, run: RunEnvironment): Pr
   const deps = { prompt, log, preferChaCha20: run.runtime === "deno", unlockedKeys: new Map() };
   const first = await connectChain(hops, deps);
   const access: AccessPolicy = { ownUid: run.uid, allowed: parseAllowUsers(options.allowUsers, (name) => run.userIds?.().get(name)) };
-  if (!options.reconnect) return serveForwards(sessionFromClient(first.client, first.close), settings, options.allowIp, { ...run, access });
+  if (!options.reconnect) return serveForwards(sessionFromClient(first.client, first.close), settings, options.allowIp, { ...run, access, ...socks });
   // A fatal reconnect failure may come before serveForwards listens for it: keep it.
   let onFatal: ((err: TunnelError) => void) | undefined;
   let fatal: TunnelError | undefined;
@@ -79,7 +92,7 @@ export async function runTunnel(options: TunnelOptions, run: RunEnvironment): Pr
     alias: destination.alias,
     onFatal: (err) => (onFatal !== undefined ? onFatal(err) : (fatal = err)),
   });
-  return serveForwards(session, settings, options.allowIp, { ...run, access }, {
+  return serveForwards(session, settings, options.allowIp, { ...run, access, ...socks }, {
     session,
     onFatal(handler) {
       onFatal = handler;
@@ -111,6 +124,8 @@ export async function serveForwards(
     platform?: string;
     /** Who may use the -D and -L ports; undefined: everyone (tests that hand in a session of their own). */
     access?: AccessPolicy;
+    /** --socks-auth, read: what every -D requires. @default none */
+    socksCredentials?: SocksCredentials;
   },
   reconnection?: Reconnection,
 ): Promise<number> {
@@ -138,6 +153,7 @@ export async function serveForwards(
     // `safetunnel leakcheck` talks to the -D port: its canaries are answered there.
     localAnswers: canaryAnswers(new CanaryRegistry(), peers),
     ...(run.access !== undefined && peers !== undefined ? { access: accessGate({ policy: run.access, peers, log }) } : {}),
+    ...(run.socksCredentials !== undefined ? { socksCredentials: run.socksCredentials } : {}),
   });
   const giveUp = startProblem(lost, alias, started, failures.length, settings.destination.exitOnForwardFailure);
   if (giveUp !== undefined) {

@@ -4,7 +4,7 @@ import { clientSetupHelp } from "../client-setup.ts";
 export const HELP_TEXT = `usage: safetunnel [-46gNqVv] [-D [bind_address:]port] [-F configfile] [-i identity_file]
                   [-J destination] [-L spec] [-l login_name] [-o option] [-p port]
                   [-R spec] [--allow-ip cidr[,cidr...]] [--allow-users list] [--no-reconnect]
-                  [--json] [user@]host
+                  [--socks-auth user:pass | user:@file] [--json] [user@]host
        safetunnel leakcheck [--proxy HOST:PORT] [--wait SECONDS] [--open] [--watch]
                   [--pcap FILE] [--json]     (see safetunnel leakcheck --help)
        safetunnel serve [--listen ADDR:PORT] [--authorized-keys FILE] [--host-key FILE]
@@ -41,6 +41,10 @@ saying how to fix the app.
   --allow-ip cidrs         Let these IP-literal destinations through the proxy
   --allow-users list       Let these local accounts (names or uids; * for all) use
                            the -D and -L ports; by default only yours and root's
+  --socks-auth user:pass   Require this SOCKS5 username and password (RFC 1929)
+  --socks-auth user:@file  on every -D port (SOCKS4 clients are refused); with
+                           @file the password is file's first line and stays
+                           out of ps (a password starting with @ must go there)
   --no-reconnect           Exit 255 when the connection drops, as ssh does
                            (by default the listeners stay and it reconnects;
                            SIGHUP reconnects at once)

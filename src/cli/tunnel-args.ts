@@ -14,13 +14,16 @@
  * wins, so the rest of the program only ever reads resolved config.
  */
 import { cac } from "cac";
-import { TunnelError, echoValue } from "../errors.ts";
+import { Buffer } from "node:buffer";
+import { TunnelError, describeError, echoValue } from "../errors.ts";
 import { parseSshConfig } from "../config/ssh-config.ts";
 import { isIgnoredKeyword, isKnownKeyword } from "../config/keywords.ts";
 import type { ConfigLine } from "../config/host-lookup.ts";
 import { parseDestination } from "../config/settings.ts";
 import { parseCidrList } from "../cidr.ts";
-import type { TunnelOptions } from "../tunnel.ts";
+import type { SocksAuthOption, TunnelOptions } from "../tunnel.ts";
+import type { SocksCredentials } from "../socks/server.ts";
+import { USERPASS_MAX_FIELD } from "../socks/codec.ts";
 import { HELP_TEXT } from "./help.ts";
 import { VERSION } from "../version.ts";
 
@@ -40,7 +43,7 @@ export type TunnelArgsResult =
   /** `-V` writes to stderr like `ssh -V` (scripts do `ssh -V 2>&1`); `--version` to stdout. */
   | { command: "version"; text: string; stream: "stdout" | "stderr" };
 
-/** Long options without a value (--allow-ip, which takes one, is read on its own); any other `--word` is refused. */
+/** Long options without a value (--allow-ip, --allow-users and --socks-auth, which take one, are read on their own); any other `--word` is refused. */
 const LONG_SWITCHES = new Set(["--json", "--no-reconnect", "--help", "--version"]);
 
 /** ssh(1) flags that take a value, and those that do not. */
@@ -88,11 +91,20 @@ interface ShortFlag {
 }
 
 /** Split argv into short flags, long options, the destination and any remote command. */
-function getopt(argv: string[]): { flags: ShortFlag[]; long: Set<string>; positional: string[]; allowIp: string[]; allowUsers: string[]; flagsBeforeDestination: number } {
+function getopt(argv: string[]): {
+  flags: ShortFlag[];
+  long: Set<string>;
+  positional: string[];
+  allowIp: string[];
+  allowUsers: string[];
+  socksAuth: SocksAuthOption | undefined;
+  flagsBeforeDestination: number;
+} {
   const flags: ShortFlag[] = [];
   let flagsBeforeDestination = -1;
   const allowIp: string[] = [];
   const allowUsers: string[] = [];
+  let socksAuth: SocksAuthOption | undefined;
   const long = new Set<string>();
   const positional: string[] = [];
   let i = 0;
@@ -125,6 +137,14 @@ function getopt(argv: string[]): { flags: ShortFlag[]; long: Set<string>; positi
       allowUsers.push(value);
       continue;
     }
+    if (arg === "--socks-auth" || arg.startsWith("--socks-auth=")) {
+      // As --allow-ip: a password of digits must stay text. Never echoed: it holds the password.
+      const value = arg === "--socks-auth" ? argv[i++] : arg.slice("--socks-auth=".length);
+      if (value === undefined || value === "") throw usage(`option --socks-auth needs a value: ${SOCKS_AUTH_FORMS}`);
+      if (socksAuth !== undefined) throw usage("--socks-auth is given twice; a run has one SOCKS username and password, so give it once");
+      socksAuth = parseSocksAuth(value);
+      continue;
+    }
     if (arg.startsWith("--")) {
       // Checked here, one word at a time, so cac sees at most each switch
       // once: its parse slows down faster than quadratically with many
@@ -150,7 +170,70 @@ function getopt(argv: string[]): { flags: ShortFlag[]; long: Set<string>; positi
       flags.push({ flag });
     }
   }
-  return { flags, long, positional, allowIp, allowUsers, flagsBeforeDestination };
+  return { flags, long, positional, allowIp, allowUsers, socksAuth, flagsBeforeDestination };
+}
+
+const SOCKS_AUTH_FORMS = "USER:PASS, or USER:@FILE to read the password from FILE's first line (it then stays out of ps), e.g. --socks-auth alice:@/home/alice/.socks-password";
+
+/**
+ * `--socks-auth USER:PASS` or `USER:@FILE`, split on the first ':' (a
+ * password may hold more). Checks what it can without files: RFC 1929 fields
+ * are 1 to 255 bytes (sent as UTF-8). Errors never repeat the value, which
+ * holds the password.
+ *
+ * @example
+ * parseSocksAuth("alice:s3:cret") // { user: "alice", password: "s3:cret" }
+ * parseSocksAuth("alice:@~/.socks-password") // { user: "alice", passwordFile: "~/.socks-password" }
+ */
+export function parseSocksAuth(text: string): SocksAuthOption {
+  const [user, rest] = splitOnce(text, ":");
+  if (rest === undefined) throw usage(`--socks-auth has no ':' between username and password; give ${SOCKS_AUTH_FORMS}`);
+  if (user === "") throw usage(`--socks-auth has an empty username (before the ':'); give ${SOCKS_AUTH_FORMS}`);
+  checkSocksField("username", Buffer.byteLength(user, "utf8"));
+  if (rest.startsWith("@")) {
+    const passwordFile = rest.slice(1);
+    if (passwordFile === "") throw usage(`--socks-auth has '@' but no file name after it; give ${SOCKS_AUTH_FORMS}`);
+    return { user, passwordFile };
+  }
+  if (rest === "") throw usage(`--socks-auth has an empty password (after the ':'); give ${SOCKS_AUTH_FORMS}`);
+  checkSocksField("password", Buffer.byteLength(rest, "utf8"));
+  return { user, password: rest };
+}
+
+/** RFC 1929 sends each length in one byte. */
+function checkSocksField(what: "username" | "password", bytes: number, source = ""): void {
+  if (bytes > USERPASS_MAX_FIELD) {
+    throw usage(`the --socks-auth ${what}${source} is ${bytes} bytes; SOCKS5 (RFC 1929) allows at most ${USERPASS_MAX_FIELD}: choose a shorter one`);
+  }
+}
+
+/**
+ * The bytes a -D client must send for `option`, reading the password file if
+ * it names one (its first line, without the line ending; `~/` is the home
+ * folder, which the shell does not expand after `USER:@`). `readFile` is
+ * injected: the caller reads files, the parser does not.
+ *
+ * @example
+ * socksCredentials({ user: "alice", passwordFile: "~/.socks-password" }, { readFile: (path) => readFileSync(path), homeDir: "/home/alice" })
+ * // { username: <alice>, password: <first line of /home/alice/.socks-password> }
+ */
+export function socksCredentials(option: SocksAuthOption, files: { readFile(path: string): Uint8Array; homeDir: string }): SocksCredentials {
+  const username = Buffer.from(option.user, "utf8");
+  if ("password" in option) return { username, password: Buffer.from(option.password, "utf8") };
+  const path = option.passwordFile.startsWith("~/") ? `${files.homeDir.replace(/\/+$/, "")}/${option.passwordFile.slice(2)}` : option.passwordFile;
+  const shown = echoValue(path, "'");
+  let content: Uint8Array;
+  try {
+    content = files.readFile(path);
+  } catch (err) {
+    throw usage(`--socks-auth: cannot read the password file ${shown} (${describeError(err)}); give a file this account can read, with the password on its first line`);
+  }
+  const newline = content.indexOf(0x0a);
+  let line = newline < 0 ? content : content.subarray(0, newline);
+  if (line[line.length - 1] === 0x0d) line = line.subarray(0, line.length - 1);
+  if (line.length === 0) throw usage(`--socks-auth: the first line of the password file ${shown} is empty; put the password on it`);
+  checkSocksField("password", line.length, ` (first line of ${shown})`);
+  return { username, password: Buffer.from(line) };
 }
 
 /** `a=b` as ["a", "b"]; `a` as ["a", undefined]. */
@@ -168,7 +251,7 @@ function usage(problem: string): TunnelError {
  * parseTunnelArgs(["-D", "9001", "user@home"]).command // "tunnel"
  */
 export function parseTunnelArgs(argv: string[]): TunnelArgsResult {
-  const { flags, long, positional, allowIp, allowUsers, flagsBeforeDestination } = getopt(argv);
+  const { flags, long, positional, allowIp, allowUsers, socksAuth, flagsBeforeDestination } = getopt(argv);
 
   // cac reads the long options (its own help and version would print as a
   // side effect of parse(), so HELP_TEXT and VERSION are ours).
@@ -262,6 +345,7 @@ export function parseTunnelArgs(argv: string[]): TunnelArgsResult {
     reconnect: longOptions.reconnect !== false,
     allowIp: allowIp.flatMap((text) => parseCidrList(text)),
     allowUsers,
+    ...(socksAuth !== undefined ? { socksAuth } : {}),
     warnings,
   };
 }

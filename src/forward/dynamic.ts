@@ -8,7 +8,7 @@
  */
 import type { Socket } from "node:net";
 import type { Duplex } from "node:stream";
-import { serveSocksSocket, type ConnectOutcome, type SocksClient, type SocksHandshakeOptions } from "../socks/server.ts";
+import { serveSocksSocket, type ConnectOutcome, type SocksClient, type SocksCredentials, type SocksHandshakeOptions } from "../socks/server.ts";
 import { formatReplyCode, Socks5Reply, type Destination, type Socks5ReplyCode, type SocksRequest } from "../socks/codec.ts";
 import { decideDestination, isInvalidName } from "../socks/policy.ts";
 import type { Cidr } from "../cidr.ts";
@@ -36,6 +36,8 @@ export interface DynamicForwardOptions {
   handshakeTimeoutMs?: number;
   /** Milliseconds now; injectable so tests can step over the refusal window. @default Date.now */
   clock?: () => number;
+  /** Longest wait for /proc to name the program behind a refusal, the client waiting meanwhile. @default 1000 (refusal-log.ts) */
+  nameWaitMs?: number;
   /**
    * Who is behind a client, asked only to name the program in a refusal or
    * dropped-client line, which are folded per program (never for requests
@@ -52,6 +54,11 @@ export interface DynamicForwardOptions {
   localAnswers?: LocalAnswers;
   /** Who may use this port (another local account gets 0x02). @default everyone */
   access?: AccessGate;
+  /**
+   * --socks-auth: the username and password every SOCKS5 client must send
+   * (RFC 1929); SOCKS4 clients are refused. @default none: no authentication
+   */
+  credentials?: SocksCredentials;
 }
 
 /**
@@ -90,6 +97,7 @@ export async function startDynamicForward(options: DynamicForwardOptions): Promi
   const refusals = new RefusalLog({
     log,
     clock: options.clock,
+    ...(options.nameWaitMs !== undefined ? { nameWaitMs: options.nameWaitMs } : {}),
     nameProgram: peers === undefined ? undefined : (client) => peers.programOf(client),
     droppedLine: (client, reason, program) => droppedClientLine(options.label, client, reason, program),
   });
@@ -163,6 +171,7 @@ export async function startDynamicForward(options: DynamicForwardOptions): Promi
 
   const handshake: SocksHandshakeOptions = {
     handshakeTimeoutMs: options.handshakeTimeoutMs ?? DEFAULT_HANDSHAKE_TIMEOUT_MS,
+    ...(options.credentials !== undefined ? { credentials: options.credentials } : {}),
     onConnect,
     onEstablished,
     onProtocolError: (client, reason) => {

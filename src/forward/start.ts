@@ -17,6 +17,7 @@ import { startRemoteDynamicForward } from "./remote-dynamic.ts";
 import type { TrafficStats } from "./stats.ts";
 import type { PeerLookup } from "../platform/peer-lookup.ts";
 import type { AccessGate } from "./access-gate.ts";
+import type { SocksCredentials } from "../socks/server.ts";
 
 
 export interface ForwardContext {
@@ -40,6 +41,11 @@ export interface ForwardContext {
   localAnswers?: LocalAnswers;
   /** Who may use -D and -L ports (another local account is refused). @default everyone */
   access?: AccessGate;
+  /**
+   * --socks-auth: the username and password every -D of the run requires
+   * (RFC 1929). @default none: -D ports ask for no authentication
+   */
+  socksCredentials?: SocksCredentials;
 }
 
 /** A forward that is up. */
@@ -69,6 +75,10 @@ export interface StartResult {
 export async function startForwards(specs: readonly TcpForwardSpec[], context: ForwardContext): Promise<StartResult> {
   const started: RunningForward[] = [];
   const failures: TunnelError[] = [];
+  if (context.socksCredentials !== undefined) {
+    const warning = socksAuthScopeWarning(specs);
+    if (warning !== undefined) context.log.warn(warning, { event: "socks-auth-unused" });
+  }
   for (const spec of specs) {
     try {
       started.push(await startForward(spec, context));
@@ -79,6 +89,25 @@ export async function startForwards(specs: readonly TcpForwardSpec[], context: F
     }
   }
   return { started, failures };
+}
+
+/**
+ * What --socks-auth does not cover, said before anything listens: it is
+ * required on -D ports only, so a run without one, or with a SOCKS proxy on
+ * the server (-R port alone), has a port a user might think is protected.
+ *
+ * @example
+ * socksAuthScopeWarning([{ kind: "remote", listen: { address: null, port: 1080 }, target: null, raw: "1080" }])
+ * // "--socks-auth applies to -D ports only: -R 1080 (a SOCKS proxy on the SSH server) asks for no password."
+ */
+export function socksAuthScopeWarning(specs: readonly TcpForwardSpec[]): string | undefined {
+  const remoteSocks = specs.filter((spec) => spec.kind === "remote" && spec.target === null).map(forwardLabel);
+  if (remoteSocks.length > 0) {
+    const what = remoteSocks.length === 1 ? "a SOCKS proxy on the SSH server" : "SOCKS proxies on the SSH server";
+    return `--socks-auth applies to -D ports only: ${remoteSocks.join(", ")} (${what}) ask${remoteSocks.length === 1 ? "s" : ""} for no password.`;
+  }
+  if (!specs.some((spec) => spec.kind === "dynamic")) return "--socks-auth has no effect: this run has no -D port.";
+  return undefined;
 }
 
 /**
@@ -151,11 +180,13 @@ export async function startForward(spec: TcpForwardSpec, context: ForwardContext
     ...(context.peers !== undefined ? { peers: context.peers } : {}),
     ...(context.localAnswers !== undefined ? { localAnswers: context.localAnswers } : {}),
     ...(context.access !== undefined ? { access: context.access } : {}),
+    ...(context.socksCredentials !== undefined ? { credentials: context.socksCredentials } : {}),
   });
+  const login = context.socksCredentials === undefined ? "" : "; clients must log in with the --socks-auth username and password (SOCKS5 only)";
   return {
     label,
     announcement: {
-      message: `SOCKS proxy listening on ${forward.addresses.join(" and ")} (${label}); names are resolved by the SSH server, ${ipPolicy}.`,
+      message: `SOCKS proxy listening on ${forward.addresses.join(" and ")} (${label}); names are resolved by the SSH server, ${ipPolicy}${login}.`,
       fields: { event: "listening", addresses: forward.addresses.join(","), side: "client" },
     },
     close: () => forward.close(),

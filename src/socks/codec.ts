@@ -6,7 +6,8 @@
  * with the parsed value and how many bytes it used. They never throw and never
  * read past the buffer, so the server can call them on every chunk.
  *
- * References: RFC 1928 (SOCKS5), the SOCKS4 protocol note and its 4a extension
+ * References: RFC 1928 (SOCKS5), RFC 1929 (its username/password
+ * subnegotiation), the SOCKS4 protocol note and its 4a extension
  * (https://www.openssh.com/txt/socks4.protocol, socks4a.protocol).
  */
 import { Buffer } from "node:buffer";
@@ -211,6 +212,60 @@ export function parseSocks4Request(buf: Uint8Array): ParseResult<SocksRequest> {
   };
 }
 
+/** RFC 1929 section 2: the version of the username/password subnegotiation (not the SOCKS version). */
+export const USERPASS_VERSION = 0x01;
+
+/** RFC 1929 section 2: ULEN and PLEN are one byte each, so a username or password is at most 255 bytes. */
+export const USERPASS_MAX_FIELD = 255;
+
+/** An RFC 1929 request's fields, as the client sent them (opaque bytes: the RFC names no charset). */
+export interface UserPass {
+  username: Buffer;
+  password: Buffer;
+}
+
+/**
+ * The username/password request (RFC 1929 section 2): VER ULEN UNAME PLEN
+ * PASSWD, VER being 0x01. The RFC draws both fields as 1 to 255 bytes; an
+ * empty one is read all the same (it simply matches no account), so a client
+ * with an empty password hears "failure" rather than a dropped connection. A
+ * wrong VER gets the failure status, after which RFC 1929 says to close.
+ *
+ * @example
+ * parseSocks5UserPass(Buffer.from([1, 5, ...Buffer.from("alice"), 3, ...Buffer.from("pw!")]))
+ * // ok: { username: <alice>, password: <pw!> }, consumed: 11
+ */
+export function parseSocks5UserPass(buf: Uint8Array): ParseResult<UserPass> {
+  if (buf.length < 1) return INCOMPLETE;
+  if (buf[0] !== USERPASS_VERSION) {
+    return invalid(`SOCKS5 username/password request has version byte 0x${hex(buf[0]!)} (RFC 1929 says 0x01)`, encodeSocks5UserPassStatus(false));
+  }
+  if (buf.length < 2) return INCOMPLETE;
+  const userLength = buf[1]!;
+  if (buf.length < 2 + userLength + 1) return INCOMPLETE;
+  const passwordLength = buf[2 + userLength]!;
+  const end = 2 + userLength + 1 + passwordLength;
+  if (buf.length < end) return INCOMPLETE;
+  return {
+    status: "ok",
+    // Copies: the caller's buffer is reused for what follows.
+    value: { username: Buffer.from(buf.subarray(2, 2 + userLength)), password: Buffer.from(buf.subarray(3 + userLength, end)) },
+    consumed: end,
+  };
+}
+
+/**
+ * The username/password status reply (RFC 1929 section 2): VER STATUS, with
+ * X'00' for success; any other STATUS is failure and the server then closes.
+ *
+ * @example
+ * encodeSocks5UserPassStatus(true) // <01 00>
+ * encodeSocks5UserPassStatus(false) // <01 01>
+ */
+export function encodeSocks5UserPassStatus(success: boolean): Buffer {
+  return Buffer.from([USERPASS_VERSION, success ? 0x00 : 0x01]);
+}
+
 /** SOCKS5 method selection message: VER METHOD (2 bytes). */
 export function encodeSocks5MethodChoice(method: number): Buffer {
   return Buffer.from([SOCKS5_VERSION, method]);
@@ -354,6 +409,22 @@ export function encodeSocks5ConnectName(name: string, port: number): Buffer {
   out.set(host, 5);
   out.writeUInt16BE(port, 5 + host.length);
   return out;
+}
+
+/**
+ * A username/password request (RFC 1929 section 2): VER ULEN UNAME PLEN PASSWD.
+ * Text is sent as UTF-8, as curl sends what it is given.
+ *
+ * @example
+ * encodeSocks5UserPass("alice", "pw!") // <01 05 'alice' 03 'pw!'>
+ */
+export function encodeSocks5UserPass(username: string | Uint8Array, password: string | Uint8Array): Buffer {
+  const user = typeof username === "string" ? Buffer.from(username, "utf8") : username;
+  const pass = typeof password === "string" ? Buffer.from(password, "utf8") : password;
+  for (const [what, field] of [["username", user], ["password", pass]] as const) {
+    if (field.length > USERPASS_MAX_FIELD) throw new RangeError(`an RFC 1929 ${what} is at most ${USERPASS_MAX_FIELD} bytes, got ${field.length}`);
+  }
+  return Buffer.concat([Buffer.from([USERPASS_VERSION, user.length]), user, Buffer.from([pass.length]), pass]);
 }
 
 /**

@@ -6,24 +6,31 @@
  * This module knows nothing of SSH. What a request may reach and how it is
  * reached is `onConnect`'s business (see forward/dynamic.ts); this one only
  * guarantees the protocol: bounded buffering, a handshake deadline, exact
- * replies, and that a bad client costs one connection and nothing else. The
+ * replies, the username and password when the port requires them (RFC 1929),
+ * and that a bad client costs one connection and nothing else. The
  * connection is any Duplex: an accepted socket (-D), or a forwarded-tcpip
  * channel whose client sits on the SSH server's side (-R port alone).
  */
 import type { Socket } from "node:net";
 import type { Duplex } from "node:stream";
 import { Buffer } from "node:buffer";
+import { createHash, timingSafeEqual } from "node:crypto";
 import {
   AuthMethod,
   encodeReply,
+  encodeSocks4Reply,
   encodeSocks5MethodChoice,
+  encodeSocks5UserPassStatus,
   parseSocks4Request,
   parseSocks5Greeting,
   parseSocks5Request,
+  parseSocks5UserPass,
+  Socks4Reply,
   Socks5Reply,
   type ParseResult,
   type Socks5ReplyCode,
   type SocksRequest,
+  type UserPass,
   SOCKS4_VERSION,
   SOCKS5_VERSION,
 } from "./codec.ts";
@@ -41,6 +48,12 @@ export interface SocksClient {
   localPort: number;
 }
 
+/** The one username and password a port accepts (RFC 1929), as the bytes a client must send. */
+export interface SocksCredentials {
+  username: Uint8Array;
+  password: Uint8Array;
+}
+
 export type ConnectOutcome =
   | { ok: true; stream: Duplex }
   | { ok: false; reply: Socks5ReplyCode };
@@ -51,8 +64,15 @@ export type ConnectOutcome =
  * `serveSocksSocket`, any Duplex for `serveSocksStream`.
  */
 export interface SocksHandshakeOptions<S extends Duplex = Socket> {
-  /** Close sockets that have not sent a whole request by then. */
+  /** Close sockets that have not sent a whole request by then (the username and password included). */
   handshakeTimeoutMs: number;
+  /**
+   * Require these (RFC 1929): SOCKS5 clients must choose username/password
+   * (X'02') and send them before their request; SOCKS4 and 4a, which have
+   * no password, are refused. Never reported or logged.
+   * @default none: "no authentication" (X'00') only
+   */
+  credentials?: SocksCredentials;
   /**
    * Called once per CONNECT. The reply is sent only after it settles, so
    * success means the far end really is connected (and a client waiting for
@@ -67,9 +87,13 @@ export interface SocksHandshakeOptions<S extends Duplex = Socket> {
 }
 
 /**
- * The longest handshake we buffer: a SOCKS5 greeting (257) plus a request
- * (262), or a SOCKS4a request with two 255-byte fields. Anything longer is not
- * a SOCKS client.
+ * The most unanswered handshake bytes we buffer. Each message is taken off
+ * as soon as it is whole (in the same read as the bytes before it), so what
+ * waits is at most one unfinished message: a SOCKS5 greeting (257 bytes), an
+ * RFC 1929 username/password request (513), a SOCKS5 request (262) or a
+ * SOCKS4a request with two 255-byte fields (520). A client that pipelines
+ * all its SOCKS5 messages at once (1032 bytes) is thus still within bounds.
+ * Anything longer is not a SOCKS client.
  */
 export const MAX_HANDSHAKE_BYTES = 1024;
 
@@ -110,11 +134,12 @@ export function serveSocksStream<S extends Duplex>(stream: S, client: SocksClien
 /**
  * Where a handshake stands:
  * - `first`: waiting for the first message, a SOCKS5 greeting or a whole SOCKS4 request;
- * - `socks5-request`: the method reply is sent, waiting for the SOCKS5 request;
+ * - `socks5-auth`: username/password (X'02') was chosen, waiting for the RFC 1929 request;
+ * - `socks5-request`: the method reply (and any auth status) is sent, waiting for the SOCKS5 request;
  * - `connecting`: `onConnect` has the request; input waits in the stream;
  * - `done`: answered, dropped or gone; nothing more happens here.
  */
-type Phase = "first" | "socks5-request" | "connecting" | "done";
+type Phase = "first" | "socks5-auth" | "socks5-request" | "connecting" | "done";
 
 /** One connection's handshake: each SOCKS step is a method, the bytes' meaning comes from the codec. */
 class SocksHandshake<S extends Duplex> {
@@ -148,10 +173,11 @@ class SocksHandshake<S extends Duplex> {
   readonly #onData = (chunk: Buffer): void => {
     this.#buffered = this.#buffered.length === 0 ? chunk : Buffer.concat([this.#buffered, chunk]);
     if (this.#phase === "first") this.#readFirstMessage();
+    if (this.#phase === "socks5-auth") this.#readUserPass();
     if (this.#phase === "socks5-request") this.#readSocks5Request();
     // Only an unfinished handshake counts: bytes after a whole request are
     // the client's payload (a TLS ClientHello alone can be 1.8 kB).
-    if ((this.#phase === "first" || this.#phase === "socks5-request") && this.#buffered.length > MAX_HANDSHAKE_BYTES) {
+    if (this.#handshaking() && this.#buffered.length > MAX_HANDSHAKE_BYTES) {
       this.#drop(undefined, `handshake longer than ${MAX_HANDSHAKE_BYTES} bytes`);
     }
   };
@@ -165,15 +191,53 @@ class SocksHandshake<S extends Duplex> {
     else this.#drop(undefined, describeForeignProtocol(this.#buffered));
   }
 
-  /** RFC 1928 section 3: we accept only "no authentication" (X'00'); else X'FF' and close. */
+  /** Not yet at `onConnect`: the deadline and MAX_HANDSHAKE_BYTES apply. */
+  #handshaking(): boolean {
+    return this.#phase === "first" || this.#phase === "socks5-auth" || this.#phase === "socks5-request";
+  }
+
+  /**
+   * RFC 1928 section 3: we offer one method, "no authentication" (X'00'), or
+   * username/password (X'02') when the port requires credentials, never both
+   * (a client must not be able to skip the password). A client that does not
+   * offer it gets X'FF' and the connection is closed.
+   */
   #readGreeting(): void {
     const greeting = parseSocks5Greeting(this.#buffered);
     if (!this.#take(greeting)) return;
-    if (!greeting.value.methods.includes(AuthMethod.NO_AUTH)) {
+    const { methods } = greeting.value;
+    if (this.#options.credentials !== undefined) {
+      if (!methods.includes(AuthMethod.USERNAME_PASSWORD)) {
+        this.#drop(
+          encodeSocks5MethodChoice(AuthMethod.NO_ACCEPTABLE),
+          "client offers no username/password authentication (SOCKS5 method 0x02), which this port requires (--socks-auth): give the client the proxy username and password",
+        );
+        return;
+      }
+      this.#socket.write(encodeSocks5MethodChoice(AuthMethod.USERNAME_PASSWORD));
+      this.#phase = "socks5-auth";
+      return;
+    }
+    if (!methods.includes(AuthMethod.NO_AUTH)) {
       this.#drop(encodeSocks5MethodChoice(AuthMethod.NO_ACCEPTABLE), "client offers no method we accept (only \"no authentication\" is supported)");
       return;
     }
     this.#socket.write(encodeSocks5MethodChoice(AuthMethod.NO_AUTH));
+    this.#phase = "socks5-request";
+  }
+
+  /** RFC 1929 section 2: status X'00' and on to the request, or X'01' and close. */
+  #readUserPass(): void {
+    if (this.#buffered.length === 0) return;
+    const offered = parseSocks5UserPass(this.#buffered);
+    if (!this.#take(offered)) return;
+    // Fails closed; the reason never repeats what was sent (a password typed as the username).
+    const expected = this.#options.credentials;
+    if (expected === undefined || !credentialsMatch(offered.value, expected)) {
+      this.#drop(encodeSocks5UserPassStatus(false), "wrong SOCKS5 username or password: give the client the ones set with --socks-auth");
+      return;
+    }
+    this.#socket.write(encodeSocks5UserPassStatus(true));
     this.#phase = "socks5-request";
   }
 
@@ -185,7 +249,16 @@ class SocksHandshake<S extends Duplex> {
 
   #readSocks4Request(): void {
     const request = parseSocks4Request(this.#buffered);
-    if (this.#take(request)) this.#request(request.value);
+    if (!this.#take(request)) return;
+    if (this.#options.credentials !== undefined) {
+      // SOCKS4's USERID is an identd name, not a secret: it cannot carry a password.
+      this.#drop(
+        encodeSocks4Reply(Socks4Reply.REJECTED),
+        `SOCKS${request.value.socks4a ? "4a" : "4"} has no password and this port requires one (--socks-auth): configure the client for SOCKS5 with username/password`,
+      );
+      return;
+    }
+    this.#request(request.value);
   }
 
   /** Take a parse result: drop the socket if invalid, keep the rest of the bytes if ok. */
@@ -263,7 +336,7 @@ class SocksHandshake<S extends Duplex> {
       this.#phase = "done";
       clearTimeout(this.#deadline);
       closeAfter(this.#socket, undefined);
-    } else if (this.#phase === "first" || this.#phase === "socks5-request") {
+    } else if (this.#handshaking()) {
       this.#drop(undefined, "client closed the connection before sending a complete SOCKS request");
     }
   };
@@ -275,6 +348,26 @@ class SocksHandshake<S extends Duplex> {
     this.#abort.abort();
     if (this.#phase !== "connecting") this.#phase = "done";
   };
+}
+
+/**
+ * Whether `offered` is `expected`, in time that does not depend on where they
+ * differ: timingSafeEqual needs equal lengths, and comparing lengths first
+ * would tell a prober the password's length, so both sides are hashed
+ * (SHA-256) and the digests compared. Username and password are both always
+ * checked, so the time does not tell which one was wrong.
+ *
+ * @example
+ * credentialsMatch({ username: Buffer.from("alice"), password: Buffer.from("pw") }, credentials) // true or false
+ */
+export function credentialsMatch(offered: UserPass, expected: SocksCredentials): boolean {
+  const userOk = timingSafeEqual(sha256(offered.username), sha256(expected.username));
+  const passwordOk = timingSafeEqual(sha256(offered.password), sha256(expected.password));
+  return userOk && passwordOk;
+}
+
+function sha256(bytes: Uint8Array): Buffer {
+  return createHash("sha256").update(bytes).digest();
 }
 
 function formatMs(ms: number): string {

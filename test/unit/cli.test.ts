@@ -1,6 +1,8 @@
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
+import { Buffer } from "node:buffer";
 import { HELP_TEXT, parseCommandLine, VERSION, type Plan, type Subcommand, type TunnelPlan } from "../../src/cli.ts";
+import { socksCredentials } from "../../src/cli/tunnel-args.ts";
 import type { ConfigLine } from "../../src/config/host-lookup.ts";
 import { commandLineConfig, lookupHost } from "../../src/config/host-lookup.ts";
 import { resolveDestination, type LocalEnvironment } from "../../src/config/settings.ts";
@@ -366,11 +368,109 @@ describe("parseCommandLine: long options and plans", () => {
   });
 });
 
-const HELP_FLAGS = ["-D", "-N", "-p", "-l", "-i", "-F", "-J", "-o", "-v", "-q", "-4", "-6", "-g", "-V", "-h", "--version", "--help", "--allow-ip", "--json"];
+const HELP_FLAGS = ["-D", "-N", "-p", "-l", "-i", "-F", "-J", "-o", "-v", "-q", "-4", "-6", "-g", "-V", "-h", "--version", "--help", "--allow-ip", "--socks-auth", "--json"];
 
 function flagPattern(flag: string): RegExp {
   return new RegExp(`(^|[\\s\\[,/])${flag}(?![\\w-])`, "m");
 }
+
+describe("parseCommandLine: --socks-auth", () => {
+  test("splits USER:PASS on the first ':', so the password may hold more, and keeps digits as text", () => {
+    assert.deepEqual(tunnel(["--socks-auth", "alice:s3:cr:et", "-D", "9001", "host"]).socksAuth, { user: "alice", password: "s3:cr:et" });
+    assert.deepEqual(tunnel(["-D", "9001", "host", "--socks-auth=bob:007"]).socksAuth, { user: "bob", password: "007" });
+    assert.deepEqual(tunnel(["--socks-auth", "bob::", "host"]).socksAuth, { user: "bob", password: ":" });
+  });
+
+  test("USER:@FILE names the password file instead, as typed", () => {
+    assert.deepEqual(tunnel(["--socks-auth", "alice:@/run/secrets/socks", "host"]).socksAuth, { user: "alice", passwordFile: "/run/secrets/socks" });
+    assert.deepEqual(tunnel(["--socks-auth", "alice:@~/.socks:pw", "host"]).socksAuth, { user: "alice", passwordFile: "~/.socks:pw" });
+  });
+
+  test("without it the plan has no socksAuth", () => {
+    assert.equal(tunnel(["-D", "9001", "host"]).socksAuth, undefined);
+  });
+
+  test("bad values are one-line USAGE errors naming the fix, and never repeat the value", () => {
+    const secret = "hunter2secret";
+    assertUsage(["--socks-auth", secret, "host"], "no ':'", "USER:PASS", "USER:@FILE");
+    assertUsage(["--socks-auth", `:${secret}`, "host"], "empty username");
+    assertUsage(["--socks-auth", "alice:", "host"], "empty password");
+    assertUsage(["--socks-auth", "alice:@", "host"], "no file name");
+    assertUsage(["--socks-auth", `${"é".repeat(128)}:${secret}`, "host"], "username is 256 bytes", "at most 255", "shorter");
+    assertUsage(["--socks-auth", `alice:${secret}${"x".repeat(243)}`, "host"], "password is 256 bytes", "at most 255");
+    assertUsage(["host", "--socks-auth"], "--socks-auth needs a value");
+    assertUsage(["--socks-auth=", "host"], "--socks-auth needs a value");
+    assertUsage(["--socks-auth", `alice:${secret}`, "--socks-auth", `bob:${secret}`, "host"], "given twice", "once");
+    for (const argv of [[secret], [`:${secret}`], [`alice:${secret}${"x".repeat(243)}`], [`alice:${secret}`, "--socks-auth", `bob:${secret}`]]) {
+      assert.throws(() => parseCommandLine(["--socks-auth", ...argv, "host"]), (err: Error) => !err.message.includes(secret));
+    }
+  });
+
+  test("255-byte usernames and passwords are accepted", () => {
+    const user = "u".repeat(255);
+    const password = "p".repeat(254) + ":";
+    assert.deepEqual(tunnel(["--socks-auth", `${user}:${password}`, "host"]).socksAuth, { user, password });
+  });
+});
+
+describe("socksCredentials: --socks-auth to the bytes a client must send", () => {
+  /** A reader over an in-memory folder; any other path fails as a missing file does. */
+  function files(tree: Record<string, string | Uint8Array>, homeDir = "/home/alice") {
+    const reads: string[] = [];
+    return {
+      reads,
+      homeDir,
+      readFile(path: string): Uint8Array {
+        reads.push(path);
+        const content = tree[path];
+        if (content === undefined) throw Object.assign(new Error(`ENOENT: no such file or directory, open '${path}'`), { code: "ENOENT" });
+        return typeof content === "string" ? Buffer.from(content) : content;
+      },
+    };
+  }
+
+  function assertUsageError(run: () => unknown, ...fragments: string[]): void {
+    assert.throws(run, (err: unknown) => {
+      assert.ok(err instanceof TunnelError && err.code === "USAGE", String(err));
+      for (const fragment of fragments) assert.ok(err.message.includes(fragment), `${err.message} lacks ${fragment}`);
+      assert.ok(!err.message.includes("\n"));
+      return true;
+    });
+  }
+
+  test("a password given on the command line becomes UTF-8 bytes and reads no file", () => {
+    const tree = files({});
+    const credentials = socksCredentials({ user: "josé", password: "pä:ss" }, tree);
+    assert.equal(Buffer.from(credentials.username).toString("hex"), Buffer.from("josé", "utf8").toString("hex"));
+    assert.equal(Buffer.from(credentials.password).toString("hex"), Buffer.from("pä:ss", "utf8").toString("hex"));
+    assert.deepEqual(tree.reads, []);
+  });
+
+  test("@FILE gives the file's first line as bytes, without its LF or CRLF, the rest ignored", () => {
+    const tree = files({ "/s/lf": "pw one\nsecond line\n", "/s/crlf": "pw two\r\n", "/s/bare": "pw three", "/s/bytes": Uint8Array.of(0xff, 0x3a, 0x0a) });
+    const password = (file: string) => Buffer.from(socksCredentials({ user: "alice", passwordFile: file }, tree).password).toString("latin1");
+    assert.equal(password("/s/lf"), "pw one");
+    assert.equal(password("/s/crlf"), "pw two");
+    assert.equal(password("/s/bare"), "pw three");
+    assert.equal(password("/s/bytes"), "\xff:");
+  });
+
+  test("~/ at the start of FILE is the home folder (the shell does not expand it after 'user:@')", () => {
+    const tree = files({ "/home/alice/.socks-password": "pw\n" });
+    assert.equal(Buffer.from(socksCredentials({ user: "alice", passwordFile: "~/.socks-password" }, tree).password).toString(), "pw");
+    assert.deepEqual(tree.reads, ["/home/alice/.socks-password"]);
+  });
+
+  test("an unreadable file, an empty first line or one over 255 bytes is USAGE naming the file and the fix, never the content", () => {
+    const tree = files({ "/s/empty": "", "/s/blank": "\nsecret below\n", "/s/long": `${"k".repeat(256)}\n` });
+    assertUsageError(() => socksCredentials({ user: "alice", passwordFile: "/s/missing" }, tree), "cannot read the password file '/s/missing'", "ENOENT", "first line");
+    assertUsageError(() => socksCredentials({ user: "alice", passwordFile: "/s/empty" }, tree), "first line of the password file '/s/empty' is empty");
+    assertUsageError(() => socksCredentials({ user: "alice", passwordFile: "/s/blank" }, tree), "is empty");
+    assert.throws(() => socksCredentials({ user: "alice", passwordFile: "/s/blank" }, tree), (err: Error) => !err.message.includes("secret below"));
+    assertUsageError(() => socksCredentials({ user: "alice", passwordFile: "/s/long" }, tree), "password (first line of '/s/long') is 256 bytes", "at most 255");
+    assert.throws(() => socksCredentials({ user: "alice", passwordFile: "/s/long" }, tree), (err: Error) => !err.message.includes("kkkk"));
+  });
+});
 
 describe("the built binary (node dist/safetunnel.cjs)", () => {
   test("--version prints exactly 'safetunnel 0.1.0' and exits 0", async () => {
@@ -412,6 +512,22 @@ describe("the built binary (node dist/safetunnel.cjs)", () => {
     assert.equal(lines.length, 2, `stderr: ${JSON.stringify(result.stderr)}`);
     assert.equal(lines[1], "");
     assert.match(lines[0]!, /^safetunnel: .*--bogus/);
+  });
+
+  test("--socks-auth with an unreadable @FILE exits 255 with one line naming the file, before connecting", async () => {
+    const result = await runCli(["--socks-auth", "alice:@/nonexistent/socks-password", "-D", "9001", "-o", "ConnectTimeout=1", "192.0.2.1"]);
+    assert.equal(result.code, 255);
+    assert.equal(result.stdout, "");
+    assert.equal(result.stderr.split("\n").length, 2, `stderr: ${JSON.stringify(result.stderr)}`);
+    assert.match(result.stderr, /^safetunnel: --socks-auth: cannot read the password file '\/nonexistent\/socks-password' \(ENOENT/);
+  });
+
+  test("--socks-auth without a ':' exits 255 with one line that does not repeat the value", async () => {
+    const result = await runCli(["--socks-auth", "hunter2secret", "-D", "9001", "host"]);
+    assert.equal(result.code, 255);
+    assert.equal(result.stderr.split("\n").length, 2, `stderr: ${JSON.stringify(result.stderr)}`);
+    assert.match(result.stderr, /^safetunnel: --socks-auth has no ':'/);
+    assert.ok(!result.stderr.includes("hunter2secret"), result.stderr);
   });
 
   test("an unknown -o keyword exits 255 with one line naming it", async () => {

@@ -66,7 +66,7 @@ after(async () => {
  * rejects (-D never asks the server to listen). Clients are looked up only
  * where a test passes `peers` (by default nothing is: refusals name no program).
  */
-async function startForward(options: { allowIp?: Cidr[]; json?: boolean; verbosity?: number } & Pick<DynamicForwardOptions, "peers" | "clock"> = {}): Promise<Forward> {
+async function startForward(options: { allowIp?: Cidr[]; json?: boolean; verbosity?: number } & Pick<DynamicForwardOptions, "peers" | "clock" | "nameWaitMs"> = {}): Promise<Forward> {
   const session = new FakeSession();
   const stats = createStats();
   const lines: string[] = [];
@@ -81,6 +81,7 @@ async function startForward(options: { allowIp?: Cidr[]; json?: boolean; verbosi
     stats,
     peers: options.peers,
     clock: options.clock,
+    ...(options.nameWaitMs !== undefined ? { nameWaitMs: options.nameWaitMs } : {}),
   });
   open.push(listener);
   return { listener, session, stats, lines };
@@ -403,7 +404,10 @@ describe("startDynamicForward: IP-address requests are refused", () => {
   });
 
   test("with procPeerLookup(), curl's refusals are named from /proc, each of a parallel burst too", { skip: process.platform === "linux" ? false : "/proc is Linux-only" }, async () => {
-    const forward = await startForward({ peers: procPeerLookup(), verbosity: 1 });
+    // Bounds far above what a /proc walk takes even on a loaded machine (Deno's
+    // walk under the full suite once needed more than the default 1 s): this
+    // test is about naming each client, not about how fast.
+    const forward = await startForward({ peers: procPeerLookup({ ownerWaitMs: 10_000 }), verbosity: 1, nameWaitMs: 15_000 });
     const proxy = `127.0.0.1:${forward.listener.port}`;
     const runs = Array.from({ length: 6 }, () => startProcess("curl", ["-s", "-m", "20", "--socks5", proxy, "http://192.0.2.9/"]));
     const statuses = await Promise.all(runs.map((run) => run.exited));

@@ -11,7 +11,11 @@ import {
   encodeSocks5Greeting,
   encodeSocks5MethodChoice,
   encodeSocks5Reply,
+  encodeSocks5UserPass,
+  encodeSocks5UserPassStatus,
   parseSocks5MethodChoice,
+  parseSocks5UserPass,
+  USERPASS_MAX_FIELD,
   parseSocks5Reply,
   formatReplyCode,
   parseSocks4Request,
@@ -392,6 +396,75 @@ describe("parseSocks4Request", () => {
   });
 });
 
+describe("parseSocks5UserPass (RFC 1929 section 2)", () => {
+  test("reads VER 01, ULEN, UNAME, PLEN, PASSWD as bytes", () => {
+    const bytes = hex(`01 05 ${ascii("alice").toString("hex")} 03 ${ascii("pw!").toString("hex")}`);
+    const value = okValue(parseSocks5UserPass(bytes), 11);
+    assert.equal(value.username.toString("hex"), ascii("alice").toString("hex"));
+    assert.equal(value.password.toString("hex"), ascii("pw!").toString("hex"));
+  });
+
+  test("keeps bytes that are not ASCII as sent, and a ':' in the password", () => {
+    const bytes = hex("01 02 c3a9 04 3a 00 ff 3a");
+    const value = okValue(parseSocks5UserPass(bytes), 9);
+    assert.equal(value.username.toString("hex"), "c3a9");
+    assert.equal(value.password.toString("hex"), "3a00ff3a");
+  });
+
+  test(`reads ${USERPASS_MAX_FIELD}-byte fields: 513 bytes in all`, () => {
+    const user = Buffer.alloc(255, 0x75);
+    const pass = Buffer.alloc(255, 0x70);
+    const bytes = Buffer.concat([hex("01 ff"), user, hex("ff"), pass]);
+    assert.equal(bytes.length, 513);
+    const value = okValue(parseSocks5UserPass(bytes), 513);
+    assert.deepEqual([value.username, value.password], [user, pass]);
+  });
+
+  test("reads empty fields (they then match no account) rather than dropping the client", () => {
+    const value = okValue(parseSocks5UserPass(hex("01 00 00")), 3);
+    assert.deepEqual([value.username.length, value.password.length], [0, 0]);
+  });
+
+  test("consumes only the subnegotiation when the SOCKS5 request follows in the same chunk", () => {
+    const bytes = Buffer.concat([hex("01 01 61 01 62"), socks5NameRequest("example.org", 443)]);
+    okValue(parseSocks5UserPass(bytes), 5);
+  });
+
+  test("the values are copies: reusing the input buffer does not change them", () => {
+    const bytes = hex("01 01 61 01 62");
+    const value = okValue(parseSocks5UserPass(bytes), 5);
+    bytes.fill(0);
+    assert.equal(value.username.toString("hex"), "61");
+    assert.equal(value.password.toString("hex"), "62");
+  });
+
+  test("every truncation is incomplete", () => {
+    everyPrefixIncomplete(parseSocks5UserPass, hex(`01 05 ${ascii("alice").toString("hex")} 03 ${ascii("pw!").toString("hex")}`));
+    everyPrefixIncomplete(parseSocks5UserPass, hex("01 00 00"));
+    everyPrefixIncomplete(parseSocks5UserPass, Buffer.concat([hex("01 ff"), Buffer.alloc(255, 1), hex("ff"), Buffer.alloc(255, 2)]));
+  });
+
+  test("a version byte other than 01 is invalid and answered with the failure status 01 01", () => {
+    invalidWith(parseSocks5UserPass(hex("05 01 61 01 62")), "01 01", /version byte 0x05.*0x01/);
+    invalidWith(parseSocks5UserPass(hex("00")), "01 01", /0x00/);
+    invalidWith(parseSocks5UserPass(hex("02 01 61")), "01 01", /0x02/);
+  });
+
+  test("round-trips what encodeSocks5UserPass writes", () => {
+    const bytes = encodeSocks5UserPass("bob", "a:b@c");
+    const value = okValue(parseSocks5UserPass(bytes), bytes.length);
+    assert.equal(value.username.toString(), "bob");
+    assert.equal(value.password.toString(), "a:b@c");
+  });
+});
+
+describe("encodeSocks5UserPassStatus (RFC 1929 section 2)", () => {
+  test("writes 01 00 for success and 01 01 for failure", () => {
+    assert.equal(encodeSocks5UserPassStatus(true).toString("hex"), "0100");
+    assert.equal(encodeSocks5UserPassStatus(false).toString("hex"), "0101");
+  });
+});
+
 describe("encodeSocks5MethodChoice", () => {
   test("writes VER METHOD", () => {
     assert.equal(encodeSocks5MethodChoice(AuthMethod.NO_AUTH).toString("hex"), "0500");
@@ -545,6 +618,17 @@ describe("client side: what leakcheck sends to a proxy and reads back", () => {
     assert.throws(() => encodeSocks5ConnectName("", 80), RangeError);
     assert.throws(() => encodeSocks5ConnectName("a".repeat(256), 80), RangeError);
     assert.equal(encodeSocks5ConnectName("a".repeat(255), 80).length, 262);
+  });
+
+  test("encodes a username/password request: 01 ULEN UNAME PLEN PASSWD, text as UTF-8", () => {
+    assert.equal(encodeSocks5UserPass("alice", "pw!").toString("hex"), hex(`01 05 ${ascii("alice").toString("hex")} 03 ${ascii("pw!").toString("hex")}`).toString("hex"));
+    assert.equal(encodeSocks5UserPass("é", Uint8Array.of(0, 0xff)).toString("hex"), "0102c3a90200ff");
+  });
+
+  test("refuses to encode a username or password longer than 255 bytes", () => {
+    assert.equal(encodeSocks5UserPass("u".repeat(255), "p".repeat(255)).length, 513);
+    assert.throws(() => encodeSocks5UserPass("u".repeat(256), "p"), /username is at most 255 bytes, got 256/);
+    assert.throws(() => encodeSocks5UserPass("u", "é".repeat(128)), /password is at most 255 bytes, got 256/);
   });
 
   test("reads a method choice, waiting for both bytes", () => {

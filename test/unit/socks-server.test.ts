@@ -11,11 +11,13 @@ import { createServer, type AddressInfo, type Server, type Socket } from "node:n
 import { Duplex, PassThrough } from "node:stream";
 import { setImmediate as nextTurn } from "node:timers/promises";
 import {
+  credentialsMatch,
   MAX_HANDSHAKE_BYTES,
   serveSocksSocket,
   serveSocksStream,
   type ConnectOutcome,
   type SocksClient,
+  type SocksCredentials,
   type SocksHandshakeOptions,
 } from "../../src/socks/server.ts";
 import type { Socks5ReplyCode, SocksRequest } from "../../src/socks/codec.ts";
@@ -148,6 +150,8 @@ interface SocksHarness {
 
 interface HarnessOptions {
   handshakeTimeoutMs?: number;
+  /** Require this username and password (--socks-auth). */
+  credentials?: SocksCredentials;
   /** Replaces the default onConnect, which opens a channel to the far end and succeeds. */
   onConnect?: (call: ConnectCall, far: FarEnd) => Promise<ConnectOutcome>;
 }
@@ -172,6 +176,7 @@ async function startSocks(options: HarnessOptions = {}): Promise<SocksHarness> {
   };
   const handshakeOptions: SocksHandshakeOptions = {
     handshakeTimeoutMs: options.handshakeTimeoutMs ?? 30_000,
+    ...(options.credentials !== undefined ? { credentials: options.credentials } : {}),
     async onConnect(request, client, signal) {
       harness.connectCount++;
       const call = { request, client, signal };
@@ -871,11 +876,12 @@ interface StreamHarness {
 /** serveSocksStream on `server` with recording callbacks; onConnect defaults to success with a PassThrough. */
 function serveMemory(
   server: MemoryEnd,
-  options: { handshakeTimeoutMs?: number; onConnect?: (call: ConnectCall) => Promise<ConnectOutcome> } = {},
+  options: { handshakeTimeoutMs?: number; credentials?: SocksCredentials; onConnect?: (call: ConnectCall) => Promise<ConnectOutcome> } = {},
 ): StreamHarness {
   const harness: StreamHarness = { connects: new Queue(), established: new Queue(), protocolErrors: new Queue() };
   serveSocksStream(server, FAR_CLIENT, {
     handshakeTimeoutMs: options.handshakeTimeoutMs ?? 30_000,
+    ...(options.credentials !== undefined ? { credentials: options.credentials } : {}),
     async onConnect(request, client, signal) {
       const call = { request, client, signal };
       harness.connects.push(call);
@@ -988,5 +994,203 @@ describe("serveSocksStream: the handshake on a Duplex that is not a socket", () 
     await nextTurn();
     assert.equal(client.received.toString("hex"), METHOD_NO_AUTH);
     assert.equal(socks.established.size, 0);
+  });
+});
+
+// ---------------------------------------------------------------------------
+// --socks-auth: RFC 1929 username/password before the request
+// ---------------------------------------------------------------------------
+
+const ALICE: SocksCredentials = { username: Buffer.from("alice"), password: Buffer.from("s3:cret pw") };
+/** The greeting curl sends with --proxy-user: no authentication and username/password. */
+const GREETING_WITH_AUTH = hex("05 02 00 02");
+const METHOD_USERPASS = "0502";
+const AUTH_OK = "0100";
+const AUTH_FAILED = "0101";
+
+/** RFC 1929 request: 01 ULEN UNAME PLEN PASSWD. */
+function userPass(username: string | Buffer, password: string | Buffer): Buffer {
+  const user = Buffer.from(username);
+  const pass = Buffer.from(password);
+  return Buffer.concat([Buffer.from([1, user.length]), user, Buffer.from([pass.length]), pass]);
+}
+
+describe("serveSocksSocket: username and password required (credentials)", () => {
+  test("chooses 02 from 05 02 00 02, answers the right username and password with 01 00, then carries the CONNECT as before", async () => {
+    const socks = await startSocks({ credentials: ALICE });
+    const client = await connectClient(socks.port);
+    await client.write(GREETING_WITH_AUTH);
+    assert.equal((await client.bytes(2, "the method reply")).toString("hex"), METHOD_USERPASS);
+    await client.write(userPass("alice", "s3:cret pw"));
+    assert.equal((await client.bytes(4, "the auth status")).toString("hex"), METHOD_USERPASS + AUTH_OK);
+    await client.write(socks5Connect("example.org", 443));
+    const call = await socks.connects.next("onConnect");
+    assert.deepEqual(call.request.destination, { kind: "name", host: "example.org", port: 443 });
+    await client.bytes(14, "the success reply");
+    assert.equal(client.received.toString("hex"), METHOD_USERPASS + AUTH_OK + V5_SUCCESS);
+    const side = await socks.serverSides.next("the accepted socket");
+    assert.deepEqual(side.sent.map((b) => b.toString("hex")), [METHOD_USERPASS, AUTH_OK, V5_SUCCESS]);
+    await assertDataFlows(client, await socks.farPeers.next("the far end"), 14);
+    assert.equal(socks.protocolErrors.size, 0);
+  });
+
+  test("never chooses 'no authentication', even when the client offers it first", async () => {
+    const socks = await startSocks({ credentials: ALICE });
+    const client = await connectClient(socks.port);
+    await client.write(hex("05 03 00 01 02"));
+    assert.equal((await client.bytes(2, "the method reply")).toString("hex"), METHOD_USERPASS);
+  });
+
+  test("answers a greeting without 02 with 05 FF, closes, names the fix and never calls onConnect", async () => {
+    const socks = await startSocks({ credentials: ALICE });
+    for (const greeting of [GREETING, hex("05 02 00 01"), hex("05 01 03")]) {
+      const client = await connectClient(socks.port);
+      await client.write(Buffer.concat([greeting, socks5Connect("example.org", 443)]));
+      await client.serverClosed(`greeting ${greeting.toString("hex")}`);
+      assert.equal(client.received.toString("hex"), "05ff");
+      const reason = await socks.protocolErrors.next("onProtocolError");
+      assert.match(reason, /no username\/password authentication \(SOCKS5 method 0x02\)/);
+      assert.match(reason, /--socks-auth/);
+    }
+    assert.equal(socks.connectCount, 0);
+  });
+
+  test("answers a wrong password, a wrong username, a longer or shorter password and empty fields with 01 01 and closes, repeating none of them", async () => {
+    const socks = await startSocks({ credentials: ALICE });
+    const attempts: Array<[string, string]> = [
+      ["alice", "s3:cret pX"],
+      ["alicf", "s3:cret pw"],
+      ["alice", "s3:cret pw!"],
+      ["alice", "s3:cret p"],
+      ["alice", ""],
+      ["", "s3:cret pw"],
+      ["s3:cret pw", "alice"],
+    ];
+    for (const [user, pass] of attempts) {
+      const client = await connectClient(socks.port);
+      await client.write(GREETING_WITH_AUTH);
+      await client.bytes(2, "the method reply");
+      // The request is pipelined: it must not reach onConnect.
+      await client.write(Buffer.concat([userPass(user, pass), socks5Connect("example.org", 443)]));
+      await client.serverClosed(`after ${JSON.stringify([user, pass])}`);
+      assert.equal(client.received.toString("hex"), METHOD_USERPASS + AUTH_FAILED, JSON.stringify([user, pass]));
+      const reason = await socks.protocolErrors.next("onProtocolError");
+      assert.match(reason, /^wrong SOCKS5 username or password: .*--socks-auth/);
+      for (const sent of [user, pass].filter((text) => text !== "")) assert.ok(!reason.includes(sent), `${reason} repeats ${sent}`);
+    }
+    assert.equal(socks.connectCount, 0);
+  });
+
+  test("answers a subnegotiation whose version is not 01 with 01 01 and closes", async () => {
+    const socks = await startSocks({ credentials: ALICE });
+    const client = await connectClient(socks.port);
+    await client.write(GREETING_WITH_AUTH);
+    await client.bytes(2, "the method reply");
+    // A client that skipped the subnegotiation and sent its request.
+    await client.write(socks5Connect("example.org", 443));
+    await client.serverClosed("after the bad version");
+    assert.equal(client.received.toString("hex"), METHOD_USERPASS + AUTH_FAILED);
+    assert.match(await socks.protocolErrors.next("onProtocolError"), /version byte 0x05/);
+    assert.equal(socks.connectCount, 0);
+  });
+
+  test("refuses SOCKS4 and SOCKS4a with 00 5B, saying to use SOCKS5 with username/password, and never calls onConnect", async () => {
+    const socks = await startSocks({ credentials: ALICE });
+    for (const [request, version] of [[socks4aConnect("example.org", 80, "alice"), "SOCKS4a"], [socks4Connect([192, 0, 2, 1], 80, "alice"), "SOCKS4"]] as const) {
+      const client = await connectClient(socks.port);
+      await client.write(request);
+      await client.serverClosed(version);
+      assert.equal(client.received.toString("hex"), V4_REJECTED);
+      const reason = await socks.protocolErrors.next("onProtocolError");
+      assert.ok(reason.startsWith(`${version} has no password`), reason);
+      assert.match(reason, /--socks-auth.*SOCKS5 with username\/password/);
+    }
+    assert.equal(socks.connectCount, 0);
+  });
+
+  test("accepts 255-byte fields and a 255-method greeting pipelined with the request and a payload in one write", async () => {
+    const credentials = { username: Buffer.alloc(255, 0x75), password: Buffer.alloc(255, 0x3a) };
+    const socks = await startSocks({ credentials });
+    const client = await connectClient(socks.port);
+    const greeting = Buffer.from([5, 255, ...Array.from({ length: 255 }, (_, i) => 255 - i)]);
+    const handshake = Buffer.concat([greeting, userPass(credentials.username, credentials.password), socks5Connect("h".repeat(255), 443)]);
+    assert.ok(handshake.length > MAX_HANDSHAKE_BYTES, `${handshake.length} bytes`);
+    await client.write(Buffer.concat([handshake, Buffer.from("GET / HTTP/1.0\r\n\r\n")]));
+    const established = await socks.established.next("onEstablished");
+    assert.equal(established.request.destination.host, "h".repeat(255));
+    assert.equal(established.leftover.toString(), "GET / HTTP/1.0\r\n\r\n");
+    await client.bytes(14, "the replies");
+    assert.equal(client.received.toString("hex"), METHOD_USERPASS + AUTH_OK + V5_SUCCESS);
+    assert.equal(socks.protocolErrors.size, 0);
+  });
+
+  test("accepts the greeting, username/password and request written one byte at a time", async () => {
+    const socks = await startSocks({ credentials: ALICE });
+    const client = await connectClient(socks.port);
+    for (const byte of Buffer.concat([GREETING_WITH_AUTH, userPass("alice", "s3:cret pw"), socks5Connect("example.org", 443)])) {
+      await client.write(Buffer.from([byte]));
+      await nextTurn();
+    }
+    assert.deepEqual((await socks.connects.next("onConnect")).request.destination, { kind: "name", host: "example.org", port: 443 });
+    await client.bytes(14, "the replies");
+    assert.equal(client.received.toString("hex"), METHOD_USERPASS + AUTH_OK + V5_SUCCESS);
+  });
+
+  test("the handshake deadline covers the username and password", async () => {
+    const socks = await startSocks({ credentials: ALICE, handshakeTimeoutMs: 200 });
+    const client = await connectClient(socks.port);
+    await client.write(GREETING_WITH_AUTH);
+    await client.write(hex("01 05 616c"));
+    await client.serverClosed("a client stuck mid-subnegotiation");
+    assert.equal(client.received.toString("hex"), METHOD_USERPASS);
+    assert.match(await socks.protocolErrors.next("onProtocolError"), /no complete SOCKS request within 200 ms/);
+    assert.equal(socks.connectCount, 0);
+  });
+
+  test("drops a client that half-closes mid-subnegotiation at once", async () => {
+    const socks = await startSocks({ credentials: ALICE, handshakeTimeoutMs: 60_000 });
+    const client = await connectClient(socks.port);
+    await client.write(GREETING_WITH_AUTH);
+    await client.bytes(2, "the method reply");
+    await client.write(hex("01 05 616c"));
+    client.socket.end();
+    await client.serverClosed("the half-closed client");
+    assert.equal(client.received.toString("hex"), METHOD_USERPASS);
+    assert.equal(await socks.protocolErrors.next("onProtocolError"), "client closed the connection before sending a complete SOCKS request");
+  });
+
+  test("serveSocksStream asks for the same username and password on a Duplex that is not a socket", async () => {
+    const [client, server] = serverPair();
+    const socks = serveMemory(server, { credentials: ALICE });
+    client.write(Buffer.concat([GREETING_WITH_AUTH, userPass("alice", "s3:cret pw"), socks5Connect("localhost", 8080)]));
+    assert.deepEqual((await socks.connects.next("onConnect")).request.destination, { kind: "name", host: "localhost", port: 8080 });
+    assert.equal(await receivedHex(client, 14, "the replies"), METHOD_USERPASS + AUTH_OK + V5_SUCCESS);
+
+    const [wrong, wrongServer] = serverPair();
+    const refused = serveMemory(wrongServer, { credentials: ALICE });
+    wrong.write(Buffer.concat([GREETING_WITH_AUTH, userPass("alice", "nope")]));
+    await endedOf(wrong, "the end of the stream after 01 01");
+    assert.equal(wrong.received.toString("hex"), METHOD_USERPASS + AUTH_FAILED);
+    assert.match(await refused.protocolErrors.next("onProtocolError"), /wrong SOCKS5 username or password/);
+  });
+});
+
+describe("credentialsMatch", () => {
+  const offered = (username: string, password: string) => ({ username: Buffer.from(username), password: Buffer.from(password) });
+
+  test("is true only when both username and password are byte for byte the same", () => {
+    assert.equal(credentialsMatch(offered("alice", "s3:cret pw"), ALICE), true);
+    assert.equal(credentialsMatch(offered("alice", "s3:cret pW"), ALICE), false);
+    assert.equal(credentialsMatch(offered("Alice", "s3:cret pw"), ALICE), false);
+    assert.equal(credentialsMatch(offered("alice", "s3:cret pw "), ALICE), false);
+    assert.equal(credentialsMatch(offered("alice", ""), ALICE), false);
+    assert.equal(credentialsMatch(offered("", ""), ALICE), false);
+    assert.equal(credentialsMatch(offered("alices3:cret pw", ""), ALICE), false);
+  });
+
+  test("compares bytes, not text: UTF-8 and Latin-1 spellings of the same word differ", () => {
+    const utf8 = { username: Buffer.from("josé", "utf8"), password: Buffer.from("pw") };
+    assert.equal(credentialsMatch({ username: Buffer.from("josé", "utf8"), password: Buffer.from("pw") }, utf8), true);
+    assert.equal(credentialsMatch({ username: Buffer.from("josé", "latin1"), password: Buffer.from("pw") }, utf8), false);
   });
 });
