@@ -12,6 +12,7 @@ import { TunnelError, describeError } from "./errors.ts";
 import { spawn } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { passwdUids } from "./forward/access.ts";
+import { openFileLimits } from "./forward/connection-limit.ts";
 
 async function main(argv: string[]): Promise<number> {
   const writeErr = (line: string): void => {
@@ -106,6 +107,13 @@ async function main(argv: string[]): Promise<number> {
           return passwdUids(readFileSync("/etc/passwd", "utf8"));
         } catch {
           return new Map<string, number>();
+        }
+      },
+      openFileLimit: () => {
+        try {
+          return openFileLimits(readFileSync("/proc/self/limits", "utf8")).soft;
+        } catch {
+          return undefined;
         }
       },
       onStopSignal,

@@ -18,6 +18,7 @@ import { connectChain } from "./ssh/connection.ts";
 import { reconnectingSession, type ReconnectingSession } from "./ssh/reconnecting-session.ts";
 import { parseAllowUsers, type AccessPolicy } from "./forward/access.ts";
 import { accessGate } from "./forward/access-gate.ts";
+import { ConnectionLimit, defaultMaxConnections } from "./forward/connection-limit.ts";
 import { promptUser, type PromptRequest } from "./ssh/prompt.ts";
 import { startForwards, type RunningForward } from "./forward/start.ts";
 import type { SocksCredentials } from "./socks/server.ts";
@@ -39,6 +40,8 @@ export interface TunnelOptions extends TunnelRequest {
   reconnect: boolean;
   /** --allow-users values as typed (names or uids, comma-separated; `*` for everyone). */
   allowUsers: string[];
+  /** --max-connections: the cap on local connections at once. @default below the open-file limit (connection-limit.ts) */
+  maxConnections?: number;
   /** --socks-auth: the username and password every -D requires. @default none */
   socksAuth?: SocksAuthOption;
 }
@@ -59,6 +62,8 @@ export interface RunEnvironment extends LocalEnvironment {
   onReconnectSignal?(handler: () => void): void;
   /** Local accounts by name (/etc/passwd), read only when --allow-users names one. */
   userIds?(): Map<string, number>;
+  /** The soft open-file limit (ulimit -n), where the system tells it. */
+  openFileLimit?(): number | undefined;
 }
 
 /**
@@ -79,7 +84,7 @@ export async function runTunnel(options: TunnelOptions, run: RunEnvironment): Pr
   const deps = { prompt, log, preferChaCha20: run.runtime === "deno", unlockedKeys: new Map() };
   const first = await connectChain(hops, deps);
   const access: AccessPolicy = { ownUid: run.uid, allowed: parseAllowUsers(options.allowUsers, (name) => run.userIds?.().get(name)) };
-  if (!options.reconnect) return serveForwards(sessionFromClient(first.client, first.close), settings, options.allowIp, { ...run, access, ...socks });
+  if (!options.reconnect) return serveForwards(sessionFromClient(first.client, first.close), settings, options.allowIp, { ...run, access, ...socks, maxConnections: options.maxConnections ?? defaultMaxConnections(run.openFileLimit?.()) });
   // A fatal reconnect failure may come before serveForwards listens for it: keep it.
   let onFatal: ((err: TunnelError) => void) | undefined;
   let fatal: TunnelError | undefined;
@@ -92,7 +97,7 @@ export async function runTunnel(options: TunnelOptions, run: RunEnvironment): Pr
     alias: destination.alias,
     onFatal: (err) => (onFatal !== undefined ? onFatal(err) : (fatal = err)),
   });
-  return serveForwards(session, settings, options.allowIp, { ...run, access, ...socks }, {
+  return serveForwards(session, settings, options.allowIp, { ...run, access, ...socks, maxConnections: options.maxConnections ?? defaultMaxConnections(run.openFileLimit?.()) }, {
     session,
     onFatal(handler) {
       onFatal = handler;
@@ -126,6 +131,8 @@ export async function serveForwards(
     access?: AccessPolicy;
     /** --socks-auth, read: what every -D requires. @default none */
     socksCredentials?: SocksCredentials;
+    /** The cap on local connections at once. @default none */
+    maxConnections?: number;
   },
   reconnection?: Reconnection,
 ): Promise<number> {
@@ -153,6 +160,7 @@ export async function serveForwards(
     // `safetunnel leakcheck` talks to the -D port: its canaries are answered there.
     localAnswers: canaryAnswers(new CanaryRegistry(), peers),
     ...(run.access !== undefined && peers !== undefined ? { access: accessGate({ policy: run.access, peers, log }) } : {}),
+    ...(run.maxConnections !== undefined ? { limit: new ConnectionLimit({ max: run.maxConnections, log }) } : {}),
     ...(run.socksCredentials !== undefined ? { socksCredentials: run.socksCredentials } : {}),
   });
   const giveUp = startProblem(lost, alias, started, failures.length, settings.destination.exitOnForwardFailure);

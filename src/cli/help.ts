@@ -45,6 +45,9 @@ saying how to fix the app.
   --socks-auth user:@file  on every -D port (SOCKS4 clients are refused); with
                            @file the password is file's first line and stays
                            out of ps (a password starting with @ must go there)
+  --max-connections n      At most n local connections at once (default 1024,
+                           or below ulimit -n); at the cap the oldest one still
+                           in its SOCKS handshake is closed for a new one
   --no-reconnect           Exit 255 when the connection drops, as ssh does
                            (by default the listeners stay and it reconnects;
                            SIGHUP reconnects at once)

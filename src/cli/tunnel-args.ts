@@ -98,12 +98,14 @@ function getopt(argv: string[]): {
   allowIp: string[];
   allowUsers: string[];
   socksAuth: SocksAuthOption | undefined;
+  maxConnections: number | undefined;
   flagsBeforeDestination: number;
 } {
   const flags: ShortFlag[] = [];
   let flagsBeforeDestination = -1;
   const allowIp: string[] = [];
   const allowUsers: string[] = [];
+  let maxConnections: number | undefined;
   let socksAuth: SocksAuthOption | undefined;
   const long = new Set<string>();
   const positional: string[] = [];
@@ -135,6 +137,13 @@ function getopt(argv: string[]): {
       const value = arg === "--allow-users" ? argv[i++] : arg.slice("--allow-users=".length);
       if (value === undefined || value === "") throw usage("option --allow-users needs a value, e.g. --allow-users alice,1002 or --allow-users '*'");
       allowUsers.push(value);
+      continue;
+    }
+    if (arg === "--max-connections" || arg.startsWith("--max-connections=")) {
+      const value = arg === "--max-connections" ? argv[i++] : arg.slice("--max-connections=".length);
+      const n = value !== undefined && /^\d{1,7}$/.test(value) ? Number(value) : NaN;
+      if (!(n >= 1 && n <= 1_000_000)) throw usage("option --max-connections needs a whole number from 1 to 1000000, e.g. --max-connections 512");
+      maxConnections = n;
       continue;
     }
     if (arg === "--socks-auth" || arg.startsWith("--socks-auth=")) {
@@ -170,7 +179,7 @@ function getopt(argv: string[]): {
       flags.push({ flag });
     }
   }
-  return { flags, long, positional, allowIp, allowUsers, socksAuth, flagsBeforeDestination };
+  return { flags, long, positional, allowIp, allowUsers, socksAuth, maxConnections, flagsBeforeDestination };
 }
 
 const SOCKS_AUTH_FORMS = "USER:PASS, or USER:@FILE to read the password from FILE's first line (it then stays out of ps), e.g. --socks-auth alice:@/home/alice/.socks-password";
@@ -251,7 +260,7 @@ function usage(problem: string): TunnelError {
  * parseTunnelArgs(["-D", "9001", "user@home"]).command // "tunnel"
  */
 export function parseTunnelArgs(argv: string[]): TunnelArgsResult {
-  const { flags, long, positional, allowIp, allowUsers, socksAuth, flagsBeforeDestination } = getopt(argv);
+  const { flags, long, positional, allowIp, allowUsers, socksAuth, maxConnections, flagsBeforeDestination } = getopt(argv);
 
   // cac reads the long options (its own help and version would print as a
   // side effect of parse(), so HELP_TEXT and VERSION are ours).
@@ -345,6 +354,7 @@ export function parseTunnelArgs(argv: string[]): TunnelArgsResult {
     reconnect: longOptions.reconnect !== false,
     allowIp: allowIp.flatMap((text) => parseCidrList(text)),
     allowUsers,
+    ...(maxConnections !== undefined ? { maxConnections } : {}),
     ...(socksAuth !== undefined ? { socksAuth } : {}),
     warnings,
   };

@@ -12,6 +12,7 @@ import type { TrafficStats } from "./stats.ts";
 import { joinStreams } from "./pipe.ts";
 import { listenAll, type Listener } from "./listen.ts";
 import type { AccessGate } from "./access-gate.ts";
+import type { ConnectionLimit } from "./connection-limit.ts";
 
 export interface LocalForwardOptions {
   label: string;
@@ -23,6 +24,8 @@ export interface LocalForwardOptions {
   stats: TrafficStats;
   /** Who may connect (another local account is refused). @default everyone */
   access?: AccessGate;
+  /** The run's cap on local connections (shared by every -D and -L). @default none */
+  limit?: ConnectionLimit;
 }
 
 /**
@@ -31,7 +34,12 @@ export interface LocalForwardOptions {
  */
 export function startLocalForward(options: LocalForwardOptions): Promise<Listener> {
   const { session, log, stats, target, label } = options;
+  const { limit } = options;
   const onConnection = (socket: Socket): void => {
+    if (limit !== undefined) {
+      if (!limit.admit(socket)) return;
+      socket.once("close", () => limit.release(socket));
+    }
     // Hold the client's first bytes in the socket until the channel exists.
     socket.pause();
     socket.on("error", () => {});
@@ -53,6 +61,7 @@ export function startLocalForward(options: LocalForwardOptions): Promise<Listene
           channel.destroy();
           return;
         }
+        limit?.established(socket);
         log.debug(1, `${label}: connection from ${origin.address}:${origin.port} to ${target.host}:${target.port}`);
         joinStreams(socket, channel, () => {}, undefined, stats);
       },

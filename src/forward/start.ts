@@ -17,6 +17,7 @@ import { startRemoteDynamicForward } from "./remote-dynamic.ts";
 import type { TrafficStats } from "./stats.ts";
 import type { PeerLookup } from "../platform/peer-lookup.ts";
 import type { AccessGate } from "./access-gate.ts";
+import type { ConnectionLimit } from "./connection-limit.ts";
 import type { SocksCredentials } from "../socks/server.ts";
 
 
@@ -41,6 +42,8 @@ export interface ForwardContext {
   localAnswers?: LocalAnswers;
   /** Who may use -D and -L ports (another local account is refused). @default everyone */
   access?: AccessGate;
+  /** The run's cap on local connections, shared by every -D and -L. @default none */
+  limit?: ConnectionLimit;
   /**
    * --socks-auth: the username and password every -D of the run requires
    * (RFC 1929). @default none: -D ports ask for no authentication
@@ -158,7 +161,7 @@ export async function startForward(spec: TcpForwardSpec, context: ForwardContext
   if (warning !== null) log.warn(warning);
   if (spec.kind === "local") {
     const { target } = spec;
-    const forward = await startLocalForward({ label, hosts, port: spec.listen.port, target, session, log, stats, ...(context.access !== undefined ? { access: context.access } : {}) });
+    const forward = await startLocalForward({ label, hosts, port: spec.listen.port, target, session, log, stats, ...(context.access !== undefined ? { access: context.access } : {}), ...(context.limit !== undefined ? { limit: context.limit } : {}) });
     return {
       label,
       announcement: {
@@ -181,6 +184,7 @@ export async function startForward(spec: TcpForwardSpec, context: ForwardContext
     ...(context.localAnswers !== undefined ? { localAnswers: context.localAnswers } : {}),
     ...(context.access !== undefined ? { access: context.access } : {}),
     ...(context.socksCredentials !== undefined ? { credentials: context.socksCredentials } : {}),
+    ...(context.limit !== undefined ? { limit: context.limit } : {}),
   });
   const login = context.socksCredentials === undefined ? "" : "; clients must log in with the --socks-auth username and password (SOCKS5 only)";
   return {

@@ -74,6 +74,13 @@ describe("parseCommandLine: flags to config lines", () => {
     assert.deepEqual(plan.warnings, []);
   });
 
+  test("--max-connections takes a whole number from 1 to 1000000", () => {
+    assert.equal(tunnel(["--max-connections", "512", "-D", "9001", "host"]).maxConnections, 512);
+    assert.equal(tunnel(["-D", "9001", "host"]).maxConnections, undefined);
+    assert.throws(() => parseCommandLine(["--max-connections", "0", "-D", "9001", "host"]), { code: "USAGE", message: /--max-connections needs a whole number from 1 to 1000000/ });
+    assert.throws(() => parseCommandLine(["--max-connections", "-D", "9001", "host"]), { code: "USAGE" });
+  });
+
   test("--no-reconnect asks for ssh's behaviour when the connection drops", () => {
     assert.equal(tunnel(["--no-reconnect", "-D", "9001", "host"]).reconnect, false);
     assert.equal(tunnel(["-D", "9001", "host", "--no-reconnect"]).reconnect, false);

@@ -512,6 +512,26 @@ describe("startDynamicForward: channel-open failures map to exact replies", () =
     });
   }
 
+  test("repeated failures of one kind fold into one line per 10 s, each one still at -v", async () => {
+    let now = 0;
+    const quiet = await startForward({ clock: () => now });
+    quiet.session.open = failOpen("refused", "Connection refused");
+    for (let i = 0; i < 3; i++) {
+      const client = await socks5Connect(quiet.listener.port, socks5Name("target.example", 80 + i));
+      assert.deepEqual(await client.readToEnd(), socks5Reply(0x05));
+    }
+    assert.equal(quiet.stats.failures, 3);
+    assert.deepEqual(quiet.lines, ["-D test: connect to target.example:80 failed: Connection refused (SOCKS5 reply 0x05)."]);
+    now = 10_000;
+    const later = await socks5Connect(quiet.listener.port, socks5Name("target.example", 90));
+    await later.readToEnd();
+    assert.equal(quiet.lines[1], "-D test: connect to target.example:90 failed: Connection refused (SOCKS5 reply 0x05). (2 more failed since the last such line)");
+    const verbose = await startForward({ verbosity: 1 });
+    verbose.session.open = failOpen("refused", "Connection refused");
+    for (let i = 0; i < 2; i++) await (await socks5Connect(verbose.listener.port, socks5Name("target.example", 80))).readToEnd();
+    assert.equal(verbose.lines.filter((line) => line.includes("failed: Connection refused")).length, 2);
+  });
+
   test("an error that is not a ChannelOpenError is a general failure (0x01)", async () => {
     const { listener, session, stats } = await startForward();
     session.open = () => Promise.reject(new Error("surprise"));

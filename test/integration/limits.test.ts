@@ -1,0 +1,50 @@
+/**
+ * Idle half-handshakes cannot shut out a new client: at --max-connections the
+ * oldest connection still in its handshake is closed for the new one, with
+ * one line saying so; established connections are never the ones closed.
+ */
+import assert from "node:assert/strict";
+import { after, before, describe, test } from "node:test";
+import { curlThroughSocks } from "../helpers/curl.ts";
+import { RawClient } from "../helpers/raw-socks.ts";
+import { waitForLine, type Home, type Running } from "../helpers/run.ts";
+import type { Sshd } from "../helpers/sshd.ts";
+import { HELLO, startHttpTarget, type HttpTarget } from "../helpers/targets.ts";
+import { startSshdWithHome, startSocksTunnel } from "../helpers/tunnel.ts";
+
+describe("--max-connections", () => {
+  let home: Home;
+  let sshd: Sshd;
+  let http: HttpTarget;
+  const running: Running[] = [];
+
+  before(async () => {
+    ({ home, sshd } = await startSshdWithHome());
+    http = await startHttpTarget();
+  });
+
+  after(async () => {
+    for (const cli of running) await cli.stop();
+    await sshd?.stop();
+    await http?.stop();
+    await home?.cleanup();
+  });
+
+  test("with every slot held by a silent handshake, a real client still gets through; the oldest silent one is closed", async () => {
+    const { cli, port } = await startSocksTunnel(sshd, home, ["--max-connections", "4"]);
+    running.push(cli);
+    const idle: RawClient[] = [];
+    try {
+      // A slowloris: connect, send nothing.
+      for (let i = 0; i < 4; i++) idle.push(await RawClient.connect(port));
+      const fetched = await curlThroughSocks("--socks5-hostname", `127.0.0.1:${port}`, `http://localhost:${http.port}/hello`);
+      assert.equal(fetched.code, 0, `${fetched.stderr}\n${cli.stderr()}`);
+      assert.equal(fetched.stdout.toString(), HELLO);
+      // The first silent one made room (closed by the proxy); its FIN reaches it.
+      await idle[0]!.readToEnd("the oldest silent connection to be closed");
+      await waitForLine(cli, /^Warning: 4 connections are open \(--max-connections\); the oldest one still in its handshake was closed to let a new one in\.$/, "the limit line");
+    } finally {
+      for (const raw of idle) raw.destroy();
+    }
+  });
+});
