@@ -172,7 +172,7 @@ export async function serveForwards(
   for (const forward of started) log.info(forward.announcement.message, forward.announcement.fields);
   const localPorts = settings.forwards.some((forward) => forward.kind !== "remote");
   if (localPorts && run.access !== undefined && run.access.allowed !== "all" && peers === undefined) {
-    log.info("Any program of any account on this machine can use these ports: this system does not tell safetunnel who connects (only Linux does).", { event: "access-unchecked" });
+    log.info("Any program of any account on this machine can use these ports: this system does not tell safetunnel who connects (only Linux does). To require a password on -D, use --socks-auth USER:@FILE.", { event: "access-unchecked" });
   }
 
   return new Promise<number>((resolve) => {

@@ -7,10 +7,12 @@ import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import { curlThroughSocks } from "../helpers/curl.ts";
 import { RawClient } from "../helpers/raw-socks.ts";
-import { waitForLine, type Home, type Running } from "../helpers/run.ts";
+import { connect, type Socket } from "node:net";
+import process from "node:process";
+import { cliPath, startProcess, waitForLine, waitForListen, type Home, type Running } from "../helpers/run.ts";
 import type { Sshd } from "../helpers/sshd.ts";
-import { HELLO, startHttpTarget, type HttpTarget } from "../helpers/targets.ts";
-import { startSshdWithHome, startSocksTunnel } from "../helpers/tunnel.ts";
+import { freePort, HELLO, startHttpTarget, type HttpTarget } from "../helpers/targets.ts";
+import { loginArgs, startSshdWithHome, startSocksTunnel } from "../helpers/tunnel.ts";
 
 describe("--max-connections", () => {
   let home: Home;
@@ -45,6 +47,51 @@ describe("--max-connections", () => {
       await waitForLine(cli, /^Warning: 4 connections are open \(--max-connections\); the oldest one still in its handshake was closed to let a new one in\.$/, "the limit line");
     } finally {
       for (const raw of idle) raw.destroy();
+    }
+  });
+});
+
+describe("a slowloris at the open-file limit", () => {
+  let home: Home;
+  let sshd: Sshd;
+  let http: HttpTarget;
+  let cli: Running | undefined;
+
+  before(async () => {
+    ({ home, sshd } = await startSshdWithHome());
+    http = await startHttpTarget();
+  });
+
+  after(async () => {
+    await cli?.stop();
+    await sshd?.stop();
+    await http?.stop();
+    await home?.cleanup();
+  });
+
+  test("with ulimit -n 256 and 400 silent connections, a real client is still served", async () => {
+    const port = await freePort();
+    // The shell lowers the limit and becomes node (exec), so the PID we stop is the tunnel's.
+    const command = `ulimit -n 256 && exec "$0" "$@"`;
+    cli = startProcess("/bin/sh", ["-c", command, process.execPath, cliPath(), "-N", "-D", `127.0.0.1:${port}`, ...loginArgs(sshd)], {
+      env: { ...process.env, HOME: home.home },
+    });
+    await waitForListen(port, "127.0.0.1", cli);
+    const idle: Socket[] = [];
+    try {
+      for (let i = 0; i < 400; i++) {
+        const socket = connect({ host: "127.0.0.1", port });
+        socket.on("error", () => {});
+        idle.push(socket);
+      }
+      await Promise.all(idle.map((socket) => new Promise((resolve) => (socket.connecting ? socket.once("connect", resolve).once("close", resolve) : resolve(undefined)))));
+      const fetched = await curlThroughSocks("--socks5-hostname", `127.0.0.1:${port}`, `http://localhost:${http.port}/hello`);
+      assert.equal(fetched.code, 0, `${fetched.stderr}\n${cli.stderr()}`);
+      assert.equal(fetched.stdout.toString(), HELLO);
+      // The default cap sat below the limit: 256 - 64.
+      assert.match(cli.stderr(), /^Warning: 192 connections are open \(--max-connections\); the oldest one still in its handshake was closed to let a new one in\./m);
+    } finally {
+      for (const socket of idle) socket.destroy();
     }
   });
 });
