@@ -169,7 +169,8 @@ function exitAfterFlush(status: number): void {
   if (pending.length === 0) process.exit(status);
   let left = pending.length;
   for (const stream of pending) {
-    stream.once("drain", () => {
+    // The callback of an empty write runs once everything before it is written ('drain' comes only after a write that returned false).
+    stream.write("", () => {
       if (--left === 0) process.exit(status);
     });
   }

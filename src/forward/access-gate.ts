@@ -8,7 +8,13 @@
 import type { Logger } from "../log.ts";
 import type { AcceptedClient, PeerLookup } from "../platform/peer-lookup.ts";
 import { FoldWindow } from "../fold-window.ts";
+import { isLoopbackAddress } from "../address.ts";
 import { decideAccess, type AccessPolicy } from "./access.ts";
+
+/** A client on this machine: from loopback, or from the very address it connected to (one of ours). */
+function isThisMachine(client: AcceptedClient): boolean {
+  return isLoopbackAddress(client.address) || client.address === client.localAddress;
+}
 
 export interface AccessGate {
   /** Whether `client` may use the port named by `label`; logs a refusal. */
@@ -37,9 +43,15 @@ export function accessGate(options: AccessGateOptions): AccessGate {
       if (policy.allowed === "all" || peers === undefined) return true;
       const owner = await peers.ownerOf(client);
       const decision = decideAccess(policy, owner?.uid);
-      // Unknown: a client that is not on this machine (-g) or already gone; the
-      // start-up line said that only local accounts are checked.
-      if (decision !== "refuse") return true;
+      if (decision === "allow") return true;
+      if (decision === "unknown") {
+        // Another machine (-g) cannot be told apart and is let in, as start-up
+        // said. A client on this machine whose owner was not found in time
+        // (a slow or unreadable /proc) is refused: fail closed.
+        if (!isThisMachine(client)) return true;
+        log.debug(1, `${label}: refused ${client.address}:${client.port}: could not tell which account it belongs to (/proc/net/tcp).`);
+        return false;
+      }
       const line = `${label}: refused a connection from ${client.address}:${client.port}: it belongs to uid ${owner!.uid}, not to the account running the tunnel (uid ${policy.ownUid}). To let that account in: --allow-users ${owner!.uid}`;
       const folded = folds.admit(String(owner!.uid));
       if (folded === undefined) log.debug(1, line);

@@ -48,7 +48,9 @@ export interface ProcPeerLookupOptions {
 export function procPeerLookup(options: ProcPeerLookupOptions = {}): PeerLookup {
   const owners = new SocketOwnerLookup({ procRoot: options.procRoot, waitMs: options.ownerWaitMs });
   const programs = new SocketProgramFinder({ procRoot: options.procRoot, skipPid: options.skipPid });
-  const ownerOf = async (client: AcceptedClient): Promise<SocketOwner | undefined> => (isLoopbackAddress(client.address) ? owners.find(client) : undefined);
+  // This machine's clients only: from loopback, or from the address they connected to (a local program using a LAN address).
+  const ownerOf = async (client: AcceptedClient): Promise<SocketOwner | undefined> =>
+    isLoopbackAddress(client.address) || client.address === client.localAddress ? owners.find(client) : undefined;
   return {
     ownerOf,
     async programOf(client) {

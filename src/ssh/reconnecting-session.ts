@@ -87,6 +87,8 @@ export function reconnectingSession(first: Chain, options: ReconnectOptions): Re
 
   const adopt = (next: Chain): void => {
     chain = next;
+    // A SIGHUP that came while this connection was being made is answered by it.
+    forced = false;
     const session = sessionFromClient(next.client, next.close);
     current = session;
     session.onDown((reason) => {
@@ -160,7 +162,10 @@ export function reconnectingSession(first: Chain, options: ReconnectOptions): Re
     for (const registration of registrations) {
       if (registration.closed) continue;
       try {
-        registration.current = await session.listenRemote(registration.address, registration.port, registration.onIncoming);
+        const listen = await session.listenRemote(registration.address, registration.port, registration.onIncoming);
+        // Closed while we waited: let go of it at once.
+        if (registration.closed) await listen.close();
+        else registration.current = listen;
       } catch (err) {
         log.warn(`After reconnecting, the server refused to listen on ${registration.address || "*"} port ${registration.port} again (${describeError(err)}); that -R forward is down until the next reconnect.`);
       }

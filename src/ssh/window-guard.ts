@@ -24,7 +24,12 @@ interface Ssh2Channel {
 
 /** The parts of ssh2's (undocumented) client internals the guard uses. */
 interface Ssh2Internals {
-  _protocol?: { _handlers?: { CHANNEL_DATA?: (protocol: unknown, recipient: number, data: Uint8Array) => void } };
+  _protocol?: {
+    _handlers?: {
+      CHANNEL_DATA?: (protocol: unknown, recipient: number, data: Uint8Array) => void;
+      CHANNEL_EXTENDED_DATA?: (protocol: unknown, recipient: number, data: Uint8Array, type: number) => void;
+    };
+  };
   _chanMgr?: { get(id: number): unknown };
   destroy?(): void;
 }
@@ -44,25 +49,35 @@ export function guardChannelWindows(client: Client, log: Pick<Logger, "error" | 
     return;
   }
   let broken = false;
-  // Bytes each channel has received beyond its window, in all.
+  // Bytes each channel has received beyond its window, in all; stderr (extended) data counts against the same window.
   const excess = new WeakMap<object, number>();
-  handlers.CHANNEL_DATA = (protocol, recipient, data) => {
-    if (broken) return;
+  /** False (and the connection ended) once the server is more than a packet past a channel's window. */
+  const withinWindow = (recipient: number, length: number): boolean => {
+    if (broken) return false;
     const channel = channels.get(recipient) as Ssh2Channel | undefined;
     const window = typeof channel === "object" && channel !== null ? channel.incoming?.window : undefined;
-    const over = typeof window === "number" ? Math.max(0, data.length - Math.max(window, 0)) : 0;
-    const total = over === 0 ? 0 : (excess.get(channel!) ?? 0) + over;
-    if (over > 0) excess.set(channel!, total);
-    if (total > TOLERATED_EXCESS) {
-      broken = true;
-      log.error(
-        `The server ${host} sent ${total} bytes beyond the SSH flow-control window on channel ${recipient} (RFC 4254 section 5.2; OpenSSH: "peer ignored channel window"); disconnecting. A broken or hostile server: check what runs there.`,
-        { code: "SSH_WINDOW_IGNORED" },
-      );
-      if (typeof internals.destroy === "function") internals.destroy();
-      else client.end();
-      return;
-    }
-    original(protocol, recipient, data);
+    const over = typeof window === "number" ? Math.max(0, length - Math.max(window, 0)) : 0;
+    if (over === 0) return true;
+    const total = (excess.get(channel!) ?? 0) + over;
+    excess.set(channel!, total);
+    if (total <= TOLERATED_EXCESS) return true;
+    broken = true;
+    log.error(
+      `The server ${host} sent ${total} bytes beyond the SSH flow-control window on channel ${recipient} (RFC 4254 section 5.2; OpenSSH: "peer ignored channel window"); disconnecting. A broken or hostile server: check what runs there.`,
+      { code: "SSH_WINDOW_IGNORED" },
+    );
+    if (typeof internals.destroy === "function") internals.destroy();
+    else client.end();
+    return false;
   };
+  handlers.CHANNEL_DATA = (protocol, recipient, data) => {
+    if (withinWindow(recipient, data.length)) original(protocol, recipient, data);
+  };
+  // ssh2 pushes stderr data into a stream nobody reads on a forwarded channel: the same bound must hold there.
+  const extended = handlers.CHANNEL_EXTENDED_DATA;
+  if (typeof extended === "function") {
+    handlers.CHANNEL_EXTENDED_DATA = (protocol, recipient, data, type) => {
+      if (withinWindow(recipient, data.length)) extended(protocol, recipient, data, type);
+    };
+  }
 }

@@ -40,3 +40,25 @@ describe("who may use the tunnel's ports", () => {
     ]);
   });
 });
+
+describe("the access gate", () => {
+  const silent = { warn: () => {}, debug: () => {} } as unknown as import("../../src/log.ts").Logger;
+  const unknownOwner = { ownerOf: async () => undefined, programOf: async () => undefined };
+  const policy = { ownUid: 1000, allowed: new Set<number>() };
+
+  test("fails closed for a client on this machine whose owner cannot be found; lets another machine (-g) in", async () => {
+    const { accessGate } = await import("../../src/forward/access-gate.ts");
+    const gate = accessGate({ policy, peers: unknownOwner, log: silent });
+    assert.equal(await gate.admit({ address: "127.0.0.1", port: 5000, localAddress: "127.0.0.1", localPort: 9001 }, "-D 9001"), false);
+    assert.equal(await gate.admit({ address: "192.168.1.5", port: 5000, localAddress: "192.168.1.5", localPort: 9001 }, "-D 9001"), false);
+    assert.equal(await gate.admit({ address: "192.168.1.7", port: 5000, localAddress: "192.168.1.5", localPort: 9001 }, "-D 9001"), true);
+  });
+
+  test("lets the owner in and refuses another account", async () => {
+    const { accessGate } = await import("../../src/forward/access-gate.ts");
+    const owned = (uid: number) => ({ ownerOf: async () => ({ uid, inode: "1" }), programOf: async () => undefined });
+    const client = { address: "127.0.0.1", port: 5000, localAddress: "127.0.0.1", localPort: 9001 };
+    assert.equal(await accessGate({ policy, peers: owned(1000) as never, log: silent }).admit(client, "-D 9001"), true);
+    assert.equal(await accessGate({ policy, peers: owned(1001) as never, log: silent }).admit(client, "-D 9001"), false);
+  });
+});
