@@ -49,6 +49,23 @@ function openAgentChannel(conn: Connection, cb: OpenCallback): void {
   internals._protocol.openssh_authAgent(local, 2 * 1024 * 1024, 32 * 1024);
 }
 
+/** A hostile server listening on 127.0.0.1: its port, the known_hosts line trusting it, and stop() ending every connection. */
+async function listenOnLoopback(server: Ssh2Server, sockets: Set<Socket>, hostKey: KeyPair): Promise<{ port: number; knownHostsLine(): string; stop(): Promise<void> }> {
+  server.on("error", () => {});
+  server.listen(0, "127.0.0.1");
+  await once(server, "listening");
+  const port = (server.address() as { port: number }).port;
+  const [algorithm, blob] = hostKey.publicLine.split(" ");
+  return {
+    port,
+    knownHostsLine: () => `[127.0.0.1]:${port} ${algorithm} ${blob}`,
+    async stop() {
+      for (const socket of sockets) socket.destroy();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    },
+  };
+}
+
 interface HostileServer {
   port: number;
   knownHostsLine(): string;
@@ -96,20 +113,7 @@ async function startHostileServer(hostKey: KeyPair, count: number): Promise<Host
       conn.forwardOut(bindAddr, bindPort, "203.0.113.5", 50000, record(outcomes.requested, (channel) => channel.end("through the requested port")));
     });
   });
-  server.on("error", () => {});
-  server.listen(0, "127.0.0.1");
-  await once(server, "listening");
-  const port = (server.address() as { port: number }).port;
-  const [algorithm, blob] = hostKey.publicLine.split(" ");
-  return {
-    port,
-    knownHostsLine: () => `[127.0.0.1]:${port} ${algorithm} ${blob}`,
-    outcomes,
-    async stop() {
-      for (const socket of sockets) socket.destroy();
-      await new Promise<void>((resolve) => server.close(() => resolve()));
-    },
-  };
+  return { ...(await listenOnLoopback(server, sockets, hostKey)), outcomes };
 }
 
 let scratch: string;
@@ -232,20 +236,7 @@ async function startWindowFloodServer(hostKey: KeyPair): Promise<{ port: number;
       })();
     });
   });
-  server.on("error", () => {});
-  server.listen(0, "127.0.0.1");
-  await once(server, "listening");
-  const port = (server.address() as { port: number }).port;
-  const [algorithm, blob] = hostKey.publicLine.split(" ");
-  return {
-    port,
-    knownHostsLine: () => `[127.0.0.1]:${port} ${algorithm} ${blob}`,
-    sent: () => sent,
-    async stop() {
-      for (const s of sockets) s.destroy();
-      await new Promise<void>((resolve) => server.close(() => resolve()));
-    },
-  };
+  return { ...(await listenOnLoopback(server, sockets, hostKey)), sent: () => sent };
 }
 
 /** The peak resident memory of a Linux process (VmHWM in /proc/<pid>/status), in bytes. */
