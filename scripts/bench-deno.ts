@@ -14,7 +14,7 @@
  * Usage: node --import tsx scripts/bench-deno.ts [--mib 256] [--runs 5] [--profile DIR]
  */
 import { spawn, spawnSync } from "node:child_process";
-import { existsSync, mkdirSync, readdirSync } from "node:fs";
+import { existsSync, mkdirSync } from "node:fs";
 import { join, resolve } from "node:path";
 import process from "node:process";
 import { repoRoot, startProcess, waitForListen, type Running } from "../test/helpers/run.ts";
@@ -22,6 +22,7 @@ import { freePort } from "../test/helpers/targets.ts";
 import { createServer, type Server } from "node:http";
 import { once } from "node:events";
 import { loginArgs, startSshdWithHome } from "../test/helpers/tunnel.ts";
+import { denoExecutable } from "../test/helpers/deno.ts";
 import { formatSummary, readProfile } from "./cpu-profile.ts";
 
 function textOption(name: string): string | undefined {
@@ -45,15 +46,14 @@ function option(name: string, fallback: number): number {
   return value;
 }
 
-/** The deno executable itself (node_modules/.bin/deno is a Node wrapper that does not pass signals on). */
-function denoExecutable(): string {
-  const dir = join(repoRoot(), "node_modules", "@deno");
-  for (const entry of existsSync(dir) ? readdirSync(dir) : []) {
-    const candidate = join(dir, entry, "deno");
-    if (existsSync(candidate)) return candidate;
+/** The deno executable npm ci installed, or a one-line hint and exit 1. */
+function denoOrExit(): string {
+  try {
+    return denoExecutable();
+  } catch {
+    console.error("bench-deno: no deno executable under node_modules: run npm ci");
+    process.exit(1);
   }
-  console.error("bench-deno: no deno executable under node_modules/@deno: run npm ci");
-  process.exit(1);
 }
 
 /**
@@ -108,7 +108,7 @@ async function main(): Promise<void> {
     console.error("bench-deno: dist/safetunnel.cjs is missing: run npm run build first");
     process.exit(1);
   }
-  const deno = denoExecutable();
+  const deno = denoOrExit();
   const profileDir = textOption("--profile");
   if (profileDir !== undefined) mkdirSync(profileDir, { recursive: true });
   const inspectorPort = profileDir === undefined ? 0 : await freePort();

@@ -11,6 +11,7 @@ import { createLogger } from "./log.ts";
 import { TunnelError, describeError } from "./errors.ts";
 import { spawn } from "node:child_process";
 import { readFileSync } from "node:fs";
+import { readdir } from "node:fs/promises";
 import { passwdUids } from "./forward/access.ts";
 import { openFileLimits } from "./forward/connection-limit.ts";
 
@@ -116,6 +117,8 @@ async function main(argv: string[]): Promise<number> {
           return undefined;
         }
       },
+      // Linux: one entry per open descriptor (proc(5)); the read's own is one of them.
+      openDescriptors: async () => (process.platform === "linux" ? (await readdir("/proc/self/fd")).length : undefined),
       onStopSignal,
       ...(onReconnectSignal !== undefined ? { onReconnectSignal } : {}),
     };

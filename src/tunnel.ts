@@ -18,13 +18,16 @@ import { connectChain } from "./ssh/connection.ts";
 import { reconnectingSession, type ReconnectingSession } from "./ssh/reconnecting-session.ts";
 import { parseAllowUsers, type AccessPolicy } from "./forward/access.ts";
 import { accessGate } from "./forward/access-gate.ts";
-import { ConnectionLimit, defaultMaxConnections } from "./forward/connection-limit.ts";
+import { ConnectionLimit, defaultMaxConnections, RESERVED_DESCRIPTORS } from "./forward/connection-limit.ts";
+import { DescriptorWatch, maxConnectionsWarning } from "./forward/descriptor-watch.ts";
 import { promptUser, type PromptRequest } from "./ssh/prompt.ts";
 import { startForwards, type RunningForward } from "./forward/start.ts";
 import type { SocksCredentials } from "./socks/server.ts";
 import { socksCredentials } from "./cli/tunnel-args.ts";
 import { createStats, summaryLine } from "./forward/stats.ts";
-import { procPeerLookup } from "./platform/peer-lookup.ts";
+import { procPeerLookup, procUnreadable } from "./platform/peer-lookup.ts";
+import { listenAddresses } from "./config/forward-spec.ts";
+import { isLoopbackAddress } from "./address.ts";
 import { CanaryRegistry } from "./leakcheck/canary-registry.ts";
 import { canaryAnswers } from "./leakcheck/canary-service.ts";
 
@@ -64,6 +67,8 @@ export interface RunEnvironment extends LocalEnvironment {
   userIds?(): Map<string, number>;
   /** The soft open-file limit (ulimit -n), where the system tells it. */
   openFileLimit?(): number | undefined;
+  /** How many descriptors this process has open, where the system tells it. */
+  openDescriptors?(): Promise<number | undefined>;
 }
 
 /**
@@ -84,7 +89,8 @@ export async function runTunnel(options: TunnelOptions, run: RunEnvironment): Pr
   const deps = { prompt, log, preferChaCha20: run.runtime === "deno", unlockedKeys: new Map() };
   const first = await connectChain(hops, deps);
   const access: AccessPolicy = { ownUid: run.uid, allowed: parseAllowUsers(options.allowUsers, (name) => run.userIds?.().get(name)) };
-  if (!options.reconnect) return serveForwards(sessionFromClient(first.client, first.close), settings, options.allowIp, { ...run, access, ...socks, maxConnections: options.maxConnections ?? defaultMaxConnections(run.openFileLimit?.()) });
+  const limits = connectionLimits(options.maxConnections, run);
+  if (!options.reconnect) return serveForwards(sessionFromClient(first.client, first.close), settings, options.allowIp, { ...run, access, ...socks, ...limits });
   // A fatal reconnect failure may come before serveForwards listens for it: keep it.
   let onFatal: ((err: TunnelError) => void) | undefined;
   let fatal: TunnelError | undefined;
@@ -97,13 +103,29 @@ export async function runTunnel(options: TunnelOptions, run: RunEnvironment): Pr
     alias: destination.alias,
     onFatal: (err) => (onFatal !== undefined ? onFatal(err) : (fatal = err)),
   });
-  return serveForwards(session, settings, options.allowIp, { ...run, access, ...socks, maxConnections: options.maxConnections ?? defaultMaxConnections(run.openFileLimit?.()) }, {
+  return serveForwards(session, settings, options.allowIp, { ...run, access, ...socks, ...limits }, {
     session,
     onFatal(handler) {
       onFatal = handler;
       if (fatal !== undefined) handler(fatal);
     },
   });
+}
+
+/**
+ * The cap on local connections and the watch on descriptors, from
+ * --max-connections and the open-file limit; a cap the limit cannot serve is
+ * said now, before any client meets it.
+ */
+function connectionLimits(asked: number | undefined, run: RunEnvironment): { maxConnections: number; descriptorWatch?: DescriptorWatch } {
+  const openFileLimit = run.openFileLimit?.();
+  if (asked !== undefined) {
+    const warning = maxConnectionsWarning(asked, openFileLimit, RESERVED_DESCRIPTORS);
+    if (warning !== undefined) run.log.warn(warning, { event: "descriptors-low" });
+  }
+  const maxConnections = asked ?? defaultMaxConnections(openFileLimit);
+  if (openFileLimit === undefined || run.openDescriptors === undefined) return { maxConnections };
+  return { maxConnections, descriptorWatch: new DescriptorWatch({ limit: openFileLimit, count: run.openDescriptors, log: run.log }) };
 }
 
 /** What serveForwards needs of a session that reconnects. */
@@ -133,6 +155,8 @@ export async function serveForwards(
     socksCredentials?: SocksCredentials;
     /** The cap on local connections at once. @default none */
     maxConnections?: number;
+    /** Told of every local connection, to say when descriptors run short. @default none */
+    descriptorWatch?: { accepted(): void };
   },
   reconnection?: Reconnection,
 ): Promise<number> {
@@ -149,7 +173,8 @@ export async function serveForwards(
   });
 
   // Only Linux has /proc; one lookup for the run, so /proc is read one pass at a time.
-  const peers = run.platform === "linux" ? procPeerLookup() : undefined;
+  const peersUnknown = run.platform === "linux" ? procUnreadable() : "this system does not say who owns a connection (only Linux does)";
+  const peers = peersUnknown === undefined ? procPeerLookup() : undefined;
   const { started, failures } = await startForwards(settings.forwards, {
     session,
     allowIp,
@@ -160,7 +185,7 @@ export async function serveForwards(
     // `safetunnel leakcheck` talks to the -D port: its canaries are answered there.
     localAnswers: canaryAnswers(new CanaryRegistry(), peers),
     ...(run.access !== undefined && peers !== undefined ? { access: accessGate({ policy: run.access, peers, log }) } : {}),
-    ...(run.maxConnections !== undefined ? { limit: new ConnectionLimit({ max: run.maxConnections, log }) } : {}),
+    ...(run.maxConnections !== undefined ? { limit: new ConnectionLimit({ max: run.maxConnections, log, ...(run.descriptorWatch !== undefined ? { watch: run.descriptorWatch } : {}) }) } : {}),
     ...(run.socksCredentials !== undefined ? { socksCredentials: run.socksCredentials } : {}),
   });
   const giveUp = startProblem(lost, alias, started, failures.length, settings.destination.exitOnForwardFailure);
@@ -171,8 +196,12 @@ export async function serveForwards(
   // Only now, with the run's fate decided: a "listening" line is a promise.
   for (const forward of started) log.info(forward.announcement.message, forward.announcement.fields);
   const localPorts = settings.forwards.some((forward) => forward.kind !== "remote");
-  if (localPorts && run.access !== undefined && run.access.allowed !== "all" && peers === undefined) {
-    log.info("Any program of any account on this machine can use these ports: this system does not tell safetunnel who connects (only Linux does). To require a password on -D, use --socks-auth USER:@FILE.", { event: "access-unchecked" });
+  if (localPorts && run.access !== undefined && run.access.allowed !== "all") {
+    if (peersUnknown !== undefined && run.platform !== undefined) {
+      log.info(`Any program of any account on this machine can use these ports: ${peersUnknown}, so safetunnel cannot tell who connects. To require a password on -D, use --socks-auth USER:@FILE.`, { event: "access-unchecked" });
+    } else if (run.socksCredentials === undefined && reachableFromNetwork(settings)) {
+      log.info("Other hosts on the network can use these ports too (-g), and the account check sees only this machine's programs. To require a password on -D, use --socks-auth USER:@FILE.", { event: "access-unchecked" });
+    }
   }
 
   return new Promise<number>((resolve) => {
@@ -207,6 +236,13 @@ export async function serveForwards(
       setImmediate(() => void stop(255, "Tunnel closed"));
     };
   });
+}
+
+/** Whether a -D or -L port listens beyond loopback (-g, GatewayPorts), where other hosts can reach it. */
+function reachableFromNetwork(settings: TunnelSettings): boolean {
+  return settings.forwards.some(
+    (forward) => forward.kind !== "remote" && listenAddresses(forward.listen, settings.destination.gatewayPorts).hosts.some((host) => !isLoopbackAddress(host) && host.toLowerCase() !== "localhost"),
+  );
 }
 
 /** Why the run cannot go on after starting its forwards, or undefined. */

@@ -45,12 +45,20 @@ export function accessGate(options: AccessGateOptions): AccessGate {
       const decision = decideAccess(policy, owner?.uid);
       if (decision === "allow") return true;
       if (decision === "unknown") {
-        // Not told: another machine (-g), or /proc did not answer in time. Let
-        // in, and said at -v. Refusing here (failing closed) also refused
-        // every client of the Deno tunnel run with the README's permissions,
-        // whose lookups come back empty: to be resolved before it is made strict.
-        log.debug(1, `${label}: could not tell which account ${client.address}:${client.port} belongs to${isThisMachine(client) ? " (/proc/net/tcp did not say in time)" : " (another machine)"}; let in.`);
-        return true;
+        // Another machine (-g): no /proc of ours knows it, and start-up said
+        // that only --socks-auth guards against those. One of this machine's
+        // programs whose row /proc did not show in time (its socket already
+        // closed, or the table read failed): refused, since letting it in
+        // would let any local account in through a slow /proc.
+        if (!isThisMachine(client)) {
+          log.debug(1, `${label}: ${client.address}:${client.port} is another machine, whose account cannot be told; let in.`);
+          return true;
+        }
+        const line = `${label}: refused a connection from ${client.address}:${client.port}: /proc/net/tcp did not say which account it belongs to in time. If this repeats, let every local account in with --allow-users '*'`;
+        const folded = folds.admit("unknown");
+        if (folded === undefined) log.debug(1, line);
+        else log.warn(folded > 0 ? `${line} (and ${folded} more since the last such line)` : line, { event: "access-refused" });
+        return false;
       }
       const line = `${label}: refused a connection from ${client.address}:${client.port}: it belongs to uid ${owner!.uid}, not to the account running the tunnel (uid ${policy.ownUid}). To let that account in: --allow-users ${owner!.uid}`;
       const folded = folds.admit(String(owner!.uid));

@@ -21,6 +21,8 @@ export interface ConnectionLimitOptions {
   log: Pick<Logger, "warn" | "debug">;
   /** Milliseconds now. @default Date.now */
   clock?: () => number;
+  /** Told of every connection that arrives (descriptor-watch.ts counts descriptors then). */
+  watch?: { accepted(): void };
 }
 
 /** Default cap: a busy browser opens a few hundred connections; the rest of the descriptors stay for everything else. */
@@ -38,6 +40,7 @@ export class ConnectionLimit {
   readonly #max: number;
   readonly #log: Pick<Logger, "warn" | "debug">;
   readonly #folds: FoldWindow;
+  readonly #watch: { accepted(): void } | undefined;
   /** In arrival order: Map keeps insertion order, so the first handshake found is the oldest. */
   readonly #handshakes = new Map<Closable, true>();
   readonly #established = new Set<Closable>();
@@ -46,6 +49,7 @@ export class ConnectionLimit {
     if (!Number.isInteger(options.max) || options.max < 1) throw new RangeError(`max must be a positive whole number, not ${options.max}`);
     this.#max = options.max;
     this.#log = options.log;
+    this.#watch = options.watch;
     this.#folds = new FoldWindow(options.clock === undefined ? {} : { clock: options.clock });
   }
 
@@ -55,6 +59,7 @@ export class ConnectionLimit {
 
   /** Takes a new connection in its handshake; false (and the connection destroyed) when there is no room. */
   admit(connection: Closable): boolean {
+    this.#watch?.accepted();
     if (this.size >= this.#max) {
       const oldest = this.#handshakes.keys().next();
       if (oldest.done) {
@@ -89,12 +94,15 @@ export class ConnectionLimit {
 }
 
 /** Descriptors kept for everything that is not a client connection: the SSH socket, listeners, /proc reads, the resolver. */
-const RESERVED_DESCRIPTORS = 64;
+export const RESERVED_DESCRIPTORS = 64;
 
 /**
  * The cap when --max-connections is not given: DEFAULT_MAX_CONNECTIONS, but
- * below the open-file limit (Node and Deno cannot raise it themselves; the
- * shell's `ulimit -n` can), so the cap is met before the descriptors run out.
+ * below the open-file limit, so the cap is met before the descriptors run out.
+ * Node and Deno already raise the soft limit to the hard one as they start
+ * (measured: `ulimit -Sn 256` with a hard limit of 20000 gives both 20000),
+ * so the limit seen here is the hard one; only the shell (`ulimit -n`) or the
+ * administrator can raise that.
  *
  * @example
  * defaultMaxConnections(1024) // 960

@@ -4,7 +4,9 @@
  * when they need an answer (-D: when a refusal line names the program); which
  * one to use, if any, is the caller's decision (`procPeerLookup` on Linux).
  */
+import { readFileSync } from "node:fs";
 import { isLoopbackAddress } from "../address.ts";
+import { describeError } from "../errors.ts";
 import { SocketProgramFinder } from "./peer-process.ts";
 import { SocketOwnerLookup, type AcceptedClient, type SocketOwner } from "./socket-owner.ts";
 
@@ -58,4 +60,26 @@ export function procPeerLookup(options: ProcPeerLookupOptions = {}): PeerLookup 
       return owner === undefined ? undefined : programs.find(owner.inode);
     },
   };
+}
+
+/**
+ * Why this process cannot read the table every owner lookup starts from, or
+ * undefined when it can. Asked once, before the ports open, so that a lookup
+ * that would always come back empty is said at start-up instead of making
+ * every client "unknown". Deno 2.9 lets a program read /proc only with
+ * --allow-all: `--allow-read=/proc` still gets NotCapable "Requires all
+ * access" (measured on /proc/net/tcp, /proc/self/limits and /proc/self/fd).
+ *
+ * @example
+ * procUnreadable() // undefined on Linux under Node
+ * procUnreadable() // "Deno reads /proc only with --allow-all" under deno run --allow-read=/proc
+ */
+export function procUnreadable(procRoot = "/proc"): string | undefined {
+  try {
+    readFileSync(`${procRoot}/net/tcp`);
+    return undefined;
+  } catch (err) {
+    if ((err as Error).name === "NotCapable") return "Deno reads /proc only with --allow-all";
+    return `cannot read ${procRoot}/net/tcp: ${describeError(err)}`;
+  }
 }

@@ -17,7 +17,7 @@
  * reader (leakcheck's resolver-socket poll among them), so there is one of each.
  */
 import { readFile } from "node:fs/promises";
-import { formatAddress } from "../address.ts";
+import { formatAddress, mappedIPv4, parseIPv4, parseIPv6 } from "../address.ts";
 import { within } from "../deadline.ts";
 import { BatchedLookup } from "./batched-lookup.ts";
 
@@ -45,19 +45,22 @@ export interface SocketOwner {
  * Encode an address:port as /proc/net/tcp writes it: hex, each 32-bit word in
  * host byte order (reversed on the little-endian hosts we run on, x86-64 and
  * arm64), then the port in hex. IPv4-mapped addresses take their IPv4 form.
+ * Every IPv6 address is encoded, not only ::1: a local program may reach a
+ * -g port through one of this machine's global addresses.
  *
  * @example
  * procNetAddress("127.0.0.1", 9001) // "0100007F:2329"
+ * procNetAddress("2001:db8::5", 80) // "B80D0120000000000000000005000000:0050"
  */
 export function procNetAddress(address: string, port: number): string | null {
-  const v4 = /^(?:::ffff:)?(\d+)\.(\d+)\.(\d+)\.(\d+)$/.exec(address);
-  const hexPort = port.toString(16).toUpperCase().padStart(4, "0");
-  if (v4) {
-    const bytes = v4.slice(1, 5).map(Number);
-    return bytes.reverse().map((b) => b.toString(16).toUpperCase().padStart(2, "0")).join("") + ":" + hexPort;
+  const parsed = parseIPv4(address) ?? parseIPv6(address);
+  if (parsed === null) return null;
+  const bytes = mappedIPv4(parsed) ?? parsed;
+  let hex = "";
+  for (let word = 0; word < bytes.length; word += 4) {
+    for (let i = 3; i >= 0; i--) hex += bytes[word + i]!.toString(16).toUpperCase().padStart(2, "0");
   }
-  if (address === "::1") return "00000000000000000000000001000000:" + hexPort;
-  return null;
+  return `${hex}:${port.toString(16).toUpperCase().padStart(4, "0")}`;
 }
 
 /** One row of /proc/net/tcp{,6}: endpoints in `procNetAddress` form and the owner. */

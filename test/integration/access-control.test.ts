@@ -15,7 +15,9 @@ import { startProcess, waitForLine, waitForListen, type Home, type Running } fro
 import type { Sshd } from "../helpers/sshd.ts";
 import { freePort, HELLO, startHttpTarget, type HttpTarget } from "../helpers/targets.ts";
 import { loginArgs, startSshdWithHome, startSocksTunnel } from "../helpers/tunnel.ts";
-import { startCli } from "../helpers/run.ts";
+import { repoRoot, startCli } from "../helpers/run.ts";
+import { denoExecutable } from "../helpers/deno.ts";
+import { join } from "node:path";
 
 const isRoot = typeof process.getuid === "function" && process.getuid() === 0;
 const canCreateUsers = isRoot && spawnSync("useradd", ["--help"], { stdio: "ignore" }).error === undefined;
@@ -69,6 +71,22 @@ describe("only the tunnel's own account may use its ports", { skip: canCreateUse
     assert.doesNotMatch(forwarded.stdout, /hello from target/);
     // The second refusal of that uid within 10 s is folded: still one warning line.
     assert.equal(cli.stderr().split("\n").filter((line) => line.startsWith("Warning:") && line.includes(`uid ${uid}`)).length, 1);
+  });
+
+  test("under Deno with --allow-all (the only way Deno lets it read /proc), another user is refused on -D too", async () => {
+    const port = await freePort();
+    const env: NodeJS.ProcessEnv = { ...process.env, HOME: home.home, NO_COLOR: "1" };
+    delete env["SSH_AUTH_SOCK"];
+    const cli = startProcess(denoExecutable(), ["run", "--allow-all", join(repoRoot(), "src", "main.ts"), "-N", "-D", `127.0.0.1:${port}`, ...loginArgs(sshd)], { env, cwd: repoRoot() });
+    running.push(cli);
+    await waitForListen(port, "127.0.0.1", cli, 60_000);
+    const theirs = await curlAs(user, ["--socks5-hostname", `127.0.0.1:${port}`, `http://localhost:${http.port}/hello`]);
+    assert.equal(theirs.code, 97, theirs.stderr);
+    assert.match(theirs.stderr, /\(2\)/);
+    await waitForLine(cli, new RegExp(`^Warning: -D 127\\.0\\.0\\.1:${port}: refused a connection from 127\\.0\\.0\\.1:\\d+: it belongs to uid ${uid}, not to the account running the tunnel \\(uid 0\\)\\.`), "the refusal line");
+    const mine = await curlThroughSocks("--socks5-hostname", `127.0.0.1:${port}`, `http://localhost:${http.port}/hello`);
+    assert.equal(mine.stdout.toString(), HELLO);
+    assert.doesNotMatch(cli.stderr(), /Any program of any account/);
   });
 
   test("--allow-users lets that user in", async () => {

@@ -94,4 +94,42 @@ describe("a slowloris at the open-file limit", () => {
       for (const socket of idle) socket.destroy();
     }
   });
+
+  test("with ulimit -n 256 and --max-connections above it: said at start-up, and said once when the descriptors run short (the system drops the rest unseen)", async () => {
+    const port = await freePort();
+    const command = `ulimit -n 256 && exec "$0" "$@"`;
+    const run = startProcess("/bin/sh", ["-c", command, process.execPath, cliPath(), "-N", "--max-connections", "1000", "-D", `127.0.0.1:${port}`, ...loginArgs(sshd)], {
+      env: { ...process.env, HOME: home.home },
+    });
+    const idle: Socket[] = [];
+    try {
+      await waitForListen(port, "127.0.0.1", run);
+      assert.match(
+        run.stderr(),
+        /^Warning: --max-connections 1000 is more than the open-file limit leaves for clients \(ulimit -n is 256, less 64 for safetunnel itself\): past 192 connections the system drops new clients without a word\. Raise ulimit -n, or give --max-connections 192 or less\.$/m,
+      );
+      // In rounds, so that a count (at most one a second) runs while the descriptors are short.
+      for (let round = 0; round < 6 && !/open files allowed/.test(run.stderr()); round++) {
+        for (let i = 0; i < 60; i++) {
+          const socket = connect({ host: "127.0.0.1", port });
+          socket.on("error", () => {});
+          idle.push(socket);
+        }
+        await new Promise((resolve) => setTimeout(resolve, 1100));
+      }
+      await waitForLine(run, /^Warning: \d+ of the 256 open files allowed \(ulimit -n\) are in use: at the limit the system drops new clients before safetunnel sees them\. Raise the limit \(ulimit -n in the shell that starts safetunnel, up to its hard limit, ulimit -Hn\) or lower --max-connections\.$/, "the descriptor warning");
+      // Once freed (the tunnel closes its ends as it reads the clients' FINs), the descriptors serve clients again.
+      for (const socket of idle) socket.destroy();
+      let fetched = await curlThroughSocks("--socks5-hostname", `127.0.0.1:${port}`, `http://localhost:${http.port}/hello`);
+      for (let attempt = 0; attempt < 10 && fetched.code !== 0; attempt++) {
+        await new Promise((resolve) => setTimeout(resolve, 200));
+        fetched = await curlThroughSocks("--socks5-hostname", `127.0.0.1:${port}`, `http://localhost:${http.port}/hello`);
+      }
+      assert.equal(fetched.code, 0, `${fetched.stderr}\n${run.stderr()}`);
+      assert.equal(run.stderr().split("\n").filter((line) => line.includes("open files allowed")).length, 1);
+    } finally {
+      for (const socket of idle) socket.destroy();
+      await run.stop();
+    }
+  });
 });

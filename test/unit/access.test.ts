@@ -46,11 +46,28 @@ describe("the access gate", () => {
   const unknownOwner = { ownerOf: async () => undefined, programOf: async () => undefined };
   const policy = { ownUid: 1000, allowed: new Set<number>() };
 
-  test("a client whose owner cannot be found is let in (not yet strict), another machine (-g) too", async () => {
+  test("a client of this machine whose owner /proc does not show is refused, said once per 10 s; another machine (-g) is let in", async () => {
     const { accessGate } = await import("../../src/forward/access-gate.ts");
-    const gate = accessGate({ policy, peers: unknownOwner, log: silent });
-    assert.equal(await gate.admit({ address: "127.0.0.1", port: 5000, localAddress: "127.0.0.1", localPort: 9001 }, "-D 9001"), true);
+    const warnings: string[] = [];
+    const log = { warn: (line: string) => warnings.push(line), debug: () => {} } as unknown as import("../../src/log.ts").Logger;
+    const gate = accessGate({ policy, peers: unknownOwner, log, clock: () => 0 });
+    assert.equal(await gate.admit({ address: "127.0.0.1", port: 5000, localAddress: "127.0.0.1", localPort: 9001 }, "-D 9001"), false);
+    assert.equal(await gate.admit({ address: "::1", port: 5001, localAddress: "::1", localPort: 9001 }, "-D 9001"), false);
+    // A local program that reached a -g port through one of this machine's own addresses.
+    assert.equal(await gate.admit({ address: "192.168.1.5", port: 5002, localAddress: "192.168.1.5", localPort: 9001 }, "-D 9001"), false);
     assert.equal(await gate.admit({ address: "192.168.1.7", port: 5000, localAddress: "192.168.1.5", localPort: 9001 }, "-D 9001"), true);
+    assert.deepEqual(warnings, [
+      "-D 9001: refused a connection from 127.0.0.1:5000: /proc/net/tcp did not say which account it belongs to in time. If this repeats, let every local account in with --allow-users '*'",
+    ]);
+  });
+
+  test("--allow-users '*' lets in without asking /proc", async () => {
+    const { accessGate } = await import("../../src/forward/access-gate.ts");
+    const asked: unknown[] = [];
+    const peers = { ownerOf: async (client: unknown) => (asked.push(client), undefined), programOf: async () => undefined };
+    const gate = accessGate({ policy: { ownUid: 1000, allowed: "all" }, peers, log: silent });
+    assert.equal(await gate.admit({ address: "127.0.0.1", port: 5000, localAddress: "127.0.0.1", localPort: 9001 }, "-D 9001"), true);
+    assert.deepEqual(asked, []);
   });
 
   test("lets the owner in and refuses another account", async () => {

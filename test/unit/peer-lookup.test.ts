@@ -5,7 +5,7 @@ import { createServer, type Server, type Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import process from "node:process";
-import { procPeerLookup, type AcceptedClient } from "../../src/platform/peer-lookup.ts";
+import { procPeerLookup, procUnreadable, type AcceptedClient } from "../../src/platform/peer-lookup.ts";
 import { startProcess, type Running } from "../helpers/run.ts";
 import { within } from "../helpers/child.ts";
 
@@ -73,6 +73,14 @@ describe("procPeerLookup against a /proc of our own", () => {
     const missing = procPeerLookup({ procRoot: join(tmpdir(), "safetunnel-no-such-proc"), skipPid: 1 });
     assert.equal(await missing.ownerOf(client(50000)), undefined);
     assert.equal(await missing.programOf(client(50000)), undefined);
+  });
+});
+
+describe("procUnreadable", () => {
+  test("is undefined when net/tcp can be read, and names the file and the reason when it cannot", async () => {
+    assert.equal(procUnreadable(await fakeProc([], {})), undefined);
+    const missing = join(tmpdir(), "safetunnel-no-such-proc");
+    assert.equal(procUnreadable(missing), `cannot read ${missing}/net/tcp: ENOENT: no such file or directory, open '${missing}/net/tcp'`);
   });
 });
 

@@ -23,8 +23,14 @@ describe("procNetAddress", () => {
     assert.equal(procNetAddress("192.168.254.171", 65535), "ABFEA8C0:FFFF");
   });
 
-  test("a string that is not an address gives null", () => {
+  test("any IPv6 address, not only ::1, is each 32-bit word reversed (a local program may use a global address on a -g port)", () => {
+    assert.equal(procNetAddress("2001:4860:4860::8888", 53), "60480120000060480000000088880000:0035");
+    assert.equal(procNetAddress("fd00::2", 43604), "000000FD000000000000000002000000:AA54");
+  });
+
+  test("a string that is not an address, or an address with a zone, gives null", () => {
     assert.equal(procNetAddress("localhost", 80), null);
+    assert.equal(procNetAddress("fe80::1%eth0", 80), null);
   });
 });
 

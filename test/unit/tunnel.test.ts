@@ -69,6 +69,31 @@ describe("serveForwards", () => {
     assert.equal(await bounded(done, "the run to end", 10_000), 0);
   });
 
+  test("where it cannot tell who connects, or other hosts can connect (-g), it says so once the ports are up, and names --socks-auth", async () => {
+    const access = { ownUid: 1000, allowed: new Set<number>() };
+    const cases: Array<{ platform: string; lines: ConfigLine[]; note: string }> = [
+      {
+        platform: "darwin",
+        lines: flags(["-D", `127.0.0.1:${await freePort()}`]),
+        note: "Any program of any account on this machine can use these ports: this system does not say who owns a connection (only Linux does), so safetunnel cannot tell who connects. To require a password on -D, use --socks-auth USER:@FILE.",
+      },
+      {
+        platform: "linux",
+        lines: [{ keyword: "gatewayports", args: ["yes"], source: "-g" }, ...flags(["-D", `0.0.0.0:${await freePort()}`])],
+        note: "Other hosts on the network can use these ports too (-g), and the account check sees only this machine's programs. To require a password on -D, use --socks-auth USER:@FILE.",
+      },
+      { platform: "linux", lines: flags(["-D", `127.0.0.1:${await freePort()}`]), note: "" },
+    ];
+    for (const { platform, lines, note } of cases) {
+      const h = harness();
+      const done = serveForwards(new FakeSession({ listen: grantListen() }), settingsFor(lines), [], { ...h.run, platform, access });
+      await waitFor(h.stopRegistered, "the forward to start");
+      assert.deepEqual(h.lines.slice(1), note === "" ? [] : [note], platform);
+      h.stop("SIGINT");
+      assert.equal(await bounded(done, "the run to end", 10_000), 0);
+    }
+  });
+
   test("the -D listening line names the --allow-ip networks", async () => {
     const port = await freePort();
     const h = harness();
