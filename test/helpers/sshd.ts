@@ -92,6 +92,14 @@ export interface Sshd {
    */
   freezeConnections(): Promise<number[]>;
   /**
+   * SIGKILL the listener and every connection it accepted, as a crash or a
+   * reboot of the server would: clients see their connections reset and new
+   * ones refused. `restart()` brings it back.
+   */
+  kill(): Promise<void>;
+  /** Start sshd again on the same address, port, host keys and authorized_keys (after `kill()`). */
+  restart(): Promise<void>;
+  /**
    * SIGTERM the listener PID only (SIGKILL after 5 s), wait for it, remove the
    * temp dir. As with a real sshd restart, connections already accepted live on
    * until their clients leave; call `dropConnections()` first to end them.
@@ -261,7 +269,7 @@ export async function startSshd(options: SshdOptions): Promise<Sshd> {
       const port = options.port ?? (await freePort(listenAddress));
       await writeFile(configPath, await sshdConfig({ dir, listenAddress, port, hostKeys, extraConfig: options.extraConfig ?? [] }), { mode: 0o600 });
       const started = await launch(configPath, listenAddress, port);
-      if ("watched" in started) return makeSshd({ ...started, dir, hostKeys, host: listenAddress, port });
+      if ("watched" in started) return makeSshd({ ...started, dir, hostKeys, host: listenAddress, port, configPath });
       lastLogs = started.logs;
       if (!started.bindFailed) break;
     }
@@ -308,13 +316,17 @@ async function launch(configPath: string, host: string, port: number): Promise<L
   return { logs, bindFailed: BIND_FAILED.test(logs) };
 }
 
-function makeSshd(parts: Launched & { dir: string; hostKeys: KeyPair[]; host: string; port: number }): Sshd {
-  const { watched, dir, hostKeys, host, port } = parts;
+function makeSshd(parts: Launched & { dir: string; hostKeys: KeyPair[]; host: string; port: number; configPath: string }): Sshd {
+  const { dir, hostKeys, host, port } = parts;
+  let { watched } = parts;
+  let logs = parts.logs;
   let stopping: Promise<void> | undefined;
   return {
     host,
     port,
-    pid: watched.pid,
+    get pid() {
+      return watched.pid;
+    },
     dir,
     hostKeys,
     user: userInfo().username,
@@ -322,7 +334,24 @@ function makeSshd(parts: Launched & { dir: string; hostKeys: KeyPair[]; host: st
       const [algorithm, blob] = (hostKeys[0]?.publicLine ?? "").split(" ");
       return `${hostPort(options.hostname ?? host, port)} ${algorithm} ${blob}`;
     },
-    logs: parts.logs,
+    logs: () => logs(),
+    async kill() {
+      const children = await childPids(watched.pid);
+      await stopChild(watched, "SIGKILL");
+      for (const pid of children) {
+        try {
+          process.kill(pid, "SIGKILL");
+        } catch {
+          // Already gone.
+        }
+      }
+    },
+    async restart() {
+      if (!watched.hasExited()) throw new Error("sshd is still running: kill() it first");
+      const started = await launch(parts.configPath, host, port);
+      if (!("watched" in started)) throw new Error(`sshd did not start again on port ${port}; its stderr:\n${started.logs.trim()}`);
+      ({ watched, logs } = started);
+    },
     async dropConnections() {
       const pids = await childPids(watched.pid);
       for (const pid of pids) {

@@ -1,15 +1,17 @@
 /**
  * Staying up through outages, against the real sshd on loopback: the SOCKS
  * listener stays while the connection is gone, requests meanwhile get reply
- * 0x03 (never a direct connection, never a hang), and once the server is
- * back the same process serves again, twenty times in a row. SIGHUP asks for
+ * 0x03 (never a direct connection, never a hang), a transfer cut by the
+ * outage is closed, and once the server is back the same process serves
+ * again: sshd killed and restarted twenty times in a row, and a server whose
+ * network went away (nothing answers) three times. SIGHUP asks for
  * a new connection at once. A changed host key on reconnect stops the tunnel
  * with OpenSSH's warning and exit 255.
  */
 import assert from "node:assert/strict";
 import process from "node:process";
 import { after, before, describe, test } from "node:test";
-import { curlThroughSocks } from "../helpers/curl.ts";
+import { curlThroughSocks, socksConnect } from "../helpers/curl.ts";
 import { socks5Open, socks5Reply, socks5Request } from "../helpers/raw-socks.ts";
 import { readFile } from "node:fs/promises";
 import { writeAskpass } from "../helpers/askpass.ts";
@@ -62,14 +64,52 @@ describe("reconnecting after the SSH connection drops", () => {
     await home?.cleanup();
   });
 
-  test("20 outages in a row: the listener stays, requests meanwhile get 0x03, and the same process serves after each", async () => {
+  test("sshd killed mid-transfer and restarted, 20 times: the transfer is closed, the listener stays, requests meanwhile get 0x03, and the same process serves after each", async () => {
     const { cli, port } = await startSocksTunnel(sshd, home, FAST);
     running.push(cli);
+    const total = 1024 * 1024 * 1024;
     for (let outage = 1; outage <= 20; outage++) {
+      // A transfer in flight: 1 GiB asked for, flowing when the server dies.
+      const opened = await socksConnect({ host: "127.0.0.1", port }, { host: "localhost", port: http.port });
+      assert.ok(opened.ok, `before outage ${outage}: ${opened.ok ? "" : opened.error}\n${cli.stderr()}`);
+      const transfer = opened.socket;
+      let received = 0;
+      let closed = false;
+      transfer.on("data", (chunk: Buffer) => (received += chunk.length));
+      transfer.on("error", () => {});
+      transfer.on("close", () => (closed = true));
+      transfer.write(`GET /bytes/${total} HTTP/1.1\r\nHost: localhost\r\n\r\n`);
+      try {
+        await waitFor(() => received > 0, `the transfer before outage ${outage} to start`);
+        await sshd.kill();
+        await waitFor(() => count(cli, LOST) >= outage, `outage ${outage} to be noticed`, () => cli.stderr());
+        // Closed, not left hanging, and short of what was asked for.
+        await waitFor(() => closed, `the transfer cut by outage ${outage} to be closed`);
+        assert.ok(received < total, `outage ${outage}: ${received} bytes`);
+        assert.equal(await socks5Outcome(port, "localhost", http.port), socks5Reply(0x03).toString("hex"), `outage ${outage}`);
+      } finally {
+        transfer.destroy();
+        await sshd.restart();
+      }
+      // Backoff may have reached a few seconds while the server was down: twice waitFor's bound.
+      await waitFor(() => count(cli, BACK) >= outage, `reconnect ${outage}`, () => cli.stderr()).catch(() =>
+        waitFor(() => count(cli, BACK) >= outage, `reconnect ${outage}`, () => cli.stderr()),
+      );
       const fetched = await curlThroughSocks("--socks5-hostname", `127.0.0.1:${port}`, `http://localhost:${http.port}/hello`);
-      assert.equal(fetched.code, 0, `before outage ${outage}: ${fetched.stderr}\n${cli.stderr()}`);
+      assert.equal(fetched.code, 0, `after outage ${outage}: ${fetched.stderr}\n${cli.stderr()}`);
       assert.equal(fetched.stdout.toString(), HELLO);
-      // The server's network goes away: its sessions die and nobody answers new ones.
+    }
+    const status = await cli.stop("SIGINT");
+    assert.equal(status.code, 0);
+    assert.match(cli.stderr(), /^Stopped by SIGINT: 40 connections, .*, 20 outages \(\d+ s down\)\.$/m);
+    assertNoCrash(cli.stderr());
+  });
+
+  test("a server whose network goes away (connections cut, new ones unanswered), 3 times: 0x03 meanwhile, served after each", async () => {
+    const { cli, port } = await startSocksTunnel(sshd, home, FAST);
+    running.push(cli);
+    for (let outage = 1; outage <= 3; outage++) {
+      // Nobody answers new connections, and the sessions die.
       sshd.pause();
       try {
         await sshd.dropConnections();
@@ -78,17 +118,15 @@ describe("reconnecting after the SSH connection drops", () => {
       } finally {
         sshd.resume();
       }
-      // Backoff may have reached a few seconds while the server was paused: twice waitFor's bound.
       await waitFor(() => count(cli, BACK) >= outage, `reconnect ${outage}`, () => cli.stderr()).catch(() =>
         waitFor(() => count(cli, BACK) >= outage, `reconnect ${outage}`, () => cli.stderr()),
       );
+      const fetched = await curlThroughSocks("--socks5-hostname", `127.0.0.1:${port}`, `http://localhost:${http.port}/hello`);
+      assert.equal(fetched.code, 0, `after outage ${outage}: ${fetched.stderr}\n${cli.stderr()}`);
+      assert.equal(fetched.stdout.toString(), HELLO);
     }
-    const fetched = await curlThroughSocks("--socks5-hostname", `127.0.0.1:${port}`, `http://localhost:${http.port}/hello`);
-    assert.equal(fetched.stdout.toString(), HELLO);
-    const status = await cli.stop("SIGINT");
-    assert.equal(status.code, 0);
-    assert.match(cli.stderr(), /^Stopped by SIGINT: 21 connections, .*, 20 outages \(\d+ s down\)\.$/m);
-    assertNoCrash(cli.stderr());
+    assert.equal((await cli.stop("SIGINT")).code, 0);
+    assert.match(cli.stderr(), /^Stopped by SIGINT: 3 connections, .*, 3 outages \(\d+ s down\)\.$/m);
   });
 
   test("a frozen server is noticed by the keepalives, and a fresh connection serves", async () => {
