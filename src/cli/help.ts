@@ -42,9 +42,10 @@ saying how to fix the app.
   --allow-users list       Let these local accounts (names or uids; * for all) use
                            the -D and -L ports; by default only yours and root's
   --socks-auth user:pass   Require this SOCKS5 username and password (RFC 1929)
-  --socks-auth user:@file  on every -D port (SOCKS4 clients are refused); with
-                           @file the password is file's first line and stays
-                           out of ps (a password starting with @ must go there)
+  --socks-auth user:@file  on every -D port and every -R port alone (SOCKS4
+                           clients are refused); with @file the password is
+                           file's first line and stays out of ps (a password
+                           starting with @ must go there)
   --max-connections n      At most n local connections at once (default 1024,
                            or below ulimit -n); at the cap the oldest one still
                            in its SOCKS handshake is closed for a new one

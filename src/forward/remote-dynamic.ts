@@ -14,7 +14,7 @@
  */
 import { connect as netConnect, type Socket } from "node:net";
 import type { Duplex } from "node:stream";
-import { serveSocksStream, type ConnectOutcome, type SocksClient, type SocksHandshakeOptions } from "../socks/server.ts";
+import { serveSocksStream, type ConnectOutcome, type SocksClient, type SocksCredentials, type SocksHandshakeOptions } from "../socks/server.ts";
 import { formatReplyCode, Socks5Reply, type Socks5ReplyCode, type SocksRequest } from "../socks/codec.ts";
 import { decideDestination, isInvalidName } from "../socks/policy.ts";
 import type { Cidr } from "../cidr.ts";
@@ -42,6 +42,8 @@ export interface RemoteDynamicForwardOptions {
   handshakeTimeoutMs?: number;
   /** Milliseconds now, for the refusal window. @default Date.now */
   clock?: () => number;
+  /** --socks-auth: the username and password every SOCKS5 client on the far side must send (RFC 1929). @default none */
+  credentials?: SocksCredentials;
 }
 
 const DEFAULT_HANDSHAKE_TIMEOUT_MS = 30_000;
@@ -157,6 +159,7 @@ export async function startRemoteDynamicForward(options: RemoteDynamicForwardOpt
 
   const handshake: SocksHandshakeOptions<Duplex> = {
     handshakeTimeoutMs: options.handshakeTimeoutMs ?? DEFAULT_HANDSHAKE_TIMEOUT_MS,
+    ...(options.credentials !== undefined ? { credentials: options.credentials } : {}),
     onConnect,
     onEstablished,
     onProtocolError: (client, reason) => {

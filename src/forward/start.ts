@@ -45,8 +45,9 @@ export interface ForwardContext {
   /** The run's cap on local connections, shared by every -D and -L. @default none */
   limit?: ConnectionLimit;
   /**
-   * --socks-auth: the username and password every -D of the run requires
-   * (RFC 1929). @default none: -D ports ask for no authentication
+   * --socks-auth: the username and password every SOCKS port of the run
+   * requires, -D and -R with a port alone (RFC 1929). @default none: they ask
+   * for no authentication
    */
   socksCredentials?: SocksCredentials;
 }
@@ -95,22 +96,22 @@ export async function startForwards(specs: readonly TcpForwardSpec[], context: F
 }
 
 /**
- * What --socks-auth does not cover, said before anything listens: it is
- * required on -D ports only, so a run without one, or with a SOCKS proxy on
- * the server (-R port alone), has a port a user might think is protected.
+ * --socks-auth with no SOCKS port to guard (neither -D nor -R with a port
+ * alone), said before anything listens: the user may think a port is
+ * protected that is not a SOCKS proxy at all.
  *
  * @example
- * socksAuthScopeWarning([{ kind: "remote", listen: { address: null, port: 1080 }, target: null, raw: "1080" }])
- * // "--socks-auth applies to -D ports only: -R 1080 (a SOCKS proxy on the SSH server) asks for no password."
+ * socksAuthScopeWarning([{ kind: "local", listen: { address: null, port: 8080 }, target: { host: "web", port: 80 }, raw: "8080:web:80" }])
+ * // "--socks-auth has no effect: this run has no SOCKS port (-D, or -R with a port alone)."
  */
 export function socksAuthScopeWarning(specs: readonly TcpForwardSpec[]): string | undefined {
-  const remoteSocks = specs.filter((spec) => spec.kind === "remote" && spec.target === null).map(forwardLabel);
-  if (remoteSocks.length > 0) {
-    const what = remoteSocks.length === 1 ? "a SOCKS proxy on the SSH server" : "SOCKS proxies on the SSH server";
-    return `--socks-auth applies to -D ports only: ${remoteSocks.join(", ")} (${what}) ask${remoteSocks.length === 1 ? "s" : ""} for no password.`;
-  }
-  if (!specs.some((spec) => spec.kind === "dynamic")) return "--socks-auth has no effect: this run has no -D port.";
-  return undefined;
+  const socks = specs.some((spec) => spec.kind === "dynamic" || (spec.kind === "remote" && spec.target === null));
+  return socks ? undefined : "--socks-auth has no effect: this run has no SOCKS port (-D, or -R with a port alone).";
+}
+
+/** What the announcement of a SOCKS port adds under --socks-auth. */
+function socksLogin(context: ForwardContext): string {
+  return context.socksCredentials === undefined ? "" : "; clients must log in with the --socks-auth username and password (SOCKS5 only)";
 }
 
 /**
@@ -128,15 +129,24 @@ export async function startForward(spec: TcpForwardSpec, context: ForwardContext
   if (spec.kind === "remote") {
     const { target } = spec;
     if (target === null) {
-      const forward = await startRemoteDynamicForward({ label, bindAddress: spec.listen.address, port: spec.listen.port, session, allowIp: context.allowIp, log, stats });
+      const forward = await startRemoteDynamicForward({
+        label,
+        bindAddress: spec.listen.address,
+        port: spec.listen.port,
+        session,
+        allowIp: context.allowIp,
+        log,
+        stats,
+        ...(context.socksCredentials !== undefined ? { credentials: context.socksCredentials } : {}),
+      });
       const where = hostPort(forward.address, forward.port);
       // For a port the server picked, OpenSSH's own words first (readconf.c
       // parse_forward names the connect host of a remote dynamic forward
       // "socks", port 0), so scripts that read "Allocated port N" work.
       const message =
         spec.listen.port === 0
-          ? `Allocated port ${forward.port} for remote forward to socks:0 (a SOCKS proxy on the server's ${where}, ${label}; names are resolved here, ${ipPolicy}).`
-          : `SOCKS proxy on the server's ${where} (${label}); names are resolved here, ${ipPolicy}.`;
+          ? `Allocated port ${forward.port} for remote forward to socks:0 (a SOCKS proxy on the server's ${where}, ${label}; names are resolved here, ${ipPolicy}${socksLogin(context)}).`
+          : `SOCKS proxy on the server's ${where} (${label}); names are resolved here, ${ipPolicy}${socksLogin(context)}.`;
       return {
         label,
         announcement: { message, fields: { event: "listening", addresses: where, side: "server" } },
@@ -186,11 +196,10 @@ export async function startForward(spec: TcpForwardSpec, context: ForwardContext
     ...(context.socksCredentials !== undefined ? { credentials: context.socksCredentials } : {}),
     ...(context.limit !== undefined ? { limit: context.limit } : {}),
   });
-  const login = context.socksCredentials === undefined ? "" : "; clients must log in with the --socks-auth username and password (SOCKS5 only)";
   return {
     label,
     announcement: {
-      message: `SOCKS proxy listening on ${forward.addresses.join(" and ")} (${label}); names are resolved by the SSH server, ${ipPolicy}${login}.`,
+      message: `SOCKS proxy listening on ${forward.addresses.join(" and ")} (${label}); names are resolved by the SSH server, ${ipPolicy}${socksLogin(context)}.`,
       fields: { event: "listening", addresses: forward.addresses.join(","), side: "client" },
     },
     close: () => forward.close(),

@@ -59,6 +59,15 @@ export async function openControl(proxy: ProxyAddress, stepMs = STEP_MS): Promis
     socket.write(Buffer.concat([encodeSocks5Greeting([AuthMethod.NO_AUTH]), encodeSocks5ConnectName(CONTROL_NAME, CONTROL_PORT)]));
     const choice = parseSocks5MethodChoice(await reader.bytes(2, stepMs, `${where} sent nothing after the SOCKS5 greeting`));
     if (choice.status !== "ok") throw notOurs(where, `it does not speak SOCKS5 (${choice.status === "invalid" ? choice.reason : "no answer"})`);
+    if (choice.value.method === AuthMethod.NO_ACCEPTABLE) {
+      // A tunnel started with --socks-auth answers 05 FF to a client that offers no login. Browsers cannot send one
+      // for SOCKS (Firefox's settings have no field for it), so such a port is not one a browser can be checked on.
+      throw new NotAFrontEnd(
+        "foreign",
+        `${where} requires a SOCKS5 username and password (a tunnel started with --socks-auth, or another proxy): browsers cannot log in to it, so there is nothing for leakcheck to check there`,
+        "check a -D port without --socks-auth, the one your browser uses",
+      );
+    }
     if (choice.value.method !== AuthMethod.NO_AUTH) throw notOurs(where, `it asks for SOCKS5 authentication (method 0x${choice.value.method.toString(16).padStart(2, "0")})`);
     const reply = await reader.socks5Reply(stepMs, where);
     if (reply !== Socks5Reply.SUCCEEDED) {

@@ -173,21 +173,42 @@ describe("safetunnel -D --socks-auth through a real sshd", () => {
     assert.equal(fromOther.code, 97, fromOther.stderr);
   });
 
-  test("warns at start-up when a run's SOCKS port is not a -D (-R port alone) or it has no -D at all", async () => {
+  test("-R with a port alone (the SOCKS proxy on the server) asks for the same login; a run with no SOCKS port is warned", async () => {
     const remotePort = await freePort();
     const remote = startCli(["-N", "--socks-auth", `${USER}:${PASSWORD}`, "-R", `127.0.0.1:${remotePort}`, ...loginArgs(sshd)], { home: home.home });
     try {
-      await waitForLine(remote, `Warning: --socks-auth applies to -D ports only: -R 127.0.0.1:${remotePort} (a SOCKS proxy on the SSH server) asks for no password.`, "the -R warning");
+      await waitForLine(
+        remote,
+        `SOCKS proxy on the server's 127.0.0.1:${remotePort} (-R 127.0.0.1:${remotePort}); names are resolved here, IP-address requests are refused; clients must log in with the --socks-auth username and password (SOCKS5 only).`,
+        "the -R announcement",
+      );
+      // The test's sshd is on this machine: its port is the "server side".
+      const url = `http://localhost:${http.port}/hello`;
+      const without = await curlThroughSocks("--socks5-hostname", `127.0.0.1:${remotePort}`, url);
+      assert.equal(without.code, 97, without.stderr);
+      const wrong = await curlThroughSocks("--socks5-hostname", `127.0.0.1:${remotePort}`, url, { extraArgs: ["-U", `${USER}:${WRONG_PASSWORD}`] });
+      assert.equal(wrong.code, 97, wrong.stderr);
+      const right = await curlThroughSocks("--socks5-hostname", `127.0.0.1:${remotePort}`, url, { extraArgs: ["-U", `${USER}:${PASSWORD}`] });
+      assert.equal(right.code, 0, `curl: ${right.stderr}; safetunnel: ${remote.stderr()}`);
+      assert.equal(right.stdout.toString(), HELLO);
+      assert.doesNotMatch(remote.stderr(), /--socks-auth has no effect/);
     } finally {
       await remote.stop();
     }
     const localOnly = startCli(["-N", "--socks-auth", `${USER}:${PASSWORD}`, "-L", `127.0.0.1:${await freePort()}:localhost:${http.port}`, ...loginArgs(sshd)], { home: home.home });
     try {
-      await waitForLine(localOnly, "Warning: --socks-auth has no effect: this run has no -D port.", "the no-effect warning");
+      await waitForLine(localOnly, "Warning: --socks-auth has no effect: this run has no SOCKS port (-D, or -R with a port alone).", "the no-effect warning");
     } finally {
       await localOnly.stop();
     }
     for (const cli of [remote, localOnly]) assert.ok(!cli.stderr().includes(PASSWORD), cli.stderr());
+  });
+
+  test("leakcheck on a --socks-auth port says browsers cannot log in to it, and exits 2 (could not test)", async () => {
+    const check = startCli(["leakcheck", "--proxy", `127.0.0.1:${tunnel.port}`, "--wait", "5"], { home: home.home });
+    const status = await check.exited;
+    assert.equal(status.code, 2, check.stderr());
+    assert.match(check.stdout() + check.stderr(), new RegExp(`127\\.0\\.0\\.1:${tunnel.port} requires a SOCKS5 username and password \\(a tunnel started with --socks-auth, or another proxy\\): browsers cannot log in to it`));
   });
 
   test("no password, right or wrong, ever appears in stderr, also at -v and in the summary", async () => {

@@ -3,7 +3,7 @@ import assert from "node:assert/strict";
 import { Buffer } from "node:buffer";
 import { once } from "node:events";
 import { createServer, type AddressInfo, type Server, type Socket } from "node:net";
-import { openControl, type ControlConnection } from "../../src/leakcheck/control-client.ts";
+import { NotAFrontEnd, openControl, type ControlConnection } from "../../src/leakcheck/control-client.ts";
 import { CONTROL_NAME, CONTROL_PORT, type CanaryEvent } from "../../src/leakcheck/canary-registry.ts";
 import { AuthMethod, encodeSocks5ConnectName, encodeSocks5Greeting } from "../../src/socks/codec.ts";
 import { bounded, waitFor } from "../helpers/wait.ts";
@@ -170,5 +170,33 @@ describe("ControlConnection.request against a fake front end", () => {
     const second = await connected();
     second.control.close();
     assert.equal(await bounded(second.control.request(REQUEST, 30_000), "request() after close()", 10_000), undefined);
+  });
+});
+
+describe("openControl against a port that wants a login", () => {
+  test("05 FF (a --socks-auth tunnel) is not a front end leakcheck can check, said as such with exit status 2", async () => {
+    const server = createServer((socket) => {
+      frontEndSockets.push(socket);
+      socket.on("error", () => {});
+      socket.once("data", () => socket.end(Buffer.from([5, 0xff])));
+    });
+    server.listen(0, "127.0.0.1");
+    await bounded(once(server, "listening"), "the server to listen", 10_000);
+    servers.push(server);
+    const port = (server.address() as AddressInfo).port;
+    const error = await bounded(
+      openControl({ host: "127.0.0.1", port }, 10_000).then(
+        () => assert.fail("openControl resolved"),
+        (err: unknown) => err,
+      ),
+      "openControl to fail",
+      10_000,
+    );
+    assert.ok(error instanceof NotAFrontEnd);
+    assert.equal(error.exitCode, 2);
+    assert.equal(
+      error.message,
+      `127.0.0.1:${port} requires a SOCKS5 username and password (a tunnel started with --socks-auth, or another proxy): browsers cannot log in to it, so there is nothing for leakcheck to check there; check a -D port without --socks-auth, the one your browser uses`,
+    );
   });
 });
