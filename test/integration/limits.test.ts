@@ -9,6 +9,8 @@ import { curlThroughSocks } from "../helpers/curl.ts";
 import { RawClient } from "../helpers/raw-socks.ts";
 import { connect, type Socket } from "node:net";
 import process from "node:process";
+import { readFile } from "node:fs/promises";
+import { openFileLimits } from "../../src/forward/connection-limit.ts";
 import { cliPath, startProcess, waitForLine, waitForListen, type Home, type Running } from "../helpers/run.ts";
 import type { Sshd } from "../helpers/sshd.ts";
 import { freePort, HELLO, startHttpTarget, type HttpTarget } from "../helpers/targets.ts";
@@ -129,6 +131,23 @@ describe("a slowloris at the open-file limit", () => {
       assert.equal(run.stderr().split("\n").filter((line) => line.includes("open files allowed")).length, 1);
     } finally {
       for (const socket of idle) socket.destroy();
+      await run.stop();
+    }
+  });
+
+  test("a soft limit below the hard one is raised to it as the runtime starts (so ulimit -Sn alone does not starve the tunnel)", async () => {
+    const port = await freePort();
+    const command = `ulimit -Sn 256 && exec "$0" "$@"`;
+    const run = startProcess("/bin/sh", ["-c", command, process.execPath, cliPath(), "-N", "-D", `127.0.0.1:${port}`, ...loginArgs(sshd)], {
+      env: { ...process.env, HOME: home.home },
+    });
+    try {
+      await waitForListen(port, "127.0.0.1", run);
+      const limits = openFileLimits(await readFile(`/proc/${run.pid}/limits`, "utf8"));
+      assert.ok(limits.hard !== undefined && limits.hard > 256, `this machine's hard limit is ${limits.hard}`);
+      assert.equal(limits.soft, limits.hard);
+      assert.doesNotMatch(run.stderr(), /--max-connections/);
+    } finally {
       await run.stop();
     }
   });
