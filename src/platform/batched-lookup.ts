@@ -5,6 +5,7 @@
  * A pass may have started before a waiting key's socket existed, so a key
  * never joins a pass under way.
  */
+import { setImmediate } from "node:timers";
 
 /**
  * One pass: look for every key in `wanted` and call `found` for each one as
@@ -37,8 +38,12 @@ export class BatchedLookup<K, V> {
       else waiting.push(resolve);
       if (this.#running) return;
       this.#running = true;
-      // Started on a microtask, so that keys asked for in the same turn share the pass.
-      queueMicrotask(() => void this.#passWhileWaiting());
+      // Started after this turn of the event loop, so that every key asked for
+      // by the connections and requests that arrived in it shares the pass. A
+      // microtask was too soon: Node drains microtasks after each callback, so
+      // with a pass that reads synchronously each connection got a pass of its
+      // own (measured: 43 requests/s through -D at 50 at once).
+      setImmediate(() => void this.#passWhileWaiting());
     });
   }
 

@@ -16,7 +16,7 @@
  * The row parser and the endpoint codec serve every /proc/net/{tcp,udp}{,6}
  * reader (leakcheck's resolver-socket poll among them), so there is one of each.
  */
-import { readFile } from "node:fs/promises";
+import { closeSync, openSync, readSync } from "node:fs";
 import { formatAddress, mappedIPv4, parseIPv4, parseIPv6 } from "../address.ts";
 import { within } from "../deadline.ts";
 import { BatchedLookup } from "./batched-lookup.ts";
@@ -190,6 +190,8 @@ export class SocketOwnerLookup {
   readonly #waitMs: number;
   /** Keyed by "<client endpoint> <server endpoint>" in procNetAddress form. */
   readonly #rows = new BatchedLookup<string, SocketOwner>((wanted, found) => this.#readTables(wanted, found));
+  /** procfs hands out one page per read(2); a larger buffer costs nothing more. */
+  readonly #buffer = Buffer.alloc(64 * 1024);
 
   constructor(options: SocketOwnerLookupOptions = {}) {
     this.#procRoot = options.procRoot ?? "/proc";
@@ -208,19 +210,41 @@ export class SocketOwnerLookup {
   async #readTables(wanted: ReadonlySet<string>, found: (key: string, owner: SocketOwner) => void): Promise<void> {
     for (const table of ["tcp", "tcp6"]) {
       if (wanted.size === 0) return;
-      let text: string;
+      // Synchronous on purpose, and stopped as soon as every wanted row is
+      // seen. Producing the table walks the kernel's whole TCP hash (about
+      // 4 ms for 262,144 buckets on a 24 GiB machine, 16 ms with 6,000
+      // TIME_WAIT rows), a page per read(2): read asynchronously that was some
+      // 23 trips through the event loop for 600 sockets, and under load on
+      // Deno it outlasted the wait and refused clients (496 of 500 measured).
+      let fd: number;
       try {
-        text = await readFile(`${this.#procRoot}/net/${table}`, "utf8");
+        fd = openSync(`${this.#procRoot}/net/${table}`, "r");
       } catch {
         continue;
       }
-      for (const line of text.split("\n")) {
-        // Nearly every row is another socket: compare the endpoints before parsing the rest.
-        const endpoints = endpointsOf(line);
-        if (endpoints === null || !wanted.has(endpoints)) continue;
-        const row = parseProcNetTcpRow(line);
-        if (row !== null) found(endpoints, row.owner);
+      try {
+        let partial = "";
+        let read: number;
+        while (wanted.size > 0 && (read = readSync(fd, this.#buffer, 0, this.#buffer.length, null)) > 0) {
+          const lines = (partial + this.#buffer.toString("latin1", 0, read)).split("\n");
+          partial = lines.pop() ?? "";
+          for (const line of lines) this.#match(line, wanted, found);
+        }
+        if (partial !== "") this.#match(partial, wanted, found);
+      } catch {
+        // A table that cannot be read to its end: what was found stands, the rest is unknown.
+      } finally {
+        closeSync(fd);
       }
     }
   }
+
+  #match(line: string, wanted: ReadonlySet<string>, found: (key: string, owner: SocketOwner) => void): void {
+    // Nearly every row is another socket: compare the endpoints before parsing the rest.
+    const endpoints = endpointsOf(line);
+    if (endpoints === null || !wanted.has(endpoints)) return;
+    const row = parseProcNetTcpRow(line);
+    if (row !== null) found(endpoints, row.owner);
+  }
+
 }
