@@ -29,7 +29,7 @@ export interface ProcPeerLookupOptions {
   procRoot?: string;
   /** A process whose sockets are not searched: ours holds only the server ends. @default process.pid */
   skipPid?: number;
-  /** Longest wait for the client's /proc/net/tcp row. @default 500 */
+  /** Longest wait for the client's /proc/net/tcp row. @default 3000 */
   ownerWaitMs?: number;
 }
 

@@ -16,7 +16,7 @@
  * The row parser and the endpoint codec serve every /proc/net/{tcp,udp}{,6}
  * reader (leakcheck's resolver-socket poll among them), so there is one of each.
  */
-import { closeSync, openSync, readSync } from "node:fs";
+import { closeSync, openSync, read as readChunk, readSync } from "node:fs";
 import { formatAddress, mappedIPv4, parseIPv4, parseIPv6 } from "../address.ts";
 import { within } from "../deadline.ts";
 import { BatchedLookup } from "./batched-lookup.ts";
@@ -174,7 +174,7 @@ function unmapped(endpoint: string): string {
 export interface SocketOwnerLookupOptions {
   /** Where procfs is mounted; tests pass a folder of their own. @default "/proc" */
   procRoot?: string;
-  /** Longest wait for an answer; later it is undefined, so whoever awaits it is never held longer. @default 500 */
+  /** Longest wait for an answer; later it is undefined, so whoever awaits it is never held longer. @default 3000: a large TCP table read under load takes hundreds of milliseconds */
   waitMs?: number;
 }
 
@@ -195,7 +195,7 @@ export class SocketOwnerLookup {
 
   constructor(options: SocketOwnerLookupOptions = {}) {
     this.#procRoot = options.procRoot ?? "/proc";
-    this.#waitMs = options.waitMs ?? 500;
+    this.#waitMs = options.waitMs ?? 3000;
   }
 
   /** The owner of the client's end of its connection, or undefined if /proc does not show it in time. */
@@ -210,12 +210,16 @@ export class SocketOwnerLookup {
   async #readTables(wanted: ReadonlySet<string>, found: (key: string, owner: SocketOwner) => void): Promise<void> {
     for (const table of ["tcp", "tcp6"]) {
       if (wanted.size === 0) return;
-      // Synchronous on purpose, and stopped as soon as every wanted row is
-      // seen. Producing the table walks the kernel's whole TCP hash (about
-      // 4 ms for 262,144 buckets on a 24 GiB machine, 16 ms with 6,000
-      // TIME_WAIT rows), a page per read(2): read asynchronously that was some
-      // 23 trips through the event loop for 600 sockets, and under load on
-      // Deno it outlasted the wait and refused clients (496 of 500 measured).
+      // Stopped as soon as every wanted row is seen: producing the table walks
+      // the kernel's whole TCP hash, a page per read(2) (about 4 ms a table
+      // for 262,144 buckets on a 24 GiB machine, 30 ms with 14,000 TIME_WAIT
+      // rows). How to read was measured, 50 clients at once through -D with
+      // some 10,000 rows: on Node asynchronously (libuv's thread pool, so the
+      // event loop goes on meanwhile and the next read serves every client
+      // that came in during this one) 652 requests/s against 74 read
+      // synchronously; on Deno synchronously, 742 against 237, and its
+      // asynchronous reads were starved under load until they outlasted the
+      // wait and refused clients (496 of 500).
       let fd: number;
       try {
         fd = openSync(`${this.#procRoot}/net/${table}`, "r");
@@ -225,7 +229,7 @@ export class SocketOwnerLookup {
       try {
         let partial = "";
         let read: number;
-        while (wanted.size > 0 && (read = readSync(fd, this.#buffer, 0, this.#buffer.length, null)) > 0) {
+        while (wanted.size > 0 && (read = await this.#read(fd)) > 0) {
           const lines = (partial + this.#buffer.toString("latin1", 0, read)).split("\n");
           partial = lines.pop() ?? "";
           for (const line of lines) this.#match(line, wanted, found);
@@ -237,6 +241,12 @@ export class SocketOwnerLookup {
         closeSync(fd);
       }
     }
+  }
+
+  /** One read(2) of the table into the buffer: see #readTables for why it waits on Node and blocks on Deno. */
+  #read(fd: number): Promise<number> | number {
+    if ("Deno" in globalThis) return readSync(fd, this.#buffer, 0, this.#buffer.length, null);
+    return new Promise((resolve, reject) => readChunk(fd, this.#buffer, 0, this.#buffer.length, null, (err, bytes) => (err ? reject(err) : resolve(bytes))));
   }
 
   #match(line: string, wanted: ReadonlySet<string>, found: (key: string, owner: SocketOwner) => void): void {

@@ -154,6 +154,19 @@ describe("SocketOwnerLookup against a /proc of our own", () => {
     assert.deepEqual(await new SocketOwnerLookup({ procRoot: root }).find(peer("::ffff:127.0.0.1", 0xc350, 9001, "::ffff:127.0.0.1")), { uid: 1000, inode: "555" });
   });
 
+  test("a table far larger than one read finds rows anywhere in it, also one cut across two reads", async () => {
+    // 3,000 other rows (about 450 KB, several 64 KiB reads), with the wanted rows spread through them.
+    const others = Array.from({ length: 3000 }, (_, i) => row(i + 2, `0100007F:${(0x1000 + i).toString(16).toUpperCase().padStart(4, "0")}`, "0100007F:0050", 0, String(10000 + i)));
+    const wantedRows = [row(0, "0100007F:C350", "0100007F:2329", 1000, "222"), row(1, "0100007F:C351", "0100007F:2329", 1001, "333")];
+    const rows = [...others.slice(0, 437), wantedRows[0]!, ...others.slice(437), wantedRows[1]!];
+    const root = await fakeProc(rows);
+    const owners = new SocketOwnerLookup({ procRoot: root });
+    // Every row, in turn, so that some row surely straddles a read boundary.
+    const found = await Promise.all([owners.find(peer("127.0.0.1", 0xc350)), owners.find(peer("127.0.0.1", 0xc351)), ...others.map((_, i) => owners.find(peer("127.0.0.1", 0x1000 + i, 80)))]);
+    assert.deepEqual(found.slice(0, 2), [{ uid: 1000, inode: "222" }, { uid: 1001, inode: "333" }]);
+    assert.deepEqual(found.slice(2).map((owner) => owner?.inode), others.map((_, i) => String(10000 + i)));
+  });
+
   test("a row whose socket is closed (inode 0) is unknown", async () => {
     const root = await fakeProc([row(0, "0100007F:C350", "0100007F:2329", 0, "0")]);
     assert.equal(await new SocketOwnerLookup({ procRoot: root }).find(peer("127.0.0.1", 0xc350)), undefined);
