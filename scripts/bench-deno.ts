@@ -19,11 +19,12 @@ import { join, resolve } from "node:path";
 import process from "node:process";
 import { repoRoot, startProcess, waitForListen, type Running } from "../test/helpers/run.ts";
 import { freePort } from "../test/helpers/targets.ts";
-import { createServer, type Server } from "node:http";
 import { once } from "node:events";
 import { loginArgs, startSshdWithHome } from "../test/helpers/tunnel.ts";
 import { denoExecutable } from "../test/helpers/deno.ts";
 import { formatSummary, readProfile } from "./cpu-profile.ts";
+import { download, startTargets } from "./bench/loads.ts";
+import { spread } from "./bench/stats.ts";
 
 function textOption(name: string): string | undefined {
   const at = process.argv.indexOf(name);
@@ -56,50 +57,6 @@ function denoOrExit(): string {
   }
 }
 
-/**
- * A source that costs next to nothing: the same 1 MiB written again and again
- * with backpressure (the test suite's HTTP target generates its bytes and
- * was the bottleneck at about 60 MB/s).
- */
-async function startSource(): Promise<{ port: number; server: Server }> {
-  const chunk = Buffer.alloc(1024 * 1024, 0x5a);
-  const server = createServer((request, response) => {
-    const total = Number(/^\/bytes\/(\d+)$/.exec(request.url ?? "")?.[1] ?? "0");
-    response.writeHead(200, { "content-type": "application/octet-stream", "content-length": total });
-    let left = total;
-    const pump = (): void => {
-      while (left > 0) {
-        const piece = left >= chunk.length ? chunk : chunk.subarray(0, left);
-        left -= piece.length;
-        if (!response.write(piece)) return void response.once("drain", pump);
-      }
-      response.end();
-    };
-    pump();
-  });
-  server.listen(0, "127.0.0.1");
-  await once(server, "listening");
-  return { port: (server.address() as { port: number }).port, server };
-}
-
-/** curl with the body to /dev/null; stdout is "SIZE SECONDS". Bounded at 300 s. */
-function curl(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    const child = spawn("curl", ["-sS", "--max-time", "300", "-o", "/dev/null", "-w", "%{size_download} %{time_total}", ...args]);
-    let stdout = "";
-    let stderr = "";
-    child.stdout.on("data", (chunk: Buffer) => (stdout += chunk.toString()));
-    child.stderr.on("data", (chunk: Buffer) => (stderr += chunk.toString()));
-    child.on("close", (code) => resolve({ code, stdout, stderr }));
-  });
-}
-
-function median(values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  const middle = Math.floor(sorted.length / 2);
-  return sorted.length % 2 === 1 ? sorted[middle]! : (sorted[middle - 1]! + sorted[middle]!) / 2;
-}
-
 async function main(): Promise<void> {
   const mib = option("--mib", 256);
   const runs = option("--runs", 5);
@@ -113,7 +70,7 @@ async function main(): Promise<void> {
   if (profileDir !== undefined) mkdirSync(profileDir, { recursive: true });
   const inspectorPort = profileDir === undefined ? 0 : await freePort();
   const { home, sshd } = await startSshdWithHome();
-  const http = await startSource();
+  const targets = await startTargets();
   const started: Running[] = [];
   let recorder: ReturnType<typeof spawn> | undefined;
   try {
@@ -142,20 +99,18 @@ async function main(): Promise<void> {
     const bytes = mib * 1024 * 1024;
     for (let run = 0; run < runs; run++) {
       for (const name of Object.keys(runtimes)) {
-        // To /dev/null, timed by curl itself: keeping the body in this process would be the bottleneck.
-        const fetched = await curl(["--socks5-hostname", `127.0.0.1:${tunnels[name]!.port}`, `http://localhost:${http.port}/bytes/${bytes}`]);
-        const [size, seconds] = fetched.stdout.trim().split(" ").map(Number) as [number, number];
-        if (fetched.code !== 0 || size !== bytes) throw new Error(`${name}: curl exit ${fetched.code}, ${size} of ${bytes} bytes: ${fetched.stderr}`);
-        rates[name]!.push(bytes / seconds / 1e6);
+        // Bodies to /dev/null through curl (keeping them in this process would be the bottleneck).
+        rates[name]!.push((await download(targets, tunnels[name]!.port, bytes)) / 1e6);
       }
     }
     const denoVersion = spawnSync(deno, ["--version"], { encoding: "utf8" }).stdout.split("\n")[0];
     console.log(`${mib} MiB through curl --socks5-hostname, ${runs} runs each, interleaved; Node ${process.version}, ${denoVersion}`);
     for (const name of Object.keys(rates)) {
       const values = rates[name]!;
-      console.log(`${name.padEnd(5)} median ${median(values).toFixed(0)} MB/s (min ${Math.min(...values).toFixed(0)}, max ${Math.max(...values).toFixed(0)})`);
+      const { median, min, max } = spread(values);
+      console.log(`${name.padEnd(5)} median ${median.toFixed(0)} MB/s (min ${min.toFixed(0)}, max ${max.toFixed(0)})`);
     }
-    console.log(`deno / node: ${(median(rates["deno"]!) / median(rates["node"]!)).toFixed(2)}`);
+    console.log(`deno / node: ${(spread(rates["deno"]!).median / spread(rates["node"]!).median).toFixed(2)}`);
   } finally {
     if (recorder !== undefined) {
       // End of its stdin: it stops the profiler and writes the file.
@@ -164,8 +119,7 @@ async function main(): Promise<void> {
     }
     for (const tunnel of started) await tunnel.stop("SIGTERM");
     await sshd.stop();
-    http.server.close();
-    http.server.closeAllConnections();
+    await targets.close();
     await home.cleanup();
   }
   if (profileDir !== undefined) {

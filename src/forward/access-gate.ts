@@ -6,7 +6,7 @@
  * each one at -v.
  */
 import type { Logger } from "../log.ts";
-import type { AcceptedClient, PeerLookup } from "../platform/peer-lookup.ts";
+import type { AcceptedClient, PeerLookup, SocketOwner } from "../platform/peer-lookup.ts";
 import { FoldWindow } from "../fold-window.ts";
 import { isLoopbackAddress } from "../address.ts";
 import { decideAccess, type AccessPolicy } from "./access.ts";
@@ -19,6 +19,13 @@ function isThisMachine(client: AcceptedClient): boolean {
 export interface AccessGate {
   /** Whether `client` may use the port named by `label`; logs a refusal. */
   admit(client: AcceptedClient, label: string): Promise<boolean>;
+  /**
+   * Starts finding out about `client` now (its owner is only to be found while
+   * it is connected), and decides, logging a refusal, only when the returned
+   * `admit` is called: a client that leaves before asking for anything (a port
+   * probe) is then never logged as refused.
+   */
+  prepare(client: AcceptedClient): { admit(label: string): Promise<boolean> };
 }
 
 export interface AccessGateOptions {
@@ -38,33 +45,39 @@ export interface AccessGateOptions {
 export function accessGate(options: AccessGateOptions): AccessGate {
   const { policy, peers, log } = options;
   const folds = new FoldWindow(options.clock === undefined ? {} : { clock: options.clock });
-  return {
-    async admit(client, label) {
-      if (policy.allowed === "all" || peers === undefined) return true;
-      const owner = await peers.ownerOf(client);
-      const decision = decideAccess(policy, owner?.uid);
-      if (decision === "allow") return true;
-      if (decision === "unknown") {
-        // Another machine (-g): no /proc of ours knows it, and start-up said
-        // that only --socks-auth guards against those. One of this machine's
-        // programs whose row /proc did not show in time (its socket already
-        // closed, or the table read failed): refused, since letting it in
-        // would let any local account in through a slow /proc.
-        if (!isThisMachine(client)) {
-          log.debug(1, `${label}: ${client.address}:${client.port} is another machine, whose account cannot be told; let in.`);
-          return true;
-        }
-        const line = `${label}: refused a connection from ${client.address}:${client.port}: /proc/net/tcp did not say which account it belongs to in time. If this repeats, let every local account in with --allow-users '*'`;
-        const folded = folds.admit("unknown");
-        if (folded === undefined) log.debug(1, line);
-        else log.warn(folded > 0 ? `${line} (and ${folded} more since the last such line)` : line, { event: "access-refused" });
-        return false;
+  const decide = async (client: AcceptedClient, label: string, looking: Promise<SocketOwner | undefined>): Promise<boolean> => {
+    const owner = await looking;
+    const decision = decideAccess(policy, owner?.uid);
+    if (decision === "allow") return true;
+    if (decision === "unknown") {
+      // Another machine (-g): no /proc of ours knows it, and start-up said
+      // that only --socks-auth guards against those. One of this machine's
+      // programs whose row /proc did not show in time (its socket already
+      // closed, or the table read failed): refused, since letting it in
+      // would let any local account in through a slow /proc.
+      if (!isThisMachine(client)) {
+        log.debug(1, `${label}: ${client.address}:${client.port} is another machine, whose account cannot be told; let in.`);
+        return true;
       }
-      const line = `${label}: refused a connection from ${client.address}:${client.port}: it belongs to uid ${owner!.uid}, not to the account running the tunnel (uid ${policy.ownUid}). To let that account in: --allow-users ${owner!.uid}`;
-      const folded = folds.admit(String(owner!.uid));
+      const line = `${label}: refused a connection from ${client.address}:${client.port}: /proc/net/tcp did not say which account it belongs to in time. If this repeats, let every local account in with --allow-users '*'`;
+      const folded = folds.admit("unknown");
       if (folded === undefined) log.debug(1, line);
-      else log.warn(folded > 0 ? `${line} (and ${folded} more since the last such line)` : line, { event: "access-refused", uid: owner!.uid });
+      else log.warn(folded > 0 ? `${line} (and ${folded} more since the last such line)` : line, { event: "access-refused" });
       return false;
+    }
+    const line = `${label}: refused a connection from ${client.address}:${client.port}: it belongs to uid ${owner!.uid}, not to the account running the tunnel (uid ${policy.ownUid}). To let that account in: --allow-users ${owner!.uid}`;
+    const folded = folds.admit(String(owner!.uid));
+    if (folded === undefined) log.debug(1, line);
+    else log.warn(folded > 0 ? `${line} (and ${folded} more since the last such line)` : line, { event: "access-refused", uid: owner!.uid });
+    return false;
+  };
+  const everyone = policy.allowed === "all" || peers === undefined;
+  return {
+    admit: (client, label) => (everyone ? Promise.resolve(true) : decide(client, label, peers.ownerOf(client))),
+    prepare(client) {
+      if (everyone) return { admit: () => Promise.resolve(true) };
+      const looking = peers.ownerOf(client);
+      return { admit: (label) => decide(client, label, looking) };
     },
   };
 }

@@ -106,12 +106,12 @@ export async function startDynamicForward(options: DynamicForwardOptions): Promi
     droppedLine: (client, reason, program) => droppedClientLine(options.label, client, reason, program),
   });
 
-  /** The access decision for each client, asked for when it was accepted. */
-  const admissions = new WeakMap<SocksClient, Promise<boolean>>();
+  /** The access check of each client, started when it was accepted. */
+  const admissions = new WeakMap<SocksClient, { admit(label: string): Promise<boolean> }>();
   const failureFolds = new FoldWindow(options.clock === undefined ? {} : { clock: options.clock });
   const onConnect = async (request: SocksRequest, client: SocksClient, signal: AbortSignal): Promise<ConnectOutcome> => {
     // First: another account's program gets nothing of ours, not even a canary answer.
-    if (options.access !== undefined && !(await (admissions.get(client) ?? options.access.admit(client, options.label)))) {
+    if (options.access !== undefined && !(await (admissions.get(client)?.admit(options.label) ?? options.access.admit(client, options.label)))) {
       return { ok: false, reply: Socks5Reply.NOT_ALLOWED };
     }
     const { destination } = request;
@@ -201,7 +201,8 @@ export async function startDynamicForward(options: DynamicForwardOptions): Promi
     // sends its greeting and request: a lookup reads the kernel's whole TCP
     // table, so the connections accepted in one turn of the event loop share
     // one read (measured: asked at the request, nearly every read served one).
-    if (options.access !== undefined) admissions.set(client, options.access.admit(client, options.label));
+    // The decision, and any refusal line, waits for the request.
+    if (options.access !== undefined) admissions.set(client, options.access.prepare(client));
     serveSocksStream(socket, client, handshake);
   };
   const listener = await listenAll(options.hosts, options.port, options.label, onSocket, log);
