@@ -16,7 +16,8 @@
  * The row parser and the endpoint codec serve every /proc/net/{tcp,udp}{,6}
  * reader (leakcheck's resolver-socket poll among them), so there is one of each.
  */
-import { closeSync, openSync, read as readChunk, readSync } from "node:fs";
+import { closeSync, openSync, readSync } from "node:fs";
+import { setImmediate } from "node:timers";
 import { formatAddress, mappedIPv4, parseIPv4, parseIPv6 } from "../address.ts";
 import { within } from "../deadline.ts";
 import { BatchedLookup } from "./batched-lookup.ts";
@@ -171,6 +172,9 @@ function unmapped(endpoint: string): string {
   return endpoint.length === 37 && endpoint.startsWith(MAPPED_PREFIX) ? endpoint.slice(MAPPED_PREFIX.length) : endpoint;
 }
 
+/** Pages of /proc/net/tcp read between turns of the event loop (each read(2) gives one, about 27 rows). */
+const PAGES_PER_SLICE = 16;
+
 export interface SocketOwnerLookupOptions {
   /** Where procfs is mounted; tests pass a folder of their own. @default "/proc" */
   procRoot?: string;
@@ -210,16 +214,15 @@ export class SocketOwnerLookup {
   async #readTables(wanted: ReadonlySet<string>, found: (key: string, owner: SocketOwner) => void): Promise<void> {
     for (const table of ["tcp", "tcp6"]) {
       if (wanted.size === 0) return;
-      // Stopped as soon as every wanted row is seen: producing the table walks
-      // the kernel's whole TCP hash, a page per read(2) (about 4 ms a table
+      // Stopped as soon as every wanted row is seen. Producing the table walks
+      // the kernel's whole TCP hash, a page per read(2): about 4 ms a table
       // for 262,144 buckets on a 24 GiB machine, 30 ms with 14,000 TIME_WAIT
-      // rows). How to read was measured, 50 clients at once through -D with
-      // some 10,000 rows: on Node asynchronously (libuv's thread pool, so the
-      // event loop goes on meanwhile and the next read serves every client
-      // that came in during this one) 652 requests/s against 74 read
-      // synchronously; on Deno synchronously, 742 against 237, and its
-      // asynchronous reads were starved under load until they outlasted the
-      // wait and refused clients (496 of 500).
+      // rows. Read in slices of 16 pages, each synchronous, with a turn of
+      // the event loop between them. Measured, 50 clients at once through -D
+      // with some 10,000 rows: one page per asynchronous read gave Node 652
+      // requests/s (and, with 1,000 transfers running, waits past 3 s that
+      // refused clients), Deno 237; the whole table at once blocked the loop
+      // so that each read served one client (Node 74).
       let fd: number;
       try {
         fd = openSync(`${this.#procRoot}/net/${table}`, "r");
@@ -229,10 +232,11 @@ export class SocketOwnerLookup {
       try {
         let partial = "";
         let read: number;
-        while (wanted.size > 0 && (read = await this.#read(fd)) > 0) {
+        for (let pages = 1; wanted.size > 0 && (read = readSync(fd, this.#buffer, 0, this.#buffer.length, null)) > 0; pages++) {
           const lines = (partial + this.#buffer.toString("latin1", 0, read)).split("\n");
           partial = lines.pop() ?? "";
           for (const line of lines) this.#match(line, wanted, found);
+          if (pages % PAGES_PER_SLICE === 0) await new Promise((resolve) => setImmediate(resolve));
         }
         if (partial !== "") this.#match(partial, wanted, found);
       } catch {
@@ -241,12 +245,6 @@ export class SocketOwnerLookup {
         closeSync(fd);
       }
     }
-  }
-
-  /** One read(2) of the table into the buffer: see #readTables for why it waits on Node and blocks on Deno. */
-  #read(fd: number): Promise<number> | number {
-    if ("Deno" in globalThis) return readSync(fd, this.#buffer, 0, this.#buffer.length, null);
-    return new Promise((resolve, reject) => readChunk(fd, this.#buffer, 0, this.#buffer.length, null, (err, bytes) => (err ? reject(err) : resolve(bytes))));
   }
 
   #match(line: string, wanted: ReadonlySet<string>, found: (key: string, owner: SocketOwner) => void): void {
