@@ -211,6 +211,7 @@ async function main(): Promise<void> {
     }
     const farEnd = (name: string): number => (name === "ssh>serve" ? cpuSeconds(serveEnd!.process.pid) : treeCpuSeconds(sshd.pid));
     const recorder = new Recorder();
+    const failures: string[] = [];
     const say = (line: string): void => console.error(`bench: ${line} (${((Date.now() - began) / 1000).toFixed(0)} s)`);
 
     // Throughput and small requests: one long-lived process each, interleaved.
@@ -224,19 +225,24 @@ async function main(): Promise<void> {
     for (let run = 1; run <= plan.runs; run++) {
       say(`throughput, run ${run} of ${plan.runs}`);
       for (const name of ["direct", ...live.keys()]) {
-        const proxy = live.get(name);
-        const cpuBefore = proxy === undefined ? 0 : cpuSeconds(proxy.process.pid);
-        const farBefore = proxy === undefined ? 0 : farEnd(name);
-        recorder.add("stream", name, (await download(targets, proxy?.port, plan.streamBytes)) / 1e6);
-        if (proxy !== undefined) {
-          recorder.add("cpu", name, (cpuSeconds(proxy.process.pid) - cpuBefore) / (plan.streamBytes / GiB));
-          recorder.add("farCpu", name, (farEnd(name) - farBefore) / (plan.streamBytes / GiB));
+        try {
+          const proxy = live.get(name);
+          const cpuBefore = proxy === undefined ? 0 : cpuSeconds(proxy.process.pid);
+          const farBefore = proxy === undefined ? 0 : farEnd(name);
+          recorder.add("stream", name, (await download(targets, proxy?.port, plan.streamBytes)) / 1e6);
+          if (proxy !== undefined) {
+            recorder.add("cpu", name, (cpuSeconds(proxy.process.pid) - cpuBefore) / (plan.streamBytes / GiB));
+            recorder.add("farCpu", name, (farEnd(name) - farBefore) / (plan.streamBytes / GiB));
+          }
+          recorder.add("streams", name, (await download(targets, proxy?.port, plan.parallelBytesEach, plan.parallelStreams)) / 1e6);
+          const small = await smallRequests(targets, proxy?.port, plan.smallCount, plan.smallConcurrency);
+          recorder.add("small", name, small.perSecond);
+          recorder.add("smallP50", name, small.p50Ms);
+          recorder.add("smallP99", name, small.p99Ms);
+        } catch (err) {
+          failures.push(`${name}, throughput run ${run}: ${(err as Error).message}`);
+          say(`throughput, ${name} failed: ${(err as Error).message}`);
         }
-        recorder.add("streams", name, (await download(targets, proxy?.port, plan.parallelBytesEach, plan.parallelStreams)) / 1e6);
-        const small = await smallRequests(targets, proxy?.port, plan.smallCount, plan.smallConcurrency);
-        recorder.add("small", name, small.perSecond);
-        recorder.add("smallP50", name, small.p50Ms);
-        recorder.add("smallP99", name, small.p99Ms);
       }
     }
     for (const started of live.values()) await started.process.stop("SIGTERM");
@@ -260,27 +266,33 @@ async function main(): Promise<void> {
     // Through serve, the client is OpenSSH's: its memory is the ssh column's.
     for (const contender of list.filter((each) => each.name !== "ssh>serve")) {
       say(`memory, ${contender.name}`);
-      const started = await startListening(contender);
-      cleanups.unshift(() => started.process.stop("SIGTERM"));
-      await smallRequests(targets, started.port, 1, 1);
-      await new Promise((resolve) => setTimeout(resolve, 500));
-      const idle = rssBytes(started.process.pid) ?? 0;
-      recorder.add("rssIdle", contender.name, idle / 1e6);
-      let held: Socket[] = [];
       try {
-        const opened = await openTunnels(targets, started.port, plan.tunnels);
-        held = opened.sockets;
-        recorder.add("openTunnels", contender.name, opened.ms / 1000);
+        const started = await startListening(contender);
+        cleanups.unshift(() => started.process.stop("SIGTERM"));
+        await smallRequests(targets, started.port, 1, 1);
         await new Promise((resolve) => setTimeout(resolve, 500));
-        recorder.add("perTunnel", contender.name, ((rssBytes(started.process.pid) ?? 0) - idle) / plan.tunnels / 1000);
-      } finally {
-        for (const socket of held) socket.destroy();
+        const idle = rssBytes(started.process.pid) ?? 0;
+        recorder.add("rssIdle", contender.name, idle / 1e6);
+        let held: Socket[] = [];
+        try {
+          const opened = await openTunnels(targets, started.port, plan.tunnels);
+          held = opened.sockets;
+          recorder.add("openTunnels", contender.name, opened.ms / 1000);
+          await new Promise((resolve) => setTimeout(resolve, 500));
+          recorder.add("perTunnel", contender.name, ((rssBytes(started.process.pid) ?? 0) - idle) / plan.tunnels / 1000);
+        } finally {
+          for (const socket of held) socket.destroy();
+        }
+        await new Promise((resolve) => setTimeout(resolve, 500));
+        const sampler = sampleRss(started.process.pid);
+        recorder.add("echo", contender.name, (await echoTransfers(targets, started.port, plan.echoCount, plan.echoBytes)) / 1000);
+        recorder.add("echoPeak", contender.name, sampler.stop() / 1e6);
+        settling.push({ name: contender.name, pid: started.process.pid, endedAt: Date.now() });
+      } catch (err) {
+        // One contender failing a load is a finding, not the end of the run: its cells stay empty.
+        failures.push(`${contender.name}, memory: ${(err as Error).message}`);
+        say(`memory, ${contender.name} failed: ${(err as Error).message}`);
       }
-      await new Promise((resolve) => setTimeout(resolve, 500));
-      const sampler = sampleRss(started.process.pid);
-      recorder.add("echo", contender.name, (await echoTransfers(targets, started.port, plan.echoCount, plan.echoBytes)) / 1000);
-      recorder.add("echoPeak", contender.name, sampler.stop() / 1e6);
-      settling.push({ name: contender.name, pid: started.process.pid, endedAt: Date.now() });
     }
     say(`waiting for ${plan.settleMs / 1000} s after the last echoes`);
     for (const { name, pid, endedAt } of settling) {
@@ -300,12 +312,13 @@ async function main(): Promise<void> {
       "direct: curl to the source without a proxy (this machine's limit).",
       ...list.map((contender) => `${contender.name}: ${contender.description}.`),
       "Ratios are ours / OpenSSH's: above 1 is better for ↑ rows, below 1 for ↓ rows.",
+      ...failures.map((failure) => `FAILED: ${failure}`),
     ];
     console.log([...legend, "", ...table].join("\n"));
     const outDir = join(repoRoot(), "dist", "bench");
     mkdirSync(outDir, { recursive: true });
     const stamp = new Date().toISOString().replace(/[:.]/g, "-");
-    const json = JSON.stringify({ date: new Date().toISOString(), plan, machine: about, contenders: list.map(({ name, description, openssh }) => ({ name, description, openssh })), results: recorder.results, values: recorder.values }, null, 2);
+    const json = JSON.stringify({ date: new Date().toISOString(), plan, machine: about, contenders: list.map(({ name, description, openssh }) => ({ name, description, openssh })), results: recorder.results, values: recorder.values, failures }, null, 2);
     writeFileSync(join(outDir, `bench-${stamp}.json`), json);
     writeFileSync(join(outDir, "latest.json"), json);
     writeFileSync(join(outDir, "latest.md"), [...legend, "", ...table, ""].join("\n"));

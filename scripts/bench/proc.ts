@@ -59,6 +59,8 @@ export function sampleRss(pid: number, everyMs = 50): { stop(): number } {
   const timer = setInterval(() => {
     peak = Math.max(peak, rssBytes(pid) ?? 0);
   }, everyMs);
+  // A load that fails before stop() must not keep the bench running.
+  timer.unref();
   return {
     stop() {
       clearInterval(timer);
