@@ -17,8 +17,13 @@ function isThisMachine(client: AcceptedClient): boolean {
 }
 
 export interface AccessGate {
-  /** Whether `client` may use the port named by `label`; logs a refusal. */
-  admit(client: AcceptedClient, label: string): Promise<boolean>;
+  /**
+   * Whether `client` may use the port named by `label`; logs a refusal. With
+   * `quietIfUnknown`, a client whose owner could not be found is refused at
+   * -v only: -L decides as it accepts, before the client has said anything,
+   * and a port probe that has already closed is such a client.
+   */
+  admit(client: AcceptedClient, label: string, quietIfUnknown?: boolean): Promise<boolean>;
   /**
    * Starts finding out about `client` now (its owner is only to be found while
    * it is connected), and decides, logging a refusal, only when the returned
@@ -45,7 +50,7 @@ export interface AccessGateOptions {
 export function accessGate(options: AccessGateOptions): AccessGate {
   const { policy, peers, log } = options;
   const folds = new FoldWindow(options.clock === undefined ? {} : { clock: options.clock });
-  const decide = async (client: AcceptedClient, label: string, looking: Promise<SocketOwner | undefined>): Promise<boolean> => {
+  const decide = async (client: AcceptedClient, label: string, looking: Promise<SocketOwner | undefined>, quietIfUnknown = false): Promise<boolean> => {
     const owner = await looking;
     const decision = decideAccess(policy, owner?.uid);
     if (decision === "allow") return true;
@@ -60,7 +65,7 @@ export function accessGate(options: AccessGateOptions): AccessGate {
         return true;
       }
       const line = `${label}: refused a connection from ${client.address}:${client.port}: /proc/net/tcp did not say which account it belongs to in time. If this repeats, let every local account in with --allow-users '*'`;
-      const folded = folds.admit("unknown");
+      const folded = quietIfUnknown ? undefined : folds.admit("unknown");
       if (folded === undefined) log.debug(1, line);
       else log.warn(folded > 0 ? `${line} (and ${folded} more since the last such line)` : line, { event: "access-refused" });
       return false;
@@ -73,7 +78,7 @@ export function accessGate(options: AccessGateOptions): AccessGate {
   };
   const everyone = policy.allowed === "all" || peers === undefined;
   return {
-    admit: (client, label) => (everyone ? Promise.resolve(true) : decide(client, label, peers.ownerOf(client))),
+    admit: (client, label, quietIfUnknown) => (everyone ? Promise.resolve(true) : decide(client, label, peers.ownerOf(client), quietIfUnknown)),
     prepare(client) {
       if (everyone) return { admit: () => Promise.resolve(true) };
       const looking = peers.ownerOf(client);

@@ -45,7 +45,7 @@ export function startLocalForward(options: LocalForwardOptions): Promise<Listene
     socket.on("error", () => {});
     const origin = { address: socket.remoteAddress ?? "127.0.0.1", port: socket.remotePort ?? 0 };
     const client = { ...origin, localAddress: socket.localAddress ?? "", localPort: socket.localPort ?? 0 };
-    const admitted = options.access === undefined ? Promise.resolve(true) : options.access.admit(client, label);
+    const admitted = options.access === undefined ? Promise.resolve(true) : options.access.admit(client, label, true);
     void admitted.then((ok) => {
       if (!ok) {
         socket.destroy();

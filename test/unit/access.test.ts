@@ -79,6 +79,20 @@ describe("the access gate", () => {
     assert.deepEqual(asked, [5000, 5001]);
   });
 
+  test("with quietIfUnknown (-L, decided at accept), an unknown owner is refused at -v only; a known other account is still a warning", async () => {
+    const { accessGate } = await import("../../src/forward/access-gate.ts");
+    const warnings: string[] = [];
+    const debug: string[] = [];
+    const log = { warn: (line: string) => warnings.push(line), debug: (_level: number, line: string) => debug.push(line) } as unknown as import("../../src/log.ts").Logger;
+    const gate = accessGate({ policy, peers: unknownOwner, log, clock: () => 0 });
+    assert.equal(await gate.admit({ address: "127.0.0.1", port: 5000, localAddress: "127.0.0.1", localPort: 8080 }, "-L 8080:web:80", true), false);
+    assert.deepEqual(warnings, []);
+    assert.match(debug[0]!, /^-L 8080:web:80: refused a connection from 127\.0\.0\.1:5000: \/proc\/net\/tcp did not say/);
+    const other = accessGate({ policy, peers: { ownerOf: async () => ({ uid: 1001, inode: "1" }), programOf: async () => undefined }, log, clock: () => 0 });
+    assert.equal(await other.admit({ address: "127.0.0.1", port: 5001, localAddress: "127.0.0.1", localPort: 8080 }, "-L 8080:web:80", true), false);
+    assert.equal(warnings.length, 1);
+  });
+
   test("--allow-users '*' lets in without asking /proc", async () => {
     const { accessGate } = await import("../../src/forward/access-gate.ts");
     const asked: unknown[] = [];
