@@ -1,10 +1,11 @@
 /**
  * Who is behind a local client connection: the account that owns its socket
- * and the program that holds it. Forwards take a `PeerLookup` and ask it only
- * when they need an answer (-D: when a refusal line names the program); which
- * one to use, if any, is the caller's decision (`procPeerLookup` on Linux).
+ * and the program that holds it. Forwards take a `PeerLookup` and ask it when
+ * they need an answer (the owner for the access check of every -D and -L
+ * connection, the program when a refusal line names it); which one to use, if
+ * any, is the caller's decision (`procPeerLookup` on Linux).
  */
-import { readFileSync } from "node:fs";
+import { closeSync, openSync } from "node:fs";
 import { isLoopbackAddress } from "../address.ts";
 import { describeError } from "../errors.ts";
 import { SocketProgramFinder } from "./peer-process.ts";
@@ -76,7 +77,8 @@ export function procPeerLookup(options: ProcPeerLookupOptions = {}): PeerLookup 
  */
 export function procUnreadable(procRoot = "/proc"): string | undefined {
   try {
-    readFileSync(`${procRoot}/net/tcp`);
+    // Opening is enough: Deno checks its permissions there, and reading would walk the whole table.
+    closeSync(openSync(`${procRoot}/net/tcp`, "r"));
     return undefined;
   } catch (err) {
     if ((err as Error).name === "NotCapable") return "Deno reads /proc only with --allow-all";

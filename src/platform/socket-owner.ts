@@ -6,12 +6,11 @@
  *
  * Ask while the client still holds its socket open: once it closes its end,
  * its row loses its inode (0 in FIN_WAIT and TIME_WAIT) or disappears, and
- * nothing more can be learnt. -D asks only when it refuses a request, before
- * sending the reply, so the refused client is still waiting on its socket;
- * asking for every accepted connection doubled what one costs in CPU. The
- * tables grow with every open connection, so one read at a time serves every
- * client asked for while it was waiting. Any failure (another OS, no /proc, a
- * race) just means "unknown".
+ * nothing more can be learnt. The access check (forward/access-gate.ts) asks
+ * for every -D and -L connection as it is accepted, and that is this module's
+ * main cost: see #readTables. The tables grow with every socket on the
+ * machine, so one read at a time serves every client asked for while it was
+ * waiting. Any failure (another OS, no /proc, a race) just means "unknown".
  *
  * The row parser and the endpoint codec serve every /proc/net/{tcp,udp}{,6}
  * reader (leakcheck's resolver-socket poll among them), so there is one of each.
@@ -219,10 +218,13 @@ export class SocketOwnerLookup {
       // for 262,144 buckets on a 24 GiB machine, 30 ms with 14,000 TIME_WAIT
       // rows. Read in slices of 16 pages, each synchronous, with a turn of
       // the event loop between them. Measured, 50 clients at once through -D
-      // with some 10,000 rows: one page per asynchronous read gave Node 652
-      // requests/s (and, with 1,000 transfers running, waits past 3 s that
-      // refused clients), Deno 237; the whole table at once blocked the loop
-      // so that each read served one client (Node 74).
+      // with some 10,000 rows: these slices gave Node 559 requests/s and
+      // Deno 367 (without the check: Node 1,525). One page per asynchronous
+      // read gave Node 652, but with 1,000 transfers running its waits passed
+      // 3 s and refused clients; Deno 237, its reads starved. The whole table
+      // at once gave Node 74 (each read blocked the loop and served one
+      // client) and Deno 742, a better figure that did not survive the move
+      // to one way for both.
       let fd: number;
       try {
         fd = openSync(`${this.#procRoot}/net/${table}`, "r");
