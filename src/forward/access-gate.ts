@@ -24,13 +24,6 @@ export interface AccessGate {
    * and a port probe that has already closed is such a client.
    */
   admit(client: AcceptedClient, label: string, quietIfUnknown?: boolean): Promise<boolean>;
-  /**
-   * Starts finding out about `client` now (its owner is only to be found while
-   * it is connected), and decides, logging a refusal, only when the returned
-   * `admit` is called: a client that leaves before asking for anything (a port
-   * probe) is then never logged as refused.
-   */
-  prepare(client: AcceptedClient): { admit(label: string): Promise<boolean> };
 }
 
 export interface AccessGateOptions {
@@ -79,10 +72,5 @@ export function accessGate(options: AccessGateOptions): AccessGate {
   const everyone = policy.allowed === "all" || peers === undefined;
   return {
     admit: (client, label, quietIfUnknown) => (everyone ? Promise.resolve(true) : decide(client, label, peers.ownerOf(client), quietIfUnknown)),
-    prepare(client) {
-      if (everyone) return { admit: () => Promise.resolve(true) };
-      const looking = peers.ownerOf(client);
-      return { admit: (label) => decide(client, label, looking) };
-    },
   };
 }

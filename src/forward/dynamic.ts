@@ -8,7 +8,7 @@
  */
 import type { Socket } from "node:net";
 import type { Duplex } from "node:stream";
-import { serveSocksStream, type ConnectOutcome, type SocksClient, type SocksCredentials, type SocksHandshakeOptions } from "../socks/server.ts";
+import { serveSocksSocket, type ConnectOutcome, type SocksClient, type SocksCredentials, type SocksHandshakeOptions } from "../socks/server.ts";
 import { formatReplyCode, Socks5Reply, type Destination, type Socks5ReplyCode, type SocksRequest } from "../socks/codec.ts";
 import { decideDestination, isInvalidName } from "../socks/policy.ts";
 import type { Cidr } from "../cidr.ts";
@@ -106,12 +106,10 @@ export async function startDynamicForward(options: DynamicForwardOptions): Promi
     droppedLine: (client, reason, program) => droppedClientLine(options.label, client, reason, program),
   });
 
-  /** The access check of each client, started when it was accepted. */
-  const admissions = new WeakMap<SocksClient, { admit(label: string): Promise<boolean> }>();
   const failureFolds = new FoldWindow(options.clock === undefined ? {} : { clock: options.clock });
   const onConnect = async (request: SocksRequest, client: SocksClient, signal: AbortSignal): Promise<ConnectOutcome> => {
     // First: another account's program gets nothing of ours, not even a canary answer.
-    if (options.access !== undefined && !(await (admissions.get(client)?.admit(options.label) ?? options.access.admit(client, options.label)))) {
+    if (options.access !== undefined && !(await options.access.admit(client, options.label))) {
       return { ok: false, reply: Socks5Reply.NOT_ALLOWED };
     }
     const { destination } = request;
@@ -196,14 +194,7 @@ export async function startDynamicForward(options: DynamicForwardOptions): Promi
       if (!limit.admit(socket)) return;
       socket.once("close", () => limit.release(socket));
     }
-    const client: SocksClient = { address: socket.remoteAddress ?? "unknown", port: socket.remotePort ?? 0, localAddress: socket.localAddress ?? "", localPort: socket.localPort ?? 0 };
-    // The owner is looked up from the moment of accepting, while the client
-    // sends its greeting and request: a lookup reads the kernel's whole TCP
-    // table, so the connections accepted in one turn of the event loop share
-    // one read (measured: asked at the request, nearly every read served one).
-    // The decision, and any refusal line, waits for the request.
-    if (options.access !== undefined) admissions.set(client, options.access.prepare(client));
-    serveSocksStream(socket, client, handshake);
+    serveSocksSocket(socket, handshake);
   };
   const listener = await listenAll(options.hosts, options.port, options.label, onSocket, log);
 

@@ -61,24 +61,6 @@ describe("the access gate", () => {
     ]);
   });
 
-  test("prepare() looks the owner up at once but decides, and logs, only at admit(): a port probe that never asks is never logged", async () => {
-    const { accessGate } = await import("../../src/forward/access-gate.ts");
-    const warnings: string[] = [];
-    const log = { warn: (line: string) => warnings.push(line), debug: () => {} } as unknown as import("../../src/log.ts").Logger;
-    const asked: number[] = [];
-    const peers = { ownerOf: async (client: { port: number }) => (asked.push(client.port), { uid: 1001, inode: "1" }), programOf: async () => undefined };
-    const gate = accessGate({ policy, peers, log, clock: () => 0 });
-    gate.prepare({ address: "127.0.0.1", port: 5000, localAddress: "127.0.0.1", localPort: 9001 });
-    const later = gate.prepare({ address: "127.0.0.1", port: 5001, localAddress: "127.0.0.1", localPort: 9001 });
-    assert.deepEqual(asked, [5000, 5001]);
-    await new Promise((resolve) => setImmediate(resolve));
-    assert.deepEqual(warnings, []);
-    assert.equal(await later.admit("-D 9001"), false);
-    assert.equal(warnings.length, 1);
-    assert.match(warnings[0]!, /^-D 9001: refused a connection from 127\.0\.0\.1:5001: it belongs to uid 1001/);
-    assert.deepEqual(asked, [5000, 5001]);
-  });
-
   test("with quietIfUnknown (-L, decided at accept), an unknown owner is refused at -v only; a known other account is still a warning", async () => {
     const { accessGate } = await import("../../src/forward/access-gate.ts");
     const warnings: string[] = [];
