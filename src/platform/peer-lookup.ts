@@ -30,7 +30,7 @@ export interface ProcPeerLookupOptions {
   procRoot?: string;
   /** A process whose sockets are not searched: ours holds only the server ends. @default process.pid */
   skipPid?: number;
-  /** Longest wait for the client's /proc/net/tcp row. @default 3000 */
+  /** Longest wait for the client's /proc/net/tcp row. @default 20000 */
   ownerWaitMs?: number;
 }
 

@@ -15,7 +15,7 @@
  * The row parser and the endpoint codec serve every /proc/net/{tcp,udp}{,6}
  * reader (leakcheck's resolver-socket poll among them), so there is one of each.
  */
-import { closeSync, openSync, readSync } from "node:fs";
+import { closeSync, openSync, read as readOnPool, readSync } from "node:fs";
 import { setImmediate } from "node:timers";
 import { formatAddress, mappedIPv4, parseIPv4, parseIPv6 } from "../address.ts";
 import { within } from "../deadline.ts";
@@ -171,13 +171,21 @@ function unmapped(endpoint: string): string {
   return endpoint.length === 37 && endpoint.startsWith(MAPPED_PREFIX) ? endpoint.slice(MAPPED_PREFIX.length) : endpoint;
 }
 
-/** Pages of /proc/net/tcp read between turns of the event loop (each read(2) gives one, about 27 rows). */
+/** Pages of /proc/net/tcp Deno reads between turns of its event loop (each read(2) gives one, about 27 rows). */
 const PAGES_PER_SLICE = 16;
+
+const ON_DENO = "Deno" in globalThis;
 
 export interface SocketOwnerLookupOptions {
   /** Where procfs is mounted; tests pass a folder of their own. @default "/proc" */
   procRoot?: string;
-  /** Longest wait for an answer; later it is undefined, so whoever awaits it is never held longer. @default 3000: a large TCP table read under load takes hundreds of milliseconds */
+  /**
+   * Longest wait for an answer; later it is undefined, so whoever awaits it
+   * is never held longer. @default 20000: the access check refuses an
+   * unanswered client, and with 1,000 transfers running a read on Node's
+   * thread pool took over 3 s (measured), so the wait stays below the 30 s
+   * SOCKS handshake deadline but well above that.
+   */
   waitMs?: number;
 }
 
@@ -198,7 +206,7 @@ export class SocketOwnerLookup {
 
   constructor(options: SocketOwnerLookupOptions = {}) {
     this.#procRoot = options.procRoot ?? "/proc";
-    this.#waitMs = options.waitMs ?? 3000;
+    this.#waitMs = options.waitMs ?? 20_000;
   }
 
   /** The owner of the client's end of its connection, or undefined if /proc does not show it in time. */
@@ -216,15 +224,15 @@ export class SocketOwnerLookup {
       // Stopped as soon as every wanted row is seen. Producing the table walks
       // the kernel's whole TCP hash, a page per read(2): about 4 ms a table
       // for 262,144 buckets on a 24 GiB machine, 30 ms with 14,000 TIME_WAIT
-      // rows. Read in slices of 16 pages, each synchronous, with a turn of
-      // the event loop between them. Measured, 50 clients at once through -D
-      // with some 10,000 rows: these slices gave Node 559 requests/s and
-      // Deno 367 (without the check: Node 1,525). One page per asynchronous
-      // read gave Node 652, but with 1,000 transfers running its waits passed
-      // 3 s and refused clients; Deno 237, its reads starved. The whole table
-      // at once gave Node 74 (each read blocked the loop and served one
-      // client) and Deno 742, a better figure that did not survive the move
-      // to one way for both.
+      // rows. Measured, 50 clients at once through -D with some 10,000 rows:
+      // - Node reads page by page on libuv's thread pool: 652 requests/s, and
+      //   its event loop goes on meanwhile. Read on the loop instead, in
+      //   slices of 16 pages, Node did 559, but the fuzz test's 100,000
+      //   connections (which fill the table with TIME_WAIT rows) took three
+      //   times as long; whole, 74 (each read served one client).
+      // - Deno reads on its loop, in slices: its asynchronous reads were
+      //   starved under load (237 requests/s, and 496 of 500 clients refused
+      //   after the wait), slices gave 367 and survive 1,000 transfers.
       let fd: number;
       try {
         fd = openSync(`${this.#procRoot}/net/${table}`, "r");
@@ -234,11 +242,11 @@ export class SocketOwnerLookup {
       try {
         let partial = "";
         let read: number;
-        for (let pages = 1; wanted.size > 0 && (read = readSync(fd, this.#buffer, 0, this.#buffer.length, null)) > 0; pages++) {
+        for (let pages = 1; wanted.size > 0 && (read = await this.#readPage(fd)) > 0; pages++) {
           const lines = (partial + this.#buffer.toString("latin1", 0, read)).split("\n");
           partial = lines.pop() ?? "";
           for (const line of lines) this.#match(line, wanted, found);
-          if (pages % PAGES_PER_SLICE === 0) await new Promise((resolve) => setImmediate(resolve));
+          if (ON_DENO && pages % PAGES_PER_SLICE === 0) await new Promise((resolve) => setImmediate(resolve));
         }
         if (partial !== "") this.#match(partial, wanted, found);
       } catch {
@@ -247,6 +255,12 @@ export class SocketOwnerLookup {
         closeSync(fd);
       }
     }
+  }
+
+  /** One read(2) of the table: on the thread pool on Node, on the event loop on Deno (see #readTables). */
+  #readPage(fd: number): number | Promise<number> {
+    if (ON_DENO) return readSync(fd, this.#buffer, 0, this.#buffer.length, null);
+    return new Promise((resolve, reject) => readOnPool(fd, this.#buffer, 0, this.#buffer.length, null, (err, bytes) => (err ? reject(err) : resolve(bytes))));
   }
 
   #match(line: string, wanted: ReadonlySet<string>, found: (key: string, owner: SocketOwner) => void): void {
