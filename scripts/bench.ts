@@ -17,8 +17,8 @@
  *
  * Usage: npm run bench [-- --quick] [--runs N] [--only node,deno] [--no-serve]
  */
-import { execFileSync, spawnSync } from "node:child_process";
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { spawnSync } from "node:child_process";
+import { existsSync, mkdirSync, writeFileSync } from "node:fs";
 import { cpus, release } from "node:os";
 import { join } from "node:path";
 import process from "node:process";
@@ -29,7 +29,7 @@ import { startSshdWithHome } from "../test/helpers/tunnel.ts";
 import { denoExecutable } from "../test/helpers/deno.ts";
 import { contenders as presentContenders, startServeEnd, type Contender, type ServeEnd } from "./bench/contenders.ts";
 import { download, echoTransfers, openTunnels, smallRequests, startTargets, timeToFirstRequest } from "./bench/loads.ts";
-import { cpuSeconds, rssBytes, sampleRss } from "./bench/proc.ts";
+import { cpuSeconds, rssBytes, sampleRss, treeCpuSeconds } from "./bench/proc.ts";
 import { markdownTable, type Measure, type Results } from "./bench/report.ts";
 import { spread } from "./bench/stats.ts";
 
@@ -110,38 +110,6 @@ function measures(plan: Plan): Measure[] {
     { key: "echoPeak", label: `RSS peak during those (MB)`, higherIsBetter: false, digits: 0 },
     { key: "rssAfter", label: `RSS ${plan.settleMs / 1000} s after they end (MB)`, higherIsBetter: false, digits: 1 },
   ];
-}
-
-/** Every process of the tree under `pid` (sshd's per-connection processes), from /proc. */
-function treeCpuSeconds(pid: number): number {
-  const children = new Map<number, number[]>();
-  for (const entry of readdirProc()) {
-    try {
-      const stat = readFileSync(`/proc/${entry}/stat`, "utf8");
-      const ppid = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
-      children.set(ppid, [...(children.get(ppid) ?? []), entry]);
-    } catch {
-      // Gone meanwhile.
-    }
-  }
-  let total = 0;
-  const visit = (at: number): void => {
-    try {
-      total += cpuSeconds(at);
-    } catch {
-      // Gone meanwhile.
-    }
-    for (const child of children.get(at) ?? []) visit(child);
-  };
-  visit(pid);
-  return total;
-}
-
-function readdirProc(): number[] {
-  return execFileSync("ls", ["/proc"], { encoding: "utf8" })
-    .split("\n")
-    .filter((entry) => /^\d+$/.test(entry))
-    .map(Number);
 }
 
 function versionOf(command: string, args: string[]): string {

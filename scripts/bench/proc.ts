@@ -3,7 +3,7 @@
  * (VmRSS, and its peak VmHWM) from /proc/PID/status, and CPU time (utime +
  * stime, in clock ticks) from /proc/PID/stat.
  */
-import { readFileSync } from "node:fs";
+import { readdirSync, readFileSync } from "node:fs";
 import { execFileSync } from "node:child_process";
 
 let ticksPerSecond: number | undefined;
@@ -39,12 +39,44 @@ function statusField(pid: number, name: string): number | undefined {
   }
 }
 
+/** /proc/PID/stat's fields after the ")" that ends the command name: [0] is state (field 3), [1] ppid, [11] utime, [12] stime. */
+function statFields(pid: number): string[] {
+  const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+  return stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+}
+
 /** User plus system CPU seconds the process has used so far (its own threads, not its children). */
 export function cpuSeconds(pid: number): number {
-  const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-  // Fields after the ")" that ends the command name: state is field 3, utime 14, stime 15.
-  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  const fields = statFields(pid);
   return (Number(fields[11]) + Number(fields[12])) / clockTicks();
+}
+
+/**
+ * CPU seconds of `pid` and every process under it still running (sshd's
+ * per-connection processes under its listener).
+ */
+export function treeCpuSeconds(pid: number): number {
+  const children = new Map<number, number[]>();
+  for (const entry of readdirSync("/proc")) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const ppid = Number(statFields(Number(entry))[1]);
+      children.set(ppid, [...(children.get(ppid) ?? []), Number(entry)]);
+    } catch {
+      // Gone meanwhile.
+    }
+  }
+  let total = 0;
+  const visit = (at: number): void => {
+    try {
+      total += cpuSeconds(at);
+    } catch {
+      // Gone meanwhile.
+    }
+    for (const child of children.get(at) ?? []) visit(child);
+  };
+  visit(pid);
+  return total;
 }
 
 /**

@@ -43,8 +43,9 @@ Local lookups are captured live with tcpdump when run as root (or with
 CAP_NET_RAW); otherwise, on Linux, resolver sockets are read from /proc.
 
 Exit status: 0 PASS, 1 LEAK (including: the page never arrived by name),
-2 could not test (no tunnel at --proxy, the tunnel stopped, Ctrl-C before the
-page arrived, a capture read alone without a canary lookup).
+2 could not test (no tunnel at --proxy, a port that asks for a login
+(--socks-auth), the tunnel stopped, Ctrl-C before the page arrived, a capture
+read alone without a canary lookup).
 `;
 
 const DEFAULT_PROXY = "127.0.0.1:1080";

@@ -7,8 +7,8 @@
  * Ask while the client still holds its socket open: once it closes its end,
  * its row loses its inode (0 in FIN_WAIT and TIME_WAIT) or disappears, and
  * nothing more can be learnt. The access check (forward/access-gate.ts) asks
- * for every -D and -L connection as it is accepted, and that is this module's
- * main cost: see #readTables. The tables grow with every socket on the
+ * for every -D connection at its SOCKS request and every -L connection as it
+ * is accepted, and that is this module's main cost: see #readTables. The tables grow with every socket on the
  * machine, so one read at a time serves every client asked for while it was
  * waiting. Any failure (another OS, no /proc, a race) just means "unknown".
  *
