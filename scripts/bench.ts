@@ -55,7 +55,7 @@ interface Plan {
 
 function usage(message: string): never {
   console.error(`bench: ${message}`);
-  console.error("usage: npm run bench [-- --quick] [--runs N] [--only node,deno,binary,ssh-gcm] [--no-serve]");
+  console.error("usage: npm run bench [-- --quick] [--runs N] [--only node,node-any,deno,binary,ssh-gcm] [--no-serve]");
   process.exit(2);
 }
 
@@ -218,7 +218,7 @@ async function main(): Promise<void> {
     // Start-up: a fresh process each time.
     for (let run = 1; run <= plan.startupRuns; run++) {
       say(`start-up, run ${run} of ${plan.startupRuns}`);
-      for (const contender of list) {
+      for (const contender of list.filter((each) => each.throughputOnly !== true)) {
         const port = await freePort();
         let started: Running | undefined;
         try {
@@ -232,7 +232,7 @@ async function main(): Promise<void> {
     // Memory: a fresh process each, left running until the settle time is over.
     const settling: Array<{ name: string; pid: number; endedAt: number }> = [];
     // Through serve, the client is OpenSSH's: its memory is the ssh column's.
-    for (const contender of list.filter((each) => each.name !== "ssh>serve")) {
+    for (const contender of list.filter((each) => each.name !== "ssh>serve" && each.throughputOnly !== true)) {
       say(`memory, ${contender.name}`);
       try {
         const started = await startListening(contender);

@@ -24,6 +24,8 @@ export interface Contender {
   openssh: boolean;
   /** Starts it with its SOCKS proxy on 127.0.0.1:port. */
   start(port: number): Running;
+  /** Measured for throughput and small requests only (a variant whose start-up and memory are another column's). */
+  throughputOnly?: boolean;
 }
 
 export interface Rig {
@@ -53,8 +55,8 @@ function sshArgs(rig: Rig, port: number, knownHosts: string): string[] {
   ];
 }
 
-function safetunnelArgs(rig: Rig, socksPort: number): string[] {
-  return ["-N", "-F", "none", "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes", "-p", String(rig.sshd.port), "-D", `127.0.0.1:${socksPort}`, `${rig.sshd.user}@127.0.0.1`];
+function safetunnelArgs(rig: Rig, socksPort: number, extra: string[] = []): string[] {
+  return [...extra, "-N", "-F", "none", "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes", "-p", String(rig.sshd.port), "-D", `127.0.0.1:${socksPort}`, `${rig.sshd.user}@127.0.0.1`];
 }
 
 /** The single executable, where build:binaries made it. */
@@ -88,6 +90,13 @@ export function contenders(rig: Rig, only?: readonly string[]): Contender[] {
       description: `safetunnel -N -D, the bundle on Node ${process.version}`,
       openssh: false,
       start: (port) => startProcess(process.execPath, [bundle, ...safetunnelArgs(rig, port)], { env }),
+    },
+    {
+      name: "node-any",
+      description: "the same with --allow-users '*': no check of who owns each connection (what that check costs)",
+      openssh: false,
+      throughputOnly: true,
+      start: (port) => startProcess(process.execPath, [bundle, ...safetunnelArgs(rig, port, ["--allow-users", "*"])], { env }),
     },
   ];
   let deno: string | undefined;

@@ -15,6 +15,7 @@ import type { Cidr } from "../cidr.ts";
 import type { TunnelSession } from "../ssh/session.ts";
 import { ChannelOpenError, describeOpenFailure, type ChannelFailureKind } from "../ssh/channel-failure.ts";
 import { joinStreams } from "./pipe.ts";
+import { sendGateOf } from "../ssh/send-backlog.ts";
 import { hostPort, unbracket } from "../address.ts";
 import { listenAll, type Listener } from "./listen.ts";
 import type { Logger } from "../log.ts";
@@ -172,8 +173,7 @@ export async function startDynamicForward(options: DynamicForwardOptions): Promi
           log.debug(1, `${options.label}: closed ${hostPort(request.destination.host, request.destination.port)}: ${result.bytesUp} bytes up, ${result.bytesDown} down${result.error ? ` (${result.error.message})` : ""}`);
         }
       },
-      leftover,
-      answeredHere.has(stream) ? undefined : stats,
+      { initial: leftover, gate: sendGateOf(stream), ...(answeredHere.has(stream) ? {} : { tally: stats }) },
     );
   };
 

@@ -10,6 +10,7 @@ import { describeOpenFailure } from "../ssh/channel-failure.ts";
 import type { Logger } from "../log.ts";
 import type { TrafficStats } from "./stats.ts";
 import { joinStreams } from "./pipe.ts";
+import { sendGateOf } from "../ssh/send-backlog.ts";
 import { listenAll, type Listener } from "./listen.ts";
 import type { AccessGate } from "./access-gate.ts";
 import type { ConnectionLimit } from "./connection-limit.ts";
@@ -63,7 +64,7 @@ export function startLocalForward(options: LocalForwardOptions): Promise<Listene
         }
         limit?.established(socket);
         log.debug(1, `${label}: connection from ${origin.address}:${origin.port} to ${target.host}:${target.port}`);
-        joinStreams(socket, channel, () => {}, undefined, stats);
+        joinStreams(socket, channel, () => {}, { tally: stats, gate: sendGateOf(channel) });
       },
       (err: unknown) => {
         stats.failures++;

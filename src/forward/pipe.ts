@@ -1,15 +1,19 @@
 /**
  * Joins a local socket and a tunnel channel in both directions.
  *
- * - Backpressure: `pipe()` pauses the source while the destination's buffer is
- *   full, so a slow reader on either side never grows memory without bound
- *   (ssh2 channels also stop granting SSH window while paused).
+ * - Backpressure: a side is not read while the other cannot take more, so a
+ *   slow reader never grows memory without bound (ssh2 channels also stop
+ *   granting SSH window while paused). Toward the tunnel, "cannot take more"
+ *   also covers the SSH connection itself: the `gate` (send-backlog.ts)
+ *   pauses local reads while the connection's socket is backed up, which
+ *   ssh2 does not do on its own.
  * - Half-close: when one side ends, the other side's write half is ended (TCP
  *   FIN / SSH_MSG_CHANNEL_EOF) and data keeps flowing the other way, as OpenSSH
  *   does for forwarded connections.
  * - Teardown: an error or an abrupt close on one side destroys the other, so
  *   nothing is left half-open.
  */
+import process from "node:process";
 import type { Duplex } from "node:stream";
 
 export interface PipeResult {
@@ -32,18 +36,28 @@ export interface Tally {
   bytesDown: number;
 }
 
+/** Says when the connection under a tunnel stream can take more (send-backlog.ts sendGateOf). */
+export interface SendGate {
+  readonly open: boolean;
+  /** Calls `resume` once, when `open` may be true again. */
+  whenOpen(resume: () => void): void;
+}
+
+export interface JoinOptions {
+  /** Bytes the client sent before the tunnel was ready (optimistic data). */
+  initial?: Uint8Array;
+  /** The run's totals, kept current. */
+  tally?: Tally;
+  /** The brake on local reads while the SSH connection is backed up. */
+  gate?: SendGate;
+}
+
 /**
  * @example
- * joinStreams(socket, channel, (r) => log.debug(1, `closed after ${r.bytesDown} bytes`), leftover, stats);
+ * joinStreams(socket, channel, (r) => log.debug(1, `closed after ${r.bytesDown} bytes`), { initial: leftover, tally: stats, gate: sendGateOf(channel) });
  */
-export function joinStreams(
-  local: Duplex,
-  remote: Duplex,
-  onDone: (result: PipeResult) => void,
-  /** Bytes the client sent before the tunnel was ready (optimistic data). */
-  initial?: Uint8Array,
-  tally?: Tally,
-): void {
+export function joinStreams(local: Duplex, remote: Duplex, onDone: (result: PipeResult) => void, options: JoinOptions = {}): void {
+  const { initial, tally, gate } = options;
   const result: PipeResult = { bytesUp: 0, bytesDown: 0 };
   if (tally !== undefined) {
     tally.connections++;
@@ -102,8 +116,40 @@ export function joinStreams(
     if (tally !== undefined) tally.bytesUp += initial.length;
     remote.write(initial);
   }
-  local.pipe(remote);
+  pump(local, remote, gate);
   remote.pipe(local);
+}
+
+/**
+ * `from.pipe(to)`, plus the gate: `from` is paused while `to` is full or the
+ * gate is shut, and resumed when both have room. Ends `to` when `from` ends.
+ */
+function pump(from: Duplex, to: Duplex, gate: SendGate | undefined): void {
+  let paused = false;
+  const resume = (): void => {
+    if (gate !== undefined && !gate.open) {
+      gate.whenOpen(resume);
+      return;
+    }
+    paused = false;
+    from.resume();
+  };
+  from.on("data", (chunk: Uint8Array) => {
+    const roomInTo = to.write(chunk);
+    if (paused || (roomInTo && (gate === undefined || gate.open))) return;
+    paused = true;
+    from.pause();
+    if (roomInTo) gate!.whenOpen(resume);
+    else to.once("drain", resume);
+  });
+  const endTo = (): void => {
+    if (!to.destroyed && !to.writableEnded) to.end();
+  };
+  // As pipe() does: a source whose end was read during the SOCKS handshake ends `to` now, and
+  // a 'data' listener alone does not restart a stream paused explicitly (-L pauses while it checks the client).
+  if (from.readableEnded) process.nextTick(endTo);
+  else from.once("end", endTo);
+  from.resume();
 }
 
 /** How long a closed peer's last bytes may take to leave before we give up on them. */

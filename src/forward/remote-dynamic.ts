@@ -22,6 +22,7 @@ import type { RemoteListen, TunnelSession } from "../ssh/session.ts";
 import type { Logger } from "../log.ts";
 import type { TrafficStats } from "./stats.ts";
 import { joinStreams } from "./pipe.ts";
+import { sendGateOf } from "../ssh/send-backlog.ts";
 import { droppedClientLine, farSideRefusalLine, RefusalLog } from "./refusal-log.ts";
 import type { RunningRemoteForward } from "./remote.ts";
 import { hostPort, unbracket } from "../address.ts";
@@ -154,7 +155,7 @@ export async function startRemoteDynamicForward(options: RemoteDynamicForwardOpt
       if (log.debugEnabled(1)) {
         log.debug(1, `${label}: closed ${hostPort(request.destination.host, request.destination.port)}: ${result.bytesDown} bytes sent to it, ${result.bytesUp} received${result.error ? ` (${result.error.message})` : ""}`);
       }
-    }, undefined, stats);
+    }, { tally: stats, gate: sendGateOf(channel) });
   };
 
   const handshake: SocksHandshakeOptions<Duplex> = {

@@ -9,6 +9,7 @@ import type { RemoteListen, TunnelSession } from "../ssh/session.ts";
 import type { Logger } from "../log.ts";
 import type { TrafficStats } from "./stats.ts";
 import { joinStreams } from "./pipe.ts";
+import { sendGateOf } from "../ssh/send-backlog.ts";
 import { TunnelError, describeError } from "../errors.ts";
 
 export interface RemoteForwardOptions {
@@ -48,7 +49,7 @@ export async function startRemoteForward(options: RemoteForwardOptions): Promise
         local.setNoDelay(true);
         const channel = incoming.accept();
         log.debug(1, `${label}: connection from ${incoming.from.address}:${incoming.from.port} to ${target.host}:${target.port}`);
-        joinStreams(local, channel, () => {}, undefined, stats);
+        joinStreams(local, channel, () => {}, { tally: stats, gate: sendGateOf(channel) });
       });
       local.once("error", (err) => {
         if (local.connecting) {

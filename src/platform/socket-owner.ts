@@ -15,11 +15,10 @@
  * The row parser and the endpoint codec serve every /proc/net/{tcp,udp}{,6}
  * reader (leakcheck's resolver-socket poll among them), so there is one of each.
  */
-import { closeSync, openSync, read as readOnPool, readSync } from "node:fs";
-import { setImmediate } from "node:timers";
 import { formatAddress, mappedIPv4, parseIPv4, parseIPv6 } from "../address.ts";
 import { within } from "../deadline.ts";
 import { BatchedLookup } from "./batched-lookup.ts";
+import { OffLoop } from "./off-loop.ts";
 
 /**
  * A TCP client as the socket we accepted it on names it (`remoteAddress`,
@@ -156,25 +155,75 @@ export function decodeProcNetAddress(endpoint: string): { address: string; port:
   return { address: formatAddress(bytes), port: parseInt(match[2]!, 16) };
 }
 
-/** A row's "local remote" endpoints (the two fields after "sl:"), unmapped; null for the header. */
-function endpointsOf(line: string): string | null {
-  const start = line.indexOf(": ") + 2;
-  if (start < 2) return null;
-  const gap = line.indexOf(" ", start);
-  const end = line.indexOf(" ", gap + 1);
-  if (gap < 0 || end < 0) return null;
-  return `${unmapped(line.slice(start, gap))} ${unmapped(line.slice(gap + 1, end))}`;
-}
-
 /** A dual-stack socket shows an IPv4 peer as ::ffff:a.b.c.d in tcp6: compare it in its tcp form. */
 function unmapped(endpoint: string): string {
   return endpoint.length === 37 && endpoint.startsWith(MAPPED_PREFIX) ? endpoint.slice(MAPPED_PREFIX.length) : endpoint;
 }
 
-/** Pages of /proc/net/tcp Deno reads between turns of its event loop (each read(2) gives one, about 27 rows). */
-const PAGES_PER_SLICE = 16;
+/** One search of the tables: for each file, in order, the rows wanted, each as [needle, key]. */
+export interface TableSearch {
+  files: Array<{ path: string; needles: Array<[needle: string, key: string]> }>;
+}
 
-const ON_DENO = "Deno" in globalThis;
+/**
+ * The rows of /proc/net/tcp{,6} that hold the wanted endpoint pairs, as
+ * [key, line]: at most one line per key, and the search stops as soon as
+ * every key has one. A needle is a row's "local remote" endpoints as that
+ * table spells them (tcp6 writes an IPv4 client in its ::ffff: form), so a
+ * key may have one needle in each table.
+ *
+ * Runs on a worker thread (off-loop.ts): it must use nothing from outside
+ * its own body.
+ *
+ * @example
+ * searchTables({ files: [{ path: "/proc/net/tcp", needles: [["0100007F:C350 0100007F:2329", "k"]] }] }, fs)
+ * // [["k", "   3: 0100007F:C350 0100007F:2329 01 00000000:00000000 00:00000000 00000000  1000        0 48121 1 0 20 4 30 10 -1"]]
+ */
+export function searchTables(search: TableSearch, filesystem: typeof import("node:fs")): Array<[string, string]> {
+  const hits: Array<[string, string]> = [];
+  const done = new Set<string>();
+  const wantedKeys = new Set<string>();
+  for (const file of search.files) for (const [, key] of file.needles) wantedKeys.add(key);
+  // procfs hands out a page per read(2) however large the buffer.
+  const buffer = new Uint8Array(64 * 1024);
+  const decoder = new TextDecoder("latin1");
+  for (const file of search.files) {
+    if (done.size === wantedKeys.size) break;
+    let fd: number;
+    try {
+      fd = filesystem.openSync(file.path, "r");
+    } catch {
+      continue;
+    }
+    try {
+      let partial = "";
+      while (done.size < wantedKeys.size) {
+        // Producing each page walks the kernel's TCP hash: this read is the cost of a search.
+        const read = filesystem.readSync(fd, buffer, 0, buffer.length, null);
+        const text = partial + decoder.decode(buffer.subarray(0, read));
+        // Rows are whole lines; the last one may continue in the next page.
+        const cut = read === 0 ? text.length : text.lastIndexOf("\n") + 1;
+        const rows = text.slice(0, cut);
+        partial = text.slice(cut);
+        for (const [needle, key] of file.needles) {
+          if (done.has(key)) continue;
+          // "sl: local remote st ...": one space on each side of the pair.
+          const at = rows.indexOf(` ${needle} `);
+          if (at < 0) continue;
+          const lineEnd = rows.indexOf("\n", at);
+          hits.push([key, rows.slice(rows.lastIndexOf("\n", at) + 1, lineEnd < 0 ? rows.length : lineEnd)]);
+          done.add(key);
+        }
+        if (read === 0) break;
+      }
+    } catch {
+      // A table that cannot be read to its end: what was found stands.
+    } finally {
+      filesystem.closeSync(fd);
+    }
+  }
+  return hits;
+}
 
 export interface SocketOwnerLookupOptions {
   /** Where procfs is mounted; tests pass a folder of their own. @default "/proc" */
@@ -201,8 +250,7 @@ export class SocketOwnerLookup {
   readonly #waitMs: number;
   /** Keyed by "<client endpoint> <server endpoint>" in procNetAddress form. */
   readonly #rows = new BatchedLookup<string, SocketOwner>((wanted, found) => this.#readTables(wanted, found));
-  /** procfs hands out one page per read(2); a larger buffer costs nothing more. */
-  readonly #buffer = Buffer.alloc(64 * 1024);
+  readonly #search = new OffLoop(searchTables);
 
   constructor(options: SocketOwnerLookupOptions = {}) {
     this.#procRoot = options.procRoot ?? "/proc";
@@ -219,56 +267,37 @@ export class SocketOwnerLookup {
   }
 
   async #readTables(wanted: ReadonlySet<string>, found: (key: string, owner: SocketOwner) => void): Promise<void> {
-    for (const table of ["tcp", "tcp6"]) {
-      if (wanted.size === 0) return;
-      // Stopped as soon as every wanted row is seen. Producing the table walks
-      // the kernel's whole TCP hash, a page per read(2): about 4 ms a table
-      // for 262,144 buckets on a 24 GiB machine, 30 ms with 14,000 TIME_WAIT
-      // rows. Measured, 50 clients at once through -D with some 10,000 rows:
-      // - Node reads page by page on libuv's thread pool: 652 requests/s, and
-      //   its event loop goes on meanwhile. Read on the loop instead, in
-      //   slices of 16 pages, Node did 559, but the fuzz test's 100,000
-      //   connections (which fill the table with TIME_WAIT rows) took three
-      //   times as long; whole, 74 (each read served one client).
-      // - Deno reads on its loop, in slices: its asynchronous reads were
-      //   starved under load (237 requests/s, and 496 of 500 clients refused
-      //   after the wait), slices gave 367 and survive 1,000 transfers.
-      let fd: number;
-      try {
-        fd = openSync(`${this.#procRoot}/net/${table}`, "r");
-      } catch {
-        continue;
-      }
-      try {
-        let partial = "";
-        let read: number;
-        for (let pages = 1; wanted.size > 0 && (read = await this.#readPage(fd)) > 0; pages++) {
-          const lines = (partial + this.#buffer.toString("latin1", 0, read)).split("\n");
-          partial = lines.pop() ?? "";
-          for (const line of lines) this.#match(line, wanted, found);
-          if (ON_DENO && pages % PAGES_PER_SLICE === 0) await new Promise((resolve) => setImmediate(resolve));
-        }
-        if (partial !== "") this.#match(partial, wanted, found);
-      } catch {
-        // A table that cannot be read to its end: what was found stands, the rest is unknown.
-      } finally {
-        closeSync(fd);
+    // Producing the tables walks the kernel's whole TCP hash, a page per
+    // read(2): about 4 ms a table for 262,144 buckets on a 24 GiB machine,
+    // 30 ms with 14,000 TIME_WAIT rows, and every connection a client closes
+    // leaves such a row for a minute. So the search runs on a worker thread
+    // (off-loop.ts) and the loop carries traffic meanwhile. Measured before,
+    // 50 clients at once through -D: read page by page on libuv's thread
+    // pool, 282-652 requests/s, each page waiting for a turn of a busy loop;
+    // read on the loop in slices, 559-670, but 100,000 fuzz connections took
+    // three times as long; on Deno, asynchronous reads were starved under
+    // load and 496 of 500 clients were refused after the wait.
+    const tcp: Array<[string, string]> = [];
+    const tcp6: Array<[string, string]> = [];
+    for (const key of wanted) {
+      const [local, remote] = key.split(" ") as [string, string];
+      // An IPv4 client of a dual-stack socket is in tcp6, spelt ::ffff:a.b.c.d.
+      if (local.length === 13) {
+        tcp.push([key, key]);
+        tcp6.push([`${MAPPED_PREFIX}${local} ${MAPPED_PREFIX}${remote}`, key]);
+      } else {
+        tcp6.push([key, key]);
       }
     }
+    const search: TableSearch = {
+      files: [
+        { path: `${this.#procRoot}/net/tcp`, needles: tcp },
+        { path: `${this.#procRoot}/net/tcp6`, needles: tcp6 },
+      ],
+    };
+    for (const [key, line] of await this.#search.run(search)) {
+      const row = parseProcNetTcpRow(line);
+      if (row !== null) found(key, row.owner);
+    }
   }
-
-  /** One read(2) of the table: on the thread pool on Node, on the event loop on Deno (see #readTables). */
-  #readPage(fd: number): number | Promise<number> {
-    if (ON_DENO) return readSync(fd, this.#buffer, 0, this.#buffer.length, null);
-    return new Promise((resolve, reject) => readOnPool(fd, this.#buffer, 0, this.#buffer.length, null, (err, bytes) => (err ? reject(err) : resolve(bytes))));
-  }
-
-  #match(line: string, wanted: ReadonlySet<string>, found: (key: string, owner: SocketOwner) => void): void {
-    // Nearly every row is another socket: compare the endpoints before parsing the rest.
-    const endpoints = endpointsOf(line);
-    if (endpoints === null || !wanted.has(endpoints)) return;
-    const row = parseProcNetTcpRow(line);
-    if (row !== null) found(endpoints, row.owner);
-  }
-
 }

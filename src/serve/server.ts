@@ -30,6 +30,7 @@ import { fingerprintSha256 } from "../config/known-hosts.ts";
 import { loadSsh2 } from "../ssh/ssh2-module.ts";
 import { listenAll, type Listener } from "../forward/listen.ts";
 import { joinStreams } from "../forward/pipe.ts";
+import { sendGateOf } from "../ssh/send-backlog.ts";
 import type { TrafficStats } from "../forward/stats.ts";
 import { findAuthorizedKey, parseAuthorizedKeys, type AuthorizedKey } from "./authorized-keys.ts";
 import { permitsListen, permitsOpen, type PermitOpenRule } from "./permit-open.ts";
@@ -423,7 +424,7 @@ function serveClient(client: Connection, peer: Peer, deps: ClientDeps): void {
         return;
       }
       log.debug(1, `serve: ${from} connected to ${target} (for ${hostPort(origin.address, origin.port)})`);
-      joinStreams(socket, channel, () => {}, undefined, stats);
+      joinStreams(socket, channel, () => {}, { tally: stats, gate: sendGateOf(channel) });
     });
     socket.on("error", (err) => {
       // After the connect, errors are pipe.ts's business.
@@ -474,7 +475,7 @@ function serveClient(client: Connection, peer: Peer, deps: ClientDeps): void {
         socket.destroy();
         return;
       }
-      joinStreams(socket, channel, () => {}, undefined, stats);
+      joinStreams(socket, channel, () => {}, { tally: stats, gate: sendGateOf(channel) });
     });
   };
 }

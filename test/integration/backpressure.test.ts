@@ -18,7 +18,7 @@ import { delay } from "../helpers/child.ts";
 import { type Home, stderrLines } from "../helpers/run.ts";
 import { SOCKS5_GREETING, socks5Reply, socks5Request } from "../helpers/raw-socks.ts";
 import type { Sshd } from "../helpers/sshd.ts";
-import { deterministicBytes } from "../helpers/targets.ts";
+import { deterministicBytes, startEchoTarget } from "../helpers/targets.ts";
 import { type SocksTunnel, startSocksTunnel, startSshdWithHome } from "../helpers/tunnel.ts";
 import { bounded } from "../helpers/wait.ts";
 
@@ -28,6 +28,9 @@ const TOTAL = 512 * MiB;
 /** What may sit in buffers between a stalled client and the target: kernel socket buffers, two SSH windows (2 MiB each), stream buffers. */
 const STALLED_WRITE_LIMIT = 64 * MiB;
 const RSS_GROWTH_LIMIT = 128 * MiB;
+/** Concurrent 1 MiB echo transfers, and how much they may raise safetunnel's peak RSS. */
+const ECHOES = Number(process.env.ECHOES ?? 500);
+const ECHO_RSS_GROWTH_LIMIT = 256 * MiB;
 /** A blocked write with no 'drain' for this long counts as stalled (a bound on waiting, not an expectation). */
 const QUIET_MS = 1500;
 
@@ -121,11 +124,41 @@ async function readPaused(socket: Socket, n: number, what: string): Promise<Buff
   assert.fail(`no ${what} after 200 reads`);
 }
 
-/** The resident set size of a process in bytes, from /proc/<pid>/status (Linux). */
-function residentBytes(pid: number): number {
-  const match = /^VmRSS:\s+(\d+) kB$/m.exec(readFileSync(`/proc/${pid}/status`, "utf8"));
-  assert.ok(match !== null, `no VmRSS line for PID ${pid}`);
+/** The resident set size of a process in bytes, from /proc/<pid>/status (Linux); `VmHWM` is its peak so far. */
+function residentBytes(pid: number, field: "VmRSS" | "VmHWM" = "VmRSS"): number {
+  const match = new RegExp(`^${field}:\\s+(\\d+) kB$`, "m").exec(readFileSync(`/proc/${pid}/status`, "utf8"));
+  assert.ok(match !== null, `no ${field} line for PID ${pid}`);
   return Number(match[1]) * 1024;
+}
+
+/**
+ * A client through the SOCKS port that sends `payload` to an echo target and
+ * reads it back; resolves with the SHA-256 of what came back.
+ */
+async function echoThrough(proxyPort: number, echoPort: number, payload: Buffer): Promise<string> {
+  const client = connect({ host: "127.0.0.1", port: proxyPort });
+  client.on("error", () => {});
+  try {
+    await bounded(once(client, "connect"), "a connection to the SOCKS port", 30_000);
+    client.write(Buffer.concat([SOCKS5_GREETING, socks5Request("localhost", echoPort)]));
+    assert.equal((await readPaused(client, 2, "the SOCKS5 method choice")).toString("hex"), "0500");
+    assert.deepEqual(await readPaused(client, 10, "the SOCKS5 reply"), socks5Reply(0x00));
+    const hash = createHash("sha256");
+    let received = 0;
+    const all = new Promise<void>((resolve, reject) => {
+      client.on("data", (chunk: Buffer) => {
+        hash.update(chunk);
+        received += chunk.length;
+        if (received >= payload.length) resolve();
+      });
+      client.once("close", () => reject(new Error(`the echo closed after ${received} of ${payload.length} bytes`)));
+    });
+    client.write(payload);
+    await bounded(all, `the echo of ${payload.length} bytes (received ${received})`, 120_000);
+    return hash.digest("hex");
+  } finally {
+    client.destroy();
+  }
 }
 
 /**
@@ -217,5 +250,27 @@ describe("backpressure through safetunnel -D, a real ssh2 channel and a real ssh
     assert.ok(target.finished);
     assert.equal(hash.digest("hex"), target.digest);
     assert.deepEqual(stderrLines(tunnel.cli, stderrBefore), [], "nothing to report about a slow client");
+  });
+
+  test(`${ECHOES} clients each echoing 1 MiB at once: the SSH connection's backlog holds their reads back, and every byte comes back`, async (t) => {
+    const echo = await startEchoTarget();
+    try {
+      const canMeasure = existsSync(`/proc/${tunnel.cli.pid}/status`);
+      const before = canMeasure ? residentBytes(tunnel.cli.pid) : 0;
+      const payload = deterministicBytes(MiB, 11);
+      const expected = createHash("sha256").update(payload).digest("hex");
+      const hashes = await Promise.all(Array.from({ length: ECHOES }, () => echoThrough(tunnel.port, echo.port, payload)));
+      assert.deepEqual(new Set(hashes), new Set([expected]));
+      if (!canMeasure) {
+        t.diagnostic("no /proc: safetunnel's peak RSS was not measured");
+        return;
+      }
+      const growth = residentBytes(tunnel.cli.pid, "VmHWM") - before;
+      t.diagnostic(`safetunnel's peak RSS grew by ${(growth / MiB).toFixed(1)} MiB for ${ECHOES} MiB echoed`);
+      // Without the brake, sealed packets queue for the SSH socket: up to each channel's 2 MiB window.
+      assert.ok(growth < ECHO_RSS_GROWTH_LIMIT, `safetunnel's peak RSS grew by ${(growth / MiB).toFixed(1)} MiB (limit ${ECHO_RSS_GROWTH_LIMIT / MiB} MiB)`);
+    } finally {
+      await echo.stop();
+    }
   });
 });

@@ -11,11 +11,11 @@ import { createHash, randomBytes } from "node:crypto";
 import { once } from "node:events";
 import type { Socket } from "node:net";
 import { setImmediate as nextTurn } from "node:timers/promises";
-import { joinStreams, type PipeResult } from "../../src/forward/pipe.ts";
+import { joinStreams, type PipeResult, type SendGate } from "../../src/forward/pipe.ts";
 import { type PairServer, startPairServer } from "../helpers/socket-pair.ts";
 import { closeOf, readExactly, readUntilClosed } from "../helpers/sockets.ts";
 import { sha256 } from "../helpers/targets.ts";
-import { bounded } from "../helpers/wait.ts";
+import { bounded, waitFor } from "../helpers/wait.ts";
 
 const WAIT_MS = 10_000;
 
@@ -53,7 +53,7 @@ interface Joined {
   done: Promise<PipeResult>;
 }
 
-async function joined(options: { initial?: Uint8Array; remoteAllowHalfOpen?: boolean; beforeJoin?: (j: Omit<Joined, "results" | "done">) => Promise<void> } = {}): Promise<Joined> {
+async function joined(options: { initial?: Uint8Array; gate?: SendGate; remoteAllowHalfOpen?: boolean; beforeJoin?: (j: Omit<Joined, "results" | "done">) => Promise<void> } = {}): Promise<Joined> {
   const [app, local] = await pairs.pair();
   const [remote, far] = await pairs.pair(options.remoteAllowHalfOpen ?? true);
   // The test's own sockets report resets as 'error'; they must not crash the run.
@@ -70,7 +70,7 @@ async function joined(options: { initial?: Uint8Array; remoteAllowHalfOpen?: boo
       results.push({ ...result });
       first(result);
     },
-    options.initial,
+    { ...(options.initial !== undefined ? { initial: options.initial } : {}), ...(options.gate !== undefined ? { gate: options.gate } : {}) },
   );
   return { app, local, remote, far, results, done };
 }
@@ -304,5 +304,74 @@ describe("joinStreams", () => {
     assert.deepEqual(result, { bytesUp: 0, bytesDown: total });
     await settled(j);
     assert.equal(j.results.length, 1);
+  });
+
+  test("a local side paused before the join (as -L does while it checks the client) is read", async () => {
+    const j = await joined({ beforeJoin: async ({ local }) => void local.pause() });
+    const atFar = readExactly(j.far, 5, "the client's bytes");
+    j.app.write("hello");
+    assert.equal((await atFar).toString(), "hello");
+  });
+
+  test("a local side that had already ended before the join still ends the remote side", async () => {
+    const j = await joined({
+      beforeJoin: async ({ app, local }) => {
+        app.end();
+        local.resume();
+        await within(once(local, "end"), "the client's end");
+      },
+    });
+    j.far.resume();
+    await within(once(j.far, "end"), "the client's EOF at the far end");
+    j.far.end();
+    assert.deepEqual(await within(j.done, "onDone"), { bytesUp: 0, bytesDown: 0 });
+  });
+
+  test("a far end that does not read holds the client back, then receives all 32 MiB intact", async () => {
+    const j = await joined();
+    j.far.pause();
+    const upload = randomBytes(32 * 1024 * 1024);
+    j.app.end(upload);
+    // Loopback's socket buffers hold a few MiB; past them the local side must stop being read.
+    await waitFor(() => j.local.isPaused(), "the pipe to stop reading the client");
+    const atFar = readExactly(j.far, upload.length, "the upload");
+    j.far.resume();
+    assert.equal(sha256(await atFar), sha256(upload));
+    j.far.end();
+    assert.equal((await within(j.done, "onDone")).bytesUp, upload.length);
+  });
+
+  test("a shut gate stops reading the client after one chunk; every byte arrives once it opens", async () => {
+    let open = false;
+    const waiters: Array<() => void> = [];
+    const gate: SendGate = {
+      get open() {
+        return open;
+      },
+      whenOpen: (resume) => void waiters.push(resume),
+    };
+    const j = await joined({ gate });
+    let atFarSoFar = 0;
+    j.far.on("data", (data: Buffer) => (atFarSoFar += data.length));
+    const upload = randomBytes(8 * 1024 * 1024);
+    const atFar = readExactly(j.far, upload.length, "the upload");
+    j.app.end(upload);
+
+    await waitFor(() => waiters.length === 1, "the pipe to wait for the gate");
+    for (let turn = 0; turn < 50; turn++) await nextTurn();
+    assert.equal(j.local.isPaused(), true);
+    assert.ok(atFarSoFar <= 64 * 1024, `${atFarSoFar} bytes went through a shut gate`);
+    assert.equal(waiters.length, 1, "the pipe asked the gate more than once");
+
+    // Woken while the gate is still shut (another channel took the room): it asks again and stays paused.
+    waiters.shift()!();
+    assert.equal(waiters.length, 1);
+    assert.equal(j.local.isPaused(), true);
+
+    open = true;
+    waiters.shift()!();
+    assert.equal(sha256(await atFar), sha256(upload));
+    j.far.end();
+    assert.deepEqual(await within(j.done, "onDone"), { bytesUp: upload.length, bytesDown: 0 });
   });
 });
