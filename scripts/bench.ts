@@ -6,7 +6,8 @@
  * - throughput and small requests, interleaved (each repetition goes through
  *   every contender in turn) and repeated: one stream, 8 parallel streams,
  *   50 concurrent small requests each on a new connection, with the CPU
- *   seconds per GiB of the client and of the far end (sshd or serve);
+ *   seconds per GiB of the client and of the far end (sshd or serve); here
+ *   also Node with `--allow-users '*'`, to show what the owner check costs;
  * - start-up: from spawning the process to the first answer through it;
  * - memory, on a fresh process of each: idle, with N tunnels open, at the
  *   peak of N concurrent 1 MiB echo transfers, and a minute after those end.
@@ -15,7 +16,7 @@
  * (CPU, cores, kernel, Node, Deno, OpenSSH), as JSON and Markdown under
  * dist/bench/. Loopback only; every process it starts it stops by PID.
  *
- * Usage: npm run bench [-- --quick] [--runs N] [--only node,deno] [--no-serve]
+ * Usage: npm run bench [-- --quick] [--runs N] [--only node,node-any,deno] [--no-serve]
  */
 import { spawnSync } from "node:child_process";
 import { existsSync, mkdirSync, writeFileSync } from "node:fs";

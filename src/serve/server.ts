@@ -18,7 +18,7 @@
  *   server runs no shell or command; pty, agent and X11 requests are refused.
  */
 import { Buffer } from "node:buffer";
-import { connect as netConnect, type Socket } from "node:net";
+import { connect as netConnect, Socket } from "node:net";
 import { readFile } from "node:fs/promises";
 import type { Duplex } from "node:stream";
 import type { Connection, AuthContext, ServerChannel } from "ssh2";
@@ -31,6 +31,7 @@ import { loadSsh2 } from "../ssh/ssh2-module.ts";
 import { listenAll, type Listener } from "../forward/listen.ts";
 import { joinStreams } from "../forward/pipe.ts";
 import { sendGateOf } from "../ssh/send-backlog.ts";
+import { coalesceWrites } from "../ssh/coalesce-writes.ts";
 import type { TrafficStats } from "../forward/stats.ts";
 import { findAuthorizedKey, parseAuthorizedKeys, type AuthorizedKey } from "./authorized-keys.ts";
 import { permitsListen, permitsOpen, type PermitOpenRule } from "./permit-open.ts";
@@ -130,6 +131,8 @@ export async function startServer(options: ServeOptions): Promise<RunningServer>
   const waitingForLogin = new Map<string, () => void>();
   const server = new ssh2.Server({ hostKeys: [options.hostKey.privateKey], ident: "safetunnel" }, (client, info) => {
     connections.add(client);
+    const internals = client as unknown as { _sock?: unknown; _protocol?: unknown };
+    if (internals._sock instanceof Socket) coalesceWrites(internals._sock, internals._protocol);
     const loggedIn = waitingForLogin.get(`${info.ip}|${info.port}`);
     if (loggedIn !== undefined) client.once("ready", loggedIn);
     client.once("close", () => connections.delete(client));

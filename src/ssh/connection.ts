@@ -22,6 +22,7 @@ import type { Logger } from "../log.ts";
 import type { HopSettings } from "../config/settings.ts";
 import { keyTypesKnownFor, loadKnownHosts, orderHostKeyAlgorithms } from "../config/known-hosts.ts";
 import { createAuthFlow, type AuthFlow } from "./auth.ts";
+import { coalesceWrites } from "./coalesce-writes.ts";
 import { HandshakeFailure } from "./handshake-failure.ts";
 import { pinFirstHostKey, verifyHostKey } from "./host-key.ts";
 import type { PromptRequest } from "./prompt.ts";
@@ -195,6 +196,7 @@ function handshake(hop: HopSettings, stream: Duplex, { client, auth, hostKeyAlgo
       if (!ready) reject(failure.explain(hop, auth));
     });
     client.connect(connectConfig(hop, stream, { auth, hostVerifier, hostKeyAlgorithms, preferChaCha20: deps.preferChaCha20 ?? false, log }));
+    coalesceWrites(stream, (client as unknown as { _protocol?: unknown })._protocol);
     // From the first packet on, jump hosts included: an X11 or agent channel
     // nobody asked for is refused and reported (unrequested-opens.ts).
     guardChannelOpens(client, { log });

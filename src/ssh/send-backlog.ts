@@ -69,8 +69,14 @@ class SocketBacklog {
 
   constructor(private readonly socket: Writable) {}
 
+  /**
+   * Over the limit, and owed a 'drain': a stream emits one only after a write
+   * it refused (past its highWaterMark). A jump host's channel takes 2 MiB
+   * before refusing, so it counts as full only from there; waiting on it
+   * between 1 and 2 MiB would wait for a 'drain' that never comes.
+   */
   get full(): boolean {
-    return this.socket.writableLength > QUEUE_LIMIT && !this.socket.destroyed;
+    return this.socket.writableLength > QUEUE_LIMIT && this.socket.writableNeedDrain && !this.socket.destroyed;
   }
 
   /** Calls `resume` after the socket has drained (or closed: then nothing will drain, and the channel is on its way down). */

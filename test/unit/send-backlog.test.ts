@@ -13,8 +13,8 @@ import { QUEUE_LIMIT, sendGateOf } from "../../src/ssh/send-backlog.ts";
 /** A socket whose writes wait until `flush()`: its writableLength is what it holds. */
 class HeldSocket extends Writable {
   private pending: Array<() => void> = [];
-  constructor() {
-    super({ highWaterMark: 16 * 1024 });
+  constructor(highWaterMark = 16 * 1024) {
+    super({ highWaterMark });
   }
   override _write(_chunk: Buffer, _encoding: string, done: () => void): void {
     this.pending.push(done);
@@ -76,6 +76,20 @@ describe("sendGateOf", () => {
     let woken = 0;
     gate.whenOpen(() => woken++);
     jumpSocket.flush();
+    await new Promise((resolve) => setImmediate(resolve));
+    assert.equal(woken, 1);
+  });
+
+  test("a transport that takes 2 MiB before refusing a write (a jump host's channel) is full only past that: it owes no 'drain' before", async () => {
+    const jumpChannel = new HeldSocket(2 * 1024 * 1024);
+    const gate = sendGateOf(channelOver(jumpChannel))!;
+    jumpChannel.write(Buffer.alloc(QUEUE_LIMIT + 512 * 1024));
+    assert.equal(gate.open, true, "shut with no 'drain' to come: the channel would wait forever");
+    jumpChannel.write(Buffer.alloc(QUEUE_LIMIT));
+    assert.equal(gate.open, false);
+    let woken = 0;
+    gate.whenOpen(() => woken++);
+    jumpChannel.flush();
     await new Promise((resolve) => setImmediate(resolve));
     assert.equal(woken, 1);
   });
