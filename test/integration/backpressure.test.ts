@@ -20,7 +20,7 @@ import { SOCKS5_GREETING, socks5Reply, socks5Request } from "../helpers/raw-sock
 import type { Sshd } from "../helpers/sshd.ts";
 import { deterministicBytes, startEchoTarget } from "../helpers/targets.ts";
 import { type SocksTunnel, startSocksTunnel, startSshdWithHome } from "../helpers/tunnel.ts";
-import { bounded } from "../helpers/wait.ts";
+import { bounded, waitFor } from "../helpers/wait.ts";
 
 const MiB = 1024 * 1024;
 const CHUNK = 64 * 1024;
@@ -192,6 +192,8 @@ describe("backpressure through safetunnel -D, a real ssh2 channel and a real ssh
     ({ home, sshd } = await startSshdWithHome());
     target = await startFloodTarget();
     tunnel = await startSocksTunnel(sshd, home);
+    // The port accepts before the line saying so has been read from stderr: the tests compare what comes after it.
+    await waitFor(() => tunnel.cli.stderr().includes("SOCKS proxy listening on"), "the listening line", () => tunnel.cli.stderr());
   });
 
   after(async () => {

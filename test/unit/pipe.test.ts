@@ -10,6 +10,7 @@ import { Buffer } from "node:buffer";
 import { createHash, randomBytes } from "node:crypto";
 import { once } from "node:events";
 import type { Socket } from "node:net";
+import { Duplex, PassThrough } from "node:stream";
 import { setImmediate as nextTurn } from "node:timers/promises";
 import { joinStreams, type PipeResult, type SendGate } from "../../src/forward/pipe.ts";
 import { type PairServer, startPairServer } from "../helpers/socket-pair.ts";
@@ -325,6 +326,33 @@ describe("joinStreams", () => {
     await within(once(j.far, "end"), "the client's EOF at the far end");
     j.far.end();
     assert.deepEqual(await within(j.done, "onDone"), { bytesUp: 0, bytesDown: 0 });
+  });
+
+  test("what the tunnel side delivers in one turn of the event loop reaches the client as one write", async () => {
+    const batches: string[][] = [];
+    const local = new Duplex({
+      read() {},
+      write(chunk: Buffer, _encoding, done) {
+        batches.push([chunk.toString()]);
+        done();
+      },
+      writev(chunks, done) {
+        batches.push(chunks.map(({ chunk }) => (chunk as Buffer).toString()));
+        done();
+      },
+    });
+    const remote = new PassThrough();
+    joinStreams(local, remote, () => {});
+    remote.write("packet 1");
+    remote.write("packet 2");
+    remote.write("packet 3");
+    await nextTurn();
+    await nextTurn();
+    assert.deepEqual(batches, [["packet 1", "packet 2", "packet 3"]]);
+    remote.write("next turn");
+    await nextTurn();
+    await nextTurn();
+    assert.deepEqual(batches.at(-1), ["next turn"]);
   });
 
   test("a far end that does not read holds the client back, then receives all 32 MiB intact", async () => {
