@@ -15,7 +15,7 @@
  */
 import process from "node:process";
 import type { Duplex } from "node:stream";
-import { setImmediate } from "node:timers";
+import { TurnCork } from "../turn-cork.ts";
 
 export interface PipeResult {
   /** Bytes read from the local side and written into the tunnel. */
@@ -144,12 +144,7 @@ const LOCAL_QUEUE_LIMIT = 256 * 1024;
  */
 function pump(from: Duplex, to: Duplex, gate: SendGate | undefined, coalesce = false): void {
   let paused = false;
-  let corked = false;
-  const uncork = (): void => {
-    if (!corked) return;
-    corked = false;
-    to.uncork();
-  };
+  const cork = coalesce ? new TurnCork(to) : undefined;
   const resume = (): void => {
     if (gate !== undefined && !gate.open) {
       gate.whenOpen(resume);
@@ -159,13 +154,9 @@ function pump(from: Duplex, to: Duplex, gate: SendGate | undefined, coalesce = f
     from.resume();
   };
   from.on("data", (chunk: Uint8Array) => {
-    if (coalesce && !corked) {
-      corked = true;
-      to.cork();
-      setImmediate(uncork);
-    }
+    cork?.hold();
     const wrote = to.write(chunk);
-    const roomInTo = coalesce ? to.writableLength <= LOCAL_QUEUE_LIMIT : wrote;
+    const roomInTo = cork !== undefined ? to.writableLength <= LOCAL_QUEUE_LIMIT : wrote;
     if (paused || (roomInTo && (gate === undefined || gate.open))) return;
     paused = true;
     from.pause();

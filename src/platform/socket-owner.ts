@@ -232,9 +232,9 @@ export interface SocketOwnerLookupOptions {
   /**
    * Longest wait for an answer; later it is undefined, so whoever awaits it
    * is never held longer. @default 20000: the access check refuses an
-   * unanswered client, and with 1,000 transfers running a read on Node's
-   * thread pool took over 3 s (measured), so the wait stays below the 30 s
-   * SOCKS handshake deadline but well above that.
+   * unanswered client, and with 1,000 transfers running one search took
+   * over 3 s (measured, read then on libuv's thread pool), so the wait stays
+   * below the 30 s SOCKS handshake deadline but well above that.
    */
   waitMs?: number;
 }

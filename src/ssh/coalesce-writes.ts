@@ -23,7 +23,7 @@
  * simply not corked.
  */
 import type { Writable } from "node:stream";
-import { setImmediate } from "node:timers";
+import { TurnCork } from "../turn-cork.ts";
 
 interface Ssh2Protocol {
   channelWindowAdjust?: (...args: unknown[]) => unknown;
@@ -41,24 +41,15 @@ export function coalesceWrites(stream: Writable, protocol: unknown): void {
   const ssh2 = protocol as Ssh2Protocol | undefined;
   const adjust = ssh2?.channelWindowAdjust;
   if (typeof adjust !== "function") return;
-  let corked = false;
-  const flush = (): void => {
-    if (!corked) return;
-    corked = false;
-    stream.uncork();
-  };
+  const cork = new TurnCork(stream);
   ssh2!.channelWindowAdjust = function (this: unknown, ...args: unknown[]): unknown {
     const result = adjust.apply(this, args);
-    flush();
+    cork.flush();
     return result;
   };
   const write = stream.write;
   stream.write = function (this: Writable, ...args: Parameters<Writable["write"]>): boolean {
-    if (!corked) {
-      corked = true;
-      stream.cork();
-      setImmediate(flush);
-    }
+    cork.hold();
     return write.apply(this, args);
   } as Writable["write"];
 }

@@ -8,6 +8,7 @@ import { describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { Buffer } from "node:buffer";
 import { Duplex, Writable } from "node:stream";
+import { setImmediate as nextTurn } from "node:timers/promises";
 import { QUEUE_LIMIT, sendGateOf } from "../../src/ssh/send-backlog.ts";
 
 /** A socket whose writes wait until `flush()`: its writableLength is what it holds. */
@@ -55,11 +56,11 @@ describe("sendGateOf", () => {
     const woken: string[] = [];
     first.whenOpen(() => woken.push("first"));
     second.whenOpen(() => woken.push("second"));
-    await new Promise((resolve) => setImmediate(resolve));
+    await nextTurn();
     assert.deepEqual(woken, [], "woken while the socket was still full");
 
     sock.flush();
-    await new Promise((resolve) => setImmediate(resolve));
+    await nextTurn();
     assert.deepEqual(woken, ["first", "second"]);
     assert.equal(first.open, true);
     assert.equal(sock.listenerCount("drain"), 0, "the gate left a listener on the socket");
@@ -76,7 +77,7 @@ describe("sendGateOf", () => {
     let woken = 0;
     gate.whenOpen(() => woken++);
     jumpSocket.flush();
-    await new Promise((resolve) => setImmediate(resolve));
+    await nextTurn();
     assert.equal(woken, 1);
   });
 
@@ -90,7 +91,7 @@ describe("sendGateOf", () => {
     let woken = 0;
     gate.whenOpen(() => woken++);
     jumpChannel.flush();
-    await new Promise((resolve) => setImmediate(resolve));
+    await nextTurn();
     assert.equal(woken, 1);
   });
 
@@ -101,7 +102,7 @@ describe("sendGateOf", () => {
     let woken = 0;
     gate.whenOpen(() => woken++);
     sock.destroy();
-    await new Promise((resolve) => setImmediate(resolve));
+    await nextTurn();
     assert.equal(woken, 1);
     assert.equal(gate.open, true, "a destroyed socket does not hold senders back");
   });
