@@ -18,8 +18,7 @@
  */
 import { formatAddress, mappedIPv4, parseIPv4, parseIPv6 } from "../address.ts";
 import { within } from "../deadline.ts";
-import { BatchedLookup } from "./batched-lookup.ts";
-import { OffLoop } from "./off-loop.ts";
+import { OffLoop, type AgentTools } from "./off-loop.ts";
 
 /**
  * A TCP client as the socket we accepted it on names it (`remoteAddress`,
@@ -161,69 +160,170 @@ function unmapped(endpoint: string): string {
   return endpoint.length === 37 && endpoint.startsWith(MAPPED_PREFIX) ? endpoint.slice(MAPPED_PREFIX.length) : endpoint;
 }
 
-/** One search of the tables: for each file, in order, the rows wanted, each as [needle, key]. */
-export interface TableSearch {
-  files: Array<{ path: string; needles: Array<[needle: string, key: string]> }>;
+/** What the lookup sends the scanner: the tables, read in this order on every pass, and rows newly wanted. */
+export interface ScanRequest {
+  paths: string[];
+  /**
+   * Each key with its needle for each table, "" where that table cannot hold
+   * it. A needle is a row's "local remote" endpoints as that table spells
+   * them (tcp6 writes an IPv4 client in its ::ffff: form), so a key may have
+   * a needle in each table.
+   */
+  add: Array<[key: string, needles: string[]]>;
+}
+
+/** What the scanner posts: rows found, as [key, line], and keys no whole pass has shown. */
+export interface ScanReport {
+  found: Array<[string, string]>;
+  absent: string[];
 }
 
 /**
- * The rows of /proc/net/tcp{,6} that hold the wanted endpoint pairs, as
- * [key, line]: at most one line per key, and the search stops as soon as
- * every key has one. A needle is a row's "local remote" endpoints as that
- * table spells them (tcp6 writes an IPv4 client in its ::ffff: form), so a
- * key may have one needle in each table.
+ * The scanner behind every owner lookup, an OffLoop agent (off-loop.ts): it
+ * reads the tables over and over while any key is wanted, a few reads a step,
+ * and posts each row as it turns up. A key that arrives while a pass is under
+ * way joins it at once: its socket existed before the key did, so its row is
+ * either still ahead in this pass or behind, and then the next whole pass
+ * shows it. A key that neither shows is absent (its client closed). So under
+ * steady load a lookup waits about half a pass, where waiting for the next
+ * pass to start and then for its row cost one.
  *
- * Runs on a worker thread (off-loop.ts): it must use nothing from outside
- * its own body.
+ * It must use nothing from outside its own body (off-loop.ts).
  *
  * @example
- * searchTables({ files: [{ path: "/proc/net/tcp", needles: [["0100007F:C350 0100007F:2329", "k"]] }] }, fs)
- * // [["k", "   3: 0100007F:C350 0100007F:2329 01 00000000:00000000 00:00000000 00000000  1000        0 48121 1 0 20 4 30 10 -1"]]
+ * const take = tableScanner((report) => console.log(report), { fs, setImmediate });
+ * take({ paths: ["/proc/net/tcp"], add: [["k", ["0100007F:C350 0100007F:2329"]]] });
+ * // later: { found: [["k", "   3: 0100007F:C350 0100007F:2329 01 00000000:00000000 00:00000000 00000000  1000        0 48121 1 0 20 4 30 10 -1"]], absent: [] }
  */
-export function searchTables(search: TableSearch, filesystem: typeof import("node:fs")): Array<[string, string]> {
-  const hits: Array<[string, string]> = [];
-  const done = new Set<string>();
-  const wantedKeys = new Set<string>();
-  for (const file of search.files) for (const [, key] of file.needles) wantedKeys.add(key);
-  // procfs hands out a page per read(2) however large the buffer.
+export function tableScanner(post: (report: ScanReport) => void, tools: AgentTools): (request: ScanRequest) => void {
+  // read(2)s of a table between two looks at the inputs: procfs gives a 4 KiB page each, 27 rows of tcp.
+  const readsPerStep = 16;
+  let paths: string[] = [];
+  /** For each table, needle to key. */
+  const wanted: Array<Map<string, string>> = [];
+  /** Each wanted key, its needles, and the number of the last pass that must look for it. */
+  const keys = new Map<string, { needles: string[]; lastPass: number }>();
+  /** The pass under way, or the last one run. */
+  let pass = 0;
+  /** The table being read, -1 between passes. */
+  let table = -1;
+  let fd = -1;
+  /** The start of a row whose end is in the next read. */
+  let partial = "";
+  // procfs hands out a page per read(2) however large the buffer; a plain file (the tests' /proc) fills it.
   const buffer = new Uint8Array(64 * 1024);
   const decoder = new TextDecoder("latin1");
-  for (const file of search.files) {
-    if (done.size === wantedKeys.size) break;
-    let fd: number;
-    try {
-      fd = filesystem.openSync(file.path, "r");
-    } catch {
-      continue;
-    }
-    try {
-      let partial = "";
-      while (done.size < wantedKeys.size) {
-        // Producing each page walks the kernel's TCP hash: this read is the cost of a search.
-        const read = filesystem.readSync(fd, buffer, 0, buffer.length, null);
-        const text = partial + decoder.decode(buffer.subarray(0, read));
-        // Rows are whole lines; the last one may continue in the next page.
-        const cut = read === 0 ? text.length : text.lastIndexOf("\n") + 1;
-        const rows = text.slice(0, cut);
-        partial = text.slice(cut);
-        for (const [needle, key] of file.needles) {
-          if (done.has(key)) continue;
-          // "sl: local remote st ...": one space on each side of the pair.
-          const at = rows.indexOf(` ${needle} `);
-          if (at < 0) continue;
-          const lineEnd = rows.indexOf("\n", at);
-          hits.push([key, rows.slice(rows.lastIndexOf("\n", at) + 1, lineEnd < 0 ? rows.length : lineEnd)]);
-          done.add(key);
-        }
-        if (read === 0) break;
+  let found: Array<[string, string]> = [];
+  let absent: string[] = [];
+
+  const forget = (key: string): void => {
+    const entry = keys.get(key);
+    keys.delete(key);
+    if (entry !== undefined) entry.needles.forEach((needle, index) => needle !== "" && wanted[index]?.delete(needle));
+  };
+  const closeTable = (): void => {
+    if (fd >= 0) {
+      try {
+        tools.fs.closeSync(fd);
+      } catch {
+        // Only read from: nothing can be lost.
       }
-    } catch {
-      // A table that cannot be read to its end: what was found stands.
-    } finally {
-      filesystem.closeSync(fd);
     }
-  }
-  return hits;
+    fd = -1;
+    partial = "";
+  };
+  /** On to the next table, or to the end of the pass (and the start of another while keys are wanted). */
+  const nextTable = (): void => {
+    closeTable();
+    table += 1;
+    if (table < paths.length) return;
+    for (const [key, entry] of keys) {
+      if (entry.lastPass > pass) continue;
+      absent.push(key);
+      forget(key);
+    }
+    table = keys.size > 0 ? 0 : -1;
+    if (table === 0) pass += 1;
+  };
+  /** Each row of `rows` (whole lines) that holds a wanted needle of the table being read. */
+  const search = (rows: string): void => {
+    const needles = wanted[table]!;
+    let start = 0;
+    while (start < rows.length && needles.size > 0) {
+      const newline = rows.indexOf("\n", start);
+      const end = newline < 0 ? rows.length : newline;
+      // "   sl: local remote st ...": the pair is the two fields after the colon.
+      const colon = rows.indexOf(": ", start);
+      if (colon >= 0 && colon < end) {
+        const localEnd = rows.indexOf(" ", colon + 2);
+        const pairEnd = localEnd < 0 ? -1 : rows.indexOf(" ", localEnd + 1);
+        const key = pairEnd < 0 || pairEnd > end ? undefined : needles.get(rows.slice(colon + 2, pairEnd));
+        if (key !== undefined) {
+          found.push([key, rows.slice(start, end)]);
+          forget(key);
+        }
+      }
+      start = end + 1;
+    }
+  };
+  const step = (): void => {
+    for (let reads = 0; reads < readsPerStep && table >= 0; reads++) {
+      if (keys.size === 0) {
+        // Everything found: rest until asked again.
+        closeTable();
+        table = -1;
+        break;
+      }
+      if (wanted[table]!.size === 0) {
+        nextTable();
+        continue;
+      }
+      if (fd < 0) {
+        try {
+          fd = tools.fs.openSync(paths[table]!, "r");
+        } catch {
+          nextTable();
+          continue;
+        }
+      }
+      let read: number;
+      try {
+        // Producing each page walks the kernel's TCP hash: these reads are the cost of the access check.
+        read = tools.fs.readSync(fd, buffer, 0, buffer.length, null);
+      } catch {
+        // A table that cannot be read to its end: what was found stands.
+        nextTable();
+        continue;
+      }
+      const text = partial + decoder.decode(buffer.subarray(0, read));
+      // Rows are whole lines; the last one may continue in the next read.
+      const cut = read === 0 ? text.length : text.lastIndexOf("\n") + 1;
+      partial = text.slice(cut);
+      search(text.slice(0, cut));
+      if (read === 0) nextTable();
+    }
+    if (found.length > 0 || absent.length > 0) {
+      post({ found, absent });
+      found = [];
+      absent = [];
+    }
+    if (table >= 0) tools.setImmediate(step);
+  };
+
+  return (request) => {
+    paths = request.paths;
+    while (wanted.length < paths.length) wanted.push(new Map());
+    for (const [key, needles] of request.add) {
+      forget(key);
+      // Looked for in the rest of the pass under way and in the whole of the next (between passes: in the next).
+      keys.set(key, { needles, lastPass: pass + 1 });
+      needles.forEach((needle, index) => needle !== "" && wanted[index]?.set(needle, key));
+    }
+    if (table >= 0 || keys.size === 0) return;
+    table = 0;
+    pass += 1;
+    tools.setImmediate(step);
+  };
 }
 
 export interface SocketOwnerLookupOptions {
@@ -249,9 +349,14 @@ export interface SocketOwnerLookupOptions {
 export class SocketOwnerLookup {
   readonly #procRoot: string;
   readonly #waitMs: number;
-  /** Keyed by "<client endpoint> <server endpoint>" in procNetAddress form. */
-  readonly #rows = new BatchedLookup<string, SocketOwner>((wanted, found) => this.#readTables(wanted, found));
-  readonly #search = new OffLoop(searchTables);
+  /** Everyone waiting, by "<client endpoint> <server endpoint>" in procNetAddress form. */
+  readonly #waiting = new Map<string, Array<(owner: SocketOwner | undefined) => void>>();
+  readonly #scanner = new OffLoop<ScanRequest, ScanReport>(tableScanner, {
+    onOutput: (report) => this.#report(report),
+    onRestart: () => {
+      for (const key of this.#waiting.keys()) this.#ask(key);
+    },
+  });
 
   constructor(options: SocketOwnerLookupOptions = {}) {
     this.#procRoot = options.procRoot ?? "/proc";
@@ -264,41 +369,39 @@ export class SocketOwnerLookup {
     const local = procNetAddress(client.address, client.port);
     const remote = procNetAddress(client.localAddress, client.localPort);
     if (local === null || remote === null) return undefined;
-    return within(this.#rows.find(`${local} ${remote}`), this.#waitMs);
+    const key = `${local} ${remote}`;
+    const answer = new Promise<SocketOwner | undefined>((resolve) => {
+      const waiting = this.#waiting.get(key);
+      if (waiting !== undefined) {
+        waiting.push(resolve);
+        return;
+      }
+      this.#waiting.set(key, [resolve]);
+      this.#scanner.busy = true;
+      this.#ask(key);
+    });
+    return within(answer, this.#waitMs);
   }
 
-  async #readTables(wanted: ReadonlySet<string>, found: (key: string, owner: SocketOwner) => void): Promise<void> {
-    // Producing the tables walks the kernel's whole TCP hash, a page per
-    // read(2): about 4 ms a table for 262,144 buckets on a 24 GiB machine,
-    // 30 ms with 14,000 TIME_WAIT rows, and every connection a client closes
-    // leaves such a row for a minute. So the search runs on a worker thread
-    // (off-loop.ts) and the loop carries traffic meanwhile. Measured before,
-    // 50 clients at once through -D: read page by page on libuv's thread
-    // pool, 282-652 requests/s, each page waiting for a turn of a busy loop;
-    // read on the loop in slices, 559-670, but 100,000 fuzz connections took
-    // three times as long; on Deno, asynchronous reads were starved under
-    // load and 496 of 500 clients were refused after the wait.
-    const tcp: Array<[string, string]> = [];
-    const tcp6: Array<[string, string]> = [];
-    for (const key of wanted) {
-      const [local, remote] = key.split(" ") as [string, string];
-      // An IPv4 client of a dual-stack socket is in tcp6, spelt ::ffff:a.b.c.d.
-      if (local.length === 13) {
-        tcp.push([key, key]);
-        tcp6.push([`${MAPPED_PREFIX}${local} ${MAPPED_PREFIX}${remote}`, key]);
-      } else {
-        tcp6.push([key, key]);
-      }
-    }
-    const search: TableSearch = {
-      files: [
-        { path: `${this.#procRoot}/net/tcp`, needles: tcp },
-        { path: `${this.#procRoot}/net/tcp6`, needles: tcp6 },
-      ],
-    };
-    for (const [key, line] of await this.#search.run(search)) {
-      const row = parseProcNetTcpRow(line);
-      if (row !== null) found(key, row.owner);
-    }
+  /** Have the scanner look for `key` in both tables. */
+  #ask(key: string): void {
+    const [local, remote] = key.split(" ") as [string, string];
+    // An IPv4 client of a dual-stack socket is in tcp6, spelt ::ffff:a.b.c.d.
+    const needles = local.length === 13 ? [key, `${MAPPED_PREFIX}${local} ${MAPPED_PREFIX}${remote}`] : ["", key];
+    this.#scanner.send({ paths: [`${this.#procRoot}/net/tcp`, `${this.#procRoot}/net/tcp6`], add: [[key, needles]] });
+  }
+
+  #report({ found, absent }: ScanReport): void {
+    // A row whose socket is closed (inode 0) says nothing of its owner: unknown.
+    for (const [key, line] of found) this.#answer(key, parseProcNetTcpRow(line)?.owner);
+    for (const key of absent) this.#answer(key, undefined);
+  }
+
+  #answer(key: string, owner: SocketOwner | undefined): void {
+    const waiting = this.#waiting.get(key);
+    if (waiting === undefined) return;
+    this.#waiting.delete(key);
+    for (const resolve of waiting) resolve(owner);
+    if (this.#waiting.size === 0) this.#scanner.busy = false;
   }
 }

@@ -1,8 +1,8 @@
 /**
- * OffLoop: the job runs on a worker thread, from its source text, so the
- * event loop keeps turning while it blocks; its errors come back as
- * rejections; a job that reaches outside its body is caught by the
- * first run, not silently run elsewhere.
+ * OffLoop: the agent runs on a worker thread, from its source text, so the
+ * event loop keeps turning while it blocks; it takes inputs while its own
+ * work is under way; an agent that reaches outside its body fails on the
+ * worker, names what it used, and from then on runs fresh on the loop.
  */
 import { after, describe, test } from "node:test";
 import assert from "node:assert/strict";
@@ -10,7 +10,7 @@ import { existsSync } from "node:fs";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { OffLoop } from "../../src/platform/off-loop.ts";
+import { OffLoop, type AgentTools } from "../../src/platform/off-loop.ts";
 import { bounded } from "../helpers/wait.ts";
 
 const dirs: string[] = [];
@@ -18,49 +18,99 @@ after(async () => {
   for (const dir of dirs) await rm(dir, { recursive: true, force: true });
 });
 
-/** Blocks (no await possible in a job) until `path` exists, for at most 5 s. */
-function waitForFile(path: string, filesystem: typeof import("node:fs")): string {
-  const until = Date.now() + 5000;
-  while (Date.now() < until) if (filesystem.existsSync(path)) return "seen";
-  return "never created";
+/** Outputs of an OffLoop, awaited one at a time. */
+function collector<Output>(): { onOutput(output: Output): void; next(what: string): Promise<Output> } {
+  const outputs: Output[] = [];
+  const waiters: Array<(output: Output) => void> = [];
+  return {
+    onOutput(output) {
+      const waiter = waiters.shift();
+      if (waiter !== undefined) waiter(output);
+      else outputs.push(output);
+    },
+    next(what) {
+      if (outputs.length > 0) return Promise.resolve(outputs.shift()!);
+      return bounded(new Promise<Output>((resolve) => waiters.push(resolve)), what, 10_000);
+    },
+  };
+}
+
+/** Blocks (an agent cannot await) until the path it is sent exists, for at most 5 s. */
+function waitForFile(post: (answer: string) => void, tools: AgentTools): (path: string) => void {
+  return (path) => {
+    const until = Date.now() + 5000;
+    while (Date.now() < until) {
+      if (tools.fs.existsSync(path)) {
+        post("seen");
+        return;
+      }
+    }
+    post("never created");
+  };
+}
+
+/** Counts steps from "start" until it is sent "stop", which only a message delivered mid-work can do. */
+function countUntilStopped(post: (answer: string) => void, tools: AgentTools): (input: string) => void {
+  let stopped = false;
+  let steps = 0;
+  const step = (): void => {
+    steps += 1;
+    if (stopped) post(`stopped after ${steps > 1 ? "some" : "no"} steps`);
+    else if (steps >= 1_000_000) post("never stopped");
+    else tools.setImmediate(step);
+  };
+  return (input) => {
+    if (input === "start") tools.setImmediate(step);
+    if (input === "stop") stopped = true;
+  };
 }
 
 describe("OffLoop", () => {
-  test("runs a blocking job on a worker: the loop creates the file the job waits for", async () => {
+  test("runs a blocking agent on a worker: the loop creates the file the agent waits for", async () => {
     const dir = await mkdtemp(join(tmpdir(), "off-loop-"));
     dirs.push(dir);
     const flag = join(dir, "flag");
-    const offLoop = new OffLoop(waitForFile);
-    const result = offLoop.run(flag);
-    // Only possible if the job is not holding this thread: on the loop it would answer "never created".
+    const outputs = collector<string>();
+    const offLoop = new OffLoop(waitForFile, { onOutput: outputs.onOutput, onRestart: () => assert.fail("the worker died") });
+    offLoop.busy = true;
+    offLoop.send(flag);
+    // Only possible if the agent is not holding this thread: on the loop it would answer "never created".
     setImmediate(() => void writeFile(flag, ""));
-    assert.equal(await bounded(result, "the job's answer", 10_000), "seen");
+    assert.equal(await outputs.next("the agent's answer"), "seen");
+    offLoop.busy = false;
     assert.equal(offLoop.offLoop, true);
     assert.ok(existsSync(flag));
   });
 
-  test("sends the request and returns the result by structured clone, one answer per run", async () => {
-    const offLoop = new OffLoop((request: { words: string[] }) => request.words.map((word) => word.length));
-    const answers = await Promise.all([offLoop.run({ words: ["a", "bb"] }), offLoop.run({ words: ["ccc"] })]);
-    assert.deepEqual(answers, [[1, 2], [3]]);
-  });
-
-  test("a job that throws rejects that run with its message; the next run still works", async () => {
-    const offLoop = new OffLoop((request: number) => {
-      if (request < 0) throw new Error(`negative: ${request}`);
-      return request * 2;
-    });
-    await assert.rejects(offLoop.run(-1), { message: "negative: -1" });
-    assert.equal(await offLoop.run(21), 42);
+  test("takes inputs while its own stepped work is under way", async () => {
+    const outputs = collector<string>();
+    const offLoop = new OffLoop(countUntilStopped, { onOutput: outputs.onOutput, onRestart: () => assert.fail("the worker died") });
+    offLoop.busy = true;
+    offLoop.send("start");
+    setTimeout(() => offLoop.send("stop"), 50);
+    assert.equal(await outputs.next("the count"), "stopped after some steps");
+    offLoop.busy = false;
     assert.equal(offLoop.offLoop, true);
   });
 
-  test("a job that is not self-contained fails on the worker, naming what it used", async () => {
+  test("an agent that is not self-contained fails on the worker, naming what it used, and then runs fresh on the loop", async () => {
     const secret = 7;
+    const outputs = collector<number>();
+    let restarts = 0;
     // Uses a variable from outside its body: fine on the loop, a ReferenceError on the worker.
-    const offLoop = new OffLoop((request: number) => request + secret);
-    await assert.rejects(offLoop.run(1), /secret/);
-    // The worker itself is healthy, so it stays; only this job is wrong. A job must be self-contained.
-    assert.equal(offLoop.offLoop, true);
+    const offLoop = new OffLoop<number, number>((post) => (input) => post(input + secret), {
+      onOutput: outputs.onOutput,
+      onRestart: () => {
+        restarts += 1;
+        offLoop.send(1);
+      },
+    });
+    offLoop.busy = true;
+    offLoop.send(1);
+    assert.equal(await outputs.next("the answer after the restart"), 8);
+    offLoop.busy = false;
+    assert.equal(restarts, 1);
+    assert.equal(offLoop.offLoop, false);
+    assert.match(String(offLoop.failure?.message), /secret/);
   });
 });

@@ -3,7 +3,20 @@ import assert from "node:assert/strict";
 import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { decodeProcNetAddress, parseProcNetRow, parseProcNetTcpRow, procNetAddress, SocketOwnerLookup, type AcceptedClient } from "../../src/platform/socket-owner.ts";
+import * as fs from "node:fs";
+import { OffLoop } from "../../src/platform/off-loop.ts";
+import { bounded } from "../helpers/wait.ts";
+import {
+  decodeProcNetAddress,
+  parseProcNetRow,
+  parseProcNetTcpRow,
+  procNetAddress,
+  SocketOwnerLookup,
+  tableScanner,
+  type AcceptedClient,
+  type ScanReport,
+  type ScanRequest,
+} from "../../src/platform/socket-owner.ts";
 
 describe("procNetAddress", () => {
   test("127.0.0.1:9001 is 0100007F:2329, as /proc/net/tcp prints it on little-endian hosts", () => {
@@ -177,5 +190,59 @@ describe("SocketOwnerLookup against a /proc of our own", () => {
     folders.push(empty);
     assert.equal(await new SocketOwnerLookup({ procRoot: empty }).find(peer("127.0.0.1", 50000)), undefined);
     assert.equal(await new SocketOwnerLookup().find(peer("localhost", 50000)), undefined);
+  });
+});
+
+describe("tableScanner", () => {
+  /** 20,000 rows (about 3 MB, so a pass over plain files takes several steps of 16 reads of 64 KiB), the port of row i being 0x1000 + i. */
+  const port = (i: number): string => (0x1000 + i).toString(16).toUpperCase().padStart(4, "0");
+  const bigTable = (): string[] => Array.from({ length: 20_000 }, (_, i) => row(i, `0100007F:${port(i)}`, "0100007F:2329", 1000, String(100_000 + i)));
+  const needle = (i: number): string => `0100007F:${port(i)} 0100007F:2329`;
+
+  test("a key added while a pass is under way is found in its rest or in the next pass; one no whole pass shows is absent", async () => {
+    const root = await fakeProc(bigTable());
+    const paths = [join(root, "net", "tcp"), join(root, "net", "tcp6")];
+    const reports: ScanReport[] = [];
+    let steps = 0;
+    let take: (request: ScanRequest) => void = () => {};
+    const done = new Promise<void>((resolve) => {
+      take = tableScanner(
+        (report) => {
+          reports.push(report);
+          if (report.absent.length > 0) resolve();
+        },
+        {
+          fs,
+          setImmediate(callback) {
+            setImmediate(() => {
+              callback();
+              steps += 1;
+              // After the first step, which read about 7,000 rows: row 100 is behind, row 15,000 ahead, port 0xF000 nowhere.
+              if (steps === 1) take({ paths, add: [["behind", [needle(100), ""]], ["ahead", [needle(15_000), ""]], ["gone", ["0100007F:F000 0100007F:2329", ""]]] });
+            });
+          },
+        },
+      );
+    });
+    take({ paths, add: [["last", [needle(19_999), ""]]] });
+    await bounded(done, "the scanner's reports", 10_000);
+    // Found in table order across the two passes: "ahead" in the pass it joined, "behind" only in the next, which also had to end to call "gone" absent.
+    const order = reports.flatMap((report) => [...report.found.map(([key]) => key), ...report.absent.map((key) => `absent ${key}`)]);
+    assert.deepEqual(order, ["ahead", "last", "behind", "absent gone"]);
+    const lines = new Map(reports.flatMap((report) => report.found));
+    assert.equal(lines.get("behind"), row(100, needle(100).split(" ")[0]!, "0100007F:2329", 1000, "100100"));
+    assert.equal(lines.get("last"), row(19_999, needle(19_999).split(" ")[0]!, "0100007F:2329", 1000, "119999"));
+  });
+
+  test("runs on a worker: it uses nothing from outside its body", async () => {
+    const root = await fakeProc(bigTable());
+    let report: (value: ScanReport) => void = () => {};
+    const reported = new Promise<ScanReport>((resolve) => (report = resolve));
+    const scanner = new OffLoop(tableScanner, { onOutput: report, onRestart: () => assert.fail(`the worker died: ${scanner.failure?.message}`) });
+    scanner.busy = true;
+    scanner.send({ paths: [join(root, "net", "tcp"), join(root, "net", "tcp6")], add: [["k", [needle(12_345), ""]]] });
+    assert.deepEqual(await bounded(reported, "the worker's report", 10_000), { found: [["k", row(12_345, needle(12_345).split(" ")[0]!, "0100007F:2329", 1000, "112345")]], absent: [] });
+    scanner.busy = false;
+    assert.equal(scanner.offLoop, true);
   });
 });
