@@ -1,6 +1,6 @@
 /**
- * Lookups that share one pass over a costly source (the /proc/net/tcp tables,
- * every process's open files): one pass runs at a time, and keys asked for
+ * Lookups that share one pass over a costly source (every process's open
+ * files, peer-process.ts): one pass runs at a time, and keys asked for
  * while it runs wait for the next pass, which answers all of them together.
  * A pass may have started before a waiting key's socket existed, so a key
  * never joins a pass under way.

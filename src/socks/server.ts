@@ -167,7 +167,8 @@ class SocksHandshake<S extends Duplex> {
     socket.on("close", this.#onClose);
     socket.on("end", this.#onEnd);
     // Errors (resets) end in "close"; without a listener they would crash the process.
-    socket.on("error", () => {});
+    // A function of its own: a closure made here would hold this handshake for the tunnel's life.
+    socket.on("error", ignoreError);
   }
 
   readonly #onData = (chunk: Buffer): void => {
@@ -301,8 +302,7 @@ class SocksHandshake<S extends Duplex> {
       if (outcome.ok) outcome.stream.destroy();
       return;
     }
-    this.#phase = "done";
-    this.#socket.removeListener("close", this.#onClose);
+    this.#done();
     if (!outcome.ok) {
       closeAfter(this.#socket, encodeReply(request.version, outcome.reply));
       return;
@@ -317,11 +317,22 @@ class SocksHandshake<S extends Duplex> {
   /** End the handshake for a protocol problem: report it, send `reply` if any, close. */
   #drop(reply: Buffer | undefined, reason: string): void {
     if (this.#phase === "done") return;
+    this.#done();
+    this.#options.onProtocolError(this.#client, reason);
+    closeAfter(this.#socket, reply);
+  }
+
+  /**
+   * Nothing more happens here: the socket lets go of this handshake, which
+   * would otherwise stay reachable from its listeners (with its timer, abort
+   * controller and buffer) for as long as the tunnel is open.
+   */
+  #done(): void {
     this.#phase = "done";
     clearTimeout(this.#deadline);
     this.#socket.removeListener("data", this.#onData);
-    this.#options.onProtocolError(this.#client, reason);
-    closeAfter(this.#socket, reply);
+    this.#socket.removeListener("end", this.#onEnd);
+    this.#socket.removeListener("close", this.#onClose);
   }
 
   /**
@@ -333,8 +344,7 @@ class SocksHandshake<S extends Duplex> {
   readonly #onEnd = (): void => {
     if (this.#phase === "first" && this.#buffered.length === 0) {
       // Connect-and-close (a port probe, a health check) is not a SOCKS error.
-      this.#phase = "done";
-      clearTimeout(this.#deadline);
+      this.#done();
       closeAfter(this.#socket, undefined);
     } else if (this.#handshaking()) {
       this.#drop(undefined, "client closed the connection before sending a complete SOCKS request");
@@ -369,6 +379,8 @@ export function credentialsMatch(offered: UserPass, expected: SocksCredentials):
 function sha256(bytes: Uint8Array): Buffer {
   return createHash("sha256").update(bytes).digest();
 }
+
+function ignoreError(): void {}
 
 function formatMs(ms: number): string {
   return ms >= 1000 ? `${Math.round(ms / 1000)} s` : `${ms} ms`;
