@@ -36,6 +36,16 @@ const basesDir = join(root, "scripts", "node-bases");
 const dist = join(root, "dist");
 const work = join(dist, "sea");
 
+/**
+ * V8 flags the binary always runs with. A young generation of at most 1 MiB
+ * a semi-space instead of V8's 16: a burst of new connections grows it to
+ * the maximum and the pages stay in RSS. Measured through -D with 1,000
+ * tunnels open: 28-30 KB of RSS a tunnel, 19-20 with this flag; one 512 MiB
+ * stream and 1,000 small requests, 6 interleaved runs, no loss (medians 568
+ * against 539 MB/s and 2,050 against 1,928 requests a second).
+ */
+const SEA_EXEC_ARGV = ["--max-semi-space-size=1"];
+
 /** postject's sentinel: the fuse Node checks to know a blob was injected (Node's SEA docs). */
 const SEA_FUSE = "NODE_SEA_FUSE_fce680ab2cc467b6e072b8b5df1996b2";
 
@@ -152,6 +162,7 @@ async function buildTarget(target: Target, bundle: string, hostNode: string): Pr
       useSnapshot: false,
       useCodeCache: target.codeCache,
       execArgvExtension: "none",
+      execArgv: SEA_EXEC_ARGV,
     }),
   );
   await run(hostNode, ["--experimental-sea-config", config], { cwd: work });
