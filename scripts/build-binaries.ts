@@ -29,6 +29,7 @@ import process from "node:process";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import { build } from "esbuild";
+import { bundleOptions } from "./bundle.ts";
 
 const run = promisify(execFile);
 const root = join(dirname(fileURLToPath(import.meta.url)), "..");
@@ -40,9 +41,11 @@ const work = join(dist, "sea");
  * V8 flags the binary always runs with. A young generation of at most 1 MiB
  * a semi-space instead of V8's 16: a burst of new connections grows it to
  * the maximum and the pages stay in RSS. Measured through -D with 1,000
- * tunnels open: 28-30 KB of RSS a tunnel, 19-20 with this flag; one 512 MiB
- * stream and 1,000 small requests, 6 interleaved runs, no loss (medians 568
- * against 539 MB/s and 2,050 against 1,928 requests a second).
+ * tunnels open: 22-30 KB of RSS a tunnel, 12-15 with this flag (14-21 with
+ * 2 MiB); one 512 MiB stream and 1,000 small requests, 6 interleaved runs,
+ * no loss (medians 568 against 539 MB/s and 2,050 against 1,928 requests a
+ * second). Its price: 1,000 concurrent 1 MiB echoes took 6% more CPU
+ * (medians of 4: 9.0 against 8.5 s), with no steady change in their time.
  */
 const SEA_EXEC_ARGV = ["--max-semi-space-size=1"];
 
@@ -136,18 +139,7 @@ function basePath(target: Target): string {
 
 /** The CLI in one CommonJS file, as Node's SEA loader runs it (it has no module resolution of its own). */
 async function bundleCli(outfile: string): Promise<void> {
-  await build({
-    entryPoints: [join(root, "src", "main.ts")],
-    bundle: true,
-    platform: "node",
-    format: "cjs",
-    target: "node22",
-    minify: true,
-    // ssh2's optional native parts: loaded in try/catch, absent here, so ssh2 uses its JavaScript.
-    external: ["cpu-features", "*.node"],
-    outfile,
-    logLevel: "warning",
-  });
+  await build({ ...bundleOptions(), target: "node22", minify: true, outfile });
 }
 
 async function buildTarget(target: Target, bundle: string, hostNode: string): Promise<string> {
@@ -165,7 +157,8 @@ async function buildTarget(target: Target, bundle: string, hostNode: string): Pr
       execArgv: SEA_EXEC_ARGV,
     }),
   );
-  await run(hostNode, ["--experimental-sea-config", config], { cwd: work });
+  // With the flags the binary runs with: V8 rejects a code cache made under other flags (a warning on every start).
+  await run(hostNode, [...SEA_EXEC_ARGV, "--experimental-sea-config", config], { cwd: work });
   const output = join(dist, target.output);
   await rm(output, { force: true });
   await copyFile(basePath(target), output);
