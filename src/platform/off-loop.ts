@@ -83,7 +83,7 @@ export class OffLoop<Input, Output> {
     ].join("\n");
   }
 
-  /** Whether jobs now run on a worker thread (false once that failed). */
+  /** Whether the agent runs on a worker thread (false once that failed). */
   get offLoop(): boolean {
     return this.#onLoop === undefined;
   }

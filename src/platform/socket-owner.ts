@@ -8,10 +8,10 @@
  * its row loses its inode (0 in FIN_WAIT and TIME_WAIT) or disappears, and
  * nothing more can be learnt. The access check (forward/access-gate.ts) asks
  * for every -D connection at its SOCKS request and every -L connection as it
- * is accepted, and that is this module's main cost (see #readTables): the
- * tables grow with every socket on the machine, so one search at a time, on
- * a worker thread, serves every client asked for while it was waiting. Any
- * failure (another OS, no /proc, a race) just means "unknown".
+ * is accepted, and that is this module's main cost (see tableScanner): the
+ * tables grow with every socket on the machine, so one scanner, on a worker
+ * thread, reads them for every client waiting, each joining the read under
+ * way. Any failure (another OS, no /proc, a race) just means "unknown".
  *
  * The row parser and the endpoint codec serve every /proc/net/{tcp,udp}{,6}
  * reader (leakcheck's resolver-socket poll among them), so there is one of each.
@@ -340,7 +340,7 @@ export interface SocketOwnerLookupOptions {
 }
 
 /**
- * Finds the owners of client sockets, one read of the tables at a time.
+ * Finds the owners of client sockets, all of them through one scanner (tableScanner).
  *
  * @example
  * const owners = new SocketOwnerLookup();
