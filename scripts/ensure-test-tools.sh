@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Make sure the programs the integration tests run are installed: OpenSSH's
 # sshd, ssh, ssh-keygen, ssh-agent, ssh-add, curl, python3 (its pty module
-# drives the terminal tests), Debian's chromium and firefox-esr (real browsers
+# drives the terminal tests; its urllib is a client under `exec`), openssl
+# (the HTTPS target's certificate), git (a clone over ssh under `exec`), Debian's chromium and firefox-esr (real browsers
 # through the proxy), tcpdump (leakcheck's live capture) and iproute2's ip and
 # ss (the network namespace the browser leak tests run in), and qemu-user's
 # qemu-aarch64 with the aarch64 loader and libraries it runs the linux-arm64
@@ -26,18 +27,18 @@ missing=()
 [[ -x /usr/sbin/ip ]] || missing+=("/usr/sbin/ip")
 [[ -x /usr/lib/wine/wine64 ]] || missing+=("/usr/lib/wine/wine64")
 for lib in "${AARCH64_LIBS[@]}"; do [[ -e "$lib" ]] || missing+=("$lib"); done
-for tool in ssh ssh-keygen ssh-agent ssh-add curl python3 tcpdump ss qemu-aarch64 strip aarch64-linux-gnu-strip osslsigncode; do
+for tool in ssh ssh-keygen ssh-agent ssh-add curl python3 openssl git tcpdump ss qemu-aarch64 strip aarch64-linux-gnu-strip osslsigncode; do
   command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
 done
 
 if [[ ${#missing[@]} -eq 0 ]]; then
-  echo "ensure-test-tools: sshd, ssh, ssh-keygen, ssh-agent, ssh-add, curl, python3, chromium, firefox-esr, tcpdump, ip, ss, qemu-aarch64, the aarch64 loader and the aarch64 libstdc++, strip, aarch64-linux-gnu-strip, osslsigncode and wine64 already installed"
+  echo "ensure-test-tools: sshd, ssh, ssh-keygen, ssh-agent, ssh-add, curl, python3, openssl, git, chromium, firefox-esr, tcpdump, ip, ss, qemu-aarch64, the aarch64 loader and the aarch64 libstdc++, strip, aarch64-linux-gnu-strip, osslsigncode and wine64 already installed"
   exit 0
 fi
 
 fail() {
   echo "ensure-test-tools: missing ${missing[*]}: $1" >&2
-  echo "ensure-test-tools: install openssh-server, openssh-client, curl, python3, chromium, firefox-esr, tcpdump, iproute2, qemu-user, libc6-arm64-cross, libstdc++6-arm64-cross, binutils, binutils-aarch64-linux-gnu, osslsigncode and wine64 yourself, then run the tests again" >&2
+  echo "ensure-test-tools: install openssh-server, openssh-client, curl, python3, openssl, git, chromium, firefox-esr, tcpdump, iproute2, qemu-user, libc6-arm64-cross, libstdc++6-arm64-cross, binutils, binutils-aarch64-linux-gnu, osslsigncode and wine64 yourself, then run the tests again" >&2
   exit 1
 }
 
@@ -56,7 +57,7 @@ if ! "${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update >"$log" 2
   tail -n 20 "$log" >&2
   fail "apt-get update failed"
 fi
-if ! "${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends openssh-server openssh-client curl python3 chromium firefox-esr tcpdump iproute2 qemu-user libc6-arm64-cross libstdc++6-arm64-cross binutils binutils-aarch64-linux-gnu osslsigncode wine64 >"$log" 2>&1; then
+if ! "${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends openssh-server openssh-client curl python3 openssl git chromium firefox-esr tcpdump iproute2 qemu-user libc6-arm64-cross libstdc++6-arm64-cross binutils binutils-aarch64-linux-gnu osslsigncode wine64 >"$log" 2>&1; then
   tail -n 20 "$log" >&2
   fail "apt-get install failed"
 fi
@@ -68,9 +69,9 @@ still=()
 [[ -x /usr/sbin/ip ]] || still+=("/usr/sbin/ip")
 [[ -x /usr/lib/wine/wine64 ]] || still+=("/usr/lib/wine/wine64")
 for lib in "${AARCH64_LIBS[@]}"; do [[ -e "$lib" ]] || still+=("$lib"); done
-for tool in ssh ssh-keygen ssh-agent ssh-add curl python3 tcpdump ss qemu-aarch64 strip aarch64-linux-gnu-strip osslsigncode; do
+for tool in ssh ssh-keygen ssh-agent ssh-add curl python3 openssl git tcpdump ss qemu-aarch64 strip aarch64-linux-gnu-strip osslsigncode; do
   command -v "$tool" >/dev/null 2>&1 || still+=("$tool")
 done
 [[ ${#still[@]} -eq 0 ]] || fail "still missing after apt-get install: ${still[*]}"
 
-echo "ensure-test-tools: installed openssh-server, openssh-client, curl, python3, chromium, firefox-esr, tcpdump, iproute2, qemu-user, libc6-arm64-cross, libstdc++6-arm64-cross, binutils, binutils-aarch64-linux-gnu, osslsigncode and wine64 with apt-get (was missing ${missing[*]})"
+echo "ensure-test-tools: installed openssh-server, openssh-client, curl, python3, openssl, git, chromium, firefox-esr, tcpdump, iproute2, qemu-user, libc6-arm64-cross, libstdc++6-arm64-cross, binutils, binutils-aarch64-linux-gnu, osslsigncode and wine64 with apt-get (was missing ${missing[*]})"

@@ -11,11 +11,16 @@ import { parseTunnelArgs, type TunnelArgsResult } from "./cli/tunnel-args.ts";
 import { parseLeakcheckArgs, type LeakcheckPlan } from "./cli/leakcheck-args.ts";
 import { parseServeArgs, type ServePlan } from "./cli/serve-args.ts";
 import { parseDemoArgs, type DemoPlan } from "./cli/demo-args.ts";
+import { parseExecArgs, parseNcArgs } from "./cli/client-args.ts";
+import type { ExecPlan } from "./clients/exec.ts";
+import type { NcPlan } from "./clients/nc.ts";
 
 export type { TunnelPlan } from "./cli/tunnel-args.ts";
 export type { LeakcheckPlan } from "./cli/leakcheck-args.ts";
 export type { ServePlan } from "./cli/serve-args.ts";
 export type { DemoPlan } from "./cli/demo-args.ts";
+export type { ExecPlan } from "./clients/exec.ts";
+export type { NcPlan } from "./clients/nc.ts";
 export { HELP_TEXT } from "./cli/help.ts";
 export { VERSION } from "./version.ts";
 
@@ -24,7 +29,7 @@ export { VERSION } from "./version.ts";
  * gets. A subcommand adds its own plan type to this union and its runner to
  * main.ts.
  */
-export type Plan = TunnelArgsResult | LeakcheckPlan | ServePlan | DemoPlan;
+export type Plan = TunnelArgsResult | LeakcheckPlan | ServePlan | DemoPlan | ExecPlan | NcPlan;
 
 /** A subcommand: its name as typed first on the command line, and its parser. */
 export interface Subcommand {
@@ -39,6 +44,8 @@ export const SUBCOMMANDS: ReadonlyMap<string, Subcommand> = new Map(
     { name: "leakcheck", parse: parseLeakcheckArgs },
     { name: "serve", parse: parseServeArgs },
     { name: "demo", parse: parseDemoArgs },
+    { name: "exec", parse: parseExecArgs },
+    { name: "nc", parse: parseNcArgs },
   ].map((subcommand) => [subcommand.name, subcommand]),
 );
 

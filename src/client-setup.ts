@@ -281,7 +281,7 @@ export function socksAppFromProgram(program: string | undefined): SocksApp | und
 }
 
 /**
- * The fix for a client that sent an IP address with SOCKS `version`, for the
+ * The fix for a client that sent an IP address with SOCKS `version` (or as an HTTP proxy client), for the
  * app `program` names, or for the common apps when it names none we know.
  * `proxy` is the address the client reached us on, so the fix can be pasted.
  *
@@ -289,7 +289,13 @@ export function socksAppFromProgram(program: string | undefined): SocksApp | und
  * refusalFix("curl", 5, { host: "127.0.0.1", port: 9001 })
  * // "use curl --socks5-hostname 127.0.0.1:9001 (or -x socks5h://127.0.0.1:9001)"
  */
-export function refusalFix(program: string | undefined, version: 4 | 5, proxy: ProxyEndpoint): string {
+export function refusalFix(program: string | undefined, version: 4 | 5 | "http", proxy: ProxyEndpoint): string {
+  // An HTTP proxy client sends the name it is given: an address there came from the app or its user.
+  if (version === "http") {
+    return socksAppFromProgram(program) === "curl"
+      ? `give curl a URL with the host name, not an address (curl -x http://${proxyAddress(proxy)} passes on the name)`
+      : "give the app the host name, not an address (HTTP proxy clients pass on the name they are given), or use SOCKS5 with names";
+  }
   switch (socksAppFromProgram(program)) {
     case "firefox":
       return version === 5

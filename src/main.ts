@@ -5,9 +5,9 @@
  * on Deno.
  */
 import process from "node:process";
-import { homedir, hostname, userInfo } from "node:os";
-import { parseCommandLine } from "./cli.ts";
-import { createLogger } from "./log.ts";
+import { constants, homedir, hostname, userInfo } from "node:os";
+import { parseCommandLine, type ExecPlan, type NcPlan } from "./cli.ts";
+import { createLogger, type Logger } from "./log.ts";
 import { TunnelError, describeError } from "./errors.ts";
 import { spawn } from "node:child_process";
 import { readFileSync } from "node:fs";
@@ -34,6 +34,8 @@ async function main(argv: string[]): Promise<number> {
     return 0;
   }
   const log = createLogger({ verbosity: plan.command === "leakcheck" ? 0 : plan.verbosity, json: plan.json, write: writeErr });
+  // Another program's run: its signals and exit status are its own, not a tunnel's.
+  if (plan.command === "exec" || plan.command === "nc") return runClient(plan, log);
   // Signals are ours from the start: before the tunnel is up they end the
   // run with 255 (prompts restore the terminal on exit); once it is up, the
   // tunnel stops gracefully; a second signal does not wait for that.
@@ -137,6 +139,48 @@ async function main(argv: string[]): Promise<number> {
     if (log.debugEnabled(1) && err instanceof Error && err.stack) log.debug(1, err.stack);
     return 255;
   }
+}
+
+/** `exec` and `nc`: failures before the program or connection runs are one line and their exit status. */
+async function runClient(plan: ExecPlan | NcPlan, log: Logger): Promise<number> {
+  try {
+    if (plan.command === "nc") {
+      const { runNc } = await import("./clients/nc.ts");
+      return await runNc(plan, { stdin: process.stdin, stdout: process.stdout });
+    }
+    const { runExec } = await import("./clients/exec.ts");
+    const outcome = await runExec(plan, {
+      env: process.env,
+      self: selfCommand(),
+      terminal: process.stdin.isTTY === true,
+      signals: process,
+      platform: process.platform,
+    });
+    if ("status" in outcome) return outcome.status;
+    // As a shell reports it: die of the same signal (listeners gone, so its default action runs).
+    process.removeAllListeners(outcome.signal);
+    process.kill(process.pid, outcome.signal);
+    return 128 + (constants.signals[outcome.signal] ?? 0);
+  } catch (err) {
+    if (err instanceof TunnelError) {
+      log.error(`safetunnel: ${err.message}`, { code: err.code });
+      return err.exitCode;
+    }
+    log.error(`safetunnel: internal error: ${describeError(err)}; please report it.`, { code: "INTERNAL" });
+    return plan.command === "exec" ? 125 : 1;
+  }
+}
+
+/**
+ * How to run this program again (for `exec`'s GIT_SSH_COMMAND): the single
+ * binary alone (its argv[1] is itself); on Node the script after Node and
+ * its flags; on Deno `deno run` with the permissions `nc` needs.
+ */
+function selfCommand(): string[] {
+  const script = process.argv[1];
+  if ("Deno" in globalThis) return [process.execPath, "run", "--allow-net", "--allow-env", "--allow-read", ...(script === undefined ? [] : [script])];
+  if (script === undefined || script === process.execPath) return [process.execPath];
+  return [process.execPath, ...process.execArgv, script];
 }
 
 /** The desktop's own opener: xdg-open(1), macOS open(1), Windows `start`. */

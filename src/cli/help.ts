@@ -10,13 +10,16 @@ export const HELP_TEXT = `usage: safetunnel [-46gNqVv] [-D [bind_address:]port] 
        safetunnel serve [--listen ADDR:PORT] [--authorized-keys FILE] [--host-key FILE]
                   [--permit-open HOST:PORT] [--gateway-ports]   (the home end; see serve --help)
        safetunnel demo                       (the whole thing on this machine; see demo --help)
+       safetunnel exec [--proxy HOST:PORT] -- COMMAND [ARGS]
+                  (COMMAND with the tunnel as its proxy; see exec --help)
+       safetunnel nc [--proxy HOST:PORT] HOST PORT    (for ssh's ProxyCommand)
 
 A SOCKS5 proxy through SSH that never leaks DNS: names go through the tunnel
 and are resolved by the SSH server; requests that carry an IP address (the app
 resolved the name locally) are refused with SOCKS reply 0x02 and a log line
 saying how to fix the app.
 
-  -D [bind_address:]port   SOCKS4a/5 proxy on this port (loopback unless -g)
+  -D [bind_address:]port   SOCKS4a/5 and HTTP proxy (loopback unless -g)
   -L [bind_address:]port:host:hostport
                            Forward a local port to host:hostport via the server
                            (also port/host/hostport)

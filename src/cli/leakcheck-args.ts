@@ -5,7 +5,7 @@
  */
 import { cac } from "cac";
 import { TunnelError, echoValue } from "../errors.ts";
-import { parsePortNumber, unbracket } from "../address.ts";
+import { DEFAULT_PROXY, parseProxyOption } from "./proxy-option.ts";
 
 export interface LeakcheckPlan {
   command: "leakcheck";
@@ -48,7 +48,6 @@ Exit status: 0 PASS, 1 LEAK (including: the page never arrived by name),
 read alone without a canary lookup).
 `;
 
-const DEFAULT_PROXY = "127.0.0.1:1080";
 const DEFAULT_WAIT_SECONDS = 60;
 
 /**
@@ -76,7 +75,7 @@ export function parseLeakcheckArgs(argv: string[]): LeakcheckPlan | { command: "
   if (options["watch"] === true && options["wait"] !== undefined) throw usage("--watch runs until Ctrl-C, so --wait does not apply; give one of them");
   return {
     command: "leakcheck",
-    proxy: parseProxy(single(options["proxy"], "--proxy") ?? DEFAULT_PROXY),
+    proxy: parseProxyOption(single(options["proxy"], "--proxy") ?? DEFAULT_PROXY, usage),
     waitMs: parseWait(single(options["wait"], "--wait")) * 1000,
     open: options["open"] === true,
     watch: options["watch"] === true,
@@ -93,19 +92,6 @@ function single(value: unknown, name: string): string | undefined {
   if (Array.isArray(value)) throw usage(`${name} given more than once; give it once`);
   if (value === true || value === "") throw usage(`${name} needs a value`);
   return String(value);
-}
-
-/** `HOST:PORT`, `[v6]:PORT`, or a bare port on 127.0.0.1. */
-function parseProxy(text: string): { host: string; port: number } {
-  const bare = parsePortNumber(text);
-  if (bare !== undefined) return { host: "127.0.0.1", port: bare };
-  const colon = text.lastIndexOf(":");
-  const host = colon > 0 ? unbracket(text.slice(0, colon)) : "";
-  const port = colon > 0 ? parsePortNumber(text.slice(colon + 1)) : undefined;
-  if (host === "" || port === undefined || (host.includes(":") && !text.startsWith("["))) {
-    throw usage(`bad --proxy ${echoValue(text, "'")}: expected HOST:PORT of the tunnel's SOCKS port, e.g. --proxy 127.0.0.1:9001`);
-  }
-  return { host, port };
 }
 
 function parseWait(text: string | undefined): number {

@@ -1,5 +1,6 @@
 /**
- * -D: a SOCKS front end whose CONNECTs become direct-tcpip channels.
+ * -D: a SOCKS front end (and an HTTP proxy on the same port) whose CONNECTs
+ * become direct-tcpip channels.
  *
  * One request reads straight through: socks/server.ts parses it,
  * socks/policy.ts decides whether it may go out (names yes, IP literals only
@@ -9,7 +10,10 @@
 import type { Socket } from "node:net";
 import type { Duplex } from "node:stream";
 import { serveSocksSocket, type ConnectOutcome, type SocksClient, type SocksCredentials, type SocksHandshakeOptions } from "../socks/server.ts";
-import { formatReplyCode, Socks5Reply, type Destination, type Socks5ReplyCode, type SocksRequest } from "../socks/codec.ts";
+import { formatReplyCode, Socks5Reply, type Destination, type Socks5ReplyCode } from "../socks/codec.ts";
+import { serveHttpProxy, type HttpProxyOptions } from "../http-proxy/server.ts";
+import { proxyPages } from "../http-proxy/setup-page.ts";
+import { protocolName, requestName, type ProxyRequest } from "./proxy-request.ts";
 import { decideDestination, isInvalidName } from "../socks/policy.ts";
 import type { Cidr } from "../cidr.ts";
 import type { TunnelSession } from "../ssh/session.ts";
@@ -20,7 +24,7 @@ import { hostPort, unbracket } from "../address.ts";
 import { listenAll, type Listener } from "./listen.ts";
 import type { Logger } from "../log.ts";
 import type { TrafficStats } from "./stats.ts";
-import { droppedClientLine, RefusalLog } from "./refusal-log.ts";
+import { droppedClientLine, RefusalLog, refusalLine } from "./refusal-log.ts";
 import type { PeerLookup } from "../platform/peer-lookup.ts";
 import type { AccessGate } from "./access-gate.ts";
 import type { ConnectionLimit } from "./connection-limit.ts";
@@ -78,7 +82,7 @@ export interface LocalAnswers {
    * An IP-address request was refused (the program, when /proc named it).
    * Awaited before the reply goes out, while /proc still shows the client.
    */
-  refused(request: SocksRequest, client: SocksClient, program: string | undefined): Promise<void>;
+  refused(request: ProxyRequest, client: SocksClient, program: string | undefined): Promise<void>;
 }
 
 /** SOCKS reply for each way a channel open can fail. */
@@ -108,10 +112,10 @@ export async function startDynamicForward(options: DynamicForwardOptions): Promi
   });
 
   const failureFolds = new FoldWindow(options.clock === undefined ? {} : { clock: options.clock });
-  const onConnect = async (request: SocksRequest, client: SocksClient, signal: AbortSignal): Promise<ConnectOutcome> => {
+  const onConnect = async (request: ProxyRequest, client: SocksClient, signal: AbortSignal): Promise<ConnectOutcome> => {
     // First: another account's program gets nothing of ours, not even a canary answer.
     if (options.access !== undefined && !(await options.access.admit(client, options.label))) {
-      return { ok: false, reply: Socks5Reply.NOT_ALLOWED };
+      return { ok: false, reply: Socks5Reply.NOT_ALLOWED, explanation: "this proxy serves only the programs of the account that started it (--allow-users adds others)" };
     }
     const { destination } = request;
     const target = hostPort(destination.host, destination.port);
@@ -119,7 +123,7 @@ export async function startDynamicForward(options: DynamicForwardOptions): Promi
     if (destination.kind === "name" && isInvalidName(destination.host)) {
       const outcome: ConnectOutcome = options.localAnswers === undefined ? { ok: false, reply: Socks5Reply.HOST_UNREACHABLE } : await options.localAnswers.answer(destination, client);
       if (outcome.ok) answeredHere.add(outcome.stream);
-      log.debug(1, `${options.label}: SOCKS${request.version} CONNECT ${target} from ${client.address}:${client.port} answered here (leak check)`);
+      log.debug(1, `${options.label}: ${requestName(request)} ${target} from ${client.address}:${client.port} answered here (leak check)`);
       return outcome;
     }
     const decision = decideDestination(destination, options.allowIp);
@@ -129,7 +133,7 @@ export async function startDynamicForward(options: DynamicForwardOptions): Promi
       // so `peers` can still tell which program holds it (bounded by RefusalLog).
       const program = await refusals.report(request, client);
       await options.localAnswers?.refused(request, client, program);
-      return { ok: false, reply: Socks5Reply.NOT_ALLOWED };
+      return { ok: false, reply: Socks5Reply.NOT_ALLOWED, explanation: refusalLine(request, client, program) };
     }
     if (decision.viaAllowList) {
       log.info(`Allowing IP destination ${target} for ${client.address}:${client.port}: it is inside --allow-ip ${decision.matched?.text}.`, {
@@ -144,26 +148,27 @@ export async function startDynamicForward(options: DynamicForwardOptions): Promi
         channel.destroy();
         return { ok: false, reply: Socks5Reply.GENERAL_FAILURE };
       }
-      log.debug(1, `${options.label}: SOCKS${request.version} CONNECT ${target} from ${client.address}:${client.port}`);
+      log.debug(1, `${options.label}: ${requestName(request)} ${target} from ${client.address}:${client.port}`);
       return { ok: true, stream: channel };
     } catch (err) {
       stats.failures++;
       const kind = err instanceof ChannelOpenError ? err.kind : "other";
       const reply = REPLY_FOR_FAILURE[kind];
-      const line = `${options.label}: connect to ${target} failed: ${describeOpenFailure(err)} (SOCKS${request.version} reply ${formatReplyCode(request.version, reply)}).`;
-      // Folded per kind of failure and SOCKS version: a client trying thousands of closed
+      const answer = request.version === "http" ? `HTTP ${kind === "connection-down" ? 503 : 502}` : `SOCKS${request.version} reply ${formatReplyCode(request.version, reply)}`;
+      const line = `${options.label}: connect to ${target} failed: ${describeOpenFailure(err)} (${answer}).`;
+      // Folded per kind of failure and protocol: a client trying thousands of closed
       // ports (measured in the fuzz test: 725 kB of these lines) costs one
       // line per kind every 10 s; each one is still written at -v.
-      const folded = failureFolds.admit(`${kind}/${request.version}`);
+      const folded = failureFolds.admit(`${kind}/${protocolName(request)}`);
       if (folded === undefined) log.debug(1, line);
       else log.info(line + foldedSince(folded, "failed"), { event: "open-failed", destination: target, kind });
-      return { ok: false, reply };
+      return { ok: false, reply, unavailable: kind === "connection-down", explanation: `connect to ${target} failed: ${describeOpenFailure(err)}` };
     }
   };
 
   // Streams answered here are not tunnel connections: the summary does not count them.
   const answeredHere = new WeakSet<Duplex>();
-  const onEstablished = (socket: Socket, stream: Duplex, request: SocksRequest, leftover: Uint8Array): void => {
+  const onEstablished = (socket: Socket, stream: Duplex, request: ProxyRequest, leftover: Uint8Array): void => {
     options.limit?.established(socket);
     joinStreams(
       socket,
@@ -177,16 +182,30 @@ export async function startDynamicForward(options: DynamicForwardOptions): Promi
     );
   };
 
-  const handshake: SocksHandshakeOptions = {
-    handshakeTimeoutMs: options.handshakeTimeoutMs ?? DEFAULT_HANDSHAKE_TIMEOUT_MS,
-    ...(options.credentials !== undefined ? { credentials: options.credentials } : {}),
+  const onProtocolError = (client: SocksClient, reason: string): void => {
+    stats.protocolErrors++;
+    // Folded per program (or address) and 10 s: a fuzzer must not fill the log.
+    void refusals.dropped(client, reason);
+  };
+  const handshakeTimeoutMs = options.handshakeTimeoutMs ?? DEFAULT_HANDSHAKE_TIMEOUT_MS;
+  const credentials = options.credentials !== undefined ? { credentials: options.credentials } : {};
+  // The same port answers HTTP proxy clients: the same policy, channels, counters and lines.
+  const http: HttpProxyOptions = {
+    handshakeTimeoutMs,
+    ...credentials,
     onConnect,
     onEstablished,
-    onProtocolError: (client, reason) => {
-      stats.protocolErrors++;
-      // Folded per program (or address) and 10 s: a fuzzer must not fill the log.
-      void refusals.dropped(client, reason);
-    },
+    onProtocolError,
+    // The address the client reached, so what the pages say can be pasted as is.
+    pages: (path, client) => proxyPages(path, { host: client.localAddress.replace(/^::ffff:/, ""), port: client.localPort }),
+  };
+  const handshake: SocksHandshakeOptions = {
+    handshakeTimeoutMs,
+    ...credentials,
+    onConnect,
+    onEstablished,
+    onProtocolError,
+    onHttp: (socket, client, buffered) => serveHttpProxy(socket, client, buffered, http),
   };
   const { limit } = options;
   const onSocket = (socket: Socket): void => {

@@ -16,7 +16,7 @@ import { refusalFix } from "../client-setup.ts";
 import { within } from "../deadline.ts";
 import { FOLD_WINDOW_MS, FoldWindow, foldedSince } from "../fold-window.ts";
 import type { Logger } from "../log.ts";
-import type { SocksRequest } from "../socks/codec.ts";
+import { requestName, type ProxyRequest } from "./proxy-request.ts";
 import { classifyHost } from "../socks/policy.ts";
 import type { SocksClient } from "../socks/server.ts";
 
@@ -46,7 +46,7 @@ export interface RefusalLogOptions {
    * -R port (`farSideRefusalLine`) needs other words and another fix than one
    * on this machine. @default refusalLine
    */
-  line?: (request: SocksRequest, client: SocksClient, program: string | undefined) => string;
+  line?: (request: ProxyRequest, client: SocksClient, program: string | undefined) => string;
   /**
    * The line for a client dropped for a SOCKS protocol error, without its
    * closing full stop (the count of folded lines goes before it). The same
@@ -71,7 +71,7 @@ export class RefusalLog {
   readonly #log: Logger;
   readonly #nameProgram: ((client: SocksClient) => Promise<string | undefined>) | undefined;
   readonly #nameWaitMs: number;
-  readonly #line: (request: SocksRequest, client: SocksClient, program: string | undefined) => string;
+  readonly #line: (request: ProxyRequest, client: SocksClient, program: string | undefined) => string;
   readonly #droppedLine: (client: SocksClient, reason: string, program: string | undefined) => string;
   readonly #window: FoldWindow;
 
@@ -85,12 +85,12 @@ export class RefusalLog {
   }
 
   /** Logs the refusal (or folds it into the next line); resolves with the program's name when it was found. */
-  async report(request: SocksRequest, client: SocksClient): Promise<string | undefined> {
+  async report(request: ProxyRequest, client: SocksClient): Promise<string | undefined> {
     const program = await this.#program(client);
     const folded = this.#window.admit(`${program ?? client.address}/${request.version}`);
     const target = hostPort(request.destination.host, request.destination.port);
     if (folded === undefined) {
-      this.#log.debug(1, `Refused SOCKS${request.version} CONNECT to ${target} from ${client.address}:${client.port}${program ? ` (${program})` : ""} (IP address).`);
+      this.#log.debug(1, `Refused ${requestName(request)} to ${target} from ${client.address}:${client.port}${program ? ` (${program})` : ""} (IP address).`);
       return program;
     }
     this.#log.warn(this.#line(request, client, program) + foldedSince(folded, "refused"), {
@@ -136,11 +136,11 @@ export class RefusalLog {
  *
  * @example
  * droppedClientLine("-D 9001", { address: "127.0.0.1", port: 51234, localAddress: "127.0.0.1", localPort: 9001 }, "not a SOCKS request (first byte 0x00)", "curl")
- * // "-D 9001: dropped SOCKS client 127.0.0.1:51234 (curl): not a SOCKS request (first byte 0x00)"
+ * // "-D 9001: dropped client 127.0.0.1:51234 (curl): not a SOCKS request (first byte 0x00)"
  */
 export function droppedClientLine(label: string, client: SocksClient, reason: string, program: string | undefined, farSide = false): string {
   const who = `${client.address}:${client.port}${program ? ` (${program})` : ""}${farSide ? " on the far side" : ""}`;
-  return `${label === "" ? "" : `${label}: `}dropped SOCKS client ${who}: ${reason}`;
+  return `${label === "" ? "" : `${label}: `}dropped client ${who}: ${reason}`;
 }
 
 /**
@@ -152,20 +152,22 @@ export function droppedClientLine(label: string, client: SocksClient, reason: st
  * refusalLine(request, { address: "127.0.0.1", port: 51234, localAddress: "127.0.0.1", localPort: 9001 }, "curl")
  * // "Refused SOCKS5 CONNECT to 93.184.215.14:443 from 127.0.0.1:51234 (curl): it carries an IP address, ... Fix: use curl --socks5-hostname 127.0.0.1:9001 ..."
  */
-export function refusalLine(request: SocksRequest, client: SocksClient, program: string | undefined): string {
+export function refusalLine(request: ProxyRequest, client: SocksClient, program: string | undefined): string {
   const target = hostPort(request.destination.host, request.destination.port);
   const who = `${client.address}:${client.port}${program ? ` (${program})` : ""}`;
   const why =
     request.version === 4 && !request.socks4a
       ? "it used plain SOCKS4, which carries only IP addresses, so the name was resolved locally and your network saw the DNS lookup"
-      : "it carries an IP address, so the name was resolved locally and your network saw the DNS lookup";
+      : request.version === "http"
+        ? "it names an IP address, so the app either resolved the name itself (and your network saw the DNS lookup) or was given an address"
+        : "it carries an IP address, so the name was resolved locally and your network saw the DNS lookup";
   // The address the client itself used to reach us, so the fix can be pasted as is.
   const proxy = { host: client.localAddress.replace(/^::ffff:/, ""), port: client.localPort };
   const fix = refusalFix(program, request.version, proxy);
   // The canonical spelling, so the suggested flag parses (127.1, 0x7f.1 and fe80::1%eth0 would not).
   const address = classifyHost(request.destination.host).address;
   const allow = address === undefined ? request.destination.host : formatAddress(address);
-  return `Refused SOCKS${request.version} CONNECT to ${target} from ${who}: ${why}. Fix: ${fix}. To allow this address on purpose: --allow-ip ${allow}`;
+  return `Refused ${requestName(request)} to ${target} from ${who}: ${why}. Fix: ${fix}. To allow this address on purpose: --allow-ip ${allow}`;
 }
 
 /**
@@ -180,7 +182,7 @@ export function refusalLine(request: SocksRequest, client: SocksClient, program:
  * farSideRefusalLine(request, { address: "127.0.0.1", port: 51234, localAddress: "localhost", localPort: 1080 }, "-R 1080")
  * // "Refused SOCKS5 CONNECT to 93.184.215.14:443 from 127.0.0.1:51234 on the far side (through -R 1080 on the SSH server): ... Fix: make that app send names, e.g. curl --socks5-hostname localhost:1080 ..."
  */
-export function farSideRefusalLine(request: SocksRequest, client: SocksClient, label: string): string {
+export function farSideRefusalLine(request: ProxyRequest, client: SocksClient, label: string): string {
   const target = hostPort(request.destination.host, request.destination.port);
   const why =
     request.version === 4 && !request.socks4a
@@ -195,5 +197,5 @@ export function farSideRefusalLine(request: SocksRequest, client: SocksClient, l
       : `make that app send names, e.g. curl --socks5-hostname ${proxy} or -x socks5h://${proxy}`;
   const address = classifyHost(request.destination.host).address;
   const allow = address === undefined ? request.destination.host : formatAddress(address);
-  return `Refused SOCKS${request.version} CONNECT to ${target} from ${client.address}:${client.port} on the far side (through ${label} on the SSH server): ${why}. Fix: ${fix}. To allow this address on purpose: --allow-ip ${allow}`;
+  return `Refused ${requestName(request)} to ${target} from ${client.address}:${client.port} on the far side (through ${label} on the SSH server): ${why}. Fix: ${fix}. To allow this address on purpose: --allow-ip ${allow}`;
 }

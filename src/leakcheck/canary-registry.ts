@@ -45,7 +45,7 @@ export type CanaryEvent =
   /** The canary page posted what it found (WebRTC candidates), as parsed JSON. */
   | { event: "report"; body: unknown }
   /** A SOCKS request carrying an IP address was refused while the check ran. */
-  | { event: "refused-ip"; destination: string; client: string; version: 4 | 5; program: string | null };
+  | { event: "refused-ip"; destination: string; client: string; version: 4 | 5 | "http"; program: string | null };
 
 /** One control connection's canaries. */
 export interface CanarySession {

@@ -57,11 +57,11 @@ export interface CanaryOutcome {
   interrupted?: boolean;
 }
 
-/** A SOCKS request with an IP-address destination seen (and refused) during the test. */
+/** A SOCKS (or HTTP proxy) request with an IP-address destination seen (and refused) during the test. */
 export interface IpLiteralRequest {
   /** As requested: "93.184.216.34:443", "[2001:db8::1]:80". */
   destination: string;
-  version: 4 | 5;
+  version: 4 | 5 | "http";
   program?: string;
 }
 
@@ -245,7 +245,7 @@ function ipLiteralFindings(requests: readonly IpLiteralRequest[], tested: readon
       probe: "canary",
       severity: "leak",
       detail:
-        `${plural(count, `SOCKS${first.version} request`)} from ${program ?? "a client leakcheck could not name"} carried an IP address instead of a name ` +
+        `${plural(count, `${first.version === "http" ? "HTTP proxy" : `SOCKS${first.version}`} request`)} from ${program ?? "a client leakcheck could not name"} carried an IP address instead of a name ` +
         `(first: ${first.destination}) and ${count === 1 ? "was" : "were"} refused: the client resolved those names locally` +
         (other ? `; ${program} is not the browser under test (the canary came from ${tested.join(", ")})` : ""),
       fix: refusalFix(program, first.version, proxy),

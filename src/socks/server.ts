@@ -34,6 +34,7 @@ import {
   SOCKS4_VERSION,
   SOCKS5_VERSION,
 } from "./codec.ts";
+import { closeAfter, ignoreError } from "../close-after.ts";
 
 /**
  * Who is asking, as far as the connection tells: where the client connects
@@ -56,7 +57,14 @@ export interface SocksCredentials {
 
 export type ConnectOutcome =
   | { ok: true; stream: Duplex }
-  | { ok: false; reply: Socks5ReplyCode };
+  | {
+      ok: false;
+      reply: Socks5ReplyCode;
+      /** The tunnel itself is down, not the destination (HTTP says 503, not 502). */
+      unavailable?: boolean;
+      /** A sentence for clients that can show one (an HTTP response body): what happened and what to do. */
+      explanation?: string;
+    };
 
 /**
  * What one handshake is told and asks. `S` is the kind of connection served,
@@ -84,6 +92,13 @@ export interface SocksHandshakeOptions<S extends Duplex = Socket> {
   onEstablished(socket: S, stream: Duplex, request: SocksRequest, leftover: Buffer): void;
   /** A connection was dropped for a protocol problem (garbage, timeout, unsupported command...). */
   onProtocolError(client: SocksClient, reason: string): void;
+  /**
+   * Takes over a connection whose first byte is an upper-case ASCII letter:
+   * an HTTP request line (http-proxy/server.ts), with the bytes read so far.
+   * The handshake has let go of the connection by then.
+   * @default none: such a client is dropped with a line saying it spoke HTTP
+   */
+  onHttp?: (socket: S, client: SocksClient, buffered: Buffer) => void;
 }
 
 /**
@@ -189,7 +204,16 @@ class SocksHandshake<S extends Duplex> {
     if (version === undefined) return;
     if (version === SOCKS5_VERSION) this.#readGreeting();
     else if (version === SOCKS4_VERSION) this.#readSocks4Request();
-    else this.#drop(undefined, describeForeignProtocol(this.#buffered));
+    else if (version >= 0x41 && version <= 0x5a && this.#options.onHttp !== undefined) this.#handOver(this.#options.onHttp);
+    else this.#drop(undefined, describeForeignProtocol(this.#buffered, this.#options.onHttp !== undefined));
+  }
+
+  /** Not SOCKS but an HTTP request line (methods are upper-case tokens): its own handshake takes the connection. */
+  #handOver(onHttp: (socket: S, client: SocksClient, buffered: Buffer) => void): void {
+    const buffered = this.#buffered;
+    this.#buffered = Buffer.alloc(0);
+    this.#done();
+    onHttp(this.#socket, this.#client, buffered);
   }
 
   /** Not yet at `onConnect`: the deadline and MAX_HANDSHAKE_BYTES apply. */
@@ -380,38 +404,16 @@ function sha256(bytes: Uint8Array): Buffer {
   return createHash("sha256").update(bytes).digest();
 }
 
-function ignoreError(): void {}
-
 function formatMs(ms: number): string {
   return ms >= 1000 ? `${Math.round(ms / 1000)} s` : `${ms} ms`;
 }
 
-/** How long a refused client may take to read its reply and close. */
-const LINGER_MS = 5000;
-
-/**
- * Send the last bytes and close without losing them: destroying a socket with
- * unread input makes the kernel send RST, and a client may then never see the
- * reply. So discard further input, half-close, and destroy only once the peer
- * has closed too or LINGER_MS has passed.
- */
-function closeAfter(socket: Duplex, last: Buffer | undefined): void {
-  socket.removeAllListeners("data");
-  socket.on("data", () => {});
-  socket.resume();
-  if (last !== undefined) socket.end(last);
-  else socket.end();
-  const timer = setTimeout(() => socket.destroy(), LINGER_MS);
-  timer.unref?.();
-  socket.once("close", () => clearTimeout(timer));
-}
-
-/** A readable reason for bytes that are not SOCKS at all; HTTP is the usual mistake. */
-function describeForeignProtocol(bytes: Buffer): string {
+/** A readable reason for bytes that are not SOCKS at all (nor HTTP, where `httpToo` says the port speaks it). */
+function describeForeignProtocol(bytes: Buffer, httpToo: boolean): string {
   const head = bytes.subarray(0, 8).toString("latin1");
   if (/^(CONNECT|GET|POST|HEAD|PUT|OPTIONS|DELETE) /.test(head) || /^[A-Z]{3,7}$/.test(head.trim())) {
     return "the client spoke HTTP, not SOCKS: configure it as a SOCKS v5 proxy (not an HTTP/HTTPS proxy)";
   }
-  if (bytes[0] === 0x16) return "the client spoke TLS, not SOCKS: configure it as a SOCKS v5 proxy";
+  if (bytes[0] === 0x16) return `the client spoke TLS, not SOCKS: configure it as a SOCKS v5 proxy${httpToo ? " (or an http:// proxy, not https://)" : ""}`;
   return `not a SOCKS request (first byte 0x${bytes[0]!.toString(16).padStart(2, "0")})`;
 }

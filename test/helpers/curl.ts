@@ -53,8 +53,13 @@ export function curlDirect(url: string, options: { maxTimeSeconds?: number } = {
   return runCurl([url], options.maxTimeSeconds ?? 15);
 }
 
-/** `curl -q -sS --max-time maxTime ...args` with the proxy variables removed, killed if it overruns. */
-async function runCurl(args: string[], maxTime: number): Promise<CurlResult> {
+/**
+ * `curl -q -sS --max-time maxTime ...args` with the proxy variables removed, killed if it overruns.
+ *
+ * @example
+ * const { code, stdout } = await runCurl(["-x", "http://127.0.0.1:9001", "http://localhost:8080/hello"], 15);
+ */
+export async function runCurl(args: string[], maxTime: number): Promise<CurlResult> {
   const env: NodeJS.ProcessEnv = { ...process.env };
   for (const name of PROXY_VARIABLES) delete env[name];
   // -q must come first: it stops curl reading ~/.curlrc.

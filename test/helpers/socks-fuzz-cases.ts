@@ -360,8 +360,11 @@ export function fuzzCase(seed: number, index: number, echoPort: number): FuzzCas
 // ------------------------------------------------------------ the oracle's own parser
 
 export interface SentRequest {
-  version: 4 | 5;
+  version: 4 | 5 | "http";
+  /** SOCKS: CMD/CD. HTTP: 1 for a CONNECT or an absolute-form request (a request to go out), 0 for anything else. */
   command: number;
+  /** HTTP only: the request's method and form (origin form is a page of the proxy's own). */
+  http?: { method: string; form: "connect" | "absolute" | "origin" };
   kind: "ipv4" | "ipv6" | "name";
   host: string;
   port: number;
@@ -371,8 +374,8 @@ export interface SentRequest {
 
 /** What the bytes a client sent amount to, read as a SOCKS client stream. */
 export interface SentReading {
-  /** By the first byte: 5, 4, or anything else (nothing at all included). */
-  protocol: "socks5" | "socks4" | "other";
+  /** By the first byte: 5, 4, an upper-case letter (an HTTP request line), or anything else (nothing at all included). */
+  protocol: "socks5" | "socks4" | "http" | "other";
   /**
    * SOCKS5 only: the greeting is whole; `offersNoAuth` says whether method
    * X'00' is in it (RFC 1928 section 3) and so which method choice may come.
@@ -444,7 +447,42 @@ export function readSent(b: Buffer): SentReading {
     if (hostEnd < 0) return userLength > 255 || b.length > userEnd + 1 + 255 ? { protocol: "socks4", hopeless: true } : { protocol: "socks4" };
     return { protocol: "socks4", request: { ...base, kind: "name", host: b.subarray(userEnd + 1, hostEnd).toString("latin1"), end: hostEnd + 1 } };
   }
+  if (b[0] !== undefined && b[0] >= 0x41 && b[0] <= 0x5a) return readSentHttp(b);
   return { protocol: "other" };
+}
+
+/** The longest request head a proxy must read before it may give up on it (16 KiB, as ours; RFC 9112 sets no bound). */
+const HTTP_HEAD_BOUND = 16 * 1024;
+
+/**
+ * An HTTP proxy request (RFC 9112 section 3): the head ends at the first
+ * empty line; the request line is METHOD SP TARGET SP HTTP/1.x; CONNECT's
+ * target is host:port (RFC 9110 section 9.3.6), an absolute-form target
+ * http://host[:port]/... A whole head whose request line is not one of these
+ * is hopeless (a 400 may come); so is an unfinished head past the bound.
+ */
+function readSentHttp(b: Buffer): SentReading {
+  const text = b.toString("latin1");
+  const blank = /\r?\n\r?\n/.exec(text);
+  if (blank === null) return b.length > HTTP_HEAD_BOUND ? { protocol: "http", hopeless: true } : { protocol: "http" };
+  const end = blank.index + blank[0].length;
+  const line = /^([^\r\n]*)/.exec(text)![1]!;
+  const parts = line.split(" ");
+  if (parts.length !== 3 || !/^HTTP\/1\.[01]$/.test(parts[2]!) || !/^[A-Z]+$/.test(parts[0]!)) return { protocol: "http", hopeless: true };
+  const [method, target] = parts as [string, string];
+  if (method === "CONNECT") {
+    const authority = /^(\[[^\]]*\]|[^:\[\]]+):([0-9]{1,5})$/.exec(target);
+    if (authority === null) return { protocol: "http", hopeless: true };
+    return { protocol: "http", request: httpRequest(method, "connect", authority[1]!, Number(authority[2]), end) };
+  }
+  const absolute = /^http:\/\/(\[[^\]]*\]|[^:/?#@\[\]]+)(?::([0-9]{1,5}))?(?:[/?#].*)?$/i.exec(target);
+  if (absolute !== null) return { protocol: "http", request: httpRequest(method, "absolute", absolute[1]!, Number(absolute[2] ?? "80"), end) };
+  return { protocol: "http", request: { version: "http", command: 0, http: { method, form: "origin" }, kind: "name", host: "", port: 0, end } };
+}
+
+function httpRequest(method: string, form: "connect" | "absolute", host: string, port: number, end: number): SentRequest {
+  const kind = host.startsWith("[") ? "ipv6" : "name";
+  return { version: "http", command: 1, http: { method, form }, kind, host: kind === "ipv6" ? host.slice(1, -1) : host, port, end };
 }
 
 /** One inet_aton(3) part: 0x hex, 0 octal, or decimal; NaN when it is none of those. */
@@ -545,9 +583,16 @@ export function judgeReply(sent: Buffer, received: Buffer): ReplyJudgement {
     if (code < 0x5a || code > 0x5d) return fail(`SOCKS4 reply with CD 0x${code.toString(16)}`);
     reply = { code, success: code === 0x5a };
     at = 8;
+  } else if (reading.protocol === "http") {
+    return judgeHttpReply(reading, sent, received);
   } else {
     return fail(`${received.length} bytes sent back to a client that did not speak SOCKS`);
   }
+  return judgeSocksReply(reading, sent, received, reply, at);
+}
+
+function judgeSocksReply(reading: SentReading, sent: Buffer, received: Buffer, reply: { code: number; success: boolean }, at: number): ReplyJudgement {
+  const fail = (problem: string, success = false, answered = false): ReplyJudgement => ({ success, answered, problem });
   const request = reading.request;
   if (reply.success) {
     if (request === undefined) return fail("a success reply to an incomplete request", true, true);
@@ -565,4 +610,47 @@ export function judgeReply(sent: Buffer, received: Buffer): ReplyJudgement {
     if (!payload.subarray(0, echoed.length).equals(echoed)) return fail("bytes after the success reply are not the echo of the client's payload", true, true);
   }
   return { success: reply.success, answered: true };
+}
+
+/** What an HTTP proxy says when a CONNECT's tunnel is open (RFC 9110 section 9.3.6). */
+export const HTTP_ESTABLISHED = "HTTP/1.1 200 Connection established\r\n\r\n";
+
+/**
+ * The HTTP side: a tunnel's 200 only to a whole CONNECT by name, then only
+ * the echo of the payload; a forwarded absolute-form request by name shows
+ * as the echo target's copy of its rewritten head (origin-form line first);
+ * anything else is one whole response of the proxy's own (a status line, a
+ * Content-Length and no more bytes than it says), 200 only for a page (origin
+ * form). A refusal may answer an unfinished head (a client that closed, or one
+ * past the bound).
+ */
+function judgeHttpReply(reading: SentReading, sent: Buffer, received: Buffer): ReplyJudgement {
+  const fail = (problem: string, success = false): ReplyJudgement => ({ success, answered: true, problem });
+  const text = received.toString("latin1");
+  const request = reading.request;
+  if (text.length < HTTP_ESTABLISHED.length && HTTP_ESTABLISHED.startsWith(text)) return { success: false, answered: false };
+  if (text.startsWith(HTTP_ESTABLISHED)) {
+    if (request?.http?.form !== "connect") return fail("200 Connection established to something other than a whole CONNECT", true);
+    if (carriesAddress(request)) return fail(`a success reply to a request for the IP address ${request.host}`, true);
+    const echoed = received.subarray(HTTP_ESTABLISHED.length);
+    if (!sent.subarray(request.end).subarray(0, echoed.length).equals(echoed)) return fail("bytes after 200 Connection established are not the echo of the client's payload", true);
+    return { success: true, answered: true };
+  }
+  if (text.length < "HTTP/1.1 ".length && "HTTP/1.1 ".startsWith(text)) return { success: false, answered: false };
+  if (text.startsWith("HTTP/1.1 ")) {
+    const status = /^HTTP\/1\.1 ([1-5][0-9][0-9]) [^\r\n]*\r\n/.exec(text);
+    if (status === null) return /^HTTP\/1\.1 [^\r\n]*$/.test(text) ? { success: false, answered: true } : fail("a malformed status line");
+    const headEnd = text.indexOf("\r\n\r\n");
+    if (headEnd < 0) return { success: false, answered: true };
+    const length = /\r\nContent-Length: ([0-9]+)\r\n/.exec(text.slice(0, headEnd + 2));
+    if (length === null) return fail(`a ${status[1]} response without Content-Length`);
+    if (text.length - (headEnd + 4) > Number(length[1])) return fail(`bytes after a ${status[1]} response`);
+    if (status[1] === "200" && request?.http?.form !== "origin") return fail("200 OK to a request that is not for a page of the proxy's own");
+    return { success: false, answered: true };
+  }
+  if (request?.http?.form !== "absolute") return fail(`${received.length} bytes that are no HTTP response`);
+  if (carriesAddress(request)) return fail(`a forwarded request for the IP address ${request.host}`, true);
+  const line = `${request.http.method} /`;
+  if (!(text.length < line.length ? line.startsWith(text) : text.startsWith(line))) return fail("the echo of a forwarded request does not start with its origin-form line", true);
+  return { success: true, answered: true };
 }

@@ -163,7 +163,7 @@ describe("safetunnel -R PORT: a SOCKS proxy on the server whose connections go o
     } finally {
       client.destroy();
     }
-    await waitForLine(cli, new RegExp(`^-R ${port}: dropped SOCKS client 127\\.0\\.0\\.1:\\d+ on the far side: the client spoke HTTP`), "the protocol-error line");
+    await waitForLine(cli, new RegExp(`^-R ${port}: dropped client 127\\.0\\.0\\.1:\\d+ on the far side: the client spoke HTTP`), "the protocol-error line");
     const result = await curlThroughSocks("--socks5-hostname", proxy, `http://localhost:${http.port}/hello`);
     assert.equal(result.code, 0, result.stderr);
   });

@@ -131,7 +131,7 @@ describe("safetunnel -D --socks-auth through a real sshd", () => {
     const offset = tunnel.cli.stderr().length;
     const hex = await answerTo(tunnel.port, Buffer.concat([Buffer.from([0x05, 0x01, 0x02]), userPass(USER, WRONG_PASSWORD), socks5Request("localhost", http.port)]));
     assert.equal(hex, "0502" + "0101");
-    await waitForLine(tunnel.cli, /dropped SOCKS client 127\.0\.0\.1:\d+: wrong SOCKS5 username or password: give the client the ones set with --socks-auth/, "the dropped-client line", offset);
+    await waitForLine(tunnel.cli, /dropped client 127\.0\.0\.1:\d+: wrong SOCKS5 username or password: give the client the ones set with --socks-auth/, "the dropped-client line", offset);
     assert.deepEqual(http.requests.slice(seen), []);
   });
 

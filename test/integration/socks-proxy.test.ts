@@ -349,18 +349,17 @@ describe("safetunnel -D through a real sshd", () => {
     assert.equal(result.stdout.toString(), HELLO);
   });
 
-  test("an HTTP request to the SOCKS port closes only that socket, says so, and the proxy keeps serving", async () => {
+  test("TLS sent to the -D port (a client told https:// for the proxy) closes only that socket, says so, and the proxy keeps serving", async () => {
     const logOffset = verbose.cli.stderr().length;
-    const seen = http.requests.length;
     const client = await RawClient.connect(verbose.port, RAW);
     try {
-      client.write(`GET http://localhost:${http.port}/hello HTTP/1.1\r\nHost: localhost:${http.port}\r\n\r\n`);
+      // The first bytes of a TLS 1.2 ClientHello record.
+      client.write(Buffer.from([0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00, 0x01, 0xfc, 0x03, 0x03]));
       assert.equal((await client.readToEnd()).length, 0);
     } finally {
       client.destroy();
     }
-    await waitForLine(verbose.cli, "the client spoke HTTP, not SOCKS", "the HTTP line", logOffset);
-    assert.deepEqual(http.requests.slice(seen), []);
+    await waitForLine(verbose.cli, "the client spoke TLS, not SOCKS: configure it as a SOCKS v5 proxy (or an http:// proxy, not https://)", "the TLS line", logOffset);
     const result = await curlThroughSocks("--socks5-hostname", verbose.proxy, `http://localhost:${http.port}/hello`);
     assert.equal(result.code, 0, result.stderr);
     assert.equal(result.stdout.toString(), HELLO);

@@ -365,9 +365,9 @@ describe("startDynamicForward: IP-address requests are refused", () => {
     // A dropped client's line is folded per program: the lookup names it.
     const http = await connectClient(port);
     const httpPort = http.localPort;
-    http.write("GET / HTTP/1.1\r\n\r\n");
+    http.write("GET  / HTTP/1.1\r\n\r\n");
     await http.readToEnd();
-    await until(() => forward.stats.protocolErrors === 1 && forward.lines.some((line) => line.includes("dropped SOCKS client")), "the protocol-error line");
+    await until(() => forward.stats.protocolErrors === 1 && forward.lines.some((line) => line.includes("dropped client")), "the protocol-error line");
     assert.deepEqual(asked, [`programOf ${httpPort}`]);
     asked.length = 0;
 
@@ -564,18 +564,18 @@ describe("startDynamicForward: clients dropped for protocol errors", () => {
     const forward = await startForward({ clock: () => clock.now });
     const ports = await garbageClients(forward, 30);
     await until(() => forward.lines.length > 0, "the protocol-error line");
-    assert.deepEqual(forward.lines, [`-D test: dropped SOCKS client 127.0.0.1:${ports[0]}: not a SOCKS request (first byte 0x00).`]);
+    assert.deepEqual(forward.lines, [`-D test: dropped client 127.0.0.1:${ports[0]}: not a SOCKS request (first byte 0x00).`]);
     clock.now += 10_000;
     const [last] = await garbageClients(forward, 1);
     await until(() => forward.lines.length === 2, "the next full line");
-    assert.equal(forward.lines[1], `-D test: dropped SOCKS client 127.0.0.1:${last}: not a SOCKS request (first byte 0x00) (29 more dropped since the last such line).`);
+    assert.equal(forward.lines[1], `-D test: dropped client 127.0.0.1:${last}: not a SOCKS request (first byte 0x00) (29 more dropped since the last such line).`);
   });
 
   test("at -v each one is written", async () => {
     const forward = await startForward({ verbosity: 1, clock: () => 0 });
     await garbageClients(forward, 5);
-    await until(() => forward.lines.filter((line) => line.includes("dropped SOCKS client")).length === 5, "five lines");
-    const dropped = forward.lines.filter((line) => line.includes("dropped SOCKS client"));
+    await until(() => forward.lines.filter((line) => line.includes("dropped client")).length === 5, "five lines");
+    const dropped = forward.lines.filter((line) => line.includes("dropped client"));
     assert.deepEqual(dropped.map((line) => line.startsWith("debug1: ")), [false, true, true, true, true]);
   });
 });

@@ -51,6 +51,10 @@ describe("layering of src/", () => {
     assert.deepEqual(violations("ssh/", ["socks/", "forward/", "cli/", "cli.ts", "tunnel.ts", "main.ts"]), []);
   });
 
+  test("http-proxy/, like socks/, knows nothing of SSH, forwarding or the platform", () => {
+    assert.deepEqual(violations("http-proxy/", ["ssh/", "forward/", "platform/", "cli/", "cli.ts", "tunnel.ts", "main.ts"]), []);
+  });
+
   test("forward/ knows nothing of leakcheck: the canary service is handed in (LocalAnswers)", () => {
     assert.deepEqual(violations("forward/", ["leakcheck/", "cli/", "cli.ts", "tunnel.ts", "main.ts"]), []);
   });

@@ -298,10 +298,10 @@ describe("RefusalLog.dropped: clients dropped for protocol errors fold like refu
     clock.now += 1;
     await refusals.dropped(client("127.0.0.1", 4), GARBAGE);
     assert.deepEqual(lines, [
-      "-D 9001: dropped SOCKS client 127.0.0.1:1 (fuzzer): not a SOCKS request (first byte 0x00).",
-      "debug1: -D 9001: dropped SOCKS client 127.0.0.1:2 (fuzzer): the client spoke HTTP.",
-      "debug1: -D 9001: dropped SOCKS client 127.0.0.1:3 (fuzzer): not a SOCKS request (first byte 0x00).",
-      "-D 9001: dropped SOCKS client 127.0.0.1:4 (fuzzer): not a SOCKS request (first byte 0x00) (2 more dropped since the last such line).",
+      "-D 9001: dropped client 127.0.0.1:1 (fuzzer): not a SOCKS request (first byte 0x00).",
+      "debug1: -D 9001: dropped client 127.0.0.1:2 (fuzzer): the client spoke HTTP.",
+      "debug1: -D 9001: dropped client 127.0.0.1:3 (fuzzer): not a SOCKS request (first byte 0x00).",
+      "-D 9001: dropped client 127.0.0.1:4 (fuzzer): not a SOCKS request (first byte 0x00) (2 more dropped since the last such line).",
     ]);
   });
 
@@ -316,7 +316,7 @@ describe("RefusalLog.dropped: clients dropped for protocol errors fold like refu
       assert.equal(lines.filter((line) => !line.startsWith("debug1: ")).length, 1);
       clock.now += REFUSAL_WINDOW_MS;
       await refusals.dropped(client("127.0.0.1", 7), GARBAGE);
-      assert.equal(lines.at(-1), "-D 9001: dropped SOCKS client 127.0.0.1:7: not a SOCKS request (first byte 0x00) (9999 more dropped since the last such line).");
+      assert.equal(lines.at(-1), "-D 9001: dropped client 127.0.0.1:7: not a SOCKS request (first byte 0x00) (9999 more dropped since the last such line).");
     }
   });
 
@@ -333,10 +333,10 @@ describe("RefusalLog.dropped: clients dropped for protocol errors fold like refu
     program = "curl";
     await refusals.dropped(client("127.0.0.1", 6), GARBAGE);
     assert.deepEqual(lines.map((line) => line.replace(/: not a SOCKS.*/, "")), [
-      "-D 9001: dropped SOCKS client 127.0.0.1:1 (curl)",
-      "-D 9001: dropped SOCKS client 127.0.0.1:2 (firefox)",
-      "-D 9001: dropped SOCKS client 127.0.0.1:3",
-      "-D 9001: dropped SOCKS client 192.168.1.20:4",
+      "-D 9001: dropped client 127.0.0.1:1 (curl)",
+      "-D 9001: dropped client 127.0.0.1:2 (firefox)",
+      "-D 9001: dropped client 127.0.0.1:3",
+      "-D 9001: dropped client 192.168.1.20:4",
     ]);
   });
 
@@ -347,7 +347,7 @@ describe("RefusalLog.dropped: clients dropped for protocol errors fold like refu
     await refusals.dropped(client(), GARBAGE);
     await refusals.report(request(5), client());
     assert.equal(lines.length, 2, lines.join("\n"));
-    assert.match(lines[0]!, /^-D 9001: dropped SOCKS client /);
+    assert.match(lines[0]!, /^-D 9001: dropped client /);
     assert.match(lines[1]!, /^Warning: Refused SOCKS5 CONNECT .*\(curl\): .*Fix: use curl --socks5-hostname/);
   });
 
@@ -359,7 +359,7 @@ describe("RefusalLog.dropped: clients dropped for protocol errors fold like refu
     assert.deepEqual(records[0], {
       time: "1970-01-01T00:00:00.000Z",
       level: "info",
-      msg: "-D 9001: dropped SOCKS client 127.0.0.1:51234 (curl): not a SOCKS request (first byte 0x00).",
+      msg: "-D 9001: dropped client 127.0.0.1:51234 (curl): not a SOCKS request (first byte 0x00).",
       event: "protocol-error",
       client: "127.0.0.1:51234",
       program: "curl",
@@ -370,17 +370,17 @@ describe("RefusalLog.dropped: clients dropped for protocol errors fold like refu
   test("a name lookup that never answers does not hold the line past nameWaitMs", async () => {
     const { refusals, lines } = refusalLog({ ...dropLine, verbosity: 0, nameProgram: () => new Promise(() => {}), nameWaitMs: 20 });
     await refusals.dropped(client(), GARBAGE);
-    assert.deepEqual(lines, ["-D 9001: dropped SOCKS client 127.0.0.1:51234: not a SOCKS request (first byte 0x00)."]);
+    assert.deepEqual(lines, ["-D 9001: dropped client 127.0.0.1:51234: not a SOCKS request (first byte 0x00)."]);
   });
 });
 
 describe("droppedClientLine", () => {
   test("names the forward, the client and its program, without the closing full stop", () => {
-    assert.equal(droppedClientLine("-D 9001", client(), "the client spoke HTTP", "curl"), "-D 9001: dropped SOCKS client 127.0.0.1:51234 (curl): the client spoke HTTP");
-    assert.equal(droppedClientLine("-D 9001", client(), "the client spoke HTTP", undefined), "-D 9001: dropped SOCKS client 127.0.0.1:51234: the client spoke HTTP");
+    assert.equal(droppedClientLine("-D 9001", client(), "the client spoke HTTP", "curl"), "-D 9001: dropped client 127.0.0.1:51234 (curl): the client spoke HTTP");
+    assert.equal(droppedClientLine("-D 9001", client(), "the client spoke HTTP", undefined), "-D 9001: dropped client 127.0.0.1:51234: the client spoke HTTP");
   });
 
   test("a client of -R with a port alone is on the far side", () => {
-    assert.equal(droppedClientLine("-R 1080", client(), "the client spoke TLS", undefined, true), "-R 1080: dropped SOCKS client 127.0.0.1:51234 on the far side: the client spoke TLS");
+    assert.equal(droppedClientLine("-R 1080", client(), "the client spoke TLS", undefined, true), "-R 1080: dropped client 127.0.0.1:51234 on the far side: the client spoke TLS");
   });
 });

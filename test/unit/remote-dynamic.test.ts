@@ -276,7 +276,7 @@ describe("startRemoteDynamicForward", () => {
     await closedOrEnded(far, "the channel to end");
     assert.equal(far.received.length, 0);
     assert.equal(forward.stats.protocolErrors, 1);
-    assert.match(forward.lines[0]!, /^-R 1080: dropped SOCKS client 127\.0\.0\.1:51234 on the far side: the client spoke HTTP, not SOCKS/);
+    assert.match(forward.lines[0]!, /^-R 1080: dropped client 127\.0\.0\.1:51234 on the far side: the client spoke HTTP, not SOCKS/);
   });
 
   test("close() ends the registration and destroys the channels it still holds", async () => {

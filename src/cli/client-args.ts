@@ -1,0 +1,105 @@
+/**
+ * The commands that use a running tunnel for another program:
+ * `safetunnel exec [--proxy HOST:PORT] [--] COMMAND [ARGS]` and
+ * `safetunnel nc [--proxy HOST:PORT] HOST PORT`, to plain plans. Read by
+ * hand, not by cac: everything from COMMAND on belongs to COMMAND, dashes
+ * and all, as with env(1) and sudo(8).
+ */
+import { Buffer } from "node:buffer";
+import { TunnelError, echoValue } from "../errors.ts";
+import { parsePortNumber } from "../address.ts";
+import { DEFAULT_PROXY, parseProxyOption } from "./proxy-option.ts";
+import type { ExecPlan } from "../clients/exec.ts";
+import type { NcPlan } from "../clients/nc.ts";
+
+export const EXEC_HELP = `usage: safetunnel exec [--proxy HOST:PORT] [--] COMMAND [ARGS...]
+
+Runs COMMAND with the tunnel as its proxy, with nothing to set by hand:
+  ALL_PROXY, all_proxy          socks5h://HOST:PORT (names resolved far away)
+  HTTP_PROXY, HTTPS_PROXY       http://HOST:PORT, the same port's HTTP side
+  (and lower case)              (CONNECT for https; names, never addresses)
+  NO_PROXY, no_proxy            empty: nothing bypasses the tunnel
+  GIT_SSH_COMMAND               ssh through 'safetunnel nc' (git over ssh)
+curl, wget, pip, npm, git, Python and most tools read these. No root, no
+LD_PRELOAD: a program that ignores them is not proxied (Go programs never
+proxy localhost). Start the tunnel first: safetunnel -D 1080 user@host.
+
+  --proxy HOST:PORT   The tunnel's -D port (default ${DEFAULT_PROXY}; a port
+                      alone means 127.0.0.1)
+
+Exit status: COMMAND's (or its signal); 125 no tunnel at --proxy, 126 COMMAND
+cannot run, 127 COMMAND not found.
+`;
+
+export const NC_HELP = `usage: safetunnel nc [--proxy HOST:PORT] HOST PORT
+
+Joins standard input and output to HOST:PORT through the tunnel, by name:
+HOST is resolved by the SSH server, never here. For ssh to other machines
+through the tunnel:
+  ssh -o ProxyCommand='safetunnel nc --proxy 127.0.0.1:1080 %h %p' user@far-host
+
+  --proxy HOST:PORT   The tunnel's -D port (default ${DEFAULT_PROXY}; a port
+                      alone means 127.0.0.1)
+
+Exit status: 0 when the connection ended, 1 when it could not be made or was
+reset (the message says what the tunnel answered).
+`;
+
+type Help = { command: "help"; text: string };
+
+/**
+ * @example
+ * parseExecArgs(["--proxy", "9001", "--", "curl", "-sS", "https://example.org"])
+ * // { command: "exec", proxy: { host: "127.0.0.1", port: 9001 }, argv: ["curl", "-sS", "https://example.org"], verbosity: 0, json: false }
+ */
+export function parseExecArgs(argv: string[]): ExecPlan | Help {
+  const usage = usageFor("exec");
+  const { proxy, rest, help } = leadingOptions(argv, usage);
+  if (help) return { command: "help", text: EXEC_HELP };
+  if (rest.length === 0) throw usage("give the command to run, e.g. safetunnel exec -- curl https://example.org");
+  return { command: "exec", proxy, argv: rest, verbosity: 0, json: false };
+}
+
+/**
+ * @example
+ * parseNcArgs(["example.org", "22"]) // { command: "nc", proxy: { host: "127.0.0.1", port: 1080 }, host: "example.org", port: 22, verbosity: 0, json: false }
+ */
+export function parseNcArgs(argv: string[]): NcPlan | Help {
+  const usage = usageFor("nc");
+  const { proxy, rest, help } = leadingOptions(argv, usage);
+  if (help) return { command: "help", text: NC_HELP };
+  if (rest.length !== 2) throw usage(`expected HOST PORT, got ${rest.length === 0 ? "nothing" : echoValue(rest.join(" "), "'")}`);
+  const [host, portText] = rest as [string, string];
+  const port = parsePortNumber(portText);
+  if (port === undefined) throw usage(`bad port ${echoValue(portText, "'")}: expected a number from 1 to 65535`);
+  if (host === "" || Buffer.byteLength(host) > 255) throw usage("HOST must be 1 to 255 bytes");
+  return { command: "nc", proxy, host, port, verbosity: 0, json: false };
+}
+
+/** --proxy and --help before the first other word (or `--`); the rest as given. */
+function leadingOptions(argv: string[], usage: (problem: string) => TunnelError): { proxy: { host: string; port: number }; rest: string[]; help: boolean } {
+  let proxyText: string | undefined;
+  let i = 0;
+  for (; i < argv.length; i++) {
+    const arg = argv[i]!;
+    if (arg === "--") {
+      i++;
+      break;
+    }
+    if (arg === "-h" || arg === "--help") return { proxy: parseProxyOption(DEFAULT_PROXY, usage), rest: [], help: true };
+    if (arg === "--proxy" || arg.startsWith("--proxy=")) {
+      if (proxyText !== undefined) throw usage("--proxy given more than once; give it once");
+      const value = arg === "--proxy" ? argv[++i] : arg.slice("--proxy=".length);
+      if (value === undefined || value === "") throw usage("--proxy needs a value, e.g. --proxy 127.0.0.1:9001");
+      proxyText = value;
+      continue;
+    }
+    if (arg.startsWith("-") && arg !== "-") throw usage(`unknown option ${echoValue(arg.split("=")[0]!, "'")} (options of the command go after --)`);
+    break;
+  }
+  return { proxy: parseProxyOption(proxyText ?? DEFAULT_PROXY, usage), rest: argv.slice(i), help: false };
+}
+
+function usageFor(command: string): (problem: string) => TunnelError {
+  return (problem) => new TunnelError("USAGE", `${command}: ${problem}; see 'safetunnel ${command} --help'`);
+}

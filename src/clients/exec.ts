@@ -1,0 +1,108 @@
+/**
+ * `safetunnel exec [--proxy HOST:PORT] -- COMMAND [ARGS]`: COMMAND runs with
+ * the tunnel as its proxy (proxy-env.ts), with nothing to configure, no root
+ * and no LD_PRELOAD; its exit status and signals are passed through, as
+ * env(1) and timeout(1) do (their 125, 126 and 127 for our own failures).
+ */
+import { spawn as nodeSpawn, type ChildProcess, type SpawnOptions } from "node:child_process";
+import { connect } from "node:net";
+import { TunnelError, errnoCode, echoValue } from "../errors.ts";
+import { hostPort } from "../address.ts";
+import { proxyEnvironment } from "./proxy-env.ts";
+import type { ProxyAddress } from "./socks-connect.ts";
+
+export interface ExecPlan {
+  command: "exec";
+  proxy: ProxyAddress;
+  /** COMMAND and its arguments, as given. */
+  argv: string[];
+  verbosity: number;
+  json: boolean;
+}
+
+/** How COMMAND ended. */
+export type ExecOutcome = { status: number } | { signal: NodeJS.Signals };
+
+/** The signals passed on to COMMAND (SIGINT and SIGQUIT only when no terminal sends them to it already). */
+type Relayed = "SIGTERM" | "SIGHUP" | "SIGINT" | "SIGQUIT";
+
+export interface ExecIo {
+  env: Readonly<Record<string, string | undefined>>;
+  /** How to run this program again, for COMMAND's ssh (`safetunnel nc`). */
+  self: readonly string[];
+  /**
+   * Standard input is a terminal: Ctrl-C and Ctrl-\ reach COMMAND from it (the
+   * same process group), so relaying them would deliver them twice.
+   */
+  terminal: boolean;
+  /** Where our own signals arrive (the process). */
+  signals: { on(signal: Relayed, listener: () => void): unknown; removeListener(signal: Relayed, listener: () => void): unknown };
+  /** @default node:child_process spawn */
+  spawn?: (command: string, args: readonly string[], options: SpawnOptions) => ChildProcess;
+  platform: NodeJS.Platform;
+}
+
+/** Exit status for our own failures before COMMAND ran (env(1), timeout(1)). */
+const EXEC_FAILED = 125;
+
+/**
+ * @example
+ * const outcome = await runExec({ command: "exec", proxy: { host: "127.0.0.1", port: 9001 }, argv: ["curl", "https://example.org"], verbosity: 0, json: false }, io);
+ * // { status: 0 }
+ */
+export async function runExec(plan: ExecPlan, io: ExecIo): Promise<ExecOutcome> {
+  await checkProxy(plan.proxy);
+  const [command, ...args] = plan.argv as [string, ...string[]];
+  const env = proxyEnvironment(plan.proxy, io.self, io.env);
+  const spawn = io.spawn ?? nodeSpawn;
+  const child = spawn(command, args, { stdio: "inherit", env, windowsHide: false });
+  const relayed: Relayed[] = io.platform === "win32" ? [] : io.terminal ? ["SIGTERM", "SIGHUP"] : ["SIGTERM", "SIGHUP", "SIGINT", "SIGQUIT"];
+  // Taken even when not relayed: a terminal's Ctrl-C is COMMAND's to act on, not a reason for us to go first.
+  const listened: Relayed[] = io.platform === "win32" ? [] : ["SIGTERM", "SIGHUP", "SIGINT", "SIGQUIT"];
+  const listeners = new Map<Relayed, () => void>();
+  for (const signal of listened) {
+    const listener = (): void => {
+      if (relayed.includes(signal)) child.kill(signal);
+    };
+    listeners.set(signal, listener);
+    io.signals.on(signal, listener);
+  }
+  try {
+    return await new Promise<ExecOutcome>((resolve, reject) => {
+      child.once("error", (err) => reject(spawnFailure(command, err)));
+      child.once("exit", (code, signal) => resolve(signal !== null ? { signal } : { status: code ?? EXEC_FAILED }));
+    });
+  } finally {
+    for (const [signal, listener] of listeners) io.signals.removeListener(signal, listener);
+  }
+}
+
+/** The tunnel must be there: without it every request of COMMAND would fail, one by one. */
+async function checkProxy(proxy: ProxyAddress): Promise<void> {
+  const where = hostPort(proxy.host, proxy.port);
+  await new Promise<void>((resolve, reject) => {
+    const socket = connect({ host: proxy.host, port: proxy.port });
+    const timer = setTimeout(() => fail(new Error("no answer within 10 s")), 10_000);
+    function fail(err: Error): void {
+      clearTimeout(timer);
+      socket.destroy();
+      const fix = errnoCode(err) === "ECONNREFUSED" ? `start the tunnel first (safetunnel -D ${proxy.port} user@host) or give its port with --proxy` : "check --proxy";
+      reject(new TunnelError("PROXY_UNREACHABLE", `exec: no tunnel at ${where} (${err.message}): ${fix}`, { exitCode: EXEC_FAILED }));
+    }
+    socket.once("error", fail);
+    socket.once("connect", () => {
+      clearTimeout(timer);
+      socket.destroy();
+      resolve();
+    });
+  });
+}
+
+function spawnFailure(command: string, err: Error): TunnelError {
+  const code = errnoCode(err);
+  if (code === "ENOENT") {
+    return new TunnelError("COMMAND_NOT_FOUND", `exec: ${echoValue(command, "'")}: command not found (it runs without a shell: give a program on PATH or its path)`, { exitCode: 127 });
+  }
+  if (code === "EACCES") return new TunnelError("COMMAND_NOT_FOUND", `exec: ${echoValue(command, "'")}: permission denied (not executable)`, { exitCode: 126 });
+  return new TunnelError("COMMAND_NOT_FOUND", `exec: cannot run ${echoValue(command, "'")}: ${err.message}`, { exitCode: 126 });
+}
