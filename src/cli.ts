@@ -11,7 +11,8 @@ import { parseTunnelArgs, type TunnelArgsResult } from "./cli/tunnel-args.ts";
 import { parseLeakcheckArgs, type LeakcheckPlan } from "./cli/leakcheck-args.ts";
 import { parseServeArgs, type ServePlan } from "./cli/serve-args.ts";
 import { parseDemoArgs, type DemoPlan } from "./cli/demo-args.ts";
-import { parseExecArgs, parseNcArgs } from "./cli/client-args.ts";
+import { parseBrowserArgs, parseExecArgs, parseNcArgs } from "./cli/client-args.ts";
+import type { BrowserPlan } from "./clients/browser.ts";
 import type { ExecPlan } from "./clients/exec.ts";
 import type { NcPlan } from "./clients/nc.ts";
 
@@ -21,6 +22,7 @@ export type { ServePlan } from "./cli/serve-args.ts";
 export type { DemoPlan } from "./cli/demo-args.ts";
 export type { ExecPlan } from "./clients/exec.ts";
 export type { NcPlan } from "./clients/nc.ts";
+export type { BrowserPlan } from "./clients/browser.ts";
 export { HELP_TEXT } from "./cli/help.ts";
 export { VERSION } from "./version.ts";
 
@@ -29,7 +31,7 @@ export { VERSION } from "./version.ts";
  * gets. A subcommand adds its own plan type to this union and its runner to
  * main.ts.
  */
-export type Plan = TunnelArgsResult | LeakcheckPlan | ServePlan | DemoPlan | ExecPlan | NcPlan;
+export type Plan = TunnelArgsResult | LeakcheckPlan | ServePlan | DemoPlan | ExecPlan | NcPlan | BrowserPlan;
 
 /** A subcommand: its name as typed first on the command line, and its parser. */
 export interface Subcommand {
@@ -46,6 +48,7 @@ export const SUBCOMMANDS: ReadonlyMap<string, Subcommand> = new Map(
     { name: "demo", parse: parseDemoArgs },
     { name: "exec", parse: parseExecArgs },
     { name: "nc", parse: parseNcArgs },
+    { name: "browser", parse: parseBrowserArgs },
   ].map((subcommand) => [subcommand.name, subcommand]),
 );
 

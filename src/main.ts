@@ -59,7 +59,7 @@ async function main(argv: string[]): Promise<number> {
       }
       const before = plan.command === "tunnel" ? " before the tunnel was up" : "";
       log.error(`safetunnel: ${stopping ? "stopped" : "interrupted"} by ${signal}${stopping ? "" : before}.`);
-      process.exit(plan.command === "leakcheck" ? 2 : 255);
+      process.exit(plan.command === "leakcheck" || plan.command === "browser" ? 2 : 255);
     });
   }
   const onStopSignal = (handler: (signal: string) => void): void => {
@@ -81,6 +81,17 @@ async function main(argv: string[]): Promise<number> {
         home: process.env["HOME"] ?? homedir(),
         env: process.env,
         openUrl: (url) => openInBrowser(url, (problem) => log.warn(`cannot open a browser (${problem}); open the URL yourself.`)),
+        onStopSignal,
+      });
+    }
+    if (plan.command === "browser") {
+      const { runBrowser } = await import("./clients/browser.ts");
+      return await runBrowser(plan, {
+        out: (line) => void process.stdout.write(line + "\n"),
+        note: writeErr,
+        platform: process.platform,
+        home: process.env["HOME"] ?? homedir(),
+        env: process.env,
         onStopSignal,
       });
     }

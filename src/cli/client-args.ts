@@ -1,7 +1,8 @@
 /**
  * The commands that use a running tunnel for another program:
- * `safetunnel exec [--proxy HOST:PORT] [--] COMMAND [ARGS]` and
- * `safetunnel nc [--proxy HOST:PORT] HOST PORT`, to plain plans. Read by
+ * `safetunnel exec [--proxy HOST:PORT] [--] COMMAND [ARGS]`,
+ * `safetunnel nc [--proxy HOST:PORT] HOST PORT` and `safetunnel browser`,
+ * to plain plans. Read by
  * hand, not by cac: everything from COMMAND on belongs to COMMAND, dashes
  * and all, as with env(1) and sudo(8).
  */
@@ -11,6 +12,7 @@ import { parsePortNumber } from "../address.ts";
 import { DEFAULT_PROXY, parseProxyOption } from "./proxy-option.ts";
 import type { ExecPlan } from "../clients/exec.ts";
 import type { NcPlan } from "../clients/nc.ts";
+import type { BrowserPlan } from "../clients/browser.ts";
 
 export const EXEC_HELP = `usage: safetunnel exec [--proxy HOST:PORT] [--] COMMAND [ARGS...]
 
@@ -45,6 +47,32 @@ Exit status: 0 when the connection ended, 1 when it could not be made or was
 reset (the message says what the tunnel answered).
 `;
 
+export const BROWSER_HELP = `usage: safetunnel browser [firefox|chromium] [--proxy HOST:PORT] [--profile DIR]
+                         [--no-webrtc] [-- BROWSER ARGS...]
+
+Starts an installed browser (Firefox if there is one, else Chromium, Chrome,
+Brave or Edge) with a fresh profile set up so that nothing leaks, and opens
+the leak check as its first page: the verdict is printed here, and the browser
+stays open for you to use. Nothing to set by hand.
+  Firefox:   manual SOCKS5 with remote DNS, no direct failover or bypass,
+             loopback through the tunnel, DNS-over-HTTPS off, WebRTC only
+             through the proxy, no prefetch or speculative connections
+  Chromium:  --proxy-server=socks5://, loopback through the tunnel, a host
+             resolver that answers nothing, QUIC off; WebRTC's UDP only
+             through the proxy and DNS-over-HTTPS off in the profile
+
+  --proxy HOST:PORT   The tunnel's -D port (default ${DEFAULT_PROXY}; a port
+                      alone means 127.0.0.1)
+  --profile DIR       Use and keep this profile folder (settings above are
+                      written into it) instead of a fresh one
+  --no-webrtc         Firefox: turn WebRTC off instead of keeping it inside
+                      the proxy
+  -- BROWSER ARGS     Given to the browser (a URL opens as another tab)
+
+Exit status, once the browser is closed: 0 the check passed, 1 LEAK, 2 could
+not test (no tunnel at --proxy: then no browser is started).
+`;
+
 type Help = { command: "help"; text: string };
 
 /**
@@ -74,6 +102,48 @@ export function parseNcArgs(argv: string[]): NcPlan | Help {
   if (port === undefined) throw usage(`bad port ${echoValue(portText, "'")}: expected a number from 1 to 65535`);
   if (host === "" || Buffer.byteLength(host) > 255) throw usage("HOST must be 1 to 255 bytes");
   return { command: "nc", proxy, host, port, verbosity: 0, json: false };
+}
+
+/**
+ * @example
+ * parseBrowserArgs(["chromium", "--proxy", "9001", "--", "--headless"])
+ * // { command: "browser", browser: "chromium", proxy: { host: "127.0.0.1", port: 9001 }, profile: undefined, webrtc: true, browserArgs: ["--headless"], ... }
+ */
+export function parseBrowserArgs(argv: string[]): BrowserPlan | Help {
+  const usage = usageFor("browser");
+  const dash = argv.indexOf("--");
+  const own = dash < 0 ? argv : argv.slice(0, dash);
+  const browserArgs = dash < 0 ? [] : argv.slice(dash + 1);
+  let browser: BrowserPlan["browser"];
+  let proxyText: string | undefined;
+  let profile: string | undefined;
+  let webrtc = true;
+  for (let i = 0; i < own.length; i++) {
+    const arg = own[i]!;
+    const [name, inline] = arg.startsWith("--") && arg.includes("=") ? [arg.slice(0, arg.indexOf("=")), arg.slice(arg.indexOf("=") + 1)] : [arg, undefined];
+    const value = (): string => {
+      const given = inline ?? own[++i];
+      if (given === undefined || given === "") throw usage(`${name} needs a value`);
+      return given;
+    };
+    if (name === "-h" || name === "--help") return { command: "help", text: BROWSER_HELP };
+    else if (name === "--proxy") {
+      if (proxyText !== undefined) throw usage("--proxy given more than once; give it once");
+      proxyText = value();
+    } else if (name === "--profile") {
+      if (profile !== undefined) throw usage("--profile given more than once; give it once");
+      profile = value();
+    } else if (name === "--no-webrtc") webrtc = false;
+    else if (name === "firefox" || name === "chromium") {
+      if (browser !== undefined) throw usage(`one browser at a time (${browser} and ${name} given)`);
+      browser = name;
+    } else if (name.startsWith("-")) throw usage(`unknown option ${echoValue(name, "'")} (the browser's own options go after --)`);
+    else throw usage(`unknown browser ${echoValue(name, "'")}: give firefox or chromium (Chrome, Brave and Edge count as chromium)`);
+  }
+  if (!webrtc && browser === "chromium") {
+    throw usage("--no-webrtc is for Firefox: Chromium cannot turn WebRTC off without an admin policy (its WebRTC is kept inside the proxy anyway)");
+  }
+  return { command: "browser", browser, proxy: parseProxyOption(proxyText ?? DEFAULT_PROXY, usage), profile, webrtc, browserArgs, verbosity: 0, json: false };
 }
 
 /** --proxy and --help before the first other word (or `--`); the rest as given. */

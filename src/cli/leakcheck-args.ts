@@ -20,6 +20,12 @@ export interface LeakcheckPlan {
   /** A capture to analyse (pcap or pcapng). */
   pcap: string | undefined;
   json: boolean;
+  /**
+   * Read the browsers' settings from the home folder and report on them.
+   * `safetunnel browser` turns it off: the profile it launches is its own,
+   * written from the same knowledge. @default true
+   */
+  settings?: boolean;
 }
 
 export const LEAKCHECK_HELP = `usage: safetunnel leakcheck [--proxy HOST:PORT] [--wait SECONDS] [--open] [--watch]

@@ -17,6 +17,12 @@ const MAX_BODY_BYTES = 64 * 1024;
 /** How long the page's script gathers ICE candidates before it reports. */
 export const GATHER_MS = 3000;
 
+/** Where the page asks for the check's verdict, once it has reported (leakcheck sends it there, control-protocol.ts). */
+export const VERDICT_PATH = "/verdict";
+/** How often the page asks, and for how long. */
+const VERDICT_POLL_MS = 500;
+const VERDICT_POLL_FOR_MS = 120_000;
+
 /**
  * One HTTP/1.1 exchange on the canary origin, then the connection closes.
  *
@@ -78,6 +84,10 @@ function respond(received: Buffer, session: CanarySession): Buffer | undefined {
   }
   if (method !== "GET" && method !== "HEAD") return httpResponse(405, "text/plain", "Only GET, HEAD and POST /report\n");
   session.report({ event: "page", method, path, userAgent: header("user-agent") });
+  if (path === VERDICT_PATH) {
+    // 204 until leakcheck has sent it.
+    return session.verdict === undefined ? httpResponse(204, "text/plain", "") : httpResponse(200, "application/json", JSON.stringify(session.verdict), method === "HEAD");
+  }
   if (path !== "/") return httpResponse(404, "text/plain", "Not found\n", method === "HEAD");
   return httpResponse(200, "text/html; charset=utf-8", canaryPage(session), method === "HEAD");
 }
@@ -118,14 +128,34 @@ function canaryPage(session: CanarySession): string {
 <h1>safetunnel leak check</h1>
 <p>This page came through your SSH tunnel, asked for by name (${session.canary}): this browser sends names to the proxy.</p>
 <p id="webrtc">WebRTC: not tested (JavaScript is off).</p>
-<p>Go back to the terminal for the verdict.</p>
+<p id="verdict">The verdict will show here and in the terminal.</p>
 <script>
+const showVerdict = async () => {
+  const shown = document.getElementById("verdict");
+  for (let waited = 0; waited < ${VERDICT_POLL_FOR_MS}; waited += ${VERDICT_POLL_MS}) {
+    try {
+      const response = await fetch("${VERDICT_PATH}", { cache: "no-store" });
+      if (response.status === 200) {
+        const { verdict, summary } = await response.json();
+        shown.textContent = "Verdict: " + verdict + ". " + summary + (verdict === "LEAK" ? ". Do not use this browser through the tunnel until it is fixed: the terminal says how." : ".");
+        shown.style.cssText = verdict === "PASS" ? "color:#060;font-weight:bold" : "color:#fff;background:#b00;padding:1em;font-size:150%;font-weight:bold";
+        return;
+      }
+    } catch {
+      // The check has ended (its names are gone): the terminal has the verdict.
+      shown.textContent = "The check has ended: see the terminal for the verdict.";
+      return;
+    }
+    await new Promise((resolve) => setTimeout(resolve, ${VERDICT_POLL_MS}));
+  }
+};
 (async () => {
   const status = document.getElementById("webrtc");
   const post = (webrtc) => fetch("/report", { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ webrtc }) });
   if (typeof RTCPeerConnection !== "function") {
     status.textContent = "WebRTC: off in this browser.";
     await post({ candidates: [], error: "RTCPeerConnection is not available" });
+    await showVerdict();
     return;
   }
   status.textContent = "WebRTC: testing...";
@@ -144,10 +174,11 @@ function canaryPage(session: CanarySession): string {
     });
     connection.close();
     await post({ candidates, gathering });
-    status.textContent = "WebRTC: tested; the verdict is in the terminal.";
+    status.textContent = "WebRTC: tested.";
   } catch (err) {
     await post({ candidates, gathering, error: String(err) });
   }
+  await showVerdict();
 })();
 </script>
 </body>

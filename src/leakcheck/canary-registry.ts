@@ -57,6 +57,8 @@ export interface CanarySession {
   readonly stun: string;
   /** Where leakcheck listens for WebRTC's UDP, once it has said (the page's second STUN server). */
   udpStun: UdpEndpoint | undefined;
+  /** The check's verdict, once leakcheck has sent it: the page shows it. */
+  verdict: { verdict: "PASS" | "LEAK" | "UNTESTED"; summary: string } | undefined;
   report(event: CanaryEvent): void;
   close(): void;
 }
@@ -92,6 +94,7 @@ export class CanaryRegistry {
       canary,
       stun,
       udpStun: undefined,
+      verdict: undefined,
       report: (event) => {
         if (open) listener(event);
       },

@@ -27,17 +27,33 @@ export interface UdpEndpoint {
 }
 
 /**
- * Requests leakcheck may make:
+ * Requests leakcheck may make (and VerdictRequest below):
  * - `stun-udp`: give the canary page a second STUN server, `stun:ADDRESS:PORT`,
  *   where leakcheck listens for WebRTC's UDP. The front end accepts only an
  *   address of one of this machine's interfaces, so the page never sends
  *   anything to another machine.
  */
-export type ControlRequest = { request: "stun-udp" } & UdpEndpoint;
+export type ControlRequest = ({ request: "stun-udp" } & UdpEndpoint) | VerdictRequest;
+
+/**
+ * - `verdict`: show this verdict on the canary page, which asks for it at
+ *   `/verdict` once its own report is sent (`safetunnel browser` opens the
+ *   page, so the page is where a LEAK is seen first).
+ */
+export interface VerdictRequest {
+  request: "verdict";
+  verdict: "PASS" | "LEAK" | "UNTESTED";
+  /** One sentence, at most MAX_SUMMARY_CHARS. */
+  summary: string;
+}
+
+/** The longest verdict summary a request carries (it must fit in MAX_REQUEST_BYTES as JSON). */
+export const MAX_SUMMARY_CHARS = 600;
 
 /** The front end's answer to a request. */
 export type ControlAnswer =
   | ({ event: "stun-udp" } & UdpEndpoint)
+  | { event: "verdict" }
   | { event: "request-refused"; request: string; reason: string };
 
 /** The longest request line the front end reads; a longer one ends the control connection. */
@@ -69,6 +85,12 @@ export function parseControlRequest(line: string): ControlRequest | { error: str
   if (typeof value !== "object" || value === null || Array.isArray(value)) return { error: "not a JSON object" };
   const { request, address, port } = value as Record<string, unknown>;
   if (typeof request !== "string") return { error: 'no "request"' };
+  if (request === "verdict") {
+    const { verdict, summary } = value as Record<string, unknown>;
+    if (verdict !== "PASS" && verdict !== "LEAK" && verdict !== "UNTESTED") return { error: '"verdict" must be PASS, LEAK or UNTESTED', request };
+    if (typeof summary !== "string" || summary.length > MAX_SUMMARY_CHARS) return { error: `"summary" must be text of at most ${MAX_SUMMARY_CHARS} characters`, request };
+    return { request, verdict, summary };
+  }
   if (request !== "stun-udp") return { error: `unknown request ${JSON.stringify(request.slice(0, 40))}`, request: request.slice(0, 40) };
   if (typeof address !== "string" || address.length > 64) return { error: '"address" must be an IP address', request };
   if (typeof port !== "number" || !Number.isInteger(port) || port < 1 || port > 65535) return { error: '"port" must be a whole number from 1 to 65535', request };
@@ -104,6 +126,7 @@ export function asControlAnswer(value: unknown): ControlAnswer | undefined {
   if (typeof value !== "object" || value === null) return undefined;
   const v = value as Record<string, unknown>;
   if (v["event"] === "stun-udp" && typeof v["address"] === "string" && typeof v["port"] === "number") return { event: "stun-udp", address: v["address"], port: v["port"] };
+  if (v["event"] === "verdict") return { event: "verdict" };
   if (v["event"] === "request-refused" && typeof v["request"] === "string" && typeof v["reason"] === "string") return { event: "request-refused", request: v["request"], reason: v["reason"] };
   return undefined;
 }

@@ -73,6 +73,10 @@ export function controlStream(registry: CanaryRegistry, options: ControlStreamOp
 function answer(line: string, session: CanarySession, options: ControlStreamOptions): ControlAnswer {
   const request = parseControlRequest(line);
   if ("error" in request) return { event: "request-refused", request: request.request ?? "", reason: request.error };
+  if (request.request === "verdict") {
+    session.verdict = { verdict: request.verdict, summary: request.summary };
+    return { event: "verdict" };
+  }
   const address = canonicalAddress(request.address);
   const addresses = options.networkAddresses();
   if (address === undefined || !isOneOf(address, addresses)) {

@@ -27,7 +27,9 @@ import { socksAppFromProgram, type ProxyEndpoint } from "../client-setup.ts";
 import type { DnsObservation } from "./dns-frames.ts";
 import { auditBrowserSetup } from "./browser-files.ts";
 import { asWebrtcReport, mergeWebrtcReports, stunLookupFix, udpProbeFindings, webrtcFindings, type UdpProbe, type WebrtcReport } from "./webrtc.ts";
-import { GATHER_MS } from "./canary-page.ts";
+import { GATHER_MS, VERDICT_PATH } from "./canary-page.ts";
+import { MAX_SUMMARY_CHARS } from "./control-protocol.ts";
+import { within } from "../deadline.ts";
 import { listenForWebrtcUdp, type StunListener } from "./stun-listener.ts";
 import { procUdpSender } from "../platform/udp-owner.ts";
 import { TunnelError, describeError, errnoCode } from "../errors.ts";
@@ -57,6 +59,8 @@ const REPORT_WAIT_MS = GATHER_MS + 3000;
 const MAX_WATCH_SOURCES = 16;
 /** How long the front end may take to answer a control request. */
 const REQUEST_WAIT_MS = 2000;
+/** How long the open page may take to ask for the verdict (it asks every VERDICT_POLL_MS), before the names go. */
+const VERDICT_SHOW_MS = 3000;
 
 /**
  * @example
@@ -103,182 +107,196 @@ export async function runLeakcheck(plan: LeakcheckPlan, env: LeakcheckEnvironmen
   let capture: LiveCapture | undefined;
   let captureProblem: string | undefined;
   let outcome: Outcome;
+  /** When the canary page arrived: its script reports within REPORT_WAIT_MS, then asks for the verdict. */
+  let pageAt: number | undefined;
+  /** A request for /verdict arrived (the page is showing it). */
+  let onVerdictFetched = (): void => {};
   try {
-    poller =
-      env.platform === "linux"
-        ? new ResolverSocketPoller({
-            proxy,
-            onSocket: ({ finding }) => {
-              findings.push(finding);
-              if (plan.watch) env.out(plan.json ? findingJsonLine(finding) : `resolver: ${finding.detail}`);
-            },
-          })
-        : undefined;
-    poller?.start();
-    // Settings are read while the user opens the page; a failure is a finding, never the end of the check.
-    const setup = auditBrowserSetup({ home: env.home, platform: env.platform, env: env.env }, proxy).catch(
-      (err: unknown): Finding[] => [{ probe: "system", severity: "info", detail: `Browser settings could not be read: ${describeError(err)}`, fix: null }],
-    );
-    // Set once the wait below starts: a canary looked up locally, or WebRTC's UDP at our port, makes the verdict LEAK at once.
-    let onCanaryLookup = (): void => {};
-    let onUdpStun = (): void => {};
-    const reportedSources = new Set<string>();
-    udp = await listenForWebrtcUdp({
-      ...(env.platform === "linux" ? { senderProgram: procUdpSender() } : {}),
-      onStun: (from) => {
-        // One line per source: a browser retransmits, and anyone on the network can send to the port.
-        if (plan.watch && !reportedSources.has(from) && reportedSources.size < MAX_WATCH_SOURCES) {
-          reportedSources.add(from);
-          env.out(plan.json ? JSON.stringify({ type: "webrtc-udp", from }) : `webrtc: a STUN request over UDP from ${from} reached leakcheck's port around the proxy (a leak)`);
+    try {
+      poller =
+        env.platform === "linux"
+          ? new ResolverSocketPoller({
+              proxy,
+              onSocket: ({ finding }) => {
+                findings.push(finding);
+                if (plan.watch) env.out(plan.json ? findingJsonLine(finding) : `resolver: ${finding.detail}`);
+              },
+            })
+          : undefined;
+      poller?.start();
+      // Settings are read while the user opens the page; a failure is a finding, never the end of the check.
+      const setup = (plan.settings === false ? Promise.resolve([]) : auditBrowserSetup({ home: env.home, platform: env.platform, env: env.env }, proxy)).catch(
+        (err: unknown): Finding[] => [{ probe: "system", severity: "info", detail: `Browser settings could not be read: ${describeError(err)}`, fix: null }],
+      );
+      // Set once the wait below starts: a canary looked up locally, or WebRTC's UDP at our port, makes the verdict LEAK at once.
+      let onCanaryLookup = (): void => {};
+      let onUdpStun = (): void => {};
+      const reportedSources = new Set<string>();
+      udp = await listenForWebrtcUdp({
+        ...(env.platform === "linux" ? { senderProgram: procUdpSender() } : {}),
+        onStun: (from) => {
+          // One line per source: a browser retransmits, and anyone on the network can send to the port.
+          if (plan.watch && !reportedSources.has(from) && reportedSources.size < MAX_WATCH_SOURCES) {
+            reportedSources.add(from);
+            env.out(plan.json ? JSON.stringify({ type: "webrtc-udp", from }) : `webrtc: a STUN request over UDP from ${from} reached leakcheck's port around the proxy (a leak)`);
+          }
+          onUdpStun();
+        },
+      });
+      if (udp.endpoint !== undefined) {
+        // The front end names our port in the page it serves: it must know before the URL is shown.
+        const answer = await control.request({ request: "stun-udp", ...udp.endpoint }, REQUEST_WAIT_MS);
+        if (answer === undefined) {
+          // A late answer would still put the port in the page: listen on.
+          udpUnconfirmed = "the tunnel did not answer the request to add it to the page (a safetunnel from before this check existed?)";
+        } else if (answer.event !== "stun-udp") {
+          udpProbe = { problem: `the tunnel would not add it to the page (${answer.event === "request-refused" ? answer.reason : "it answered something else"})` };
+          await udp.close();
         }
-        onUdpStun();
-      },
-    });
-    if (udp.endpoint !== undefined) {
-      // The front end names our port in the page it serves: it must know before the URL is shown.
-      const answer = await control.request({ request: "stun-udp", ...udp.endpoint }, REQUEST_WAIT_MS);
-      if (answer === undefined) {
-        // A late answer would still put the port in the page: listen on.
-        udpUnconfirmed = "the tunnel did not answer the request to add it to the page (a safetunnel from before this check existed?)";
-      } else if (answer.event !== "stun-udp") {
-        udpProbe = { problem: `the tunnel would not add it to the page (${answer.reason})` };
-        await udp.close();
+      }
+      const canaryNames = [control.hello.canary, control.hello.stun];
+      const namesOurCanary = (seen: DnsObservation): boolean => seen.names.some((name) => canaryNames.some((canaryName) => namesCanary(name, canaryName)));
+      capture = await startLiveCapture({
+        mustKeep: namesOurCanary,
+        onObservation: (seen) => {
+          const isCanary = namesOurCanary(seen);
+          if (isCanary) onCanaryLookup();
+          if (plan.watch && seen.query) {
+            const line = `${seen.protocol} query for ${seen.names.join(", ")} to ${hostPort(seen.to.address, seen.to.port)}${isCanary ? " (the canary: a leak)" : ""}`;
+            env.out(plan.json ? JSON.stringify({ type: "lookup", detail: line }) : `resolver: ${line}`);
+          }
+        },
+      });
+
+      // The probes run before the URL is shown: the first lookup a browser makes is seen.
+      const { url } = control.hello;
+      if (plan.json) env.out(JSON.stringify({ type: "url", url }));
+      else {
+        env.out(`Open this URL in the browser you will use through ${hostPort(proxy.host, proxy.port)}:`);
+        env.out(url);
+      }
+      if (plan.open) env.openUrl(url);
+
+      const connection = control;
+      outcome = await new Promise<Outcome>((resolve) => {
+        let settle: ReturnType<typeof setTimeout> | undefined;
+        let certain: "arrived" | "leaked" | undefined;
+        let endsAt = Infinity;
+        const deadline = plan.watch ? undefined : setTimeout(() => resolve("timeout"), plan.waitMs);
+        const done = (why: Outcome): void => {
+          clearTimeout(deadline);
+          clearTimeout(settle);
+          resolve(why);
+        };
+        /** The verdict is certain: end after `ms`, unless it ends sooner already; a leak overrides an arrival. */
+        const endAfter = (why: "arrived" | "leaked", ms: number): void => {
+          if (plan.watch || (certain === "leaked" && why === "arrived")) return;
+          const at = now() + ms;
+          if (certain === why && at >= endsAt) return;
+          certain = why;
+          endsAt = at;
+          clearTimeout(settle);
+          settle = setTimeout(() => done(why), ms);
+        };
+        onStop = () => done("interrupted");
+        if (stopped) done("interrupted");
+        /**
+         * After a leak: a moment for stragglers, and once the page has arrived, time for its
+         * report, so the WebRTC findings (and their fixes) come in the same run. Without the
+         * page, none may come (a browser that resolved the canary itself never fetches it).
+         */
+        const leaked = (): void => {
+          const reportDue = pageAt !== undefined && webrtc === undefined ? pageAt + REPORT_WAIT_MS - now() : 0;
+          endAfter("leaked", Math.max(SETTLE_MS, reportDue));
+        };
+        onCanaryLookup = leaked;
+        // STUN at our port comes from the page's script: its report follows.
+        onUdpStun = () => endAfter("leaked", webrtc === undefined ? REPORT_WAIT_MS : SETTLE_MS);
+        connection.onLost(() => done("lost"));
+        connection.onEvent((event: CanaryEvent) => {
+          if (event.event === "canary") {
+            if (event.port === 80 || event.port === 443) {
+              canary.arrivedByName = true;
+              if (event.program !== null && !canaryPrograms.includes(event.program)) canaryPrograms.push(event.program);
+              canary.program ??= event.program ?? undefined;
+            }
+          } else if (event.event === "page" && event.path === VERDICT_PATH) {
+            onVerdictFetched();
+          } else if (event.event === "page" && event.path === "/") {
+            const by = canary.program === undefined ? "" : ` from ${canary.program}`;
+            if (plan.watch) env.out(plan.json ? JSON.stringify({ type: "canary", detail: `The canary page arrived by name${by}` }) : `canary: the page arrived by name${by}`);
+            pageAt ??= now();
+            if (certain === undefined) endAfter("arrived", REPORT_WAIT_MS);
+          } else if (event.event === "report") {
+            const report = asWebrtcReport(event.body);
+            // A reload, or a second browser, reports again: the findings cover every report.
+            if (report !== undefined) webrtc = mergeWebrtcReports(webrtc, report);
+            if (webrtc !== undefined && certain !== undefined) endAfter(certain, SETTLE_MS);
+          } else if (event.event === "refused-ip") {
+            ipLiteralRequests.push({ destination: event.destination, version: event.version, ...(event.program !== null ? { program: event.program } : {}) });
+            if (plan.watch) env.out(plan.json ? JSON.stringify({ type: "refused-ip", destination: event.destination, program: event.program }) : `canary: refused an IP-address request to ${event.destination}${event.program === null ? "" : ` from ${event.program}`} (a leak)`);
+            // Certain only when it counts whatever comes next (verdict.ts isOtherProgram): its program
+            // unnamed or of no known kind, or the canary already fetched and this is not provably
+            // another program. Before the canary, a known program may yet turn out not to be the browser.
+            const decides =
+              event.program === null || socksAppFromProgram(event.program) === undefined || (canary.arrivedByName && !isOtherProgram(event.program, canaryPrograms));
+            if (decides) leaked();
+          }
+        });
+      });
+      canary.waitedSeconds = Math.round((now() - started) / 1000);
+      if (canaryPrograms.length > 0) canary.programs = canaryPrograms;
+      findings.push(...(await setup));
+    } finally {
+      if (udpProbe === undefined && udp !== undefined) {
+        const seen = await udp.close();
+        // Unconfirmed, silence proves nothing; STUN that arrived anyway still went around the proxy.
+        udpProbe = udpUnconfirmed !== undefined && !("stunCount" in seen && seen.stunCount > 0) ? { problem: udpUnconfirmed } : seen;
+      }
+      await poller?.stop();
+      captureProblem = await capture?.stop();
+    }
+
+    const { canary: canaryName, stun } = control.hello;
+    const store = new ObservationStore((seen) => seen.names.some((name) => namesCanary(name, canaryName) || namesCanary(name, stun)));
+    for (const seen of capture?.observations ?? []) store.add(seen);
+    if (captureProblem !== undefined) {
+      const fallback = poller !== undefined ? "resolver sockets were watched through /proc instead" : "local resolver use was not watched";
+      findings.push({ probe: "resolver", severity: "info", detail: `No live capture: ${captureProblem}; ${fallback}`, fix: "run leakcheck as root (or with CAP_NET_RAW) with tcpdump installed to see every local lookup" });
+    }
+    /** Why the check cannot vouch for the browser although it ran: a capture the user gave that could not be read. */
+    let incomplete: string | undefined;
+    if (plan.pcap !== undefined) {
+      try {
+        await readCaptureFile(plan.pcap, { allowCutOff: true, keep: false, onObservation: (seen) => store.add(seen) });
+      } catch (err) {
+        // Its lookups were not checked: without them the check cannot vouch for the browser.
+        findings.push({ probe: "resolver", severity: "info", detail: `The capture could not be read: ${describeError(err)}`, fix: null });
+        incomplete = `the capture ${plan.pcap} could not be read, so its lookups were not checked`;
       }
     }
-    const canaryNames = [control.hello.canary, control.hello.stun];
-    const namesOurCanary = (seen: DnsObservation): boolean => seen.names.some((name) => canaryNames.some((canaryName) => namesCanary(name, canaryName)));
-    capture = await startLiveCapture({
-      mustKeep: namesOurCanary,
-      onObservation: (seen) => {
-        const isCanary = namesOurCanary(seen);
-        if (isCanary) onCanaryLookup();
-        if (plan.watch && seen.query) {
-          const line = `${seen.protocol} query for ${seen.names.join(", ")} to ${hostPort(seen.to.address, seen.to.port)}${isCanary ? " (the canary: a leak)" : ""}`;
-          env.out(plan.json ? JSON.stringify({ type: "lookup", detail: line }) : `resolver: ${line}`);
-        }
-      },
-    });
-
-    // The probes run before the URL is shown: the first lookup a browser makes is seen.
-    const { url } = control.hello;
-    if (plan.json) env.out(JSON.stringify({ type: "url", url }));
-    else {
-      env.out(`Open this URL in the browser you will use through ${hostPort(proxy.host, proxy.port)}:`);
-      env.out(url);
+    const dropped = store.dropped + (capture?.dropped ?? 0);
+    if (dropped > 0) {
+      findings.push({ probe: "resolver", severity: "info", detail: `${dropped} more DNS messages were seen than the report keeps (${MAX_KEPT}); each lookup of a canary was kept`, fix: null });
     }
-    if (plan.open) env.openUrl(url);
+    const lookups = lookupFindings(store.observations, [canaryName, stun], [stun], proxy);
+    const udpFindings = udpProbe === undefined ? [] : udpProbeFindings(udpProbe, webrtc);
+    findings.unshift(...lookups, ...(canary.arrivedByName ? [...webrtcFindings(webrtc), ...udpFindings] : udpFindings.filter((finding) => finding.severity === "leak")));
 
-    const connection = control;
-    outcome = await new Promise<Outcome>((resolve) => {
-      let settle: ReturnType<typeof setTimeout> | undefined;
-      let certain: "arrived" | "leaked" | undefined;
-      let endsAt = Infinity;
-      /** When the canary page arrived: its script reports within REPORT_WAIT_MS. */
-      let pageAt: number | undefined;
-      const deadline = plan.watch ? undefined : setTimeout(() => resolve("timeout"), plan.waitMs);
-      const done = (why: Outcome): void => {
-        clearTimeout(deadline);
-        clearTimeout(settle);
-        resolve(why);
-      };
-      /** The verdict is certain: end after `ms`, unless it ends sooner already; a leak overrides an arrival. */
-      const endAfter = (why: "arrived" | "leaked", ms: number): void => {
-        if (plan.watch || (certain === "leaked" && why === "arrived")) return;
-        const at = now() + ms;
-        if (certain === why && at >= endsAt) return;
-        certain = why;
-        endsAt = at;
-        clearTimeout(settle);
-        settle = setTimeout(() => done(why), ms);
-      };
-      onStop = () => done("interrupted");
-      if (stopped) done("interrupted");
-      /**
-       * After a leak: a moment for stragglers, and once the page has arrived, time for its
-       * report, so the WebRTC findings (and their fixes) come in the same run. Without the
-       * page, none may come (a browser that resolved the canary itself never fetches it).
-       */
-      const leaked = (): void => {
-        const reportDue = pageAt !== undefined && webrtc === undefined ? pageAt + REPORT_WAIT_MS - now() : 0;
-        endAfter("leaked", Math.max(SETTLE_MS, reportDue));
-      };
-      onCanaryLookup = leaked;
-      // STUN at our port comes from the page's script: its report follows.
-      onUdpStun = () => endAfter("leaked", webrtc === undefined ? REPORT_WAIT_MS : SETTLE_MS);
-      connection.onLost(() => done("lost"));
-      connection.onEvent((event: CanaryEvent) => {
-        if (event.event === "canary") {
-          if (event.port === 80 || event.port === 443) {
-            canary.arrivedByName = true;
-            if (event.program !== null && !canaryPrograms.includes(event.program)) canaryPrograms.push(event.program);
-            canary.program ??= event.program ?? undefined;
-          }
-        } else if (event.event === "page" && event.path === "/") {
-          const by = canary.program === undefined ? "" : ` from ${canary.program}`;
-          if (plan.watch) env.out(plan.json ? JSON.stringify({ type: "canary", detail: `The canary page arrived by name${by}` }) : `canary: the page arrived by name${by}`);
-          pageAt ??= now();
-          if (certain === undefined) endAfter("arrived", REPORT_WAIT_MS);
-        } else if (event.event === "report") {
-          const report = asWebrtcReport(event.body);
-          // A reload, or a second browser, reports again: the findings cover every report.
-          if (report !== undefined) webrtc = mergeWebrtcReports(webrtc, report);
-          if (webrtc !== undefined && certain !== undefined) endAfter(certain, SETTLE_MS);
-        } else if (event.event === "refused-ip") {
-          ipLiteralRequests.push({ destination: event.destination, version: event.version, ...(event.program !== null ? { program: event.program } : {}) });
-          if (plan.watch) env.out(plan.json ? JSON.stringify({ type: "refused-ip", destination: event.destination, program: event.program }) : `canary: refused an IP-address request to ${event.destination}${event.program === null ? "" : ` from ${event.program}`} (a leak)`);
-          // Certain only when it counts whatever comes next (verdict.ts isOtherProgram): its program
-          // unnamed or of no known kind, or the canary already fetched and this is not provably
-          // another program. Before the canary, a known program may yet turn out not to be the browser.
-          const decides =
-            event.program === null || socksAppFromProgram(event.program) === undefined || (canary.arrivedByName && !isOtherProgram(event.program, canaryPrograms));
-          if (decides) leaked();
-        }
-      });
-    });
-    canary.waitedSeconds = Math.round((now() - started) / 1000);
-    if (canaryPrograms.length > 0) canary.programs = canaryPrograms;
-    findings.push(...(await setup));
+    // Cut short, not run out: "nothing arrived within the wait" would not be true.
+    if (outcome !== "timeout" && outcome !== "arrived") canary.interrupted = true;
+    if (outcome === "lost") env.note("The tunnel stopped during the check; what was seen until then:");
+    const result = decideVerdict({ proxy, proxyCheck: { kind: "ours" }, canary, ipLiteralRequests, findings, ...(incomplete !== undefined ? { incomplete } : {}) });
+    // The page is open in a browser: show the verdict there too (a LEAK is seen where the user looks).
+    if (pageAt !== undefined && outcome !== "lost") {
+      const answer = await control.request({ request: "verdict", verdict: result.verdict, summary: result.summary.slice(0, MAX_SUMMARY_CHARS) }, REQUEST_WAIT_MS);
+      // Listened for only now: a request for it before the answer was answered "not yet".
+      if (answer?.event === "verdict") await within(new Promise<void>((resolve) => (onVerdictFetched = resolve)), VERDICT_SHOW_MS);
+    }
+    return finish(result, plan, env);
   } finally {
     control.close();
-    if (udpProbe === undefined && udp !== undefined) {
-      const seen = await udp.close();
-      // Unconfirmed, silence proves nothing; STUN that arrived anyway still went around the proxy.
-      udpProbe = udpUnconfirmed !== undefined && !("stunCount" in seen && seen.stunCount > 0) ? { problem: udpUnconfirmed } : seen;
-    }
-    await poller?.stop();
-    captureProblem = await capture?.stop();
   }
-
-  const { canary: canaryName, stun } = control.hello;
-  const store = new ObservationStore((seen) => seen.names.some((name) => namesCanary(name, canaryName) || namesCanary(name, stun)));
-  for (const seen of capture?.observations ?? []) store.add(seen);
-  if (captureProblem !== undefined) {
-    const fallback = poller !== undefined ? "resolver sockets were watched through /proc instead" : "local resolver use was not watched";
-    findings.push({ probe: "resolver", severity: "info", detail: `No live capture: ${captureProblem}; ${fallback}`, fix: "run leakcheck as root (or with CAP_NET_RAW) with tcpdump installed to see every local lookup" });
-  }
-  /** Why the check cannot vouch for the browser although it ran: a capture the user gave that could not be read. */
-  let incomplete: string | undefined;
-  if (plan.pcap !== undefined) {
-    try {
-      await readCaptureFile(plan.pcap, { allowCutOff: true, keep: false, onObservation: (seen) => store.add(seen) });
-    } catch (err) {
-      // Its lookups were not checked: without them the check cannot vouch for the browser.
-      findings.push({ probe: "resolver", severity: "info", detail: `The capture could not be read: ${describeError(err)}`, fix: null });
-      incomplete = `the capture ${plan.pcap} could not be read, so its lookups were not checked`;
-    }
-  }
-  const dropped = store.dropped + (capture?.dropped ?? 0);
-  if (dropped > 0) {
-    findings.push({ probe: "resolver", severity: "info", detail: `${dropped} more DNS messages were seen than the report keeps (${MAX_KEPT}); each lookup of a canary was kept`, fix: null });
-  }
-  const lookups = lookupFindings(store.observations, [canaryName, stun], [stun], proxy);
-  const udpFindings = udpProbe === undefined ? [] : udpProbeFindings(udpProbe, webrtc);
-  findings.unshift(...lookups, ...(canary.arrivedByName ? [...webrtcFindings(webrtc), ...udpFindings] : udpFindings.filter((finding) => finding.severity === "leak")));
-
-  // Cut short, not run out: "nothing arrived within the wait" would not be true.
-  if (outcome !== "timeout" && outcome !== "arrived") canary.interrupted = true;
-  if (outcome === "lost") env.note("The tunnel stopped during the check; what was seen until then:");
-  return finish(decideVerdict({ proxy, proxyCheck: { kind: "ours" }, canary, ipLiteralRequests, findings, ...(incomplete !== undefined ? { incomplete } : {}) }), plan, env);
 }
 
 /**

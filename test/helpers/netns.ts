@@ -18,7 +18,7 @@ import process from "node:process";
 import { randomBytes } from "node:crypto";
 import { type CommandResult, delay, type ExitStatus, runCommand, within } from "./child.ts";
 import { forgetDir, removeOnExit } from "./cleanup.ts";
-import { cliPath, type Running, startProcess } from "./run.ts";
+import { cliPath, repoRoot, type Running, startProcess, waitForStdoutLine } from "./run.ts";
 import { makeKey, SSHD_PATH, sshdConfig } from "./sshd.ts";
 
 const IP = "/usr/sbin/ip";
@@ -175,6 +175,26 @@ export function startCliInNetns(netns: Netns, args: string[], options: { home: s
   for (const name of SCRUBBED) delete env[name];
   Object.assign(env, { HOME: options.home }, options.env ?? {});
   return netns.start(process.execPath, [script, ...args], { env });
+}
+
+/**
+ * Starts the DNS recorder (dns-recorder.ts) on 127.0.0.1:53 inside the
+ * namespace, the resolver its resolv.conf names, and waits until it listens:
+ * every lookup a process there makes shows up on its stdout.
+ *
+ * @example
+ * const dns = await startDnsRecorderInNetns(netns);
+ * recordedQueries(dns.stdout()) // [] until something resolves a name
+ */
+export async function startDnsRecorderInNetns(netns: Netns): Promise<Running> {
+  const dns = netns.start(process.execPath, ["--import", "tsx", join(repoRoot(), "test", "helpers", "dns-recorder.ts"), "127.0.0.1", "53"], { cwd: repoRoot() });
+  try {
+    await waitForStdoutLine(dns, /^\{"ready":"127\.0\.0\.1:53"\}$/, "the DNS recorder to listen on 127.0.0.1:53 in the namespace");
+  } catch (err) {
+    await dns.stop();
+    throw err;
+  }
+  return dns;
 }
 
 export interface NetnsSshd {

@@ -29,8 +29,8 @@ import process from "node:process";
 import { after, before, describe, test, type TestContext } from "node:test";
 import { delay, within } from "../helpers/child.ts";
 import { recordedQueries } from "../helpers/dns-recorder.ts";
-import { createNetns, netnsUnavailable, type Netns, type NetnsSshd, startCliInNetns, startSshdInNetns } from "../helpers/netns.ts";
-import { type Home, repoRoot, type Running, waitForStdoutLine } from "../helpers/run.ts";
+import { createNetns, netnsUnavailable, type Netns, type NetnsSshd, startCliInNetns, startDnsRecorderInNetns, startSshdInNetns } from "../helpers/netns.ts";
+import { type Home, type Running, waitForStdoutLine } from "../helpers/run.ts";
 import { makeHomeWithKey } from "../helpers/tunnel.ts";
 
 const SOCKS_PORT = 1080;
@@ -135,9 +135,8 @@ describe("leakcheck with real browsers, local lookups watched in a network names
     if (unavailable !== undefined) return;
     scratch = await mkdtemp(join(tmpdir(), "safetunnel-leakcheck-browsers-"));
     netns = await createNetns("safetunnel-lc");
-    dns = netns.start(process.execPath, ["--import", "tsx", join(repoRoot(), "test", "helpers", "dns-recorder.ts"), "127.0.0.1", "53"], { cwd: repoRoot() });
+    dns = await startDnsRecorderInNetns(netns);
     running.push(dns);
-    await waitForStdoutLine(dns, /^\{"ready":"127\.0\.0\.1:53"\}$/, "the DNS recorder to listen on 127.0.0.1:53 in the namespace");
     const made = await makeHomeWithKey();
     home = made.home;
     sshd = await startSshdInNetns(netns, { authorizedKeys: [made.key.publicLine], extraConfig: ["PermitOpen 127.0.0.1:1"] });

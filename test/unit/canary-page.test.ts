@@ -218,3 +218,25 @@ describe("the page's script", () => {
     assert.equal(GATHER_MS, 3000);
   });
 });
+
+describe("the verdict on the page", () => {
+  test("GET /verdict is 204 until leakcheck has sent it, then the verdict as JSON", async () => {
+    const { session: s, events } = session();
+    const before = await exchange(s, "GET /verdict HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert.equal(before.toString("latin1"), "HTTP/1.1 204 No Content\r\nContent-Type: text/plain\r\nContent-Length: 0\r\nCache-Control: no-store\r\nConnection: close\r\n\r\n");
+    s.verdict = { verdict: "LEAK", summary: "The canary was looked up locally" };
+    const { head, body } = split(await exchange(s, "GET /verdict HTTP/1.1\r\nHost: x\r\n\r\n"));
+    assert.match(head, /^HTTP\/1\.1 200 OK\r\nContent-Type: application\/json\r\n/);
+    assert.deepEqual(JSON.parse(body), { verdict: "LEAK", summary: "The canary was looked up locally" });
+    assert.deepEqual(events.filter((e) => e.event === "page").map((e) => (e as { path: string }).path), ["/verdict", "/verdict"]);
+  });
+
+  test("the page's script asks for it after its report, and shows a LEAK prominently", async () => {
+    const { session: s } = session();
+    const { body } = split(await exchange(s, "GET / HTTP/1.1\r\nHost: x\r\n\r\n"));
+    assert.ok(body.includes('fetch("/verdict", { cache: "no-store" })'), body);
+    assert.ok(body.includes('<p id="verdict">The verdict will show here and in the terminal.</p>'), body);
+    assert.match(body, /await post\(\{ candidates, gathering \}\);[^]*await showVerdict\(\);\n\}\)\(\);/);
+    assert.ok(body.includes("Do not use this browser through the tunnel until it is fixed"), body);
+  });
+});

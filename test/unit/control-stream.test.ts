@@ -195,3 +195,19 @@ describe("controlStream", () => {
     assert.equal(session(), undefined);
   });
 });
+
+describe("controlStream: the verdict", () => {
+  test("a verdict request is kept in the session for the page and answered", async () => {
+    const { stream, answers, session } = open();
+    await write(stream, '{"request":"verdict","verdict":"PASS","summary":"nothing leaked"}\n');
+    assert.deepEqual(await answers(1), ['{"event":"verdict"}']);
+    assert.deepEqual(session()?.verdict, { verdict: "PASS", summary: "nothing leaked" });
+  });
+
+  test("a malformed verdict is refused and nothing is kept", async () => {
+    const { stream, answers, session } = open();
+    await write(stream, '{"request":"verdict","verdict":"MAYBE","summary":"x"}\n');
+    assert.deepEqual(await answers(1), ['{"event":"request-refused","request":"verdict","reason":"\\"verdict\\" must be PASS, LEAK or UNTESTED"}']);
+    assert.equal(session()?.verdict, undefined);
+  });
+});
