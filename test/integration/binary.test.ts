@@ -136,6 +136,27 @@ describe("the single executables in dist/", () => {
     assert.match(serve.stderr(), /^Stopped by SIGTERM: 1 login, 0 failed logins, 1 connection, /m);
   });
 
+  test("exec and nc from the binary: ssh under exec reaches the server by name through the binary's own nc", async () => {
+    const port = await freePort();
+    const tunnel = startBinary(["-N", "-v", "-D", `127.0.0.1:${port}`, ...loginArgs(rig.sshd)]);
+    await waitForListen(port, "127.0.0.1", tunnel);
+    // The user's own GIT_SSH_COMMAND, kept by exec with the ProxyCommand added: the known_hosts entry is
+    // for [127.0.0.1]:PORT, so the alias lets ssh check the key while it connects by the name localhost.
+    const own = [
+      "/usr/bin/ssh -F /dev/null -o BatchMode=yes -o StrictHostKeyChecking=yes",
+      `-o UserKnownHostsFile=${join(rig.home.sshDir, "known_hosts")} -o HostKeyAlias=[127.0.0.1]:${rig.sshd.port}`,
+      `-i ${join(rig.home.sshDir, "id_ed25519")} -p ${rig.sshd.port}`,
+    ].join(" ");
+    const child = startBinary(["exec", "--proxy", `127.0.0.1:${port}`, "--", "/bin/sh", "-c", 'printf "%s\\n" "$GIT_SSH_COMMAND"; eval "$GIT_SSH_COMMAND $0 echo through-nc"', `${rig.sshd.user}@localhost`], { GIT_SSH_COMMAND: own });
+    const status = await child.exited;
+    assert.equal(status.code, 0, `exec: ${child.stderr()}\ntunnel: ${tunnel.stderr()}`);
+    const [command, answer] = child.stdout().split("\n");
+    assert.equal(command, `${own} -o "ProxyCommand=${rig.binary} nc --proxy 127.0.0.1:${port} %h %p"`);
+    assert.equal(answer, "through-nc");
+    assert.equal((await tunnel.stop("SIGTERM")).code, 0);
+    assert.match(tunnel.stderr(), new RegExp(`SOCKS5 CONNECT localhost:${rig.sshd.port}\\b`));
+  });
+
   test("the other targets are the right kind of executable", async () => {
     // PE32+: "MZ", then at e_lfanew "PE\0\0", machine 0x8664 (x86-64), optional header magic 0x20b.
     const pe = await head(join(DIST, "safetunnel-win-x64.exe"), 4096);
