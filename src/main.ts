@@ -189,7 +189,8 @@ async function runClient(plan: ExecPlan | NcPlan, log: Logger): Promise<number> 
  */
 function selfCommand(): string[] {
   const script = process.argv[1];
-  if ("Deno" in globalThis) return [process.execPath, "run", "--allow-net", "--allow-env", "--allow-read", ...(script === undefined ? [] : [script])];
+  // --no-prompt: as ssh's ProxyCommand, stdin is the SSH stream, so a permission prompt would read from it.
+  if ("Deno" in globalThis) return [process.execPath, "run", "--no-prompt", "--allow-net", "--allow-env", "--allow-read", ...(script === undefined ? [] : [script])];
   if (script === undefined || script === process.execPath) return [process.execPath];
   return [process.execPath, ...process.execArgv, script];
 }

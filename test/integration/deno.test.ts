@@ -14,7 +14,7 @@ import { curlThroughSocks } from "../helpers/curl.ts";
 import { repoRoot, startProcess, waitForLine, waitForListen, type Home } from "../helpers/run.ts";
 import type { Sshd } from "../helpers/sshd.ts";
 import { freePort, startHttpTarget, type HttpTarget } from "../helpers/targets.ts";
-import { startSshdWithHome } from "../helpers/tunnel.ts";
+import { startSocksTunnel, startSshdWithHome } from "../helpers/tunnel.ts";
 import { denoExecutable } from "../helpers/deno.ts";
 
 const DENO = denoExecutable();
@@ -53,6 +53,13 @@ function denoServePermissions(sshDir: string, configDir: string): string[] {
     "--allow-sys=hostname,networkInterfaces",
   ];
 }
+
+/**
+ * The permissions the README gives `deno run` for exec: the network (to check
+ * the tunnel), the whole environment (the command inherits it) and running
+ * the command; `nc`, run again by ssh, gets its own from exec.
+ */
+const DENO_EXEC_PERMISSIONS = ["--no-prompt", "--allow-net", "--allow-env", "--allow-run"];
 
 let home: Home;
 let sshd: Sshd;
@@ -128,4 +135,26 @@ test("under Deno with the README's permissions, serve is the home end: OpenSSH's
     assert.equal(status.code, 0, serve.stderr());
   }
   assert.match(serve.stderr(), /^Stopped by SIGINT: 1 login, 0 failed logins, 1 connection, /m);
+});
+
+test("under Deno with the README's permissions, exec gives curl and ssh the tunnel: curl by name with no proxy flags, ssh through Deno's own nc", async () => {
+  const tunnel = await startSocksTunnel(sshd, home, ["-v"]);
+  try {
+    const env: NodeJS.ProcessEnv = { ...process.env, HOME: home.home, NO_COLOR: "1" };
+    const own = [
+      "ssh -F /dev/null -o BatchMode=yes -o StrictHostKeyChecking=yes",
+      `-o UserKnownHostsFile=${join(home.sshDir, "known_hosts")} -o HostKeyAlias=[127.0.0.1]:${sshd.port}`,
+      `-i ${join(home.sshDir, "id_ed25519")} -p ${sshd.port}`,
+    ].join(" ");
+    env["GIT_SSH_COMMAND"] = own;
+    const script = `curl -sS http://localhost:${http.port}/hello && eval "$GIT_SSH_COMMAND ${sshd.user}@localhost echo through-nc"`;
+    const run = startProcess(DENO, ["run", ...DENO_EXEC_PERMISSIONS, join(repoRoot(), "src", "main.ts"), "exec", "--proxy", tunnel.proxy, "--", "sh", "-c", script], { env, cwd: repoRoot() });
+    const status = await run.exited;
+    assert.equal(status.code, 0, `exec: ${run.stderr()}\ntunnel: ${tunnel.cli.stderr()}`);
+    assert.equal(run.stdout(), "hello from target\nthrough-nc\n");
+  } finally {
+    assert.equal((await tunnel.cli.stop("SIGTERM")).code, 0);
+  }
+  assert.match(tunnel.cli.stderr(), new RegExp(`HTTP GET localhost:${http.port}\\b`));
+  assert.match(tunnel.cli.stderr(), new RegExp(`SOCKS5 CONNECT localhost:${sshd.port}\\b`));
 });
