@@ -10,6 +10,8 @@ export const HELP_TEXT = `usage: safetunnel [-46gNqVv] [-D [bind_address:]port] 
        safetunnel serve [--listen ADDR:PORT] [--authorized-keys FILE] [--host-key FILE]
                   [--permit-open HOST:PORT] [--gateway-ports]   (the home end; see serve --help)
        safetunnel demo                       (the whole thing on this machine; see demo --help)
+       safetunnel browser [firefox|chromium] [--proxy HOST:PORT] [--profile DIR]
+                  (a browser set up not to leak, checked as it starts; see browser --help)
        safetunnel exec [--proxy HOST:PORT] -- COMMAND [ARGS]
                   (COMMAND with the tunnel as its proxy; see exec --help)
        safetunnel nc [--proxy HOST:PORT] HOST PORT    (for ssh's ProxyCommand)

@@ -1,7 +1,7 @@
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { Buffer } from "node:buffer";
-import { HELP_TEXT, parseCommandLine, VERSION, type Plan, type Subcommand, type TunnelPlan } from "../../src/cli.ts";
+import { HELP_TEXT, parseCommandLine, SUBCOMMANDS, VERSION, type Plan, type Subcommand, type TunnelPlan } from "../../src/cli.ts";
 import { socksCredentials } from "../../src/cli/tunnel-args.ts";
 import type { ConfigLine } from "../../src/config/host-lookup.ts";
 import { commandLineConfig, lookupHost } from "../../src/config/host-lookup.ts";
@@ -368,6 +368,11 @@ describe("parseCommandLine: long options and plans", () => {
     assert.match(HELP_TEXT, /network\.proxy\.socks5_remote_dns = true/);
     assert.match(HELP_TEXT, /network\.proxy\.socks_remote_dns = true/);
     assert.match(HELP_TEXT, /--proxy-server=socks5:\/\/127\.0\.0\.1:N/);
+  });
+
+  test("the help text's usage names every subcommand", () => {
+    assert.ok(SUBCOMMANDS.size >= 6);
+    for (const name of SUBCOMMANDS.keys()) assert.match(HELP_TEXT, new RegExp(`^\\s+safetunnel ${name} `, "m"), `help lacks safetunnel ${name}`);
   });
 
   test("the help text names every flag safetunnel takes", () => {
