@@ -117,7 +117,7 @@ function socksLogin(context: ForwardContext): string {
 /**
  * @example
  * const forward = await startForward({ kind: "dynamic", listen: { address: null, port: 9001 }, raw: "9001" }, context);
- * forward.announcement.message; // "SOCKS proxy listening on 127.0.0.1:9001 and [::1]:9001 (-D 9001); ..."
+ * forward.announcement.message; // "SOCKS and HTTP proxy listening on 127.0.0.1:9001 and [::1]:9001 (-D 9001); ..."
  */
 export async function startForward(spec: TcpForwardSpec, context: ForwardContext): Promise<RunningForward> {
   const label = forwardLabel(spec);
@@ -199,7 +199,7 @@ export async function startForward(spec: TcpForwardSpec, context: ForwardContext
   return {
     label,
     announcement: {
-      message: `SOCKS proxy listening on ${forward.addresses.join(" and ")} (${label}); names are resolved by the SSH server, ${ipPolicy}${socksLogin(context)}.`,
+      message: `SOCKS and HTTP proxy listening on ${forward.addresses.join(" and ")} (${label}); names are resolved by the SSH server, ${ipPolicy}${socksLogin(context)}.`,
       fields: { event: "listening", addresses: forward.addresses.join(","), side: "client" },
     },
     close: () => forward.close(),

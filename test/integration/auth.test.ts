@@ -83,7 +83,7 @@ async function assertPermissionDenied(extra: string[], options: { home: string; 
   const result = await runCli(tunnelArgs(await freePort(), extra), options);
   assert.equal(result.code, 255, result.stderr);
   assert.ok(result.stderr.includes(`${user}@127.0.0.1: Permission denied (publickey)`), result.stderr);
-  assert.doesNotMatch(result.stderr, /SOCKS proxy listening|internal error/);
+  assert.doesNotMatch(result.stderr, /SOCKS and HTTP proxy listening|internal error/);
   return result.stderr;
 }
 

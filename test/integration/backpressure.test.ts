@@ -193,7 +193,7 @@ describe("backpressure through safetunnel -D, a real ssh2 channel and a real ssh
     target = await startFloodTarget();
     tunnel = await startSocksTunnel(sshd, home);
     // The port accepts before the line saying so has been read from stderr: the tests compare what comes after it.
-    await waitFor(() => tunnel.cli.stderr().includes("SOCKS proxy listening on"), "the listening line", () => tunnel.cli.stderr());
+    await waitFor(() => tunnel.cli.stderr().includes("SOCKS and HTTP proxy listening on"), "the listening line", () => tunnel.cli.stderr());
   });
 
   after(async () => {

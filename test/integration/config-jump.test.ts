@@ -113,7 +113,7 @@ describe("ssh_config", () => {
     const socksPort = await freePort();
     await home.writeConfig(`Host myalias\n  HostName 127.0.0.1\n  Port ${target.port}\n  IdentityFile ${key}\n  DynamicForward 127.0.0.1:${socksPort}\n`);
     const stderr = await runWorkingTunnel(["myalias"], socksPort, home);
-    assert.match(stderr, new RegExp(`SOCKS proxy listening on 127\\.0\\.0\\.1:${socksPort} `));
+    assert.match(stderr, new RegExp(`SOCKS and HTTP proxy listening on 127\\.0\\.0\\.1:${socksPort} `));
   });
 
   test("-o Port= overrides the config's Port", async () => {

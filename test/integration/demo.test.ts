@@ -30,7 +30,7 @@ describe("safetunnel demo", () => {
       const tryLine = await waitForLine(demo, /^Try it: curl --socks5-hostname 127\.0\.0\.1:\d+ /, "the try-it line");
       const port = Number(/127\.0\.0\.1:(\d+)/.exec(tryLine)![1]);
       assert.ok(port >= 1080 && port < 1100, `port ${port}`);
-      assert.match(demo.stderr(), new RegExp(`SOCKS proxy listening on 127\\.0\\.0\\.1:${port}`));
+      assert.match(demo.stderr(), new RegExp(`SOCKS and HTTP proxy listening on 127\\.0\\.0\\.1:${port}`));
       assert.match(demo.stderr(), /Firefox:/);
       const result = await curlThroughSocks("--socks5-hostname", `127.0.0.1:${port}`, `http://localhost:${http.port}/hello`);
       assert.equal(result.code, 0, result.stderr);

@@ -73,10 +73,10 @@ describe("safetunnel -D forwards: failures, bind addresses and signals", () => {
   test("with --allow-ip, the listening line names the networks that are let through", async () => {
     const port = await freePort();
     const cli = start(["--allow-ip", "10.1.2.3/8,192.0.2.7", "-D", `127.0.0.1:${port}`]);
-    const line = await waitForLine(cli, /^SOCKS proxy listening/, "the listening line");
+    const line = await waitForLine(cli, /^SOCKS and HTTP proxy listening/, "the listening line");
     assert.equal(
       line,
-      `SOCKS proxy listening on 127.0.0.1:${port} (-D 127.0.0.1:${port}); names are resolved by the SSH server, IP-address requests are refused except inside --allow-ip 10.0.0.0/8,192.0.2.7/32.`,
+      `SOCKS and HTTP proxy listening on 127.0.0.1:${port} (-D 127.0.0.1:${port}); names are resolved by the SSH server, IP-address requests are refused except inside --allow-ip 10.0.0.0/8,192.0.2.7/32.`,
     );
     assert.deepEqual(await cli.stop("SIGTERM"), { code: 0, signal: null });
   });

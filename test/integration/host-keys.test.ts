@@ -93,7 +93,7 @@ describe("a changed host key", () => {
     // Debian's OpenSSH 9.2 prints these three lines, byte for byte, against the same sshd and file.
     assert.ok(result.stderr.includes(`\nOffending ED25519 key in ${knownHosts}:1\n  remove with:\n  ssh-keygen -f "${knownHosts}" -R "${hostName()}"\n`), result.stderr);
     assert.ok(result.stderr.includes(`Host key for ${hostName()} has changed`), result.stderr);
-    assert.doesNotMatch(result.stderr, /SOCKS proxy listening/);
+    assert.doesNotMatch(result.stderr, /SOCKS and HTTP proxy listening/);
     assert.equal(await connectOutcome(socksPort), "ECONNREFUSED");
   }
 
@@ -162,7 +162,7 @@ test("a host key marked @revoked is refused with exit 255", async () => {
   assert.equal(result.code, 255, result.stderr);
   assert.match(result.stderr, /revoked/);
   assert.ok(result.stderr.includes(`${join(home.sshDir, "known_hosts")}:1`), result.stderr);
-  assert.doesNotMatch(result.stderr, /SOCKS proxy listening/);
+  assert.doesNotMatch(result.stderr, /SOCKS and HTTP proxy listening/);
   assert.equal(await connectOutcome(socksPort), "ECONNREFUSED");
 });
 

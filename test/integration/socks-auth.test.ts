@@ -79,7 +79,7 @@ describe("safetunnel -D --socks-auth through a real sshd", () => {
   });
 
   test("the listening line says clients must log in", async () => {
-    const line = await waitForLine(tunnel.cli, "SOCKS proxy listening on", "the listening line");
+    const line = await waitForLine(tunnel.cli, "SOCKS and HTTP proxy listening on", "the listening line");
     assert.match(line, /clients must log in with the --socks-auth username and password \(SOCKS5 only\)\.$/);
   });
 

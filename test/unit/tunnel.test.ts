@@ -45,7 +45,7 @@ describe("serveForwards", () => {
     const done = serveForwards(session, settingsFor(flags(["-D", `127.0.0.1:${socks}`], ["-L", `127.0.0.1:${local}:web:80`], ["-R", "9003:internal:80"])), [], h.run);
     await waitFor(h.stopRegistered, "the forwards to start");
     assert.deepEqual(h.lines, [
-      `SOCKS proxy listening on 127.0.0.1:${socks} (-D 127.0.0.1:${socks}); names are resolved by the SSH server, IP-address requests are refused.`,
+      `SOCKS and HTTP proxy listening on 127.0.0.1:${socks} (-D 127.0.0.1:${socks}); names are resolved by the SSH server, IP-address requests are refused.`,
       `Forwarding 127.0.0.1:${local} to web:80 as seen from the SSH server (-L 127.0.0.1:${local}:web:80).`,
       "Forwarding localhost:9003 on the SSH server to internal:80 as seen from here (-R 9003:internal:80).",
     ]);
@@ -101,7 +101,7 @@ describe("serveForwards", () => {
     await waitFor(h.stopRegistered, "the forward to start");
     assert.equal(
       h.lines[0],
-      `SOCKS proxy listening on 127.0.0.1:${port} (-D 127.0.0.1:${port}); names are resolved by the SSH server, IP-address requests are refused except inside --allow-ip 10.0.0.0/8,2001:db8::/32.`,
+      `SOCKS and HTTP proxy listening on 127.0.0.1:${port} (-D 127.0.0.1:${port}); names are resolved by the SSH server, IP-address requests are refused except inside --allow-ip 10.0.0.0/8,2001:db8::/32.`,
     );
     h.stop("SIGINT");
     await bounded(done, "the run to end", 10_000);
@@ -140,7 +140,7 @@ describe("serveForwards", () => {
     await waitFor(h.stopRegistered, "the forwards to start");
     assert.equal(h.lines.length, 2);
     assert.match(h.lines[0]!, /^-R 9003:internal:80: the server refused to listen on localhost port 9003 \(request failed\)/);
-    assert.match(h.lines[1]!, /^SOCKS proxy listening on /);
+    assert.match(h.lines[1]!, /^SOCKS and HTTP proxy listening on /);
     h.stop("SIGTERM");
     assert.equal(await bounded(done, "the run to end", 10_000), 0);
   });
