@@ -26,6 +26,11 @@ export interface LeakcheckPlan {
    * written from the same knowledge. @default true
    */
   settings?: boolean;
+  /**
+   * The browser that opens the URL itself (`safetunnel browser`): the first
+   * line then names it instead of asking the user to open the URL.
+   */
+  openedIn?: string;
 }
 
 export const LEAKCHECK_HELP = `usage: safetunnel leakcheck [--proxy HOST:PORT] [--wait SECONDS] [--open] [--watch]

@@ -10,7 +10,7 @@ import { spawn as nodeSpawn, type ChildProcess, type SpawnOptions } from "node:c
 import { existsSync } from "node:fs";
 import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
-import { delimiter, join } from "node:path";
+import { basename, delimiter, join } from "node:path";
 import { TunnelError, describeError } from "../errors.ts";
 import { hostPort } from "../address.ts";
 import type { LeakcheckEnvironment } from "../leakcheck/run.ts";
@@ -103,7 +103,7 @@ export async function runBrowser(plan: BrowserPlan, env: BrowserEnvironment): Pr
     };
     const leakcheck = env.leakcheck ?? (await import("../leakcheck/run.ts")).runLeakcheck;
     const status = await leakcheck(
-      { command: "leakcheck", proxy: plan.proxy, waitMs: CHECK_WAIT_MS, open: true, watch: false, pcap: undefined, json: plan.json, settings: false },
+      { command: "leakcheck", proxy: plan.proxy, waitMs: CHECK_WAIT_MS, open: true, watch: false, pcap: undefined, json: plan.json, settings: false, openedIn: basename(path) },
       { ...env, openUrl: launch, onStopSignal: (handler) => (stopCheck = handler) },
     );
     stopCheck = undefined;

@@ -172,7 +172,8 @@ export async function runLeakcheck(plan: LeakcheckPlan, env: LeakcheckEnvironmen
       const { url } = control.hello;
       if (plan.json) env.out(JSON.stringify({ type: "url", url }));
       else {
-        env.out(`Open this URL in the browser you will use through ${hostPort(proxy.host, proxy.port)}:`);
+        const through = hostPort(proxy.host, proxy.port);
+        env.out(plan.openedIn === undefined ? `Open this URL in the browser you will use through ${through}:` : `The leak check, opening in ${plan.openedIn} through ${through}:`);
         env.out(url);
       }
       if (plan.open) env.openUrl(url);

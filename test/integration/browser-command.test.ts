@@ -158,6 +158,7 @@ describe("safetunnel browser and the PAC file, with real browsers in a network n
     const { command, verdict } = await startBrowserCommand(["firefox", "--proxy", `127.0.0.1:${SOCKS_PORT}`, "--", "--headless", `http://localhost:${PAGE_PORT}/firefox-page`], dir);
     for (const line of command.stdout().trimEnd().split("\n")) t.diagnostic(`browser: ${line}`);
     assert.match(verdict, /^verdict +PASS /, command.stdout());
+    assert.match(command.stdout(), new RegExp(`^The leak check, opening in firefox\\S* through 127\\.0\\.0\\.1:${SOCKS_PORT}:\\n`));
     assert.match(command.stdout(), /canary +info +The canary arrived through the proxy as a name from firefox/);
     await assertPageThroughTunnel("/firefox-page", since);
     const asked = recordedQueries(dns!.stdout()).slice(since.dns).map((query) => `${query.name} ${query.type}`);
