@@ -6,7 +6,7 @@
  */
 import process from "node:process";
 import { constants, homedir, hostname, userInfo } from "node:os";
-import { parseCommandLine, type ExecPlan, type NcPlan } from "./cli.ts";
+import { parseCommandLine, type ExecPlan, type NcPlan, type TunnelPlan } from "./cli.ts";
 import { createLogger, type Logger } from "./log.ts";
 import { TunnelError, describeError } from "./errors.ts";
 import { spawn } from "node:child_process";
@@ -14,6 +14,10 @@ import { readFileSync } from "node:fs";
 import { readdir } from "node:fs/promises";
 import { passwdUids } from "./forward/access.ts";
 import { openFileLimits } from "./forward/connection-limit.ts";
+import { BACKGROUND_OF, BACKGROUND_TTY, handoffToForeground, isBackgroundProcess, type Handoff } from "./background/background-end.ts";
+import { removePidFile, writePidFile } from "./background/pid-file.ts";
+import { openLogFile, openSyslog, type LogDestination } from "./log-destination.ts";
+import type { TtyLike } from "./ssh/prompt.ts";
 
 async function main(argv: string[]): Promise<number> {
   const writeErr = (line: string): void => {
@@ -33,7 +37,9 @@ async function main(argv: string[]): Promise<number> {
     out.write(plan.text.endsWith("\n") ? plan.text : plan.text + "\n");
     return 0;
   }
-  const log = createLogger({ verbosity: plan.command === "leakcheck" ? 0 : plan.verbosity, json: plan.json, write: writeErr });
+  // Where log lines go can change once (-f: to the foreground until the tunnel is up, then syslog or -E).
+  let sink = writeErr;
+  const log = createLogger({ verbosity: plan.command === "leakcheck" ? 0 : plan.verbosity, json: plan.json, write: (line) => sink(line) });
   // Another program's run: its signals and exit status are its own, not a tunnel's.
   if (plan.command === "exec" || plan.command === "nc") return runClient(plan, log);
   // Signals are ours from the start: before the tunnel is up they end the
@@ -139,17 +145,96 @@ async function main(argv: string[]): Promise<number> {
       const { runDemo } = await import("./demo.ts");
       return await runDemo(plan, environment);
     }
-    const { runTunnel } = await import("./tunnel.ts");
-    return await runTunnel(plan, environment);
-  } catch (err) {
-    if (err instanceof TunnelError) {
-      log.error(`safetunnel: ${err.message}`, { code: err.code });
-      return err.exitCode;
+    if (plan.background && !isBackgroundProcess(process.env, process.ppid)) {
+      const { runInBackground } = await import("./background/foreground.ts");
+      const { openTerminal } = await import("./ssh/prompt.ts");
+      const outcome = await runInBackground(selfCommand(), argv, {
+        spawn,
+        env: process.env,
+        pid: process.pid,
+        openTty: openTerminal,
+        writeErr,
+        writeErrRaw: (chunk) => void process.stderr.write(chunk),
+        onStopSignal,
+      });
+      if (!outcome.ready) return outcome.status;
+      log.info(`In the background as PID ${outcome.pid} (stop it with kill ${outcome.pid}); its log goes to ${plan.logFile ?? "syslog"}.`, { event: "background", pid: outcome.pid });
+      return 0;
     }
-    log.error(`safetunnel: internal error: ${describeError(err)}; please report it with the -vvv output.`, { code: "INTERNAL" });
-    if (log.debugEnabled(1) && err instanceof Error && err.stack) log.debug(1, err.stack);
-    return 255;
+    const routing = await routeTunnelLog(plan, (next) => (sink = next));
+    try {
+      const { runTunnel } = await import("./tunnel.ts");
+      return await runTunnel(plan, { ...environment, ...routing.environment });
+    } catch (err) {
+      // Said while the lines still reach the foreground (-f before the tunnel was up).
+      reportFailure(err, log);
+      return err instanceof TunnelError ? err.exitCode : 255;
+    } finally {
+      await routing.close();
+    }
+  } catch (err) {
+    reportFailure(err, log);
+    return err instanceof TunnelError ? err.exitCode : 255;
   }
+}
+
+function reportFailure(err: unknown, log: Logger): void {
+  if (err instanceof TunnelError) {
+    log.error(`safetunnel: ${err.message}`, { code: err.code });
+    return;
+  }
+  log.error(`safetunnel: internal error: ${describeError(err)}; please report it with the -vvv output.`, { code: "INTERNAL" });
+  if (log.debugEnabled(1) && err instanceof Error && err.stack) log.debug(1, err.stack);
+}
+
+/**
+ * The tunnel's log destination (-E FILE, -y, -f), its PID file, and for
+ * -f's background process the hand-off to the foreground: lines and prompts
+ * go there until every forward listens, then to syslog or the file. Opened
+ * before connecting, so a log that cannot be written stops the run first.
+ */
+async function routeTunnelLog(
+  plan: TunnelPlan,
+  setSink: (sink: (line: string) => void) => void,
+): Promise<{ environment: { openTty?: () => TtyLike | null; onListening?: () => Promise<void> }; close(): Promise<void> }> {
+  const background = plan.background && isBackgroundProcess(process.env, process.ppid);
+  let handoff: Handoff | undefined;
+  if (background) {
+    // Not passed on to what this process starts (askpass, logger).
+    delete process.env[BACKGROUND_OF];
+    const terminal = process.env[BACKGROUND_TTY] === "1";
+    delete process.env[BACKGROUND_TTY];
+    handoff = handoffToForeground(process.stdin, process.stdout, { terminal });
+    setSink(handoff.log);
+  }
+  let destination: LogDestination | undefined;
+  let pidWritten = false;
+  const close = async (): Promise<void> => {
+    if (pidWritten && plan.pidFile !== undefined) removePidFile(plan.pidFile, process.pid);
+    await destination?.close();
+  };
+  if (plan.logFile !== undefined) destination = openLogFile(plan.logFile);
+  else if (plan.syslog || background) destination = await openSyslog({ platform: process.platform, pid: process.pid, spawn });
+  const opened = destination;
+  if (opened !== undefined) {
+    // -f: the foreground shows what happens until the tunnel is up, the file keeps it too.
+    setSink(handoff === undefined ? opened.write : (line) => (handoff.log(line), plan.logFile !== undefined && opened.write(line)));
+  }
+  const environment: { openTty?: () => TtyLike | null; onListening?: () => Promise<void> } = {};
+  if (handoff !== undefined) environment.openTty = () => handoff.openTty();
+  if (handoff !== undefined || plan.pidFile !== undefined) {
+    environment.onListening = async () => {
+      if (plan.pidFile !== undefined) {
+        writePidFile(plan.pidFile, process.pid);
+        pidWritten = true;
+      }
+      if (handoff !== undefined && opened !== undefined) {
+        setSink(opened.write);
+        handoff.ready(process.pid);
+      }
+    };
+  }
+  return { environment, close };
 }
 
 /** `exec` and `nc`: failures before the program or connection runs are one line and their exit status. */

@@ -7,7 +7,7 @@
  */
 import { setImmediate } from "node:timers";
 import { readFileSync } from "node:fs";
-import { TunnelError } from "./errors.ts";
+import { TunnelError, describeError } from "./errors.ts";
 import type { Logger } from "./log.ts";
 import type { Cidr } from "./cidr.ts";
 import { loadConfigFiles } from "./config/ssh-config.ts";
@@ -20,7 +20,7 @@ import { parseAllowUsers, type AccessPolicy } from "./forward/access.ts";
 import { accessGate } from "./forward/access-gate.ts";
 import { ConnectionLimit, defaultMaxConnections, RESERVED_DESCRIPTORS } from "./forward/connection-limit.ts";
 import { DescriptorWatch, maxConnectionsWarning } from "./forward/descriptor-watch.ts";
-import { promptUser, type PromptRequest } from "./ssh/prompt.ts";
+import { promptUser, type PromptRequest, type TtyLike } from "./ssh/prompt.ts";
 import { startForwards, type RunningForward } from "./forward/start.ts";
 import type { SocksCredentials } from "./socks/server.ts";
 import { socksCredentials } from "./cli/tunnel-args.ts";
@@ -69,6 +69,10 @@ export interface RunEnvironment extends LocalEnvironment {
   openFileLimit?(): number | undefined;
   /** How many descriptors this process has open, where the system tells it. */
   openDescriptors?(): Promise<number | undefined>;
+  /** The terminal for prompts. @default prompt.ts: /dev/tty, or the console on Windows */
+  openTty?(): TtyLike | null;
+  /** Called once every forward that stays is listening and announced (-f goes to the background then). */
+  onListening?(): void | Promise<void>;
 }
 
 /**
@@ -83,7 +87,8 @@ export async function runTunnel(options: TunnelOptions, run: RunEnvironment): Pr
   const { files } = await loadConfigFiles(options.configFile, run.homeDir);
   const settings = resolveTunnelSettings(options, files, run, (message) => log.warn(message));
   const { destination } = settings;
-  const prompt = (request: PromptRequest) => promptUser(request, { env: run.env, batchMode: destination.auth.batchMode });
+  const prompt = (request: PromptRequest) =>
+    promptUser(request, { env: run.env, batchMode: destination.auth.batchMode, ...(run.openTty !== undefined ? { openTty: run.openTty } : {}) });
   const hops = [...settings.jumps, destination];
   // Keys unlocked for the first connection stay in memory (never written), so a reconnect does not ask again.
   const deps = { prompt, log, preferChaCha20: run.runtime === "deno", unlockedKeys: new Map() };
@@ -147,7 +152,7 @@ export async function serveForwards(
   session: TunnelSession,
   settings: TunnelSettings,
   allowIp: Cidr[],
-  run: Pick<RunEnvironment, "log" | "onStopSignal" | "onReconnectSignal"> & {
+  run: Pick<RunEnvironment, "log" | "onStopSignal" | "onReconnectSignal" | "onListening"> & {
     platform?: string;
     /** Who may use the -D and -L ports; undefined: everyone (tests that hand in a session of their own). */
     access?: AccessPolicy;
@@ -235,6 +240,14 @@ export async function serveForwards(
       // their SOCKS clients get reply 0x03 before the listeners close.
       setImmediate(() => void stop(255, "Tunnel closed"));
     };
+    if (run.onListening !== undefined) {
+      Promise.resolve()
+        .then(() => run.onListening?.())
+        .catch((err: unknown) => {
+          log.error(`safetunnel: ${err instanceof TunnelError ? err.message : describeError(err)}`, err instanceof TunnelError ? { code: err.code } : {});
+          void stop(255, "Tunnel closed");
+        });
+    }
   });
 }
 

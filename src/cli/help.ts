@@ -1,10 +1,11 @@
 /** The usage text of `safetunnel --help`. */
 import { clientSetupHelp } from "../client-setup.ts";
 
-export const HELP_TEXT = `usage: safetunnel [-46gNqVv] [-D [bind_address:]port] [-F configfile] [-i identity_file]
-                  [-J destination] [-L spec] [-l login_name] [-o option] [-p port]
-                  [-R spec] [--allow-ip cidr[,cidr...]] [--allow-users list] [--no-reconnect]
-                  [--socks-auth user:pass | user:@file] [--json] [user@]host
+export const HELP_TEXT = `usage: safetunnel [-46fgNqVvy] [-D [bind_address:]port] [-E log_file] [-F configfile]
+                  [-i identity_file] [-J destination] [-L spec] [-l login_name] [-o option]
+                  [-p port] [-R spec] [--allow-ip cidr[,cidr...]] [--allow-users list]
+                  [--no-reconnect] [--socks-auth user:pass | user:@file] [--pid-file file]
+                  [--json] [user@]host
        safetunnel leakcheck [--proxy HOST:PORT] [--wait SECONDS] [--open] [--watch]
                   [--pcap FILE] [--json]     (see safetunnel leakcheck --help)
        safetunnel serve [--listen ADDR:PORT] [--authorized-keys FILE] [--host-key FILE]
@@ -30,6 +31,13 @@ saying how to fix the app.
   -R [bind_address:]port   SOCKS4a/5 proxy on the server's port; connects go
                            out from here, names resolved here
   -N                       Accepted for ssh compatibility (no command is ever run)
+  -f                       Go to the background once every forward listens
+                           (exit 0 then, 255 if it never gets there); the log
+                           goes to syslog, or to -E's file
+  -E log_file              Append the log to log_file instead of stderr
+  -y                       Send the log to syslog instead of stderr
+  --pid-file file          Write the running tunnel's PID to file (removed
+                           when it stops)
   -p port                  SSH port of the server
   -l login_name            User to log in as
   -i identity_file         Private key to try (repeatable)

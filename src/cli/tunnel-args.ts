@@ -34,6 +34,14 @@ export interface TunnelPlan extends TunnelOptions {
   /** -1 for -q, 0 by default, +1 per -v. */
   verbosity: number;
   json: boolean;
+  /** -f: go to the background once every forward listens (background/foreground.ts). */
+  background: boolean;
+  /** -E: append the log to this file instead of stderr. */
+  logFile: string | undefined;
+  /** -y: the log to syslog instead of stderr (so does -f without -E). */
+  syslog: boolean;
+  /** --pid-file: where the running tunnel writes its PID (removed when it stops). */
+  pidFile: string | undefined;
 }
 
 /** What the tunnel command's argv asks for: a tunnel, or help or the version instead. */
@@ -51,13 +59,12 @@ const WITH_VALUE = new Set("BbcDEeFIiJLlmOoPpQRSWw".split(""));
 const WITHOUT_VALUE = new Set("46AaCfGgKkhMNnqsTtVvXxYy".split(""));
 
 /** Flags we implement; the others are accepted (ssh scripts pass them) and named in a warning. */
-const SUPPORTED = new Set("46DFghiJLlNopqRVv".split(""));
+const SUPPORTED = new Set("46DEFfghiJLlNopqRVvy".split(""));
 
 const IGNORED_REASON: Record<string, string> = {
   A: "agent forwarding",
   a: "agent forwarding",
   C: "compression",
-  f: "going to the background",
   G: "printing the configuration",
   K: "GSSAPI",
   k: "GSSAPI",
@@ -69,11 +76,9 @@ const IGNORED_REASON: Record<string, string> = {
   X: "X11 forwarding",
   x: "X11 forwarding",
   Y: "X11 forwarding",
-  y: "syslog",
   B: "bind interfaces",
   b: "choosing the source address",
   c: "cipher selection",
-  E: "log files",
   e: "escape characters",
   I: "PKCS#11",
   m: "MAC selection",
@@ -99,6 +104,7 @@ function getopt(argv: string[]): {
   allowUsers: string[];
   socksAuth: SocksAuthOption | undefined;
   maxConnections: number | undefined;
+  pidFile: string | undefined;
   flagsBeforeDestination: number;
 } {
   const flags: ShortFlag[] = [];
@@ -106,6 +112,7 @@ function getopt(argv: string[]): {
   const allowIp: string[] = [];
   const allowUsers: string[] = [];
   let maxConnections: number | undefined;
+  let pidFile: string | undefined;
   let socksAuth: SocksAuthOption | undefined;
   const long = new Set<string>();
   const positional: string[] = [];
@@ -146,6 +153,12 @@ function getopt(argv: string[]): {
       maxConnections = n;
       continue;
     }
+    if (arg === "--pid-file" || arg.startsWith("--pid-file=")) {
+      const value = arg === "--pid-file" ? argv[i++] : arg.slice("--pid-file=".length);
+      if (value === undefined || value === "") throw usage("option --pid-file needs a file name, e.g. --pid-file ~/.safetunnel.pid");
+      pidFile = value;
+      continue;
+    }
     if (arg === "--socks-auth" || arg.startsWith("--socks-auth=")) {
       // As --allow-ip: a password of digits must stay text. Never echoed: it holds the password.
       const value = arg === "--socks-auth" ? argv[i++] : arg.slice("--socks-auth=".length);
@@ -179,7 +192,7 @@ function getopt(argv: string[]): {
       flags.push({ flag });
     }
   }
-  return { flags, long, positional, allowIp, allowUsers, socksAuth, maxConnections, flagsBeforeDestination };
+  return { flags, long, positional, allowIp, allowUsers, socksAuth, maxConnections, pidFile, flagsBeforeDestination };
 }
 
 const SOCKS_AUTH_FORMS = "USER:PASS, or USER:@FILE to read the password from FILE's first line (it then stays out of ps), e.g. --socks-auth alice:@/home/alice/.socks-password";
@@ -260,7 +273,7 @@ function usage(problem: string): TunnelError {
  * parseTunnelArgs(["-D", "9001", "user@home"]).command // "tunnel"
  */
 export function parseTunnelArgs(argv: string[]): TunnelArgsResult {
-  const { flags, long, positional, allowIp, allowUsers, socksAuth, maxConnections, flagsBeforeDestination } = getopt(argv);
+  const { flags, long, positional, allowIp, allowUsers, socksAuth, maxConnections, pidFile, flagsBeforeDestination } = getopt(argv);
 
   // cac reads the long options (its own help and version would print as a
   // side effect of parse(), so HELP_TEXT and VERSION are ours).
@@ -291,6 +304,9 @@ export function parseTunnelArgs(argv: string[]): TunnelArgsResult {
   let configFile: string | undefined;
   let verbosity = 0;
   let jumpGiven = false;
+  let background = false;
+  let syslog = false;
+  let logFile: string | undefined;
 
   const [destinationText, ...command] = positional;
   if (destinationText === undefined) throw usage("no destination given: safetunnel [options] [user@]host, e.g. safetunnel -D 9001 user@home");
@@ -313,6 +329,10 @@ export function parseTunnelArgs(argv: string[]): TunnelArgsResult {
       case "v": verbosity = Math.max(verbosity, 0) + 1; break;
       case "q": verbosity = -1; break;
       case "N": break; // We never run a remote command; -N is what we always do.
+      case "f": background = true; break;
+      case "y": syslog = true; break;
+      // ssh: the last -E wins.
+      case "E": logFile = v; break;
       case "V": break;
       case "4": family = { keyword: "addressfamily", args: ["inet"], source: "-4" }; break;
       case "6": family = { keyword: "addressfamily", args: ["inet6"], source: "-6" }; break;
@@ -350,6 +370,10 @@ export function parseTunnelArgs(argv: string[]): TunnelArgsResult {
     configFile,
     verbosity,
     json: Boolean(longOptions.json),
+    background,
+    logFile,
+    syslog,
+    pidFile,
     // cac reads --no-X as X = false.
     reconnect: longOptions.reconnect !== false,
     allowIp: allowIp.flatMap((text) => parseCidrList(text)),

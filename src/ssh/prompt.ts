@@ -235,7 +235,7 @@ async function readFromTerminal(tty: TtyLike, request: PromptRequest): Promise<s
  * OpenSSH requires /dev/tty for these prompts; on Windows, which has no
  * /dev/tty, the console behind stdin and stderr stands in.
  */
-function openTerminal(): TtyLike | null {
+export function openTerminal(): TtyLike | null {
   return process.platform === "win32" ? openConsole() : openDevTty();
 }
 

@@ -251,6 +251,27 @@ describe("parseCommandLine: precedence as OpenSSH resolves it", () => {
   });
 });
 
+describe("parseCommandLine: -f, -E, -y and --pid-file", () => {
+  test("none given: a foreground run logging to stderr, no PID file", () => {
+    const plan = tunnel(["-D", "9001", "host"]);
+    assert.deepEqual([plan.background, plan.logFile, plan.syslog, plan.pidFile], [false, undefined, false, undefined]);
+  });
+
+  test("-f, -E FILE, -y and --pid-file FILE are read, clustered or not, before or after the destination, without warnings", () => {
+    const plan = tunnel(["-fND", "9001", "-E", "/tmp/t.log", "host", "-y", "--pid-file", "/tmp/t.pid"]);
+    assert.deepEqual([plan.background, plan.logFile, plan.syslog, plan.pidFile], [true, "/tmp/t.log", true, "/tmp/t.pid"]);
+    assert.deepEqual(plan.warnings, []);
+    assert.equal(tunnel(["-E/tmp/a", "-E", "/tmp/b", "--pid-file=/tmp/p", "host"]).logFile, "/tmp/b", "the last -E wins, as in ssh");
+    assert.equal(tunnel(["--pid-file=/tmp/p", "host"]).pidFile, "/tmp/p");
+  });
+
+  test("-E and --pid-file without a file are usage errors naming the fix", () => {
+    assert.throws(() => parseCommandLine(["host", "-E"]), { code: "USAGE", message: /option requires an argument -- E/ });
+    assert.throws(() => parseCommandLine(["--pid-file", "", "host"]), { code: "USAGE", message: /option --pid-file needs a file name, e\.g\. --pid-file/ });
+    assert.throws(() => parseCommandLine(["host", "--pid-file"]), { code: "USAGE", message: /option --pid-file needs a file name/ });
+  });
+});
+
 describe("parseCommandLine: ssh flags safetunnel does not support", () => {
   test("accepts -A, -X, -C, -c aes and -b addr with one warning each naming the flag", () => {
     const plan = tunnel(["-A", "-X", "-C", "-c", "aes128-ctr", "-b", "192.0.2.1", "-D", "9001", "host"]);
@@ -380,7 +401,7 @@ describe("parseCommandLine: long options and plans", () => {
   });
 });
 
-const HELP_FLAGS = ["-D", "-N", "-p", "-l", "-i", "-F", "-J", "-o", "-v", "-q", "-4", "-6", "-g", "-V", "-h", "--version", "--help", "--allow-ip", "--socks-auth", "--json"];
+const HELP_FLAGS = ["-D", "-N", "-f", "-E", "-y", "--pid-file", "-p", "-l", "-i", "-F", "-J", "-o", "-v", "-q", "-4", "-6", "-g", "-V", "-h", "--version", "--help", "--allow-ip", "--socks-auth", "--json"];
 
 function flagPattern(flag: string): RegExp {
   return new RegExp(`(^|[\\s\\[,/])${flag}(?![\\w-])`, "m");
