@@ -10,7 +10,7 @@
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { existsSync } from "node:fs";
-import { open, readFile, writeFile } from "node:fs/promises";
+import { open, readFile, readlink, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { curlThroughSocks } from "../helpers/curl.ts";
@@ -155,6 +155,28 @@ describe("the single executables in dist/", () => {
     assert.equal(answer, "through-nc");
     assert.equal((await tunnel.stop("SIGTERM")).code, 0);
     assert.match(tunnel.stderr(), new RegExp(`SOCKS5 CONNECT localhost:${rig.sshd.port}\\b`));
+  });
+
+  test("-f from the binary: it starts itself again in the background, the foreground exits 0, SIGTERM stops it with its summary in the -E file", async () => {
+    const port = await freePort();
+    const log = join(rig.scratch, "background.log");
+    const pidFile = join(rig.scratch, "background.pid");
+    const foreground = startBinary(["-f", "-N", "-D", `127.0.0.1:${port}`, "-E", log, "--pid-file", pidFile, ...loginArgs(rig.sshd)]);
+    const status = await foreground.exited;
+    const pid = Number((await readFile(pidFile, "utf8").catch(() => "0")).trim());
+    try {
+      assert.equal(status.code, 0, foreground.stderr());
+      assert.match(foreground.stderr(), new RegExp(`^In the background as PID ${pid} \\(stop it with kill ${pid}\\); its log goes to `, "m"));
+      const fetched = await curlThroughSocks("--socks5-hostname", `127.0.0.1:${port}`, `http://localhost:${rig.http.port}/hello`);
+      assert.equal(fetched.code, 0, fetched.stderr);
+      assert.equal(fetched.stdout.toString(), "hello from target\n");
+      assert.equal(await readlink(`/proc/${pid}/exe`), rig.binary, "the background process is the binary itself");
+    } finally {
+      if (pid > 0) process.kill(pid, "SIGTERM");
+    }
+    for (let i = 0; i < 100 && existsSync(pidFile); i++) await new Promise((resolve) => setTimeout(resolve, 50));
+    assert.equal(existsSync(pidFile), false, "the PID file is removed as it stops");
+    assert.match(await readFile(log, "utf8"), /\nStopped by SIGTERM: 1 connection, /);
   });
 
   test("the other targets are the right kind of executable", async () => {
