@@ -468,7 +468,8 @@ function readSentHttp(b: Buffer): SentReading {
   const end = blank.index + blank[0].length;
   const line = /^([^\r\n]*)/.exec(text)![1]!;
   const parts = line.split(" ");
-  if (parts.length !== 3 || !/^HTTP\/1\.[01]$/.test(parts[2]!) || !/^[A-Z]+$/.test(parts[0]!)) return { protocol: "http", hopeless: true };
+  // A method is any token, case-sensitive (RFC 9110 sections 9.1 and 5.6.2): "GyT" is forwarded as it is.
+  if (parts.length !== 3 || !/^HTTP\/1\.[01]$/.test(parts[2]!) || !/^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/.test(parts[0]!)) return { protocol: "http", hopeless: true };
   const [method, target] = parts as [string, string];
   if (method === "CONNECT") {
     const authority = /^(\[[^\]]*\]|[^:\[\]]+):([0-9]{1,5})$/.exec(target);
