@@ -18,6 +18,8 @@ import { BACKGROUND_OF, BACKGROUND_TTY, handoffToForeground, isBackgroundProcess
 import { removePidFile, writePidFile } from "./background/pid-file.ts";
 import { openLogFile, openSyslog, type LogDestination } from "./log-destination.ts";
 import type { TtyLike } from "./ssh/prompt.ts";
+import { denoPermissionFlags, denoPermissionQuery, type DenoResources } from "./platform/deno-permissions.ts";
+import { join } from "node:path";
 
 async function main(argv: string[]): Promise<number> {
   const writeErr = (line: string): void => {
@@ -148,7 +150,7 @@ async function main(argv: string[]): Promise<number> {
     if (plan.background && !isBackgroundProcess(process.env, process.ppid)) {
       const { runInBackground } = await import("./background/foreground.ts");
       const { openTerminal } = await import("./ssh/prompt.ts");
-      const outcome = await runInBackground(selfCommand(), argv, {
+      const outcome = await runInBackground(selfCommand(backgroundResources(plan, environment.homeDir)), argv, {
         spawn,
         env: process.env,
         pid: process.pid,
@@ -268,16 +270,41 @@ async function runClient(plan: ExecPlan | NcPlan, log: Logger): Promise<number> 
 }
 
 /**
- * How to run this program again (for `exec`'s GIT_SSH_COMMAND): the single
- * binary alone (its argv[1] is itself); on Node the script after Node and
- * its flags; on Deno `deno run` with the permissions `nc` needs.
+ * How to run this program again (`exec`'s GIT_SSH_COMMAND, `-f`'s background
+ * process): the single binary alone (its argv[1] is itself); on Node the
+ * script after Node and its flags; on Deno `deno run` with the permissions
+ * this run has for `resources` (deno-permissions.ts), never prompting: as
+ * ssh's ProxyCommand, stdin is the SSH stream, and -f's has no terminal.
  */
-function selfCommand(): string[] {
+function selfCommand(resources: DenoResources = {}): string[] {
   const script = process.argv[1];
-  // --no-prompt: as ssh's ProxyCommand, stdin is the SSH stream, so a permission prompt would read from it.
-  if ("Deno" in globalThis) return [process.execPath, "run", "--no-prompt", "--allow-net", "--allow-env", "--allow-read", ...(script === undefined ? [] : [script])];
+  const deno = denoPermissionQuery();
+  if (deno !== undefined) return [process.execPath, "run", ...denoPermissionFlags(deno, resources), ...(script === undefined ? [] : [script])];
   if (script === undefined || script === process.execPath) return [process.execPath];
   return [process.execPath, ...process.execArgv, script];
+}
+
+/**
+ * What -f's background process touches, for Deno's permissions: the SSH
+ * files, the log and PID files, the host name and uid, logger(1). Under Deno
+ * -f also needs the whole environment and running programs (Deno's
+ * child_process reads the environment to start anything).
+ */
+function backgroundResources(plan: TunnelPlan, homeDir: string): DenoResources {
+  const deno = denoPermissionQuery();
+  if (deno !== undefined && !(deno({ name: "env" }) && deno({ name: "run" }))) {
+    throw new TunnelError("USAGE", "under Deno, -f starts safetunnel again in the background, which needs --allow-env and --allow-run; add them, or run without -f");
+  }
+  const ssh = join(homeDir, ".ssh");
+  const identities = plan.configLines.filter((line) => line.keyword === "identityfile").flatMap((line) => line.args);
+  const files = [plan.logFile, plan.pidFile].filter((file): file is string => file !== undefined);
+  return {
+    // The PID file is read back before it is removed (pid-file.ts).
+    read: [ssh, "/etc/ssh", ...(plan.configFile !== undefined ? [plan.configFile] : []), ...identities, ...(plan.pidFile !== undefined ? [plan.pidFile] : [])],
+    write: [join(ssh, "known_hosts"), ...files],
+    sys: ["hostname", "uid"],
+    run: ["logger"],
+  };
 }
 
 /** The desktop's own opener: xdg-open(1), macOS open(1), Windows `start`. */

@@ -4,23 +4,21 @@
  * removed when the tunnel stops, but only while it still holds our PID (a
  * second tunnel may have taken the file over).
  */
-import { readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
+import { readFileSync, rmSync, writeFileSync } from "node:fs";
 import { TunnelError, describeError, echoValue } from "../errors.ts";
 
 /**
- * Writes `pid` and a newline, whole or not at all (a temporary file renamed
- * over it), so a script never reads half a number.
+ * Writes `pid` and a newline. It is written before the tunnel reports itself
+ * up (and before -f's foreground exits), so a script that waits for that
+ * never reads the file half-written.
  *
  * @example
  * writePidFile("/run/user/1000/safetunnel.pid", 4242);
  */
 export function writePidFile(path: string, pid: number): void {
-  const temporary = `${path}.${pid}.tmp`;
   try {
-    writeFileSync(temporary, `${pid}\n`, { mode: 0o644 });
-    renameSync(temporary, path);
+    writeFileSync(path, `${pid}\n`, { mode: 0o644 });
   } catch (err) {
-    rmSync(temporary, { force: true });
     throw new TunnelError("PID_FILE", `--pid-file: cannot write ${echoValue(path, "'")} (${describeError(err)}); give a file in a folder this account can write`);
   }
 }

@@ -5,7 +5,9 @@
  * socket, chacha20-poly1305 offered first).
  */
 import assert from "node:assert/strict";
-import { readFile, writeFile } from "node:fs/promises";
+import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { existsSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import process from "node:process";
 import { after, before, test } from "node:test";
@@ -157,4 +159,58 @@ test("under Deno with the README's permissions, exec gives curl and ssh the tunn
   }
   assert.match(tunnel.cli.stderr(), new RegExp(`HTTP GET localhost:${http.port}\\b`));
   assert.match(tunnel.cli.stderr(), new RegExp(`SOCKS5 CONNECT localhost:${sshd.port}\\b`));
+});
+
+test("under Deno with the README's permissions for -f, the foreground exits 0 once the port answers; the background process runs under deno with no more than those, and stops on SIGTERM", async () => {
+  const port = await freePort();
+  const scratch = await mkdtemp(join(tmpdir(), "safetunnel-deno-f-"));
+  const log = join(scratch, "tunnel.log");
+  const pidFile = join(scratch, "tunnel.pid");
+  const env: NodeJS.ProcessEnv = { ...process.env, HOME: home.home, NO_COLOR: "1" };
+  delete env["SSH_AUTH_SOCK"];
+  const sshDir = join(home.home, ".ssh");
+  const permissions = [
+    "--no-prompt",
+    "--allow-net",
+    `--allow-read=${sshDir},/etc/ssh,${pidFile}`,
+    `--allow-write=${sshDir}/known_hosts,${log},${pidFile}`,
+    "--allow-env",
+    "--allow-run",
+    "--allow-sys=hostname,uid",
+  ];
+  const args = ["-f", "-D", `127.0.0.1:${port}`, "-E", log, "--pid-file", pidFile, "-p", String(sshd.port), `${sshd.user}@127.0.0.1`];
+  let pid = 0;
+  try {
+    const foreground = await runCommand(DENO, ["run", ...permissions, join(repoRoot(), "src", "main.ts"), ...args], { cwd: repoRoot(), env, timeoutMs: 90_000 });
+    pid = Number((await readFile(pidFile, "utf8").catch(() => "0")).trim());
+    assert.equal(foreground.code, 0, foreground.stderr);
+    assert.match(foreground.stderr, new RegExp(`^In the background as PID ${pid} `, "m"));
+    const named = await curlThroughSocks("--socks5-hostname", `127.0.0.1:${port}`, `http://localhost:${http.port}/hello`);
+    assert.equal(named.code, 0, named.stderr);
+    const command = (await readFile(`/proc/${pid}/cmdline`, "utf8")).split("\0");
+    assert.deepEqual(command.slice(0, 2), [DENO, "run"]);
+    const given = command.slice(2, command.indexOf(join(repoRoot(), "src", "main.ts")));
+    assert.deepEqual(given, [
+      "--no-prompt",
+      "--allow-net",
+      `--allow-read=${sshDir},/etc/ssh,${pidFile}`,
+      `--allow-write=${sshDir}/known_hosts,${log},${pidFile}`,
+      "--allow-env",
+      "--allow-sys=hostname,uid",
+      "--allow-run",
+    ]);
+  } finally {
+    if (pid > 0) process.kill(pid, "SIGTERM");
+  }
+  for (let i = 0; i < 100 && existsSync(pidFile); i++) await new Promise((resolve) => setTimeout(resolve, 50));
+  assert.equal(existsSync(pidFile), false);
+  assert.match(await readFile(log, "utf8"), /\nStopped by SIGTERM: 1 connection, /);
+  await rm(scratch, { recursive: true, force: true });
+});
+
+test("under Deno without --allow-run, -f says what it needs and starts nothing", async () => {
+  const env: NodeJS.ProcessEnv = { ...process.env, HOME: home.home, NO_COLOR: "1" };
+  const result = await runCommand(DENO, ["run", "--no-prompt", "--allow-net", "--allow-env", "--allow-sys", join(repoRoot(), "src", "main.ts"), "-f", "-D", "1080", "home.invalid"], { cwd: repoRoot(), env, timeoutMs: 60_000 });
+  assert.equal(result.code, 255);
+  assert.equal(result.stderr, "safetunnel: under Deno, -f starts safetunnel again in the background, which needs --allow-env and --allow-run; add them, or run without -f\n");
 });
