@@ -14,10 +14,7 @@ import { readFileSync } from "node:fs";
 import { readdir } from "node:fs/promises";
 import { passwdUids } from "./forward/access.ts";
 import { openFileLimits } from "./forward/connection-limit.ts";
-import { BACKGROUND_OF, BACKGROUND_TTY, handoffToForeground, isBackgroundProcess, type Handoff } from "./background/background-end.ts";
-import { removePidFile, writePidFile } from "./background/pid-file.ts";
-import { openLogFile, openSyslog, type LogDestination } from "./log-destination.ts";
-import type { TtyLike } from "./ssh/prompt.ts";
+import { isBackgroundProcess } from "./background/background-end.ts";
 import { denoPermissionFlags, denoPermissionQuery, type DenoResources } from "./platform/deno-permissions.ts";
 import { join } from "node:path";
 
@@ -163,7 +160,8 @@ async function main(argv: string[]): Promise<number> {
       log.info(`In the background as PID ${outcome.pid} (stop it with kill ${outcome.pid}); its log goes to ${plan.logFile ?? "syslog"}.`, { event: "background", pid: outcome.pid });
       return 0;
     }
-    const routing = await routeTunnelLog(plan, (next) => (sink = next));
+    const { tunnelProcess } = await import("./tunnel-process.ts");
+    const routing = await tunnelProcess(plan, { log, setSink: (next) => (sink = next), writeErr });
     try {
       const { runTunnel } = await import("./tunnel.ts");
       return await runTunnel(plan, { ...environment, ...routing.environment });
@@ -187,56 +185,6 @@ function reportFailure(err: unknown, log: Logger): void {
   }
   log.error(`safetunnel: internal error: ${describeError(err)}; please report it with the -vvv output.`, { code: "INTERNAL" });
   if (log.debugEnabled(1) && err instanceof Error && err.stack) log.debug(1, err.stack);
-}
-
-/**
- * The tunnel's log destination (-E FILE, -y, -f), its PID file, and for
- * -f's background process the hand-off to the foreground: lines and prompts
- * go there until every forward listens, then to syslog or the file. Opened
- * before connecting, so a log that cannot be written stops the run first.
- */
-async function routeTunnelLog(
-  plan: TunnelPlan,
-  setSink: (sink: (line: string) => void) => void,
-): Promise<{ environment: { openTty?: () => TtyLike | null; onListening?: () => Promise<void> }; close(): Promise<void> }> {
-  const background = plan.background && isBackgroundProcess(process.env, process.ppid);
-  let handoff: Handoff | undefined;
-  if (background) {
-    // Not passed on to what this process starts (askpass, logger).
-    delete process.env[BACKGROUND_OF];
-    const terminal = process.env[BACKGROUND_TTY] === "1";
-    delete process.env[BACKGROUND_TTY];
-    handoff = handoffToForeground(process.stdin, process.stdout, { terminal });
-    setSink(handoff.log);
-  }
-  let destination: LogDestination | undefined;
-  let pidWritten = false;
-  const close = async (): Promise<void> => {
-    if (pidWritten && plan.pidFile !== undefined) removePidFile(plan.pidFile, process.pid);
-    await destination?.close();
-  };
-  if (plan.logFile !== undefined) destination = openLogFile(plan.logFile);
-  else if (plan.syslog || background) destination = await openSyslog({ platform: process.platform, pid: process.pid, spawn });
-  const opened = destination;
-  if (opened !== undefined) {
-    // -f: the foreground shows what happens until the tunnel is up, the file keeps it too.
-    setSink(handoff === undefined ? opened.write : (line) => (handoff.log(line), plan.logFile !== undefined && opened.write(line)));
-  }
-  const environment: { openTty?: () => TtyLike | null; onListening?: () => Promise<void> } = {};
-  if (handoff !== undefined) environment.openTty = () => handoff.openTty();
-  if (handoff !== undefined || plan.pidFile !== undefined) {
-    environment.onListening = async () => {
-      if (plan.pidFile !== undefined) {
-        writePidFile(plan.pidFile, process.pid);
-        pidWritten = true;
-      }
-      if (handoff !== undefined && opened !== undefined) {
-        setSink(opened.write);
-        handoff.ready(process.pid);
-      }
-    };
-  }
-  return { environment, close };
 }
 
 /** `exec` and `nc`: failures before the program or connection runs are one line and their exit status. */

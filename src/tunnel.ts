@@ -30,6 +30,8 @@ import { listenAddresses } from "./config/forward-spec.ts";
 import { isLoopbackAddress } from "./address.ts";
 import { CanaryRegistry } from "./leakcheck/canary-registry.ts";
 import { canaryAnswers } from "./leakcheck/canary-service.ts";
+import type { RunningTunnel } from "./status/live-status.ts";
+import type { ConnectionState } from "./status/status-line.ts";
 
 /** The tunnel command as cli.ts hands it over. */
 export interface TunnelOptions extends TunnelRequest {
@@ -71,8 +73,8 @@ export interface RunEnvironment extends LocalEnvironment {
   openDescriptors?(): Promise<number | undefined>;
   /** The terminal for prompts. @default prompt.ts: /dev/tty, or the console on Windows */
   openTty?(): TtyLike | null;
-  /** Called once every forward that stays is listening and announced (-f goes to the background then). */
-  onListening?(): void | Promise<void>;
+  /** Called once every forward that stays is listening and announced (-f goes to the background then; the status line starts). */
+  onListening?(status: TunnelStatus): void | Promise<void>;
 }
 
 /**
@@ -133,6 +135,12 @@ function connectionLimits(asked: number | undefined, run: RunEnvironment): { max
   return { maxConnections, descriptorWatch: new DescriptorWatch({ limit: openFileLimit, count: run.openDescriptors, log: run.log }) };
 }
 
+/** A running tunnel as the status line and SIGUSR1's summary see it. */
+export interface TunnelStatus extends RunningTunnel {
+  /** Outages so far, where the tunnel reconnects. */
+  outages(): { outages: number; downMs: number } | undefined;
+}
+
 /** What serveForwards needs of a session that reconnects. */
 export interface Reconnection {
   session: ReconnectingSession;
@@ -172,8 +180,10 @@ export async function serveForwards(
   // Watch the connection from the first moment: it can drop while forwards start.
   let lost: string | undefined;
   let onLost: ((reason: string) => void) | undefined;
+  let connection: ConnectionState = { up: true, since: Date.now() };
   session.onDown((reason) => {
     lost = reason;
+    connection = { up: false, since: Date.now() };
     onLost?.(reason);
   });
 
@@ -241,8 +251,17 @@ export async function serveForwards(
       setImmediate(() => void stop(255, "Tunnel closed"));
     };
     if (run.onListening !== undefined) {
+      const status: TunnelStatus = {
+        stats,
+        connection: () => {
+          // Coming back up has no event of its own: seen when asked (twice a second by the status line).
+          if (!connection.up && session.up) connection = { up: true, since: Date.now() };
+          return connection;
+        },
+        outages: () => (reconnection === undefined ? undefined : { outages: reconnection.session.outages, downMs: reconnection.session.downMs }),
+      };
       Promise.resolve()
-        .then(() => run.onListening?.())
+        .then(() => run.onListening?.(status))
         .catch((err: unknown) => {
           log.error(`safetunnel: ${err instanceof TunnelError ? err.message : describeError(err)}`, err instanceof TunnelError ? { code: err.code } : {});
           void stop(255, "Tunnel closed");

@@ -11,6 +11,8 @@ export interface TrafficStats {
   failures: number;
   /** Sockets dropped for bad SOCKS input or timeouts. */
   protocolErrors: number;
+  /** Who was refused last: the program, where the system tells it, else the client's address. */
+  lastRefused?: string;
 }
 
 export function createStats(): TrafficStats {

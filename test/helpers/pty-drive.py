@@ -2,19 +2,23 @@
 
 usage: pty-drive.py ANSWERS_JSON -- command [args...]
 
-ANSWERS_JSON is a list of [expected_text, reply] pairs, answered in order: when
+PTY_COLUMNS in the environment sets the terminal's width (a fresh pty has
+none). ANSWERS_JSON is a list of [expected_text, reply] pairs, answered in order: when
 the terminal output so far contains expected_text, reply is typed. Everything
 the terminal shows is copied to stdout as it arrives. SIGTERM to this driver is
 passed on to the command as SIGINT (a user's Ctrl-C); the driver exits with the
 command's status. Every wait is bounded.
 """
-import json, os, pty, select, signal, sys, time
+import fcntl, json, os, pty, select, signal, struct, sys, termios, time
 
 answers = json.loads(sys.argv[1])
 command = sys.argv[sys.argv.index("--") + 1:]
 pid, fd = pty.fork()
 if pid == 0:
     os.execvp(command[0], command)
+# A terminal width, when asked for (PTY_COLUMNS): a fresh pty reports 0x0.
+if os.environ.get("PTY_COLUMNS"):
+    fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", 24, int(os.environ["PTY_COLUMNS"]), 0, 0))
 
 def forward(signum, frame):
     try:
