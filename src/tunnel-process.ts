@@ -9,12 +9,11 @@ import process from "node:process";
 import { spawn } from "node:child_process";
 import type { TunnelPlan } from "./cli.ts";
 import type { Logger } from "./log.ts";
-import type { TunnelStatus } from "./tunnel.ts";
 import type { TtyLike } from "./ssh/prompt.ts";
 import { BACKGROUND_OF, BACKGROUND_TTY, handoffToForeground, isBackgroundProcess, type Handoff } from "./background/background-end.ts";
 import { removePidFile, writePidFile } from "./background/pid-file.ts";
 import { openLogFile, openSyslog, type LogDestination } from "./log-destination.ts";
-import { LiveStatus } from "./status/live-status.ts";
+import { LiveStatus, type RunningTunnel } from "./status/live-status.ts";
 import { statusSummary } from "./status/status-line.ts";
 
 export interface TunnelProcessEnvironment {
@@ -27,7 +26,7 @@ export interface TunnelProcessEnvironment {
 
 export interface TunnelProcess {
   /** For runTunnel: the terminal for prompts (-f: the foreground's), and what to do once the forwards listen. */
-  environment: { openTty?: () => TtyLike | null; onListening?: (status: TunnelStatus) => Promise<void> };
+  environment: { openTty?: () => TtyLike | null; onListening?: (status: RunningTunnel) => Promise<void> };
   /** After the run: the status line gone, the PID file removed, the log flushed and closed. */
   close(): Promise<void>;
 }
@@ -67,7 +66,7 @@ export async function tunnelProcess(plan: TunnelPlan, io: TunnelProcessEnvironme
 
   const cleanups: (() => void)[] = [];
   let pidWritten = false;
-  const onListening = async (status: TunnelStatus): Promise<void> => {
+  const onListening = async (status: RunningTunnel): Promise<void> => {
     if (plan.pidFile !== undefined) {
       writePidFile(plan.pidFile, process.pid);
       pidWritten = true;

@@ -74,7 +74,7 @@ export interface RunEnvironment extends LocalEnvironment {
   /** The terminal for prompts. @default prompt.ts: /dev/tty, or the console on Windows */
   openTty?(): TtyLike | null;
   /** Called once every forward that stays is listening and announced (-f goes to the background then; the status line starts). */
-  onListening?(status: TunnelStatus): void | Promise<void>;
+  onListening?(status: RunningTunnel): void | Promise<void>;
 }
 
 /**
@@ -133,12 +133,6 @@ function connectionLimits(asked: number | undefined, run: RunEnvironment): { max
   const maxConnections = asked ?? defaultMaxConnections(openFileLimit);
   if (openFileLimit === undefined || run.openDescriptors === undefined) return { maxConnections };
   return { maxConnections, descriptorWatch: new DescriptorWatch({ limit: openFileLimit, count: run.openDescriptors, log: run.log }) };
-}
-
-/** A running tunnel as the status line and SIGUSR1's summary see it. */
-export interface TunnelStatus extends RunningTunnel {
-  /** Outages so far, where the tunnel reconnects. */
-  outages(): { outages: number; downMs: number } | undefined;
 }
 
 /** What serveForwards needs of a session that reconnects. */
@@ -251,7 +245,7 @@ export async function serveForwards(
       setImmediate(() => void stop(255, "Tunnel closed"));
     };
     if (run.onListening !== undefined) {
-      const status: TunnelStatus = {
+      const status: RunningTunnel = {
         stats,
         connection: () => {
           // Coming back up has no event of its own: seen when asked (twice a second by the status line).

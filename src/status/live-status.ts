@@ -20,10 +20,12 @@ export interface StatusTerminal {
   columns(): number;
 }
 
-/** What the status line shows of a running tunnel. */
+/** What the status line and SIGUSR1's summary show of a running tunnel. */
 export interface RunningTunnel {
   stats: TrafficStats;
   connection(): ConnectionState;
+  /** Outages so far, where the tunnel reconnects. */
+  outages(): { outages: number; downMs: number } | undefined;
 }
 
 export interface LiveStatusOptions {

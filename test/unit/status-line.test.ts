@@ -61,7 +61,7 @@ describe("LiveStatus on a terminal", () => {
     const counters = stats({});
     const live = new LiveStatus(
       { write: (text) => written.push(text), columns: () => 80 },
-      { stats: counters, connection: () => ({ up: true, since: 10_000 }) },
+      { stats: counters, connection: () => ({ up: true, since: 10_000 }), outages: () => undefined },
       {
         clock: () => now,
         every: (ms, next) => {
