@@ -144,6 +144,11 @@ async function main(argv: string[]): Promise<number> {
       const { runDemo } = await import("./demo.ts");
       return await runDemo(plan, environment);
     }
+    if (plan.printUnit) {
+      const { systemdUnit } = await import("./service-unit.ts");
+      process.stdout.write(systemdUnit({ program: selfCommand(tunnelResources(plan, environment.homeDir)), args: argv.filter((word) => word !== "--print-unit") }));
+      return 0;
+    }
     if (plan.background && !isBackgroundProcess(process.env, process.ppid)) {
       const { runInBackground } = await import("./background/foreground.ts");
       const { openTerminal } = await import("./ssh/prompt.ts");
@@ -243,6 +248,11 @@ function backgroundResources(plan: TunnelPlan, homeDir: string): DenoResources {
   if (deno !== undefined && !(deno({ name: "env" }) && deno({ name: "run" }))) {
     throw new TunnelError("USAGE", "under Deno, -f starts safetunnel again in the background, which needs --allow-env and --allow-run; add them, or run without -f");
   }
+  return tunnelResources(plan, homeDir);
+}
+
+/** What a tunnel run touches, for Deno's permissions (a unit's ExecStart, -f's background process). */
+function tunnelResources(plan: TunnelPlan, homeDir: string): DenoResources {
   const ssh = join(homeDir, ".ssh");
   const identities = plan.configLines.filter((line) => line.keyword === "identityfile").flatMap((line) => line.args);
   const files = [plan.logFile, plan.pidFile].filter((file): file is string => file !== undefined);

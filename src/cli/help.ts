@@ -5,7 +5,7 @@ export const HELP_TEXT = `usage: safetunnel [-46fgNqVvy] [-D [bind_address:]port
                   [-i identity_file] [-J destination] [-L spec] [-l login_name] [-o option]
                   [-p port] [-R spec] [--allow-ip cidr[,cidr...]] [--allow-users list]
                   [--no-reconnect] [--socks-auth user:pass | user:@file] [--pid-file file]
-                  [--json] [user@]host
+                  [--print-unit] [--json] [user@]host
        safetunnel leakcheck [--proxy HOST:PORT] [--wait SECONDS] [--open] [--watch]
                   [--pcap FILE] [--json]     (see safetunnel leakcheck --help)
        safetunnel serve [--listen ADDR:PORT] [--authorized-keys FILE] [--host-key FILE]
@@ -38,6 +38,8 @@ saying how to fix the app.
   -y                       Send the log to syslog instead of stderr
   --pid-file file          Write the running tunnel's PID to file (removed
                            when it stops)
+  --print-unit             Print a systemd user unit that runs this command
+                           line at login, instead of running it
   -p port                  SSH port of the server
   -l login_name            User to log in as
   -i identity_file         Private key to try (repeatable)

@@ -42,6 +42,8 @@ export interface TunnelPlan extends TunnelOptions {
   syslog: boolean;
   /** --pid-file: where the running tunnel writes its PID (removed when it stops). */
   pidFile: string | undefined;
+  /** --print-unit: print a systemd user unit for this command line instead of running it. */
+  printUnit: boolean;
 }
 
 /** What the tunnel command's argv asks for: a tunnel, or help or the version instead. */
@@ -52,7 +54,7 @@ export type TunnelArgsResult =
   | { command: "version"; text: string; stream: "stdout" | "stderr" };
 
 /** Long options without a value (--allow-ip, --allow-users and --socks-auth, which take one, are read on their own); any other `--word` is refused. */
-const LONG_SWITCHES = new Set(["--json", "--no-reconnect", "--help", "--version"]);
+const LONG_SWITCHES = new Set(["--json", "--no-reconnect", "--help", "--version", "--print-unit"]);
 
 /** ssh(1) flags that take a value, and those that do not. */
 const WITH_VALUE = new Set("BbcDEeFIiJLlmOoPpQRSWw".split(""));
@@ -280,6 +282,7 @@ export function parseTunnelArgs(argv: string[]): TunnelArgsResult {
   const cli = cac("safetunnel");
   cli.option("--json", "Log one JSON object per line instead of text");
   cli.option("--no-reconnect", "Exit 255 when the connection drops, as ssh does");
+  cli.option("--print-unit", "Print a systemd user unit for this command line");
   cli.option("-h, --help", "Show this help").option("--version", "Print the version");
 
   let parsed;
@@ -289,7 +292,7 @@ export function parseTunnelArgs(argv: string[]): TunnelArgsResult {
   } catch (err) {
     throw usage((err as Error).message.replace(/`/g, "'").replace(/^Unknown option/, "unknown option"));
   }
-  const longOptions = parsed.options as { help?: boolean; version?: boolean; json?: boolean; reconnect?: boolean };
+  const longOptions = parsed.options as { help?: boolean; version?: boolean; json?: boolean; reconnect?: boolean; printUnit?: boolean };
 
   if (longOptions.help || flags.some((f) => f.flag === "h")) return { command: "help", text: HELP_TEXT };
   if (longOptions.version) return { command: "version", text: `safetunnel ${VERSION}`, stream: "stdout" };
@@ -374,6 +377,7 @@ export function parseTunnelArgs(argv: string[]): TunnelArgsResult {
     logFile,
     syslog,
     pidFile,
+    printUnit: Boolean(longOptions.printUnit),
     // cac reads --no-X as X = false.
     reconnect: longOptions.reconnect !== false,
     allowIp: allowIp.flatMap((text) => parseCidrList(text)),

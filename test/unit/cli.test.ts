@@ -401,7 +401,7 @@ describe("parseCommandLine: long options and plans", () => {
   });
 });
 
-const HELP_FLAGS = ["-D", "-N", "-f", "-E", "-y", "--pid-file", "-p", "-l", "-i", "-F", "-J", "-o", "-v", "-q", "-4", "-6", "-g", "-V", "-h", "--version", "--help", "--allow-ip", "--socks-auth", "--json"];
+const HELP_FLAGS = ["-D", "-N", "-f", "-E", "-y", "--pid-file", "--print-unit", "-p", "-l", "-i", "-F", "-J", "-o", "-v", "-q", "-4", "-6", "-g", "-V", "-h", "--version", "--help", "--allow-ip", "--socks-auth", "--json"];
 
 function flagPattern(flag: string): RegExp {
   return new RegExp(`(^|[\\s\\[,/])${flag}(?![\\w-])`, "m");
