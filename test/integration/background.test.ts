@@ -12,10 +12,10 @@ import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { curlThroughSocks } from "../helpers/curl.ts";
 import { makeKey, startSshd, type KeyPair, type Sshd } from "../helpers/sshd.ts";
-import { makeHome, runCli, startCli, type Home } from "../helpers/run.ts";
+import { cliPath, makeHome, repoRoot, runCli, startCli, type Home } from "../helpers/run.ts";
 import { freePort, startHttpTarget, type HttpTarget } from "../helpers/targets.ts";
 import { startInTerminal } from "../helpers/terminal.ts";
-import { within } from "../helpers/child.ts";
+import { runCommand, within } from "../helpers/child.ts";
 import { waitFor } from "../helpers/wait.ts";
 
 const PASSPHRASE = "background-passphrase-7";
@@ -32,6 +32,11 @@ function processesWith(marker: string): number[] {
     }
   }
   return found;
+}
+
+/** One word for sh -c, single-quoted. */
+function shellWord(word: string): string {
+  return `'${word.replace(/'/g, "'\\''")}'`;
 }
 
 function alive(pid: number): boolean {
@@ -158,6 +163,37 @@ describe("-f: to the background once the forwards listen", () => {
     assert.equal(result.code, 255, result.stderr);
     assert.equal(result.stderr, "safetunnel: no syslog daemon here (/dev/log does not exist) for the log of -f or -y; give -E FILE to log to a file instead\n");
     assert.deepEqual(processesWith(`127.0.0.1:${port}`), []);
+  });
+
+  test("-f without -E logs to syslog: logger(1) delivers the lines to /dev/log as safetunnel[PID], the SIGTERM summary last", async (t) => {
+    if (process.getuid?.() !== 0 || !existsSync("/usr/bin/unshare") || !existsSync("/usr/bin/logger")) {
+      t.skip("needs root, unshare(1) and logger(1): the syslog socket is made in a private mount namespace");
+      return;
+    }
+    const port = await freePort();
+    const record = join(dir, "syslog.txt");
+    const pidFile = join(dir, "syslog.pid");
+    const cli = [process.execPath, cliPath(), "-f", "-N", "-D", `127.0.0.1:${port}`, "--pid-file", pidFile, ...login(plainKey)].map(shellWord).join(" ");
+    const curl = ["curl", "-q", "-sS", "--max-time", "20", "--socks5-hostname", `127.0.0.1:${port}`, `http://localhost:${http.port}/hello`].map(shellWord).join(" ");
+    const script = `${cli} && ${curl} && kill -TERM "$(cat ${shellWord(pidFile)})"`;
+    const result = await runCommand(
+      "unshare",
+      ["--mount", "--propagation", "private", "bash", join(repoRoot(), "test", "helpers", "syslog-namespace.sh"), record, "Stopped by SIGTERM", "--", "bash", "-c", script],
+      { env: { ...process.env, HOME: home.home }, timeoutMs: 60_000 },
+    );
+    assert.equal(result.code, 0, result.stderr);
+    assert.equal(result.stdout, "hello from target\n");
+    const pid = /In the background as PID (\d+) /.exec(result.stderr)?.[1];
+    assert.ok(pid !== undefined, result.stderr);
+    assert.match(result.stderr, /its log goes to syslog\.\n$/);
+    const messages = (await readFile(record, "utf8")).trimEnd().split("\n");
+    const tag = `safetunnel[${pid}]: `;
+    for (const message of messages) assert.match(message, new RegExp(`^<\\d+>\\w{3} [ \\d]\\d \\d\\d:\\d\\d:\\d\\d ${tag.replace(/[[\]]/g, "\\$&")}`), message);
+    const texts = messages.map((message) => message.slice(message.indexOf(tag) + tag.length));
+    // The lines of the time before "ready" went to the foreground, not to syslog; after it, only the summary was logged.
+    assert.equal(texts.length, 1, messages.join("\n"));
+    assert.match(texts[0]!, /^Stopped by SIGTERM: 1 connection, \d+ B up, \d+ B down, 0 refused \(IP address\), 0 failed\.$/);
+    await waitFor(() => !existsSync(pidFile), "the PID file to be removed");
   });
 
   test("-E without -f: the tunnel's lines go to the file, none to stderr; --pid-file holds its PID while it runs", async () => {
