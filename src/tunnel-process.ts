@@ -74,6 +74,8 @@ export async function tunnelProcess(plan: TunnelPlan, io: TunnelProcessEnvironme
     if (handoff !== undefined && opened !== undefined) {
       setSink(opened.write);
       handoff.ready(process.pid);
+      // The foreground's end of stderr closes as it exits: a late write (a runtime warning) must not end the tunnel with EPIPE.
+      process.stderr.on("error", () => {});
     }
     const summary = (): void => log.info(statusSummary(status.connection(), status.stats, Date.now(), status.outages()), { event: "status", ...status.stats });
     // dd(1)'s convention: SIGUSR1 prints where things stand and goes on.
