@@ -51,10 +51,26 @@ export function openLogFile(path: string): LogDestination {
   };
 }
 
-/** The syslog socket logger(1) writes to: syslog(3)'s _PATH_LOG. */
+/** The syslog socket logger(1) writes to: syslog(3)'s _PATH_LOG (<syslog.h> on each system). */
 export function syslogSocket(platform: string): string | undefined {
-  if (platform === "linux") return "/dev/log";
-  if (platform === "darwin" || platform === "freebsd" || platform === "openbsd") return "/var/run/syslog";
+  if (platform === "linux" || platform === "openbsd") return "/dev/log";
+  if (platform === "darwin") return "/var/run/syslog";
+  if (platform === "freebsd") return "/var/run/log";
+  return undefined;
+}
+
+/**
+ * Why syslog cannot take the log here, as a message naming -E, or undefined
+ * when it can; checked by -f's foreground before it starts anything.
+ *
+ * @example
+ * syslogProblem("win32", () => false) // "this system has no syslog for the log of -f or -y; give -E FILE to log to a file instead"
+ */
+export function syslogProblem(platform: string, exists: (path: string) => boolean = existsSync): string | undefined {
+  const socket = syslogSocket(platform);
+  const instead = "give -E FILE to log to a file instead";
+  if (socket === undefined) return `this system has no syslog for the log of -f or -y; ${instead}`;
+  if (!exists(socket)) return `no syslog daemon here (${socket} does not exist) for the log of -f or -y; ${instead}`;
   return undefined;
 }
 
@@ -75,13 +91,11 @@ export interface SyslogEnvironment {
  * const syslog = await openSyslog({ platform: process.platform, pid: process.pid, spawn });
  */
 export async function openSyslog(environment: SyslogEnvironment): Promise<LogDestination> {
-  const socket = syslogSocket(environment.platform);
+  const problem = syslogProblem(environment.platform, environment.exists);
+  if (problem !== undefined) throw new TunnelError("NO_SYSLOG", problem);
   const instead = "give -E FILE to log to a file instead";
-  if (socket === undefined) throw new TunnelError("NO_SYSLOG", `this system has no syslog for the log of -f or -y; ${instead}`);
-  if (!(environment.exists ?? existsSync)(socket)) {
-    throw new TunnelError("NO_SYSLOG", `no syslog daemon here (${socket} does not exist) for the log of -f or -y; ${instead}`);
-  }
-  const child = environment.spawn("logger", ["-t", `safetunnel[${environment.pid}]`], { stdio: ["pipe", "ignore", "ignore"] });
+  // Its own process group: Ctrl-C or a hangup on the terminal is the tunnel's to handle (a summary to log, a reconnect), not logger's to die of.
+  const child = environment.spawn("logger", ["-t", `safetunnel[${environment.pid}]`], { stdio: ["pipe", "ignore", "ignore"], detached: true });
   await new Promise<void>((resolve, reject) => {
     child.once("spawn", () => resolve());
     child.once("error", (err) => reject(new TunnelError("NO_SYSLOG", `cannot run logger(1) for the log of -f or -y (${describeError(err)}); ${instead}`)));

@@ -16,7 +16,8 @@ import { passwdUids } from "./forward/access.ts";
 import { openFileLimits } from "./forward/connection-limit.ts";
 import { isBackgroundProcess } from "./background/background-end.ts";
 import { denoPermissionFlags, denoPermissionQuery, type DenoResources } from "./platform/deno-permissions.ts";
-import { join } from "node:path";
+import { join, resolve } from "node:path";
+import { syslogProblem } from "./log-destination.ts";
 
 async function main(argv: string[]): Promise<number> {
   const writeErr = (line: string): void => {
@@ -36,6 +37,13 @@ async function main(argv: string[]): Promise<number> {
     out.write(plan.text.endsWith("\n") ? plan.text : plan.text + "\n");
     return 0;
   }
+  // Node starts its inspector on SIGUSR1 (any local account could then attach
+  // and run code here) and Deno dies of it: it is ours from the start, and a
+  // running tunnel answers it with its status (tunnel-process.ts).
+  let onStatusRequest: (() => void) | undefined;
+  if (process.platform !== "win32") process.on("SIGUSR1", () => onStatusRequest?.());
+  // Decided once, now: the parent that started it could be gone after the first await.
+  const backgroundProcess = plan.command === "tunnel" && plan.background && isBackgroundProcess(process.env, process.ppid);
   // Where log lines go can change once (-f: to the foreground until the tunnel is up, then syslog or -E).
   let sink = writeErr;
   const log = createLogger({ verbosity: plan.command === "leakcheck" ? 0 : plan.verbosity, json: plan.json, write: (line) => sink(line) });
@@ -146,10 +154,19 @@ async function main(argv: string[]): Promise<number> {
     }
     if (plan.printUnit) {
       const { systemdUnit } = await import("./service-unit.ts");
-      process.stdout.write(systemdUnit({ program: selfCommand(tunnelResources(plan, environment.homeDir)), args: argv.filter((word) => word !== "--print-unit") }));
+      const program = selfCommand(tunnelResources(plan, environment.homeDir));
+      process.stdout.write(systemdUnit({ program, args: argv.filter((word) => word !== "--print-unit"), absolute: (path) => resolve(path) }));
       return 0;
     }
-    if (plan.background && !isBackgroundProcess(process.env, process.ppid)) {
+    if (plan.background && !backgroundProcess) {
+      // Checked here, before anything starts: where the background process will log.
+      const logsTo = plan.syslog || plan.logFile === undefined ? "syslog" : plan.logFile;
+      if (logsTo === "syslog") {
+        const problem = syslogProblem(process.platform);
+        if (problem !== undefined) throw new TunnelError("NO_SYSLOG", problem);
+      }
+      // A reader that goes away (a pipe to grep -m1) must not end this process before the background one is up or gone.
+      process.stderr.on("error", () => {});
       const { runInBackground } = await import("./background/foreground.ts");
       const { openTerminal } = await import("./ssh/prompt.ts");
       const outcome = await runInBackground(selfCommand(backgroundResources(plan, environment.homeDir)), argv, {
@@ -162,11 +179,17 @@ async function main(argv: string[]): Promise<number> {
         onStopSignal,
       });
       if (!outcome.ready) return outcome.status;
-      log.info(`In the background as PID ${outcome.pid} (stop it with kill ${outcome.pid}); its log goes to ${plan.logFile ?? "syslog"}.`, { event: "background", pid: outcome.pid });
+      log.info(`In the background as PID ${outcome.pid} (stop it with kill ${outcome.pid}); its log goes to ${logsTo}.`, { event: "background", pid: outcome.pid });
       return 0;
     }
     const { tunnelProcess } = await import("./tunnel-process.ts");
-    const routing = await tunnelProcess(plan, { log, setSink: (next) => (sink = next), writeErr });
+    const routing = await tunnelProcess(plan, {
+      background: backgroundProcess,
+      log,
+      setSink: (next) => (sink = next),
+      writeErr,
+      onStatusRequest: (handler) => (onStatusRequest = handler),
+    });
     try {
       const { runTunnel } = await import("./tunnel.ts");
       return await runTunnel(plan, { ...environment, ...routing.environment });
@@ -255,10 +278,12 @@ function backgroundResources(plan: TunnelPlan, homeDir: string): DenoResources {
 function tunnelResources(plan: TunnelPlan, homeDir: string): DenoResources {
   const ssh = join(homeDir, ".ssh");
   const identities = plan.configLines.filter((line) => line.keyword === "identityfile").flatMap((line) => line.args);
+  const socksPassword = plan.socksAuth !== undefined && "passwordFile" in plan.socksAuth ? [plan.socksAuth.passwordFile.replace(/^~\//, `${homeDir}/`)] : [];
   const files = [plan.logFile, plan.pidFile].filter((file): file is string => file !== undefined);
   return {
     // The PID file is read back before it is removed (pid-file.ts).
-    read: [ssh, "/etc/ssh", ...(plan.configFile !== undefined ? [plan.configFile] : []), ...identities, ...(plan.pidFile !== undefined ? [plan.pidFile] : [])],
+    // /etc/passwd: --allow-users names.
+    read: [ssh, "/etc/ssh", "/etc/passwd", ...(plan.configFile !== undefined ? [plan.configFile] : []), ...identities, ...socksPassword, ...(plan.pidFile !== undefined ? [plan.pidFile] : [])],
     write: [join(ssh, "known_hosts"), ...files],
     sys: ["hostname", "uid"],
     run: ["logger"],

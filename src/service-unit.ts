@@ -6,6 +6,7 @@
  * forward that cannot listen is a failure systemd retries
  * (ExitOnForwardFailure=yes). Pure: the command line in, the unit's text out.
  */
+import { TunnelError } from "./errors.ts";
 
 /** What the unit runs: this program (as selfCommand gives it) and the tunnel's words. */
 export interface UnitCommand {
@@ -13,6 +14,12 @@ export interface UnitCommand {
   program: readonly string[];
   /** The tunnel's command line without -f and --print-unit. */
   args: readonly string[];
+  /**
+   * Makes a file name typed relative to the current folder absolute: a user
+   * unit runs in the home folder, not where --print-unit was typed.
+   * @default names kept as typed
+   */
+  absolute?: (path: string) => string;
 }
 
 /**
@@ -40,35 +47,55 @@ export function execWord(word: string): string {
  * @example
  * unitArgs(["-fN", "-D", "9001", "home"]) // ["-o", "BatchMode=yes", "-o", "ExitOnForwardFailure=yes", "-N", "-D", "9001", "home"]
  */
-export function unitArgs(args: readonly string[]): string[] {
+export function unitArgs(args: readonly string[], absolute: (path: string) => string = (path) => path): string[] {
   const kept: string[] = [];
   let hasN = false;
   let optionsDone = false;
+  // A file name as the unit must give it: absolute unless it starts at the home folder.
+  const file = (path: string): string => (path.startsWith("/") || path.startsWith("~") || path === "none" ? path : absolute(path));
   for (let i = 0; i < args.length; i++) {
     const word = args[i]!;
-    if (optionsDone || !word.startsWith("-") || word === "-" || word.startsWith("--")) {
+    if (optionsDone || !word.startsWith("-") || word === "-") {
       kept.push(word);
-      if (word === "--") optionsDone = true;
-      else if (word === "--pid-file" || word === "--allow-ip" || word === "--allow-users" || word === "--socks-auth" || word === "--max-connections") {
-        if (i + 1 < args.length) kept.push(args[++i]!);
+      continue;
+    }
+    if (word === "--") {
+      optionsDone = true;
+      kept.push(word);
+      continue;
+    }
+    if (word.startsWith("--")) {
+      const equals = word.indexOf("=");
+      const name = equals < 0 ? word : word.slice(0, equals);
+      if (!LONG_WITH_VALUE.has(name)) {
+        kept.push(word);
+        continue;
       }
+      const value = equals < 0 ? args[++i] : word.slice(equals + 1);
+      if (value === undefined) {
+        kept.push(word);
+        continue;
+      }
+      kept.push(name, longValue(name, value, file));
       continue;
     }
     // A cluster of short flags: drop f, keep the rest; a flag that takes a value ends the cluster.
     let rebuilt = "-";
-    let takesNext = false;
     for (let j = 1; j < word.length; j++) {
       const flag = word[j]!;
       if (FLAGS_WITH_VALUE.has(flag)) {
-        rebuilt += word.slice(j);
-        takesNext = j === word.length - 1;
+        const attached = word.slice(j + 1);
+        const value = attached !== "" ? attached : args[++i];
+        if (rebuilt !== "-") kept.push(rebuilt);
+        rebuilt = "-";
+        kept.push(`-${flag}`);
+        if (value !== undefined) kept.push(FILE_FLAGS.has(flag) ? file(value) : value);
         break;
       }
       if (flag === "N") hasN = true;
       if (flag !== "f") rebuilt += flag;
     }
     if (rebuilt !== "-") kept.push(rebuilt);
-    if (takesNext && i + 1 < args.length) kept.push(args[++i]!);
   }
   return ["-o", "BatchMode=yes", "-o", "ExitOnForwardFailure=yes", ...(hasN ? [] : ["-N"]), ...kept];
 }
@@ -76,13 +103,37 @@ export function unitArgs(args: readonly string[]): string[] {
 /** ssh(1)'s flags that take a value (as cli/tunnel-args.ts reads them). */
 const FLAGS_WITH_VALUE = new Set("BbcDEeFIiJLlmOoPpQRSWw".split(""));
 
+/** Of those, the ones whose value is a file: -E log, -F config, -i identity. */
+const FILE_FLAGS = new Set(["E", "F", "i"]);
+
+/** safetunnel's long options that take a value. */
+const LONG_WITH_VALUE = new Set(["--pid-file", "--allow-ip", "--allow-users", "--socks-auth", "--max-connections"]);
+
+/**
+ * A long option's value for the unit: --pid-file's file made absolute;
+ * --socks-auth only in its USER:@FILE form, since the unit file and the
+ * journal's "Started ..." line would otherwise hold the password.
+ */
+function longValue(name: string, value: string, file: (path: string) => string): string {
+  if (name === "--pid-file") return file(value);
+  if (name !== "--socks-auth") return value;
+  const at = value.indexOf(":@");
+  if (at < 0) {
+    throw new TunnelError(
+      "USAGE",
+      "--print-unit: --socks-auth with the password itself would put it in the unit file and the journal; give it as USER:@FILE (the password on FILE's first line)",
+    );
+  }
+  return `${value.slice(0, at)}:@${file(value.slice(at + 2))}`;
+}
+
 /**
  * @example
  * systemdUnit({ program: ["/usr/local/bin/safetunnel"], args: ["-D", "9001", "home"] })
  * // "[Unit]\nDescription=safetunnel -D 9001 home\n..."
  */
 export function systemdUnit(command: UnitCommand): string {
-  const args = unitArgs(command.args);
+  const args = unitArgs(command.args, command.absolute);
   // The user's words, as the unit runs them (without the two options every unit gets).
   const description = ["safetunnel", ...args.slice(4)].join(" ").replace(/%/g, "%%");
   return [

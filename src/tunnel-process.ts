@@ -10,18 +10,23 @@ import { spawn } from "node:child_process";
 import type { TunnelPlan } from "./cli.ts";
 import type { Logger } from "./log.ts";
 import type { TtyLike } from "./ssh/prompt.ts";
-import { BACKGROUND_OF, BACKGROUND_TTY, handoffToForeground, isBackgroundProcess, type Handoff } from "./background/background-end.ts";
+import { BACKGROUND_OF, BACKGROUND_TTY, handoffToForeground, type Handoff } from "./background/background-end.ts";
+import { readFileSync } from "node:fs";
 import { removePidFile, writePidFile } from "./background/pid-file.ts";
 import { openLogFile, openSyslog, type LogDestination } from "./log-destination.ts";
 import { LiveStatus, type RunningTunnel } from "./status/live-status.ts";
 import { statusSummary } from "./status/status-line.ts";
 
 export interface TunnelProcessEnvironment {
+  /** This is -f's background process (background-end.ts isBackgroundProcess, decided at start). */
+  background: boolean;
   log: Logger;
   /** Replaces where the logger's finished lines go. */
   setSink(sink: (line: string) => void): void;
   /** stderr, a line at a time. */
   writeErr(line: string): void;
+  /** Sets what SIGUSR1 does (main.ts owns the signal from the start). */
+  onStatusRequest(handler: (() => void) | undefined): void;
 }
 
 export interface TunnelProcess {
@@ -37,20 +42,28 @@ export interface TunnelProcess {
  * try { return await runTunnel(plan, { ...environment, ...edges.environment }); } finally { await edges.close(); }
  */
 export async function tunnelProcess(plan: TunnelPlan, io: TunnelProcessEnvironment): Promise<TunnelProcess> {
-  const { log, setSink } = io;
-  const background = plan.background && isBackgroundProcess(process.env, process.ppid);
+  const { log, setSink, background } = io;
   let handoff: Handoff | undefined;
   if (background) {
     // Not passed on to what this process starts (askpass, logger).
     delete process.env[BACKGROUND_OF];
     const terminal = process.env[BACKGROUND_TTY] === "1";
     delete process.env[BACKGROUND_TTY];
-    handoff = handoffToForeground(process.stdin, process.stdout, { terminal });
+    handoff = handoffToForeground(process.stdin, process.stdout, {
+      terminal,
+      onAbandoned: () => {
+        // Nobody is left to tell: the -E file, if any, is.
+        log.error("safetunnel: -f: the foreground process went away before the tunnel was up; stopping.");
+        process.exit(255);
+      },
+    });
     setSink(handoff.log);
   }
+  // As ssh: -y sends the log to syslog even with -E; -E to its file; -f alone to syslog.
   let destination: LogDestination | undefined;
-  if (plan.logFile !== undefined) destination = openLogFile(plan.logFile);
-  else if (plan.syslog || background) destination = await openSyslog({ platform: process.platform, pid: process.pid, spawn });
+  if (plan.syslog) destination = await openSyslog({ platform: process.platform, pid: process.pid, spawn });
+  else if (plan.logFile !== undefined) destination = openLogFile(plan.logFile);
+  else if (background) destination = await openSyslog({ platform: process.platform, pid: process.pid, spawn });
   const opened = destination;
   if (opened !== undefined) {
     // -f: the foreground shows what happens until the tunnel is up; the -E file keeps it too.
@@ -59,7 +72,7 @@ export async function tunnelProcess(plan: TunnelPlan, io: TunnelProcessEnvironme
         ? opened.write
         : (line) => {
             handoff.log(line);
-            if (plan.logFile !== undefined) opened.write(line);
+            if (opened.name !== "syslog") opened.write(line);
           },
     );
   }
@@ -79,13 +92,11 @@ export async function tunnelProcess(plan: TunnelPlan, io: TunnelProcessEnvironme
     }
     const summary = (): void => log.info(statusSummary(status.connection(), status.stats, Date.now(), status.outages()), { event: "status", ...status.stats });
     // dd(1)'s convention: SIGUSR1 prints where things stand and goes on.
-    if (process.platform !== "win32") {
-      process.on("SIGUSR1", summary);
-      cleanups.push(() => process.removeListener("SIGUSR1", summary));
-    }
+    io.onStatusRequest(summary);
+    cleanups.push(() => io.onStatusRequest(undefined));
     // The log on stderr, stderr a terminal, and no -q or --json: a person is watching.
     if (opened === undefined && process.stderr.isTTY === true && log.verbosity >= 0 && !plan.json) {
-      const live = new LiveStatus({ write: (text) => void process.stderr.write(text), columns: () => process.stderr.columns || 80 }, status);
+      const live = new LiveStatus({ write: (text) => void process.stderr.write(text), columns: () => process.stderr.columns || 80 }, status, { visible: () => inForeground() !== false });
       setSink((line) => live.above(line));
       live.start();
       cleanups.push(() => {
@@ -116,28 +127,63 @@ export async function tunnelProcess(plan: TunnelPlan, io: TunnelProcessEnvironme
 }
 
 /**
- * Calls `then` each time Enter is pressed on the terminal that is stdin;
- * returns how to stop listening. A tunnel started with `&` is in the
- * background process group, where reading the terminal would stop it
- * (SIGTTIN): the signal is caught, the read fails, and only Enter is lost.
+ * Whether this process is in its terminal's foreground process group, where
+ * Linux says (/proc/self/stat: pgrp and tpgid, proc(5)); undefined elsewhere.
+ * A job started with `&`, or put there with Ctrl-Z and `bg`, is not: reading
+ * the terminal would stop it (SIGTTIN) and drawing would write over the
+ * shell's prompt.
+ */
+function inForeground(): boolean | undefined {
+  if (process.platform !== "linux") return undefined;
+  try {
+    const stat = readFileSync("/proc/self/stat", "utf8");
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    return fields[2] === fields[5];
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Calls `then` each time Enter is pressed on the terminal that is stdin, on
+ * Linux only, and only while this process is in the terminal's foreground
+ * group (checked at start, and again each time it is continued after Ctrl-Z:
+ * it stops reading before it stops); returns how to stop listening.
  */
 function onEnter(then: () => void): () => void {
   const stdin = process.stdin;
-  if (stdin.isTTY !== true) return () => {};
-  const ignoreTtin = (): void => {};
-  if (process.platform !== "win32") process.on("SIGTTIN", ignoreTtin);
+  if (stdin.isTTY !== true || inForeground() !== true) return () => {};
+  let reading = false;
   const onData = (chunk: Buffer | string): void => {
     const text = typeof chunk === "string" ? chunk : chunk.toString("latin1");
     for (const ch of text) if (ch === "\n" || ch === "\r") then();
   };
-  const onError = (): void => stop();
-  const stop = (): void => {
-    stdin.removeListener("data", onData);
-    stdin.removeListener("error", onError);
-    stdin.pause();
-    if (process.platform !== "win32") process.removeListener("SIGTTIN", ignoreTtin);
+  const read = (on: boolean): void => {
+    if (on === reading) return;
+    reading = on;
+    if (on) {
+      stdin.on("data", onData);
+      stdin.resume();
+    } else {
+      stdin.removeListener("data", onData);
+      stdin.pause();
+    }
   };
-  stdin.on("data", onData);
+  const onError = (): void => read(false);
+  // Ctrl-Z: stop reading first, then stop as the terminal asked (the default action, taken by hand once handled).
+  const onSuspend = (): void => {
+    read(false);
+    process.kill(process.pid, "SIGSTOP");
+  };
+  const onContinue = (): void => read(inForeground() === true);
   stdin.on("error", onError);
-  return stop;
+  process.on("SIGTSTP", onSuspend);
+  process.on("SIGCONT", onContinue);
+  read(true);
+  return () => {
+    read(false);
+    stdin.removeListener("error", onError);
+    process.removeListener("SIGTSTP", onSuspend);
+    process.removeListener("SIGCONT", onContinue);
+  };
 }

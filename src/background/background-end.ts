@@ -45,7 +45,15 @@ export function isBackgroundProcess(env: Readonly<Record<string, string | undefi
  * handoff.log("SOCKS and HTTP proxy listening on 127.0.0.1:9001 ...");
  * handoff.ready(process.pid);
  */
-export function handoffToForeground(input: Readable, output: Writable, options: { terminal: boolean }): Handoff {
+export function handoffToForeground(
+  input: Readable,
+  output: Writable,
+  options: {
+    terminal: boolean;
+    /** The foreground went away before "ready" (killed, or its stderr closed): nobody will hear of this run, so it must not go on. */
+    onAbandoned?: () => void;
+  },
+): Handoff {
   let done = false;
   let ended = false;
   const waiting: ((keys: string | null) => void)[] = [];
@@ -70,6 +78,7 @@ export function handoffToForeground(input: Readable, output: Writable, options: 
   input.on("end", () => {
     ended = true;
     for (const waiter of waiting.splice(0)) waiter(null);
+    if (!done) options.onAbandoned?.();
   });
   const send = (message: UpMessage): void => {
     if (!done) output.write(encodeMessage(message));

@@ -9,6 +9,7 @@
  * command line (the single binary, node and its script, or deno run); it
  * knows what it is from BACKGROUND_OF (background-end.ts).
  */
+import process from "node:process";
 import type { ChildProcess, SpawnOptions } from "node:child_process";
 import { decodeUpMessage, encodeMessage, LineSplitter } from "./handoff-protocol.ts";
 import { BACKGROUND_OF, BACKGROUND_TTY } from "./background-end.ts";
@@ -64,11 +65,14 @@ export async function runInBackground(self: readonly string[], argv: readonly st
   };
   const terminal = (): TtyLike | null => (tty ??= environment.openTty());
 
+  // Whatever ends this process (a second signal exits at once), the terminal is not left in raw mode.
+  process.once("exit", releaseTty);
   return new Promise<ForegroundOutcome>((resolve) => {
     let settled = false;
     const finish = (outcome: ForegroundOutcome): void => {
       if (settled) return;
       settled = true;
+      process.removeListener("exit", releaseTty);
       releaseTty();
       child.stdin?.end();
       child.stdout?.destroy();
@@ -130,9 +134,9 @@ export async function runInBackground(self: readonly string[], argv: readonly st
       }
       finish({ ready: false, status: code === null || code === 0 ? 255 : code });
     });
-    // Ctrl-C or a kill while waiting ends the background process too: it was not up yet.
-    environment.onStopSignal(() => {
-      if (!settled && child.pid !== undefined) child.kill("SIGTERM");
+    // Ctrl-C or a kill while waiting ends the background process too, by the same signal: it was not up yet.
+    environment.onStopSignal((signal) => {
+      if (!settled && child.pid !== undefined) child.kill(signal as NodeJS.Signals);
     });
   });
 }

@@ -33,6 +33,11 @@ export interface LiveStatusOptions {
   clock?: () => number;
   /** @default setInterval, unref'd so the line never keeps the process alive */
   every?: (ms: number, tick: () => void) => { stop(): void };
+  /**
+   * Whether the line may be drawn now: not while the process is a background
+   * job, whose drawing would land on the shell's prompt. @default always
+   */
+  visible?: () => boolean;
 }
 
 /**
@@ -48,12 +53,14 @@ export class LiveStatus {
   readonly #clock: () => number;
   readonly #every: NonNullable<LiveStatusOptions["every"]>;
   readonly #samples: Sample[] = [];
+  readonly #visible: () => boolean;
   #timer: { stop(): void } | undefined;
 
   constructor(terminal: StatusTerminal, tunnel: RunningTunnel, options: LiveStatusOptions = {}) {
     this.#terminal = terminal;
     this.#tunnel = tunnel;
     this.#clock = options.clock ?? Date.now;
+    this.#visible = options.visible ?? (() => true);
     this.#every =
       options.every ??
       ((ms, tick) => {
@@ -72,7 +79,7 @@ export class LiveStatus {
 
   /** Writes a log line above the status line, which is drawn again under it. */
   above(line: string): void {
-    if (this.#timer === undefined) {
+    if (this.#timer === undefined || !this.#visible()) {
       this.#terminal.write(`${line}\n`);
       return;
     }
@@ -97,7 +104,7 @@ export class LiveStatus {
   }
 
   #draw(): void {
-    this.#terminal.write(`${CLEAR_LINE}${this.#render()}`);
+    if (this.#visible()) this.#terminal.write(`${CLEAR_LINE}${this.#render()}`);
   }
 
   #render(): string {

@@ -153,6 +153,35 @@ describe("-f: to the background once the forwards listen", () => {
     await waitFor(() => !alive(pid), "the background process to stop on SIGTERM");
   });
 
+  test("the foreground killed while a passphrase is asked: the background process stops too, saying why in the -E file", async () => {
+    const port = await freePort();
+    const log = join(dir, "abandoned.log");
+    const run = startInTerminal(["-f", "-N", "-D", `127.0.0.1:${port}`, "-E", log, ...login(lockedKey)], { home: home.home, answers: [] });
+    await waitFor(() => run.stdout().includes("Enter passphrase for key"), "the passphrase prompt", () => run.stdout());
+    const foreground = Number(readFileSync(`/proc/${run.pid}/task/${run.pid}/children`, "utf8").trim());
+    const [background] = processesWith(log).filter((pid) => pid !== foreground);
+    assert.ok(background !== undefined, "a background process runs");
+    started.push(background);
+    process.kill(foreground, "SIGKILL");
+    await waitFor(() => !alive(background), "the background process to stop once its foreground is gone");
+    assert.match(await readFile(log, "utf8"), /^safetunnel: -f: the foreground process went away before the tunnel was up; stopping\.$/m);
+    await run.stop("SIGKILL");
+  });
+
+  test("SIGUSR1 before the tunnel is up changes nothing: no inspector (Node's default), no exit", async () => {
+    const port = await freePort();
+    const run = startInTerminal(["-N", "-D", `127.0.0.1:${port}`, ...login(lockedKey)], { home: home.home, answers: [] });
+    await waitFor(() => run.stdout().includes("Enter passphrase for key"), "the passphrase prompt", () => run.stdout());
+    const cli = Number(readFileSync(`/proc/${run.pid}/task/${run.pid}/children`, "utf8").trim());
+    process.kill(cli, "SIGUSR1");
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    assert.ok(alive(cli), "still running");
+    assert.doesNotMatch(run.stdout(), /Debugger|inspector/i);
+    const inspector = await runCommand("ss", ["-Hltn", "sport = :9229"]);
+    assert.equal(inspector.stdout.trim(), "", "nothing listens on the inspector's port");
+    await run.stop("SIGTERM");
+  });
+
   test("-f with nowhere to log (no syslog daemon here, no -E): 255 naming -E, and nothing started", async (t) => {
     if (existsSync("/dev/log")) {
       t.skip("this machine has a syslog daemon (/dev/log)");

@@ -9,7 +9,10 @@ import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { after, before, describe, test } from "node:test";
 import { curlThroughSocks } from "../helpers/curl.ts";
-import { startCli, waitForListen, type Home, type Running } from "../helpers/run.ts";
+import { cliPath, repoRoot, startCli, startProcess, waitForListen, type Home, type Running } from "../helpers/run.ts";
+import { runCommand } from "../helpers/child.ts";
+import { join } from "node:path";
+import process from "node:process";
 import type { Sshd } from "../helpers/sshd.ts";
 import { freePort, startHttpTarget, type HttpTarget } from "../helpers/targets.ts";
 import { startInTerminal } from "../helpers/terminal.ts";
@@ -81,6 +84,64 @@ describe("the live status line", () => {
     assert.equal(status.code, 0, screen());
     // The summary goes above the line, then the line is cleared: the terminal is left with the plain log.
     assert.match(screen(), /\r\x1b\[KStopped by SIGINT: 1 connection, [^\r\n]*\r\n\[up [^\r\n]*\r\x1b\[K$/);
+  });
+
+  /** An interactive bash on a pty (job control on), typing `answers` as their cues appear. */
+  function shellInTerminal(answers: [string, string][]): Running {
+    const env: NodeJS.ProcessEnv = { ...process.env, HOME: home.home, TERM: "dumb", PTY_COLUMNS: "200" };
+    delete env["SSH_AUTH_SOCK"];
+    const shell = startProcess("python3", [join(repoRoot(), "test", "helpers", "pty-drive.py"), JSON.stringify(answers), "--", "bash", "--norc", "--noprofile", "-i"], { env });
+    running.push(shell);
+    return shell;
+  }
+
+  /** The tunnel's command line, as typed at the shell. */
+  function typed(port: number): string {
+    return [process.execPath, cliPath(), "-N", "-D", `127.0.0.1:${port}`, ...loginArgs(sshd)].join(" ");
+  }
+
+  async function stopJob(port: number): Promise<void> {
+    const pids = (await runCommand("pgrep", ["-f", `-D 127\\.0\\.0\\.1:${port} `])).stdout.trim().split("\n").filter((pid) => pid !== "");
+    for (const pid of pids) process.kill(Number(pid), "SIGTERM");
+  }
+
+  test("started with & from an interactive shell: no status line over the prompt, and typing at the shell does not stop the tunnel", async () => {
+    const port = await freePort();
+    const shell = shellInTerminal([
+      ["# ", `${typed(port)} &\r`],
+      ["proxy listening", "echo typed-at-the-shell\r"],
+      ["typed-at-the-shell\r\n", "echo done-typing\r"],
+    ]);
+    try {
+      await waitForListen(port, "127.0.0.1", shell);
+      await waitFor(() => shell.stdout().includes("done-typing\r\n"), "the shell to take the typing", () => shell.stdout());
+      const named = await curlThroughSocks("--socks5-hostname", `127.0.0.1:${port}`, `http://localhost:${http.port}/hello`);
+      assert.equal(named.code, 0, `${named.stderr}\n${shell.stdout()}`);
+      assert.doesNotMatch(shell.stdout(), /\[up |\x1b\[K/, "no status line drawn by a background job");
+    } finally {
+      await stopJob(port);
+    }
+  });
+
+  test("Ctrl-Z then bg: the line stops being drawn, the shell's typing does not stop the tunnel, and it still serves", async () => {
+    const port = await freePort();
+    const shell = shellInTerminal([
+      ["# ", `${typed(port)}\r`],
+      ["[up ", "\x1a"],
+      ["Stopped", "bg\r"],
+      ["# ", "echo typed-at-the-shell\r"],
+      ["typed-at-the-shell\r\n", "echo done-typing\r"],
+    ]);
+    try {
+      await waitFor(() => shell.stdout().includes("done-typing\r\n"), "the shell to take the typing after bg", () => shell.stdout());
+      const before = shell.stdout().length;
+      const named = await curlThroughSocks("--socks5-hostname", `127.0.0.1:${port}`, `http://localhost:${http.port}/hello`);
+      assert.equal(named.code, 0, `${named.stderr}\n${shell.stdout()}`);
+      await new Promise((resolve) => setTimeout(resolve, 1200));
+      assert.doesNotMatch(shell.stdout().slice(before), /\[up /, "no redraw while in the background");
+    } finally {
+      await stopJob(port);
+    }
   });
 
   test("stderr on a pipe: no status line and no escape sequences; SIGUSR1 still prints the summary", async () => {

@@ -97,6 +97,25 @@ describe("the background process's end", () => {
     );
   });
 
+  test("the foreground gone before ready is told once; after ready its going is normal", () => {
+    const early = new PassThrough();
+    let abandoned = 0;
+    handoffToForeground(early, new PassThrough(), { terminal: false, onAbandoned: () => abandoned++ });
+    early.end();
+    return new Promise<void>((resolve) => setImmediate(() => {
+      assert.equal(abandoned, 1);
+      const late = new PassThrough();
+      let lateAbandoned = 0;
+      const handoff = handoffToForeground(late, new PassThrough(), { terminal: false, onAbandoned: () => lateAbandoned++ });
+      handoff.ready(5);
+      late.end();
+      setImmediate(() => {
+        assert.equal(lateAbandoned, 0);
+        resolve();
+      });
+    }));
+  });
+
   test("no terminal lent: openTty is null; a read after the foreground went away is null", async () => {
     assert.equal(handoffToForeground(new PassThrough(), new PassThrough(), { terminal: false }).openTty(), null);
     const input = new PassThrough();
@@ -231,11 +250,11 @@ describe("the foreground's end", () => {
     assert.deepEqual(signalled.errors, ["safetunnel: -f: the background process ended by SIGKILL before the tunnel was up."]);
   });
 
-  test("Ctrl-C while waiting sends the background process SIGTERM", async () => {
+  test("Ctrl-C while waiting sends the background process the same signal", async () => {
     const f = foreground();
     const outcome = runInBackground(["/safetunnel"], ["-f", "home"], f.environment);
     f.stop("SIGINT");
-    assert.deepEqual(f.child.killed, ["SIGTERM"]);
+    assert.deepEqual(f.child.killed, ["SIGINT"]);
     f.child.emit("close", 255, null);
     assert.deepEqual(await outcome, { ready: false, status: 255 });
   });

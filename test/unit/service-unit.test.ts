@@ -17,8 +17,21 @@ describe("execWord: systemd.service(5) command-line quoting", () => {
 describe("unitArgs", () => {
   test("-f goes wherever it stands, -N is added once, BatchMode and ExitOnForwardFailure come first", () => {
     assert.deepEqual(unitArgs(["-f", "-D", "9001", "home"]), ["-o", "BatchMode=yes", "-o", "ExitOnForwardFailure=yes", "-N", "-D", "9001", "home"]);
-    assert.deepEqual(unitArgs(["-fND", "9001", "home"]), ["-o", "BatchMode=yes", "-o", "ExitOnForwardFailure=yes", "-ND", "9001", "home"]);
-    assert.deepEqual(unitArgs(["-vfN", "-L8080:web:80", "home"]), ["-o", "BatchMode=yes", "-o", "ExitOnForwardFailure=yes", "-vN", "-L8080:web:80", "home"]);
+    assert.deepEqual(unitArgs(["-fND", "9001", "home"]), ["-o", "BatchMode=yes", "-o", "ExitOnForwardFailure=yes", "-N", "-D", "9001", "home"]);
+    assert.deepEqual(unitArgs(["-vfN", "-L8080:web:80", "home"]), ["-o", "BatchMode=yes", "-o", "ExitOnForwardFailure=yes", "-vN", "-L", "8080:web:80", "home"]);
+  });
+
+  test("file names typed relative to here are made absolute (a user unit runs in the home folder); absolute, ~ and none stay", () => {
+    const absolute = (path: string): string => `/work/${path}`;
+    assert.deepEqual(
+      unitArgs(["-i", "keys/id", "-Ekeys/t.log", "-F", "none", "-i", "~/.ssh/id", "--pid-file=t.pid", "--socks-auth", "me:@pw.txt", "-D", "9001", "home"], absolute),
+      ["-o", "BatchMode=yes", "-o", "ExitOnForwardFailure=yes", "-N", "-i", "/work/keys/id", "-E", "/work/keys/t.log", "-F", "none", "-i", "~/.ssh/id", "--pid-file", "/work/t.pid", "--socks-auth", "me:@/work/pw.txt", "-D", "9001", "home"],
+    );
+  });
+
+  test("--socks-auth with the password itself is refused: it would be in the unit file and the journal", () => {
+    assert.throws(() => unitArgs(["--socks-auth", "me:secret", "home"]), { code: "USAGE", message: /give it as USER:@FILE/ });
+    assert.throws(() => unitArgs(["--socks-auth=me:secret", "home"]), { code: "USAGE" });
   });
 
   test("values are never read as flags: an -E file, an -o value and long options' values stay as they are", () => {
