@@ -159,6 +159,7 @@ async function main(argv: string[]): Promise<number> {
       return 0;
     }
     if (plan.background && !backgroundProcess) {
+      const self = selfCommand(backgroundResources(plan, environment.homeDir));
       // Checked here, before anything starts: where the background process will log.
       const logsTo = plan.syslog || plan.logFile === undefined ? "syslog" : plan.logFile;
       if (logsTo === "syslog") {
@@ -169,7 +170,7 @@ async function main(argv: string[]): Promise<number> {
       process.stderr.on("error", () => {});
       const { runInBackground } = await import("./background/foreground.ts");
       const { openTerminal } = await import("./ssh/prompt.ts");
-      const outcome = await runInBackground(selfCommand(backgroundResources(plan, environment.homeDir)), argv, {
+      const outcome = await runInBackground(self, argv, {
         spawn,
         env: process.env,
         pid: process.pid,
