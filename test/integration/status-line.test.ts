@@ -151,10 +151,11 @@ describe("the live status line", () => {
     await waitForListen(port, "127.0.0.1", cli);
     const named = await curlThroughSocks("--socks5-hostname", `127.0.0.1:${port}`, `http://localhost:${http.port}/hello`);
     assert.equal(named.code, 0, named.stderr);
+    // curl is done, but the tunnel may not have seen its socket close yet: 0 or 1 open.
     process.kill(cli.pid, "SIGUSR1");
     await waitFor(() => cli.stderr().includes("Status: "), "the SIGUSR1 summary", () => cli.stderr());
     assert.equal((await cli.stop("SIGTERM")).code, 0);
-    assert.match(cli.stderr(), /^Status: up for \d+s; 0 open; 1 connection, \d+ B up, \d+ B down, 0 refused \(IP address\), 0 failed\.$/m);
+    assert.match(cli.stderr(), /^Status: up for \d+s; [01] open; 1 connection, \d+ B up, \d+ B down, 0 refused \(IP address\), 0 failed\.$/m);
     assert.doesNotMatch(cli.stderr(), /\x1b|\[up /);
   });
 
