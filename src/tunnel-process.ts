@@ -38,7 +38,7 @@ export interface TunnelProcess {
 
 /**
  * @example
- * const edges = await tunnelProcess(plan, { log, setSink: (next) => (sink = next), writeErr });
+ * const edges = await tunnelProcess(plan, { background: false, log, setSink: (next) => (sink = next), writeErr, onStatusRequest: (h) => (onUsr1 = h) });
  * try { return await runTunnel(plan, { ...environment, ...edges.environment }); } finally { await edges.close(); }
  */
 export async function tunnelProcess(plan: TunnelPlan, io: TunnelProcessEnvironment): Promise<TunnelProcess> {
