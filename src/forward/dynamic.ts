@@ -131,8 +131,7 @@ export async function startDynamicForward(options: DynamicForwardOptions): Promi
       stats.refusals++;
       // Before the reply: the client keeps its socket open until it has one,
       // so `peers` can still tell which program holds it (bounded by RefusalLog).
-      const program = await refusals.report(request, client);
-      stats.lastRefused = program ?? client.address;
+      const program = await refusals.report(request, client, (named) => (stats.lastRefused = named ?? client.address));
       await options.localAnswers?.refused(request, client, program);
       return { ok: false, reply: Socks5Reply.NOT_ALLOWED, explanation: refusalLine(request, client, program) };
     }

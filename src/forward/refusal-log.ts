@@ -84,9 +84,14 @@ export class RefusalLog {
     this.#window = new FoldWindow({ clock: options.clock ?? Date.now, maxKeys: options.maxKeys ?? 1024 });
   }
 
-  /** Logs the refusal (or folds it into the next line); resolves with the program's name when it was found. */
-  async report(request: ProxyRequest, client: SocksClient): Promise<string | undefined> {
+  /**
+   * Logs the refusal (or folds it into the next line); resolves with the
+   * program's name when it was found. `onNamed` hears who it was before the
+   * line is written (the status line drawn under it shows the same name).
+   */
+  async report(request: ProxyRequest, client: SocksClient, onNamed?: (program: string | undefined) => void): Promise<string | undefined> {
     const program = await this.#program(client);
+    onNamed?.(program);
     const folded = this.#window.admit(`${program ?? client.address}/${request.version}`);
     const target = hostPort(request.destination.host, request.destination.port);
     if (folded === undefined) {

@@ -57,6 +57,14 @@ describe("RefusalLog: one full line per program and SOCKS version in 10 s", () =
     assert.doesNotMatch(lines[4]!, /more refused/);
   });
 
+  test("onNamed hears the program before the line is written; undefined when it could not be named", async () => {
+    const { refusals, lines } = refusalLog({ nameProgram: async (who) => (who.port === 1 ? "firefox" : undefined) });
+    const heard: string[] = [];
+    await refusals.report(request(5), client("127.0.0.1", 1), (program) => heard.push(`${program} with ${lines.length} lines`));
+    await refusals.report(request(5), client("127.0.0.9", 2), (program) => heard.push(`${program} with ${lines.length} lines`));
+    assert.deepEqual(heard, ["firefox with 0 lines", "undefined with 1 lines"]);
+  });
+
   test("at the default verbosity only the full lines are written", async () => {
     const { refusals, lines, clock } = refusalLog({ verbosity: 0, nameProgram: async () => "curl" });
     for (let i = 0; i < 5; i++) {
