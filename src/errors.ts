@@ -26,6 +26,7 @@ export type ErrorCode =
   | "BAD_DESTINATION"
   | "COMMAND_NOT_FOUND"
   | "BROWSER_NOT_FOUND"
+  | "BROWSER_PROFILE_IN_USE"
   | "LOG_FILE"
   | "NO_SYSLOG"
   | "PID_FILE"

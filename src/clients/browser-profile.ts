@@ -147,18 +147,34 @@ export interface BrowserCandidates {
  * browserCandidates("firefox", "linux", {}) // { names: ["firefox", "firefox-esr", "librewolf"], paths: [] }
  */
 export function browserCandidates(kind: BrowserKind, platform: string, env: Readonly<Record<string, string | undefined>>): BrowserCandidates {
-  const exe = platform === "win32" ? ".exe" : "";
-  const names = (kind === "firefox" ? ["firefox", "firefox-esr", "librewolf"] : ["chromium", "chromium-browser", "google-chrome", "google-chrome-stable", "brave-browser", "microsoft-edge"]).map((n) => n + exe);
+  const windows = platform === "win32";
+  const names = (
+    kind === "firefox"
+      ? ["firefox", "firefox-esr", "librewolf"]
+      : windows
+        ? ["chrome", "chromium", "msedge", "brave"]
+        : ["chromium", "chromium-browser", "google-chrome", "google-chrome-stable", "brave-browser", "microsoft-edge"]
+  ).map((n) => (windows ? `${n}.exe` : n));
   const paths: string[] = [];
   if (platform === "darwin") {
-    paths.push(
-      ...(kind === "firefox"
-        ? ["/Applications/Firefox.app/Contents/MacOS/firefox"]
-        : ["/Applications/Chromium.app/Contents/MacOS/Chromium", "/Applications/Google Chrome.app/Contents/MacOS/Google Chrome", "/Applications/Brave Browser.app/Contents/MacOS/Brave Browser"]),
-    );
-  } else if (platform === "win32") {
+    const apps =
+      kind === "firefox"
+        ? ["Firefox.app/Contents/MacOS/firefox"]
+        : [
+            "Chromium.app/Contents/MacOS/Chromium",
+            "Google Chrome.app/Contents/MacOS/Google Chrome",
+            "Brave Browser.app/Contents/MacOS/Brave Browser",
+            "Microsoft Edge.app/Contents/MacOS/Microsoft Edge",
+          ];
+    // The system's Applications folder, then the user's own (a drag-and-drop install without admin rights).
+    const home = env["HOME"];
+    for (const root of ["/Applications", ...(home !== undefined && home !== "" ? [`${home}/Applications`] : [])]) for (const app of apps) paths.push(`${root}/${app}`);
+  } else if (windows) {
     const roots = [env["ProgramFiles"], env["ProgramFiles(x86)"], env["LOCALAPPDATA"]].filter((root): root is string => root !== undefined && root !== "");
-    const tails = kind === "firefox" ? ["Mozilla Firefox\\firefox.exe"] : ["Google\\Chrome\\Application\\chrome.exe", "Chromium\\Application\\chrome.exe", "Microsoft\\Edge\\Application\\msedge.exe"];
+    const tails =
+      kind === "firefox"
+        ? ["Mozilla Firefox\\firefox.exe"]
+        : ["Google\\Chrome\\Application\\chrome.exe", "Chromium\\Application\\chrome.exe", "Microsoft\\Edge\\Application\\msedge.exe", "BraveSoftware\\Brave-Browser\\Application\\brave.exe"];
     for (const root of roots) for (const tail of tails) paths.push(`${root}\\${tail}`);
   }
   return { names, paths };

@@ -7,7 +7,8 @@
  * the browser closes; `--profile DIR` is kept.
  */
 import { spawn as nodeSpawn, type ChildProcess, type SpawnOptions } from "node:child_process";
-import { existsSync } from "node:fs";
+import { existsSync, lstatSync, rmSync } from "node:fs";
+import process from "node:process";
 import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { basename, delimiter, join } from "node:path";
@@ -69,7 +70,12 @@ export async function runBrowser(plan: BrowserPlan, env: BrowserEnvironment): Pr
   let child: ChildProcess | undefined;
   let closed: Promise<void> = Promise.resolve();
   let stopCheck: ((signal: string) => void) | undefined;
-  let stopping = false;
+  let stopping: string | undefined;
+  // A second Ctrl-C exits at once (main.ts): the fresh profile (cookies, history) still goes.
+  const removeProfile = (): void => {
+    if (fresh) rmSync(profile, { recursive: true, force: true });
+  };
+  process.once("exit", removeProfile);
   const stopBrowser = async (): Promise<void> => {
     if (child === undefined || child.exitCode !== null || child.signalCode !== null) return;
     child.kill("SIGTERM");
@@ -78,15 +84,18 @@ export async function runBrowser(plan: BrowserPlan, env: BrowserEnvironment): Pr
     clearTimeout(timer);
   };
   env.onStopSignal((signal) => {
-    stopping = true;
+    stopping = signal;
     stopCheck?.(signal);
     void stopBrowser();
   });
   try {
+    if (!fresh) refuseProfileInUse(kind, profile);
     await prepareProfile(kind, profile, plan);
     const launch = (url: string): void => {
       if (stopping) return;
-      const args = kind === "firefox" ? ["--no-remote", "--profile", profile, ...plan.browserArgs, url] : [...chromiumArgs(plan.proxy, profile), ...plan.browserArgs, url];
+      // -wait-for-browser: on Windows firefox.exe hands over to the real browser and exits at once without it.
+      const args =
+        kind === "firefox" ? ["--no-remote", "-wait-for-browser", "--profile", profile, ...plan.browserArgs, url] : [...chromiumArgs(plan.proxy, profile), ...plan.browserArgs, url];
       const which = fresh ? `a fresh profile (${profile}, removed when it closes)` : `the profile ${profile}`;
       env.note(`Starting ${path} with ${which}, set up for ${hostPort(plan.proxy.host, plan.proxy.port)}; its first page is the leak check.`);
       const started = spawn(path, args, { stdio: "ignore", windowsHide: false });
@@ -104,10 +113,18 @@ export async function runBrowser(plan: BrowserPlan, env: BrowserEnvironment): Pr
     const leakcheck = env.leakcheck ?? (await import("../leakcheck/run.ts")).runLeakcheck;
     const status = await leakcheck(
       { command: "leakcheck", proxy: plan.proxy, waitMs: CHECK_WAIT_MS, open: true, watch: false, pcap: undefined, json: plan.json, settings: false, openedIn: basename(path) },
-      { ...env, openUrl: launch, onStopSignal: (handler) => (stopCheck = handler) },
+      {
+        ...env,
+        openUrl: launch,
+        onStopSignal: (handler) => {
+          stopCheck = handler;
+          // Ctrl-C while the profile was being written: the check ends at once instead of waiting for a browser never started.
+          if (stopping !== undefined) handler(stopping);
+        },
+      },
     );
     stopCheck = undefined;
-    if (child !== undefined && !stopping && child.exitCode === null && child.signalCode === null) {
+    if (child !== undefined && stopping === undefined && child.exitCode === null && child.signalCode === null) {
       env.note(status === 0 ? "Nothing leaked: browse on. Close the browser (or press Ctrl-C) to end." : "Close the browser (or press Ctrl-C) to end.");
     }
     await closed;
@@ -115,6 +132,31 @@ export async function runBrowser(plan: BrowserPlan, env: BrowserEnvironment): Pr
   } finally {
     await stopBrowser();
     if (fresh) await rm(profile, { recursive: true, force: true }).catch(() => {});
+    process.removeListener("exit", removeProfile);
+  }
+}
+
+/**
+ * A kept profile a browser has open would not be ours: Chromium hands the
+ * URL to the running instance (its own settings, not these), Firefox says it
+ * is already running. Their lock files: Chromium's SingletonLock, Firefox's
+ * `lock` symlink (Linux, macOS), both present only while it runs.
+ */
+function refuseProfileInUse(kind: BrowserKind, profile: string): void {
+  const lock = join(profile, kind === "chromium" ? "SingletonLock" : "lock");
+  let present = false;
+  try {
+    lstatSync(lock);
+    present = true;
+  } catch {
+    // No lock: not in use.
+  }
+  if (present) {
+    throw new TunnelError(
+      "BROWSER_PROFILE_IN_USE",
+      `browser: the profile ${profile} is open in a running ${kind === "chromium" ? "Chromium" : "Firefox"} (${lock} exists): close that browser first (if none runs, it crashed: remove that file), or leave out --profile for a fresh one`,
+      { exitCode: 2 },
+    );
   }
 }
 
@@ -124,7 +166,11 @@ export function findBrowser(asked: BrowserKind | undefined, platform: string, en
   const looked: string[] = [];
   for (const kind of kinds) {
     const { names, paths } = browserCandidates(kind, platform, env);
-    const dirs = (env["PATH"] ?? "").split(delimiter).filter((dir) => dir !== "");
+    // Windows allows a PATH entry in double quotes (a folder with a semicolon in its name).
+    const dirs = (env["PATH"] ?? "")
+      .split(platform === "win32" ? ";" : delimiter)
+      .map((dir) => (platform === "win32" ? dir.replace(/^"(.*)"$/, "$1") : dir))
+      .filter((dir) => dir !== "");
     for (const name of names) {
       for (const dir of dirs) {
         const path = join(dir, name);

@@ -168,10 +168,10 @@ export async function startDynamicForward(options: DynamicForwardOptions): Promi
 
   // Streams answered here are not tunnel connections: the summary does not count them.
   const answeredHere = new WeakSet<Duplex>();
-  const onEstablished = (socket: Socket, stream: Duplex, request: ProxyRequest, leftover: Uint8Array): void => {
+  const onEstablished = (socket: Socket, stream: Duplex, request: ProxyRequest, leftover: Uint8Array, client?: Duplex): void => {
     options.limit?.established(socket);
     joinStreams(
-      socket,
+      client ?? socket,
       stream,
       (result) => {
         if (log.debugEnabled(1)) {

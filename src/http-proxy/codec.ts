@@ -27,7 +27,7 @@ export interface RequestHead {
 }
 
 /** Statuses this proxy answers with itself. */
-export type ProxyStatus = 200 | 400 | 403 | 404 | 405 | 407 | 408 | 431 | 501 | 502 | 503 | 504 | 505;
+export type ProxyStatus = 200 | 400 | 403 | 404 | 405 | 407 | 408 | 411 | 431 | 501 | 502 | 503 | 504 | 505;
 
 export type HeadResult =
   | { status: "incomplete" }
@@ -233,19 +233,47 @@ export function forwardedHead(head: RequestHead, path: string, authority: string
 /**
  * Why a forwarded request's body framing cannot be passed on safely (RFC 9112
  * section 6.3: Transfer-Encoding with Content-Length, differing or malformed
- * Content-Length values), or undefined when it can.
+ * Content-Length values; section 6.1: chunked more than once or not last,
+ * Transfer-Encoding in HTTP/1.0), or a Connection field naming a framing
+ * field, which would have it dropped from the forwarded head after it was
+ * checked here; undefined when it can.
  *
  * @example
  * framingProblem([["Content-Length", "5"], ["Content-Length", "6"]]) // "conflicting Content-Length values"
  */
-export function framingProblem(fields: readonly [string, string][]): string | undefined {
+export function framingProblem(fields: readonly [string, string][], version = "HTTP/1.1"): string | undefined {
   const lengths = fields.filter(([n]) => n.toLowerCase() === "content-length").flatMap(([, v]) => v.split(",").map((s) => s.trim()));
   const encoding = fieldValue(fields, "transfer-encoding");
+  const named = fields.filter(([n]) => n.toLowerCase() === "connection").flatMap(([, v]) => v.split(",").map((token) => token.trim().toLowerCase()));
+  if (named.includes("content-length") || named.includes("transfer-encoding")) return "a Connection field naming Content-Length or Transfer-Encoding";
   if (encoding !== undefined && lengths.length > 0) return "both Transfer-Encoding and Content-Length";
   if (lengths.some((value) => !/^[0-9]{1,15}$/.test(value))) return "malformed Content-Length";
   if (new Set(lengths.map(Number)).size > 1) return "conflicting Content-Length values";
-  if (encoding !== undefined && !/(^|,)\s*chunked\s*$/i.test(encoding)) return "Transfer-Encoding whose last coding is not chunked";
+  if (encoding !== undefined) {
+    if (version === "HTTP/1.0") return "Transfer-Encoding in an HTTP/1.0 request";
+    const codings = encoding.split(",").map((coding) => coding.trim().toLowerCase());
+    if (codings.at(-1) !== "chunked") return "Transfer-Encoding whose last coding is not chunked";
+    if (codings.filter((coding) => coding === "chunked").length > 1) return "chunked applied more than once";
+  }
   return undefined;
+}
+
+/**
+ * How many body bytes follow a forwarded request's head: its Content-Length,
+ * or 0. A chunked body is not forwarded (411: the client can send a length):
+ * the proxy passes on exactly the one request's bytes, and would have to
+ * parse chunks to know where it ends. Call after framingProblem.
+ *
+ * @example
+ * requestBodyLength([["Content-Length", "4"]]) // { ok: true, length: 4 }
+ * requestBodyLength([["Transfer-Encoding", "chunked"]]) // { ok: false, code: 411, reason: "..." }
+ */
+export function requestBodyLength(fields: readonly [string, string][]): { ok: true; length: number } | { ok: false; code: ProxyStatus; reason: string } {
+  if (fieldValue(fields, "transfer-encoding") !== undefined) {
+    return { ok: false, code: 411, reason: "a chunked request body is not forwarded: send it with a Content-Length, or use HTTPS (CONNECT)" };
+  }
+  const length = fieldValue(fields, "content-length");
+  return { ok: true, length: length === undefined ? 0 : Number(length.split(",")[0]!.trim()) };
 }
 
 /**
@@ -273,6 +301,7 @@ const REASON: Record<ProxyStatus, string> = {
   405: "Method Not Allowed",
   407: "Proxy Authentication Required",
   408: "Request Timeout",
+  411: "Length Required",
   431: "Request Header Fields Too Large",
   501: "Not Implemented",
   502: "Bad Gateway",

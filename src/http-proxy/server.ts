@@ -17,6 +17,7 @@
  */
 import type { Socket } from "node:net";
 import type { Duplex } from "node:stream";
+import { requestBodyOnly } from "./request-body.ts";
 import { Buffer } from "node:buffer";
 import {
   CONNECT_ESTABLISHED,
@@ -24,6 +25,7 @@ import {
   fieldValue,
   forwardedHead,
   framingProblem,
+  requestBodyLength,
   parseBasicCredentials,
   parseRequestHead,
   requestTarget,
@@ -55,7 +57,12 @@ export interface HttpProxyOptions<S extends Duplex = Socket> {
   /** As the SOCKS side's: the reply waits for it. */
   onConnect(request: HttpProxyRequest, client: SocksClient, signal: AbortSignal): Promise<ConnectOutcome>;
   /** `initial` goes to the stream first: the client's early bytes, or a forwarded request head and its body so far. */
-  onEstablished(socket: S, stream: Duplex, request: HttpProxyRequest, initial: Buffer): void;
+  /**
+   * Joins the client to the channel: `client`, when given, is the side to
+   * join instead of the socket itself (a plain-http request's body and
+   * nothing after it, request-body.ts).
+   */
+  onEstablished(socket: S, stream: Duplex, request: HttpProxyRequest, initial: Buffer, client?: Duplex): void;
   onProtocolError(client: SocksClient, reason: string): void;
   /**
    * The proxy's own pages, by path (without the query), for the address the
@@ -86,6 +93,8 @@ class HttpProxyHandshake<S extends Duplex> {
   readonly #deadline: ReturnType<typeof setTimeout>;
   #phase: Phase = "head";
   #gone = false;
+  /** A forwarded request's body bytes still to come from the client. */
+  #bodyLeft = 0;
   #buffered: Buffer;
 
   constructor(socket: S, client: SocksClient, buffered: Buffer, options: HttpProxyOptions<S>) {
@@ -131,17 +140,29 @@ class HttpProxyHandshake<S extends Duplex> {
       this.#page(head, target.path);
       return;
     }
+    let body = 0;
     if (target.form === "absolute") {
-      const problem = framingProblem(head.fields);
+      const problem = framingProblem(head.fields, head.version);
       if (problem !== undefined) {
         this.#refuse(400, `request body framing refused: ${problem}`, true);
         return;
       }
+      const length = requestBodyLength(head.fields);
+      if (!length.ok) {
+        this.#refuse(length.code, length.reason, false);
+        return;
+      }
+      body = length.length;
     }
     if (!this.#authorized(head)) return;
     const request: HttpProxyRequest = { version: "http", command: "connect", form: target.form, method: head.method, destination: target.destination };
-    const initial =
-      target.form === "absolute" ? Buffer.concat([Buffer.from(forwardedHead(head, target.path, target.authority), "latin1"), this.#buffered]) : this.#buffered;
+    let initial = this.#buffered;
+    if (target.form === "absolute") {
+      // The head rewritten, then as much of the body as came with it; anything after the body is the next request.
+      const sent = this.#buffered.subarray(0, body);
+      this.#bodyLeft = body - sent.length;
+      initial = Buffer.concat([Buffer.from(forwardedHead(head, target.path, target.authority), "latin1"), sent]);
+    }
     this.#buffered = Buffer.alloc(0);
     this.#connect(request, initial);
   }
@@ -211,7 +232,8 @@ class HttpProxyHandshake<S extends Duplex> {
     }
     this.#done();
     if (request.form === "connect") this.#socket.write(CONNECT_ESTABLISHED);
-    this.#options.onEstablished(this.#socket, outcome.stream, request, initial);
+    const client = request.form === "absolute" ? requestBodyOnly(this.#socket, this.#bodyLeft) : undefined;
+    this.#options.onEstablished(this.#socket, outcome.stream, request, initial, client);
     this.#socket.resume();
   }
 

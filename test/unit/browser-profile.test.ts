@@ -1,7 +1,10 @@
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { browserCandidates, chromiumArgs, chromiumLocalState, chromiumPreferences, firefoxPrefs, firefoxUserJs } from "../../src/clients/browser-profile.ts";
-import { findBrowser } from "../../src/clients/browser.ts";
+import { findBrowser, runBrowser } from "../../src/clients/browser.ts";
+import { mkdir, mkdtemp, rm, symlink, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { parseBrowserArgs } from "../../src/cli/client-args.ts";
 
 const proxy = { host: "127.0.0.1", port: 9001 };
@@ -71,12 +74,32 @@ describe("Chromium's switches and files", () => {
 describe("finding a browser", () => {
   test("candidates by platform", () => {
     assert.deepEqual(browserCandidates("firefox", "linux", {}), { names: ["firefox", "firefox-esr", "librewolf"], paths: [] });
-    assert.deepEqual(browserCandidates("firefox", "darwin", {}).paths, ["/Applications/Firefox.app/Contents/MacOS/firefox"]);
-    assert.deepEqual(browserCandidates("chromium", "win32", { LOCALAPPDATA: "C:\\Users\\a\\AppData\\Local" }).paths, [
-      "C:\\Users\\a\\AppData\\Local\\Google\\Chrome\\Application\\chrome.exe",
-      "C:\\Users\\a\\AppData\\Local\\Chromium\\Application\\chrome.exe",
-      "C:\\Users\\a\\AppData\\Local\\Microsoft\\Edge\\Application\\msedge.exe",
-    ]);
+    assert.deepEqual(browserCandidates("firefox", "darwin", { HOME: "/Users/a" }).paths, ["/Applications/Firefox.app/Contents/MacOS/firefox", "/Users/a/Applications/Firefox.app/Contents/MacOS/firefox"]);
+    assert.deepEqual(browserCandidates("chromium", "darwin", {}).paths.at(-1), "/Applications/Microsoft Edge.app/Contents/MacOS/Microsoft Edge");
+    assert.deepEqual(browserCandidates("chromium", "win32", { LOCALAPPDATA: "C:\\Users\\a\\AppData\\Local" }), {
+      names: ["chrome.exe", "chromium.exe", "msedge.exe", "brave.exe"],
+      paths: [
+        "C:\\Users\\a\\AppData\\Local\\Google\\Chrome\\Application\\chrome.exe",
+        "C:\\Users\\a\\AppData\\Local\\Chromium\\Application\\chrome.exe",
+        "C:\\Users\\a\\AppData\\Local\\Microsoft\\Edge\\Application\\msedge.exe",
+        "C:\\Users\\a\\AppData\\Local\\BraveSoftware\\Brave-Browser\\Application\\brave.exe",
+      ],
+    });
+  });
+
+  test("a kept profile that a running browser holds (its lock file) is refused with status 2 and what to do", async () => {
+    const dir = await mkdtemp(join(tmpdir(), "safetunnel-locked-profile-"));
+    try {
+      await symlink("127.0.0.1:+4242", join(dir, "SingletonLock"));
+      // Found on PATH, never started: the lock is checked first.
+      await mkdir(join(dir, "bin"));
+      await writeFile(join(dir, "bin", "chromium"), "");
+      const plan = { command: "browser" as const, browser: "chromium" as const, proxy: { host: "127.0.0.1", port: 1080 }, profile: dir, webrtc: true, browserArgs: [], verbosity: 0, json: false };
+      const env = { out: () => {}, note: () => {}, platform: "linux", home: dir, env: { PATH: join(dir, "bin") }, onStopSignal: () => {}, leakcheck: async () => assert.fail("no check for a profile in use") };
+      await assert.rejects(runBrowser(plan, env as never), (err: Error & { code?: string; exitCode?: number }) => err.code === "BROWSER_PROFILE_IN_USE" && err.exitCode === 2 && /is open in a running Chromium .*SingletonLock exists\): close that browser first/.test(err.message));
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 
   test("none on PATH: status 2 and a message naming what was looked for", () => {

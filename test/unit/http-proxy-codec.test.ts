@@ -6,6 +6,7 @@ import {
   encodeResponse,
   forwardedHead,
   framingProblem,
+  requestBodyLength,
   MAX_HEAD_BYTES,
   MAX_HEADER_FIELDS,
   parseAuthority,
@@ -157,6 +158,13 @@ describe("framingProblem (RFC 9112 section 6.3)", () => {
     assert.equal(framingProblem([["Content-Length", "5, 6"]]), "conflicting Content-Length values");
     assert.equal(framingProblem([["Content-Length", "-1"]]), "malformed Content-Length");
     assert.equal(framingProblem([["Transfer-Encoding", "chunked, gzip"]]), "Transfer-Encoding whose last coding is not chunked");
+    assert.equal(framingProblem([["Transfer-Encoding", "chunked, chunked"]]), "chunked applied more than once");
+    assert.equal(framingProblem([["Transfer-Encoding", "chunked"]], "HTTP/1.0"), "Transfer-Encoding in an HTTP/1.0 request");
+  });
+
+  test("refuses a Connection field naming a framing field: the forwarded head would lose it after the check", () => {
+    assert.equal(framingProblem([["Content-Length", "5"], ["Connection", "keep-alive, Content-Length"]]), "a Connection field naming Content-Length or Transfer-Encoding");
+    assert.equal(framingProblem([["Connection", "transfer-encoding"]]), "a Connection field naming Content-Length or Transfer-Encoding");
   });
 
   test("accepts one length, repeated equal lengths, chunked, or none", () => {
@@ -164,6 +172,19 @@ describe("framingProblem (RFC 9112 section 6.3)", () => {
     assert.equal(framingProblem([["Content-Length", "5"], ["Content-Length", "5"]]), undefined);
     assert.equal(framingProblem([["Transfer-Encoding", "gzip, chunked"]]), undefined);
     assert.equal(framingProblem([]), undefined);
+  });
+});
+
+describe("requestBodyLength", () => {
+  test("Content-Length, or 0 without one; chunked is 411 with what to do instead", () => {
+    assert.deepEqual(requestBodyLength([["Content-Length", "4"]]), { ok: true, length: 4 });
+    assert.deepEqual(requestBodyLength([["Content-Length", "4, 4"]]), { ok: true, length: 4 });
+    assert.deepEqual(requestBodyLength([]), { ok: true, length: 0 });
+    assert.deepEqual(requestBodyLength([["Transfer-Encoding", "chunked"]]), {
+      ok: false,
+      code: 411,
+      reason: "a chunked request body is not forwarded: send it with a Content-Length, or use HTTPS (CONNECT)",
+    });
   });
 });
 

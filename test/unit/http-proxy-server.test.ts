@@ -92,6 +92,39 @@ async function recordingServer(reply: string): Promise<{ port: number; received:
   return { port: (server.address() as { port: number }).port, received };
 }
 
+/**
+ * A loopback server that answers `reply` once it has a head and `bodyBytes`
+ * more, and keeps every byte its one connection brought until that closes.
+ */
+async function wholeRecordingServer(bodyBytes: number, reply: string): Promise<{ port: number; headSeen: Promise<void>; closed: Promise<Buffer> }> {
+  let seen: () => void = () => {};
+  let done: (bytes: Buffer) => void = () => {};
+  const headSeen = new Promise<void>((resolve) => (seen = resolve));
+  const closed = new Promise<Buffer>((resolve) => (done = resolve));
+  const server = createServer((socket: Socket) => {
+    const chunks: Buffer[] = [];
+    let answered = false;
+    socket.on("data", (chunk: Buffer) => {
+      chunks.push(chunk);
+      const all = Buffer.concat(chunks);
+      const end = all.indexOf("\r\n\r\n");
+      if (end >= 0) seen();
+      if (!answered && end >= 0 && all.length >= end + 4 + bodyBytes) {
+        answered = true;
+        // As RFC 9112 section 9.6 asks of an origin: a request with Connection: close is answered, then the connection closed.
+        if (/\r\nConnection: close\r\n/i.test(all.subarray(0, end + 2).toString("latin1"))) socket.end(reply);
+        else socket.write(reply);
+      }
+    });
+    socket.on("end", () => socket.end());
+    socket.on("close", () => done(Buffer.concat(chunks)));
+    socket.on("error", () => {});
+  });
+  servers.push(server);
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  return { port: (server.address() as { port: number }).port, headSeen, closed };
+}
+
 async function echoServer(): Promise<number> {
   const server = createServer((socket: Socket) => {
     socket.on("error", () => {});
@@ -180,6 +213,32 @@ describe("absolute-form requests on the -D port", () => {
     assert.equal(response, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nhi");
     assert.deepEqual(session.calls.map((c) => [c.host, c.port]), [["far.example", target.port]]);
     assert.equal(target.received[0]!.toString("latin1"), `POST /p?q=1 HTTP/1.1\r\nHost: far.example:${target.port}\r\nContent-Length: 4\r\nConnection: close\r\n\r\nbody`);
+  });
+
+  test("a keep-alive client's next request on the same connection never reaches the first origin: only the body is passed on", async () => {
+    const origin = await wholeRecordingServer(4, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+    const { listener, session } = await startForward();
+    session.open = () => socketTo(origin.port);
+    const client = await RawClient.connect(listener.port, { timeoutMs: WAIT_MS, allowHalfOpen: true });
+    try {
+      client.write(Buffer.from(`POST http://far.example:${origin.port}/p HTTP/1.1\r\nHost: far.example\r\nContent-Length: 4\r\n\r\nbo`, "latin1"));
+      await bounded(origin.headSeen, "the origin to see the head", WAIT_MS);
+      client.write(Buffer.from("dyGET http://other.example/secret HTTP/1.1\r\nProxy-Authorization: Basic c2VjcmV0\r\n\r\n", "latin1"));
+      assert.equal((await client.readToEnd()).toString("latin1"), "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+    } finally {
+      client.destroy();
+    }
+    assert.equal((await bounded(origin.closed, "the origin's connection to close", WAIT_MS)).toString("latin1"), `POST /p HTTP/1.1\r\nHost: far.example:${origin.port}\r\nContent-Length: 4\r\nConnection: close\r\n\r\nbody`);
+    assert.equal(session.calls.length, 1);
+  });
+
+  test("a chunked body is 411 with what to do instead, nothing opened, and not counted as a bad client", async () => {
+    const { listener, session, stats } = await startForward();
+    const { status, body } = statusAndBody(await exchange(listener.port, "POST http://a.example/ HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n4\r\nbody\r\n0\r\n\r\n"));
+    assert.equal(status, "HTTP/1.1 411 Length Required");
+    assert.equal(body, "a chunked request body is not forwarded: send it with a Content-Length, or use HTTPS (CONNECT)\n");
+    assert.deepEqual(session.calls, []);
+    assert.equal(stats.protocolErrors, 0);
   });
 
   test("smuggling-shaped framing is 400 before anything is opened", async () => {
