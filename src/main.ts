@@ -227,7 +227,7 @@ async function runClient(plan: ExecPlan | NcPlan, log: Logger): Promise<number> 
     const outcome = await runExec(plan, {
       env: process.env,
       self: selfCommand(),
-      terminal: process.stdin.isTTY === true,
+      terminal: process.stdin.isTTY === true || process.stdout.isTTY === true || process.stderr.isTTY === true,
       signals: process,
       platform: process.platform,
     });

@@ -23,7 +23,7 @@ export interface ExecPlan {
 /** How COMMAND ended. */
 export type ExecOutcome = { status: number } | { signal: NodeJS.Signals };
 
-/** The signals passed on to COMMAND (SIGINT and SIGQUIT only when no terminal sends them to it already). */
+/** The signals passed on to COMMAND (SIGINT, SIGQUIT and SIGHUP only when no terminal sends them to it already). */
 type Relayed = "SIGTERM" | "SIGHUP" | "SIGINT" | "SIGQUIT";
 
 export interface ExecIo {
@@ -31,8 +31,9 @@ export interface ExecIo {
   /** How to run this program again, for COMMAND's ssh (`safetunnel nc`). */
   self: readonly string[];
   /**
-   * Standard input is a terminal: Ctrl-C and Ctrl-\ reach COMMAND from it (the
-   * same process group), so relaying them would deliver them twice.
+   * Run from a terminal (stdin, stdout or stderr is one): Ctrl-C, Ctrl-\ and
+   * the hangup reach COMMAND from it (the same process group, the shell's
+   * job), so relaying them would deliver them twice.
    */
   terminal: boolean;
   /** Where our own signals arrive (the process). */
@@ -55,8 +56,14 @@ export async function runExec(plan: ExecPlan, io: ExecIo): Promise<ExecOutcome> 
   const [command, ...args] = plan.argv as [string, ...string[]];
   const env = proxyEnvironment(plan.proxy, io.self, io.env);
   const spawn = io.spawn ?? nodeSpawn;
-  const child = spawn(command, args, { stdio: "inherit", env, windowsHide: false });
-  const relayed: Relayed[] = io.platform === "win32" ? [] : io.terminal ? ["SIGTERM", "SIGHUP"] : ["SIGTERM", "SIGHUP", "SIGINT", "SIGQUIT"];
+  let child: ChildProcess;
+  try {
+    child = spawn(command, args, { stdio: "inherit", env, windowsHide: false });
+  } catch (err) {
+    // Node refuses some programs before starting them (on Windows a .cmd or .bat without a shell: EINVAL).
+    throw spawnFailure(command, err as Error, io.platform);
+  }
+  const relayed: Relayed[] = io.platform === "win32" ? [] : io.terminal ? ["SIGTERM"] : ["SIGTERM", "SIGHUP", "SIGINT", "SIGQUIT"];
   // Taken even when not relayed: a terminal's Ctrl-C is COMMAND's to act on, not a reason for us to go first.
   const listened: Relayed[] = io.platform === "win32" ? [] : ["SIGTERM", "SIGHUP", "SIGINT", "SIGQUIT"];
   const listeners = new Map<Relayed, () => void>();
@@ -69,7 +76,7 @@ export async function runExec(plan: ExecPlan, io: ExecIo): Promise<ExecOutcome> 
   }
   try {
     return await new Promise<ExecOutcome>((resolve, reject) => {
-      child.once("error", (err) => reject(spawnFailure(command, err)));
+      child.once("error", (err) => reject(spawnFailure(command, err, io.platform)));
       child.once("exit", (code, signal) => resolve(signal !== null ? { signal } : { status: code ?? EXEC_FAILED }));
     });
   } finally {
@@ -98,10 +105,15 @@ async function checkProxy(proxy: ProxyAddress): Promise<void> {
   });
 }
 
-function spawnFailure(command: string, err: Error): TunnelError {
+function spawnFailure(command: string, err: Error, platform: string): TunnelError {
   const code = errnoCode(err);
+  // Windows finds only .exe and .com without a shell; npm, yarn and the like are .cmd files.
+  const windows = platform === "win32" ? `; a .cmd or .bat program (npm, yarn) runs through cmd: safetunnel exec -- cmd /d /c ${command}` : "";
   if (code === "ENOENT") {
-    return new TunnelError("COMMAND_NOT_FOUND", `exec: ${echoValue(command, "'")}: command not found (it runs without a shell: give a program on PATH or its path)`, { exitCode: 127 });
+    return new TunnelError("COMMAND_NOT_FOUND", `exec: ${echoValue(command, "'")}: command not found (it runs without a shell: give a program on PATH or its path${windows})`, { exitCode: 127 });
+  }
+  if (code === "EINVAL" && platform === "win32") {
+    return new TunnelError("COMMAND_NOT_FOUND", `exec: cannot run ${echoValue(command, "'")} without a shell${windows}`, { exitCode: 126 });
   }
   if (code === "EACCES") return new TunnelError("COMMAND_NOT_FOUND", `exec: ${echoValue(command, "'")}: permission denied (not executable)`, { exitCode: 126 });
   return new TunnelError("COMMAND_NOT_FOUND", `exec: cannot run ${echoValue(command, "'")}: ${err.message}`, { exitCode: 126 });
