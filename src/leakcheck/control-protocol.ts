@@ -8,6 +8,7 @@
  * leakcheck to front end: requests, one per line, at most
  * MAX_REQUEST_BYTES each.
  */
+import { Buffer } from "node:buffer";
 
 /** What the front end says first: the names this check may use. */
 export interface Hello {
@@ -49,6 +50,31 @@ export interface VerdictRequest {
 
 /** The longest verdict summary a request carries (it must fit in MAX_REQUEST_BYTES as JSON). */
 export const MAX_SUMMARY_CHARS = 600;
+
+/** The most a summary may take of a request line, as JSON in UTF-8 (the rest of the request is under 100 bytes). */
+const MAX_SUMMARY_BYTES = 800;
+
+/**
+ * The summary as a verdict request carries it: cut, at a whole character,
+ * to MAX_SUMMARY_CHARS and to what fits in the request line as JSON in UTF-8
+ * (a program's or file's name in it may take up to 4 bytes a character, a
+ * quote 2).
+ *
+ * @example
+ * verdictSummary("x".repeat(700)).length // 600
+ * Buffer.byteLength(verdictSummary("例".repeat(600))) // 798: 266 characters of 3 bytes
+ */
+export function verdictSummary(summary: string): string {
+  let bytes = 2;
+  let kept = "";
+  for (const ch of summary) {
+    const cost = Buffer.byteLength(JSON.stringify(ch), "utf8") - 2;
+    if (kept.length + ch.length > MAX_SUMMARY_CHARS || bytes + cost > MAX_SUMMARY_BYTES) break;
+    bytes += cost;
+    kept += ch;
+  }
+  return kept;
+}
 
 /** The front end's answer to a request. */
 export type ControlAnswer =

@@ -28,7 +28,7 @@ import type { DnsObservation } from "./dns-frames.ts";
 import { auditBrowserSetup } from "./browser-files.ts";
 import { asWebrtcReport, mergeWebrtcReports, stunLookupFix, udpProbeFindings, webrtcFindings, type UdpProbe, type WebrtcReport } from "./webrtc.ts";
 import { GATHER_MS, VERDICT_PATH } from "./canary-page.ts";
-import { MAX_SUMMARY_CHARS } from "./control-protocol.ts";
+import { verdictSummary } from "./control-protocol.ts";
 import { within } from "../deadline.ts";
 import { listenForWebrtcUdp, type StunListener } from "./stun-listener.ts";
 import { procUdpSender } from "../platform/udp-owner.ts";
@@ -290,7 +290,7 @@ export async function runLeakcheck(plan: LeakcheckPlan, env: LeakcheckEnvironmen
     const result = decideVerdict({ proxy, proxyCheck: { kind: "ours" }, canary, ipLiteralRequests, findings, ...(incomplete !== undefined ? { incomplete } : {}) });
     // The page is open in a browser: show the verdict there too (a LEAK is seen where the user looks).
     if (pageAt !== undefined && outcome !== "lost") {
-      const answer = await control.request({ request: "verdict", verdict: result.verdict, summary: result.summary.slice(0, MAX_SUMMARY_CHARS) }, REQUEST_WAIT_MS);
+      const answer = await control.request({ request: "verdict", verdict: result.verdict, summary: verdictSummary(result.summary) }, REQUEST_WAIT_MS);
       // Listened for only now: a request for it before the answer was answered "not yet".
       if (answer?.event === "verdict") await within(new Promise<void>((resolve) => (onVerdictFetched = resolve)), VERDICT_SHOW_MS);
     }

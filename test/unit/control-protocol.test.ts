@@ -1,6 +1,7 @@
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { asControlAnswer, encodeControlRequest, MAX_REQUEST_BYTES, parseControlRequest, parseHello } from "../../src/leakcheck/control-protocol.ts";
+import { asControlAnswer, encodeControlRequest, MAX_REQUEST_BYTES, parseControlRequest, parseHello, verdictSummary } from "../../src/leakcheck/control-protocol.ts";
+import { Buffer } from "node:buffer";
 import type { CanaryEvent } from "../../src/leakcheck/canary-registry.ts";
 
 describe("encodeControlRequest", () => {
@@ -155,5 +156,20 @@ describe("asControlAnswer", () => {
       undefined,
     ];
     for (const value of values) assert.equal(asControlAnswer(value), undefined, JSON.stringify(value));
+  });
+});
+
+describe("verdictSummary", () => {
+  test("cut at a whole character to 600 characters and to what fits in a request line, whatever the script", () => {
+    assert.equal(verdictSummary("short"), "short");
+    assert.equal(verdictSummary("x".repeat(700)), "x".repeat(600));
+    assert.equal(verdictSummary("例".repeat(600)), "例".repeat(266));
+    // Astral characters (two UTF-16 units, four bytes) are never split.
+    assert.equal(verdictSummary("🦊".repeat(300)), "🦊".repeat(199));
+    for (const summary of ["例".repeat(600), '"'.repeat(600), "\u0001".repeat(600), "🦊".repeat(300)]) {
+      const line = encodeControlRequest({ request: "verdict", verdict: "LEAK", summary: verdictSummary(summary) });
+      assert.ok(Buffer.byteLength(line) <= MAX_REQUEST_BYTES, `${Buffer.byteLength(line)} bytes for ${JSON.stringify(summary.slice(0, 3))}...`);
+      assert.deepEqual(parseControlRequest(line.trimEnd()).request, "verdict");
+    }
   });
 });
