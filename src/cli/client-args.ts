@@ -7,6 +7,7 @@
  * and all, as with env(1) and sudo(8).
  */
 import { Buffer } from "node:buffer";
+import { domainToASCII } from "node:url";
 import { TunnelError, echoValue } from "../errors.ts";
 import { parsePortNumber } from "../address.ts";
 import { DEFAULT_PROXY, parseProxyOption } from "./proxy-option.ts";
@@ -89,6 +90,22 @@ export function parseExecArgs(argv: string[]): ExecPlan | Help {
 }
 
 /**
+ * A name in another script as its IDNA form (RFC 5891), what a resolver is
+ * asked; no lookup here. "" when it is not a host name: URL syntax first
+ * (node:url would read "ü/x" as the host "ü"), and a result of anything but
+ * letters, digits and hyphens in dot-separated labels (Deno's converter
+ * passes spaces and controls through).
+ *
+ * @example
+ * idnaName("例え.jp") // "xn--r8jz45g.jp"
+ */
+function idnaName(name: string): string {
+  if (/[\x00-\x20/?#@:%[\]\\]/.test(name)) return "";
+  const ascii = domainToASCII(name);
+  return /^[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*\.?$/.test(ascii) ? ascii : "";
+}
+
+/**
  * @example
  * parseNcArgs(["example.org", "22"]) // { command: "nc", proxy: { host: "127.0.0.1", port: 1080 }, host: "example.org", port: 22, verbosity: 0, json: false }
  */
@@ -97,10 +114,12 @@ export function parseNcArgs(argv: string[]): NcPlan | Help {
   const { proxy, rest, help } = leadingOptions(argv, usage);
   if (help) return { command: "help", text: NC_HELP };
   if (rest.length !== 2) throw usage(`expected HOST PORT, got ${rest.length === 0 ? "nothing" : echoValue(rest.join(" "), "'")}`);
-  const [host, portText] = rest as [string, string];
+  const [typed, portText] = rest as [string, string];
   const port = parsePortNumber(portText);
   if (port === undefined) throw usage(`bad port ${echoValue(portText, "'")}: expected a number from 1 to 65535`);
-  if (host === "" || Buffer.byteLength(host) > 255) throw usage("HOST must be 1 to 255 bytes");
+  const host = /^[\x00-\x7f]*$/.test(typed) ? typed : idnaName(typed);
+  if (host === "") throw usage(`${echoValue(typed, "'")} is not a valid host name`);
+  if (Buffer.byteLength(host) > 255) throw usage("HOST must be 1 to 255 bytes");
   return { command: "nc", proxy, host, port, verbosity: 0, json: false };
 }
 

@@ -78,4 +78,10 @@ describe("exec and nc arguments", () => {
     assert.throws(() => parseNcArgs(["example.org"]), /nc: expected HOST PORT, got 'example\.org'/);
     assert.throws(() => parseNcArgs(["example.org", "ssh"]), /nc: bad port 'ssh': expected a number from 1 to 65535/);
   });
+
+  test("nc: a name in another script goes as its IDNA (punycode) form, never as latin1 bytes; one that has none is refused", () => {
+    assert.equal((parseNcArgs(["例え.jp", "22"]) as { host: string }).host, "xn--r8jz45g.jp");
+    assert.equal((parseNcArgs(["bücher.example", "22"]) as { host: string }).host, "xn--bcher-kva.example");
+    for (const bad of ["a\u0000ü.example", "ü/x.example", "ü example", "ü..example", "[ü]"]) assert.throws(() => parseNcArgs([bad, "22"]), /is not a valid host name/, bad);
+  });
 });
