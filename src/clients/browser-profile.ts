@@ -179,3 +179,21 @@ export function browserCandidates(kind: BrowserKind, platform: string, env: Read
   }
   return { names, paths };
 }
+
+/**
+ * The snap a browser runs as, or undefined. Ubuntu installs Firefox and
+ * Chromium as snaps, whose /tmp is private to the snap: a profile made in
+ * our /tmp is not there for them. `path` is what was found (/snap/bin/NAME,
+ * or a wrapper script such as Ubuntu's /usr/bin/firefox that execs it);
+ * `head` is the start of that file, when it is small enough to be a script.
+ *
+ * @example
+ * snapOf("/snap/bin/firefox", undefined) // "firefox"
+ * snapOf("/usr/bin/chromium-browser", "#!/bin/sh\nexec /snap/bin/chromium \"$@\"\n") // "chromium"
+ */
+export function snapOf(path: string, head: string | undefined): string | undefined {
+  const direct = /^\/snap\/bin\/([A-Za-z0-9][A-Za-z0-9-]*)$/.exec(path);
+  if (direct !== null) return direct[1];
+  if (head === undefined || !head.startsWith("#!")) return undefined;
+  return /\/snap\/bin\/([A-Za-z0-9][A-Za-z0-9-]*)/.exec(head)?.[1];
+}

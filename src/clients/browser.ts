@@ -9,7 +9,7 @@
 import { spawn as nodeSpawn, type ChildProcess, type SpawnOptions } from "node:child_process";
 import { existsSync, lstatSync, rmSync } from "node:fs";
 import process from "node:process";
-import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { basename, delimiter, join } from "node:path";
 import { TunnelError, describeError } from "../errors.ts";
@@ -25,6 +25,7 @@ import {
   firefoxUserJs,
   type BrowserKind,
   type JsonObject,
+  snapOf,
 } from "./browser-profile.ts";
 import type { ProxyAddress } from "./socks-connect.ts";
 
@@ -65,7 +66,11 @@ const CHECK_WAIT_MS = 90_000;
 export async function runBrowser(plan: BrowserPlan, env: BrowserEnvironment): Promise<number> {
   const { kind, path } = findBrowser(plan.browser, env.platform, env.env);
   const fresh = plan.profile === undefined;
-  const profile = plan.profile ?? (await mkdtemp(join(tmpdir(), `safetunnel-${kind}-`)));
+  // A snap browser has a /tmp of its own: its fresh profile goes where the snap can see it.
+  const snap = env.platform === "linux" ? snapOf(path, await scriptHead(path)) : undefined;
+  const parent = snap === undefined ? tmpdir() : join(env.home, "snap", snap, "common");
+  if (fresh) await mkdir(parent, { recursive: true });
+  const profile = plan.profile ?? (await mkdtemp(join(parent, `safetunnel-${kind}-`)));
   const spawn = env.spawn ?? nodeSpawn;
   let child: ChildProcess | undefined;
   let closed: Promise<void> = Promise.resolve();
@@ -201,6 +206,16 @@ async function prepareProfile(kind: BrowserKind, profile: string, plan: BrowserP
   await writeFile(preferences, JSON.stringify(chromiumPreferences(await readJson(preferences))));
   const localState = join(profile, "Local State");
   await writeFile(localState, JSON.stringify(chromiumLocalState(await readJson(localState))));
+}
+
+/** The start of a small file (a wrapper script), or undefined for a program or an unreadable file. */
+async function scriptHead(path: string): Promise<string | undefined> {
+  try {
+    if ((await stat(path)).size > 4096) return undefined;
+    return await readFile(path, "latin1");
+  } catch {
+    return undefined;
+  }
 }
 
 async function readText(path: string): Promise<string> {

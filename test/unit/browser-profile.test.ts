@@ -1,6 +1,6 @@
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { browserCandidates, chromiumArgs, chromiumLocalState, chromiumPreferences, firefoxPrefs, firefoxUserJs } from "../../src/clients/browser-profile.ts";
+import { browserCandidates, chromiumArgs, chromiumLocalState, chromiumPreferences, firefoxPrefs, firefoxUserJs, snapOf } from "../../src/clients/browser-profile.ts";
 import { findBrowser, runBrowser } from "../../src/clients/browser.ts";
 import { mkdir, mkdtemp, rm, symlink, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -131,5 +131,15 @@ describe("browser arguments", () => {
     assert.throws(() => parseBrowserArgs(["chromium", "--no-webrtc"]), /--no-webrtc is for Firefox/);
     assert.throws(() => parseBrowserArgs(["firefox", "chromium"]), /one browser at a time/);
     assert.throws(() => parseBrowserArgs(["--profile"]), /browser: --profile needs a value/);
+  });
+});
+
+describe("snap browsers", () => {
+  test("/snap/bin/NAME, or a wrapper script that runs it, is that snap; anything else is not", () => {
+    assert.equal(snapOf("/snap/bin/firefox", undefined), "firefox");
+    assert.equal(snapOf("/usr/bin/chromium-browser", '#!/bin/sh\nexec /snap/bin/chromium "$@"\n'), "chromium");
+    assert.equal(snapOf("/usr/bin/firefox-esr", undefined), undefined);
+    assert.equal(snapOf("/usr/bin/firefox", '#!/bin/sh\nexec /usr/lib/firefox/firefox "$@"\n'), undefined);
+    assert.equal(snapOf("/usr/bin/odd", "not a script /snap/bin/x"), undefined);
   });
 });
