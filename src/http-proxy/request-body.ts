@@ -8,6 +8,7 @@
  * close after the response and sends its next request anew (RFC 9112
  * section 9.6).
  */
+import process from "node:process";
 import { Duplex } from "node:stream";
 
 /**
@@ -43,7 +44,9 @@ export function requestBodyOnly(socket: Duplex, remaining: number): Duplex {
     left -= part.length;
     if (!side.push(part)) socket.pause();
   });
-  socket.on("end", () => side.push(null));
+  // A client that sent its request and its FIN at once may have ended already (the SOCKS side's pump checks the same).
+  if (socket.readableEnded) process.nextTick(() => side.push(null));
+  else socket.on("end", () => side.push(null));
   socket.on("error", (err) => side.destroy(err));
   // After 'end' has reached the reader: a clean close is told apart from a reset by it.
   socket.on("close", () => setImmediate(() => side.destroy()));

@@ -232,6 +232,20 @@ describe("absolute-form requests on the -D port", () => {
     assert.equal(session.calls.length, 1);
   });
 
+  test("a client that sends its request and its FIN at once: the FIN reaches the origin, and everything closes", async () => {
+    const echo = await echoServer();
+    const { listener, session } = await startForward();
+    session.open = () => socketTo(echo);
+    const client = await RawClient.connect(listener.port, { timeoutMs: WAIT_MS, allowHalfOpen: true });
+    try {
+      // One write with the FIN right behind it: the socket has ended before the channel is open.
+      client.socket.end(Buffer.from(`GET http://far.example:${echo}/ HTTP/1.1\r\nHost: far.example\r\n\r\n`, "latin1"));
+      assert.equal((await client.readToEnd()).toString("latin1"), `GET / HTTP/1.1\r\nHost: far.example:${echo}\r\nConnection: close\r\n\r\n`);
+    } finally {
+      client.destroy();
+    }
+  });
+
   test("a chunked body is 411 with what to do instead, nothing opened, and not counted as a bad client", async () => {
     const { listener, session, stats } = await startForward();
     const { status, body } = statusAndBody(await exchange(listener.port, "POST http://a.example/ HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n4\r\nbody\r\n0\r\n\r\n"));
