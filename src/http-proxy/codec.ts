@@ -168,7 +168,7 @@ export function requestTarget(head: RequestHead): TargetResult {
 /**
  * `host:port` or `[v6]:port` (RFC 9110 section 4.2.1's uri-host and port),
  * the port optional when `defaultPort` is given. A bracketed address is
- * IPv6; a dotted quad is IPv4; the rest are names, which socks/policy.ts
+ * IPv6 (a zone id dropped); a dotted quad is IPv4; the rest are names, which socks/policy.ts
  * still reads as addresses when a resolver would (`127.1`, `0x7f.1`).
  * Percent-encoded, empty or over-long names are refused.
  *
@@ -186,6 +186,10 @@ export function parseAuthority(text: string, defaultPort?: number): Destination 
     const after = text.slice(close + 1);
     if (after !== "" && !after.startsWith(":")) return undefined;
     portText = after === "" ? undefined : after.slice(1);
+    // A zone id (RFC 6874: [fe80::1%25eth0]) names an interface of this machine, which means
+    // nothing at the far end: the address without it, refused as an address like any other.
+    const zone = host.indexOf("%");
+    if (zone >= 0) host = host.slice(0, zone);
     if (parseIPv6(host) === null) return undefined;
   } else {
     const colon = text.lastIndexOf(":");

@@ -132,6 +132,12 @@ describe("requestTarget and parseAuthority", () => {
     assert.equal(parseAuthority("example.org"), undefined);
     assert.deepEqual(parseAuthority("[2001:db8::1]", 80), { kind: "ipv6", host: "2001:db8::1", port: 80 });
   });
+
+  test("a bracketed address with a zone id is that address (so the policy refuses it as one), never a malformed request", () => {
+    assert.deepEqual(parseAuthority("[fe80::1%25eth0]:443"), { kind: "ipv6", host: "fe80::1", port: 443 });
+    assert.deepEqual(parseAuthority("[fe80::1%eth0]", 80), { kind: "ipv6", host: "fe80::1", port: 80 });
+    assert.equal(parseAuthority("[not-an-address%25eth0]:443"), undefined);
+  });
 });
 
 describe("forwardedHead", () => {

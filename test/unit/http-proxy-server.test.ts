@@ -182,6 +182,14 @@ describe("HTTP CONNECT on the -D port", () => {
     assert.deepEqual(session.calls, []);
   });
 
+  test("an address with a zone id is refused as an address: 403, counted as a refusal (leakcheck sees it), not as a bad client", async () => {
+    const { listener, session, stats } = await startForward();
+    assert.equal(statusAndBody(await exchange(listener.port, "CONNECT [fe80::1%25eth0]:443 HTTP/1.1\r\n\r\n")).status, "HTTP/1.1 403 Forbidden");
+    assert.equal(statusAndBody(await exchange(listener.port, "GET http://[fe80::1%25eth0]/ HTTP/1.1\r\n\r\n")).status, "HTTP/1.1 403 Forbidden");
+    assert.deepEqual(session.calls, []);
+    assert.deepEqual([stats.refusals, stats.protocolErrors], [2, 0]);
+  });
+
   const failures: [Parameters<typeof failOpen>[0], string, string][] = [
     ["refused", "Connection refused", "HTTP/1.1 502 Bad Gateway"],
     ["unreachable", "Name or service not known", "HTTP/1.1 502 Bad Gateway"],
