@@ -30,8 +30,9 @@ proxy localhost). Start the tunnel first: safetunnel -D 1080 user@host.
   --proxy HOST:PORT   The tunnel's -D port (default ${DEFAULT_PROXY}; a port
                       alone means 127.0.0.1)
 
-Exit status: COMMAND's (or its signal); 125 no tunnel at --proxy, 126 COMMAND
-cannot run, 127 COMMAND not found.
+Exit status: COMMAND's (or its signal); 125 no safetunnel -D port without a
+login at --proxy (COMMAND not run), 126 COMMAND cannot run, 127 COMMAND not
+found.
 `;
 
 export const NC_HELP = `usage: safetunnel nc [--proxy HOST:PORT] HOST PORT

@@ -84,26 +84,54 @@ export async function runExec(plan: ExecPlan, io: ExecIo): Promise<ExecOutcome> 
   }
 }
 
-/** The tunnel must be there: without it every request of COMMAND would fail, one by one. */
+/**
+ * The tunnel must be there, and be safetunnel's -D port with no login: the
+ * programs get HTTP_PROXY pointing at its HTTP side and no credentials, so
+ * without either every request of COMMAND would fail, one by one, with a
+ * tool's own unclear error. Asked with a CONNECT to a `.invalid` name, which
+ * the tunnel answers itself (never through SSH, RFC 6761), quietly: 407
+ * means a login is needed, any other HTTP answer is the HTTP side, no HTTP
+ * answer is some other proxy (`ssh -D` speaks only SOCKS).
+ */
 async function checkProxy(proxy: ProxyAddress): Promise<void> {
   const where = hostPort(proxy.host, proxy.port);
-  await new Promise<void>((resolve, reject) => {
+  const refuse = (message: string): TunnelError => new TunnelError("PROXY_UNREACHABLE", `exec: ${message}`, { exitCode: EXEC_FAILED });
+  const status = await new Promise<number | undefined>((resolve, reject) => {
     const socket = connect({ host: proxy.host, port: proxy.port });
-    const timer = setTimeout(() => fail(new Error("no answer within 10 s")), 10_000);
-    function fail(err: Error): void {
+    let answer = "";
+    const timer = setTimeout(() => finish(undefined), 10_000);
+    function finish(value: number | undefined): void {
       clearTimeout(timer);
       socket.destroy();
-      const fix = errnoCode(err) === "ECONNREFUSED" ? `start the tunnel first (safetunnel -D ${proxy.port} user@host) or give its port with --proxy` : "check --proxy";
-      reject(new TunnelError("PROXY_UNREACHABLE", `exec: no tunnel at ${where} (${err.message}): ${fix}`, { exitCode: EXEC_FAILED }));
+      resolve(value);
     }
-    socket.once("error", fail);
-    socket.once("connect", () => {
+    socket.once("error", (err) => {
       clearTimeout(timer);
       socket.destroy();
-      resolve();
+      if (answer !== "" || errnoCode(err) === "ECONNRESET") return finish(undefined);
+      const fix = errnoCode(err) === "ECONNREFUSED" ? `start the tunnel first (safetunnel -D ${proxy.port} user@host) or give its port with --proxy` : "check --proxy";
+      reject(refuse(`no tunnel at ${where} (${err.message}): ${fix}`));
     });
+    socket.once("connect", () => socket.write(`CONNECT ${CHECK_NAME}:1 HTTP/1.1\r\nHost: ${CHECK_NAME}:1\r\n\r\n`));
+    socket.setEncoding("latin1");
+    socket.on("data", (chunk: string) => {
+      answer += chunk;
+      const line = /^HTTP\/1\.[01] ([1-5][0-9][0-9]) /.exec(answer);
+      if (line !== null) finish(Number(line[1]));
+      else if (answer.length >= 16 || !"HTTP/1.1 ".startsWith(answer.slice(0, 9))) finish(undefined);
+    });
+    socket.once("end", () => finish(undefined));
   });
+  if (status === 407) {
+    throw refuse(`the tunnel at ${where} asks for a login (--socks-auth), which the programs exec runs are not given: use a -D port without --socks-auth for exec`);
+  }
+  if (status === undefined) {
+    throw refuse(`${where} is not a safetunnel -D port (no HTTP proxy answered there, and exec points programs at one; ssh -D speaks only SOCKS): start safetunnel -D ${proxy.port} user@host, or give its port with --proxy`);
+  }
 }
+
+/** A name the tunnel answers itself (RFC 6761 reserves .invalid): asking it opens nothing anywhere. */
+const CHECK_NAME = "exec-check.safetunnel.invalid";
 
 function spawnFailure(command: string, err: Error, platform: string): TunnelError {
   const code = errnoCode(err);

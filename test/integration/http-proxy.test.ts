@@ -15,9 +15,10 @@ import { promisify } from "node:util";
 import process from "node:process";
 import { after, before, describe, test } from "node:test";
 import { runCurl } from "../helpers/curl.ts";
-import { cliPath, type Home, runCli, stderrLines } from "../helpers/run.ts";
+import { cliPath, type Home, runCli, startProcess, stderrLines, waitForListen } from "../helpers/run.ts";
+import { existsSync } from "node:fs";
 import { type Sshd } from "../helpers/sshd.ts";
-import { deterministicBytes, HELLO, type HttpTarget, sha256, startHttpTarget } from "../helpers/targets.ts";
+import { deterministicBytes, freePort, HELLO, type HttpTarget, sha256, startHttpTarget } from "../helpers/targets.ts";
 import { type SocksTunnel, startSocksTunnel, startSshdWithHome } from "../helpers/tunnel.ts";
 import { pacFile } from "../../src/http-proxy/setup-page.ts";
 import { waitFor } from "../helpers/wait.ts";
@@ -179,6 +180,40 @@ describe("safetunnel exec: programs with no proxy flags", () => {
     const result = await runCli(["exec", "--proxy", "127.0.0.1:1", "--", "true"], { home: home.home });
     assert.equal(result.code, 125);
     assert.match(result.stderr, /^safetunnel: exec: no tunnel at 127\.0\.0\.1:1 \(.*ECONNREFUSED.*\): start the tunnel first/);
+  });
+
+  test("--proxy at OpenSSH's ssh -D (SOCKS only, no HTTP side): 125 saying it is not a safetunnel port, and the command never runs", async () => {
+    const port = await freePort();
+    const ssh = startProcess("ssh", [
+      "-F", "/dev/null", "-o", "BatchMode=yes", "-o", `UserKnownHostsFile=${join(home.sshDir, "known_hosts")}`, "-o", "GlobalKnownHostsFile=/dev/null",
+      "-o", "IdentitiesOnly=yes", "-o", "IdentityAgent=none", "-i", join(home.sshDir, "id_ed25519"), "-p", String(sshd.port),
+      "-N", "-D", `127.0.0.1:${port}`, `${sshd.user}@127.0.0.1`,
+    ]);
+    try {
+      await waitForListen(port, "127.0.0.1", ssh);
+      const marker = join(dir, "ran-under-ssh-d");
+      const result = await runCli(["exec", "--proxy", `127.0.0.1:${port}`, "--", "touch", marker], { home: home.home });
+      assert.equal(result.code, 125, result.stderr);
+      assert.match(result.stderr, new RegExp(`^safetunnel: exec: 127\\.0\\.0\\.1:${port} is not a safetunnel -D port \\(no HTTP proxy answered there, and exec points programs at one; ssh -D speaks only SOCKS\\)`));
+      assert.equal(existsSync(marker), false);
+    } finally {
+      await ssh.stop();
+    }
+  });
+
+  test("--proxy at a tunnel with --socks-auth: 125 saying the programs would not have the login", async () => {
+    const password = join(dir, "socks-password");
+    await writeFile(password, "s3cret\n");
+    const guarded = await startSocksTunnel(sshd, home, ["--socks-auth", `me:@${password}`]);
+    try {
+      const result = await runCli(["exec", "--proxy", guarded.proxy, "--", "true"], { home: home.home });
+      assert.equal(result.code, 125, result.stderr);
+      assert.equal(result.stderr, `safetunnel: exec: the tunnel at ${guarded.proxy} asks for a login (--socks-auth), which the programs exec runs are not given: use a -D port without --socks-auth for exec\n`);
+    } finally {
+      await guarded.cli.stop();
+    }
+    // Asking cost the tunnel nothing it would count against a client.
+    assert.doesNotMatch(guarded.cli.stderr(), /dropped client|Refused/);
   });
 
   test("git over ssh by name: GIT_SSH_COMMAND goes through safetunnel nc; the clone matches", async () => {

@@ -14,13 +14,28 @@ class FakeChild extends EventEmitter {
   }
 }
 
+/** A stand-in for the tunnel's -D port: it answers exec's check the way `answer` says. */
+async function fakeProxy(answer: (request: string) => string | undefined): Promise<{ server: Server; port: number; requests: string[] }> {
+  const requests: string[] = [];
+  const server = createServer((socket) => {
+    socket.on("error", () => {});
+    socket.once("data", (chunk: Buffer) => {
+      requests.push(chunk.toString("latin1"));
+      const reply = answer(chunk.toString("latin1"));
+      if (reply === undefined) socket.destroy();
+      else socket.end(reply);
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  return { server, port: (server.address() as { port: number }).port, requests };
+}
+
 let server: Server;
 let port = 0;
+let requests: string[] = [];
 before(async () => {
-  // Something listening where the tunnel would be: runExec only checks that it answers.
-  server = createServer((socket) => socket.destroy());
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  port = (server.address() as { port: number }).port;
+  // The tunnel answers a .invalid name itself: 502, no such host.
+  ({ server, port, requests } = await fakeProxy(() => "HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"));
 });
 after(() => server.close());
 
@@ -94,6 +109,40 @@ describe("runExec: a command that cannot run", () => {
         assert.equal(/runs through cmd: safetunnel exec -- cmd \/d \/c npm/.test(err.message), platform === "win32");
         return true;
       });
+    }
+  });
+});
+
+describe("runExec: what is at --proxy", () => {
+  test("the check asks the HTTP side for a .invalid name, which the tunnel answers itself", () => {
+    assert.equal(requests[0], "CONNECT exec-check.safetunnel.invalid:1 HTTP/1.1\r\nHost: exec-check.safetunnel.invalid:1\r\n\r\n");
+  });
+
+  test("a port that asks for a login (407) is refused before the command runs: 125 and what to do", async () => {
+    const login = await fakeProxy(() => "HTTP/1.1 407 Proxy Authentication Required\r\nContent-Length: 0\r\n\r\n");
+    try {
+      const { value } = io({ terminal: false, spawn: () => assert.fail("the command must not run") });
+      await assert.rejects(runExec({ ...plan(["true"]), proxy: { host: "127.0.0.1", port: login.port } }, value), {
+        exitCode: 125,
+        message: `exec: the tunnel at 127.0.0.1:${login.port} asks for a login (--socks-auth), which the programs exec runs are not given: use a -D port without --socks-auth for exec`,
+      });
+    } finally {
+      login.server.close();
+    }
+  });
+
+  test("a port that does not speak HTTP (ssh -D) is not a safetunnel port: 125 and what to do", async () => {
+    for (const reply of [undefined, "\x05\xff"]) {
+      const other = await fakeProxy(() => reply);
+      try {
+        const { value } = io({ terminal: false, spawn: () => assert.fail("the command must not run") });
+        await assert.rejects(runExec({ ...plan(["true"]), proxy: { host: "127.0.0.1", port: other.port } }, value), {
+          exitCode: 125,
+          message: new RegExp(`^exec: 127\\.0\\.0\\.1:${other.port} is not a safetunnel -D port \\(no HTTP proxy answered there`),
+        });
+      } finally {
+        other.server.close();
+      }
     }
   });
 });
