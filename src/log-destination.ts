@@ -9,9 +9,21 @@ import { closeSync, existsSync, openSync, writeSync } from "node:fs";
 import type { ChildProcess, SpawnOptions } from "node:child_process";
 import { TunnelError, describeError, echoValue } from "./errors.ts";
 
+/**
+ * Where a tunnel run's log goes, as ssh decides it: -y to syslog even with
+ * -E, -E to its file, -f alone to syslog (nobody is left at the terminal),
+ * otherwise stderr.
+ *
+ * @example
+ * logTarget({ syslog: false, logFile: undefined }, true) // { kind: "syslog" }
+ */
+export function logTarget(options: { syslog: boolean; logFile: string | undefined }, background: boolean): { kind: "stderr" } | { kind: "syslog" } | { kind: "file"; path: string } {
+  if (options.syslog) return { kind: "syslog" };
+  if (options.logFile !== undefined) return { kind: "file", path: options.logFile };
+  return background ? { kind: "syslog" } : { kind: "stderr" };
+}
+
 export interface LogDestination {
-  /** Where the lines go, for a person ("/var/log/x.log", "syslog"). */
-  readonly name: string;
   /** Writes one finished line (without its newline). */
   write(line: string): void;
   /** Flushes and releases it: the file closed, logger(1) given its last line and ended. */
@@ -34,7 +46,6 @@ export function openLogFile(path: string): LogDestination {
   }
   let open = true;
   return {
-    name: path,
     write(line) {
       if (!open) return;
       try {
@@ -50,6 +61,9 @@ export function openLogFile(path: string): LogDestination {
     },
   };
 }
+
+/** What to do when syslog cannot take the log. */
+const INSTEAD = "give -E FILE to log to a file instead";
 
 /** The syslog socket logger(1) writes to: syslog(3)'s _PATH_LOG (<syslog.h> on each system). */
 export function syslogSocket(platform: string): string | undefined {
@@ -68,8 +82,7 @@ export function syslogSocket(platform: string): string | undefined {
  */
 export function syslogProblem(platform: string, exists: (path: string) => boolean = existsSync): string | undefined {
   const socket = syslogSocket(platform);
-  const instead = "give -E FILE to log to a file instead";
-  if (socket === undefined) return `this system has no syslog for the log of -f or -y; ${instead}`;
+  if (socket === undefined) return `this system has no syslog for the log of -f or -y; ${INSTEAD}`;
   let there: boolean;
   try {
     there = exists(socket);
@@ -77,7 +90,7 @@ export function syslogProblem(platform: string, exists: (path: string) => boolea
     // Not allowed to look (Deno without read access to it): logger(1) will find out.
     return undefined;
   }
-  if (!there) return `no syslog daemon here (${socket} does not exist) for the log of -f or -y; ${instead}`;
+  if (!there) return `no syslog daemon here (${socket} does not exist) for the log of -f or -y; ${INSTEAD}`;
   return undefined;
 }
 
@@ -100,12 +113,11 @@ export interface SyslogEnvironment {
 export async function openSyslog(environment: SyslogEnvironment): Promise<LogDestination> {
   const problem = syslogProblem(environment.platform, environment.exists);
   if (problem !== undefined) throw new TunnelError("NO_SYSLOG", problem);
-  const instead = "give -E FILE to log to a file instead";
   // Its own process group: Ctrl-C or a hangup on the terminal is the tunnel's to handle (a summary to log, a reconnect), not logger's to die of.
   const child = environment.spawn("logger", ["-t", `safetunnel[${environment.pid}]`], { stdio: ["pipe", "ignore", "ignore"], detached: true });
   await new Promise<void>((resolve, reject) => {
     child.once("spawn", () => resolve());
-    child.once("error", (err) => reject(new TunnelError("NO_SYSLOG", `cannot run logger(1) for the log of -f or -y (${describeError(err)}); ${instead}`)));
+    child.once("error", (err) => reject(new TunnelError("NO_SYSLOG", `cannot run logger(1) for the log of -f or -y (${describeError(err)}); ${INSTEAD}`)));
   });
   const exited = new Promise<void>((resolve) => child.once("close", () => resolve()));
   child.stdin?.on("error", () => {});
@@ -113,7 +125,6 @@ export async function openSyslog(environment: SyslogEnvironment): Promise<LogDes
   child.unref();
   (child.stdin as { unref?: () => void } | null)?.unref?.();
   return {
-    name: "syslog",
     write(line) {
       // logger reads one message per line, so a message of several lines becomes several.
       if (child.exitCode === null) child.stdin?.write(`${line}\n`);

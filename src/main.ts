@@ -17,7 +17,7 @@ import { openFileLimits } from "./forward/connection-limit.ts";
 import { isBackgroundProcess } from "./background/background-end.ts";
 import { denoPermissionFlags, denoPermissionQuery, type DenoResources } from "./platform/deno-permissions.ts";
 import { join, resolve } from "node:path";
-import { syslogProblem } from "./log-destination.ts";
+import { logTarget, syslogProblem } from "./log-destination.ts";
 
 async function main(argv: string[]): Promise<number> {
   const writeErr = (line: string): void => {
@@ -161,11 +161,10 @@ async function main(argv: string[]): Promise<number> {
     if (plan.background && !backgroundProcess) {
       const self = selfCommand(backgroundResources(plan, environment.homeDir));
       // Checked here, before anything starts: where the background process will log.
-      const logsTo = plan.syslog || plan.logFile === undefined ? "syslog" : plan.logFile;
-      if (logsTo === "syslog") {
-        const problem = syslogProblem(process.platform);
-        if (problem !== undefined) throw new TunnelError("NO_SYSLOG", problem);
-      }
+      const target = logTarget(plan, true);
+      const logsTo = target.kind === "file" ? target.path : "syslog";
+      const problem = target.kind === "syslog" ? syslogProblem(process.platform) : undefined;
+      if (problem !== undefined) throw new TunnelError("NO_SYSLOG", problem);
       // A reader that goes away (a pipe to grep -m1) must not end this process before the background one is up or gone.
       process.stderr.on("error", () => {});
       const { runInBackground } = await import("./background/foreground.ts");
@@ -196,24 +195,24 @@ async function main(argv: string[]): Promise<number> {
       return await runTunnel(plan, { ...environment, ...routing.environment });
     } catch (err) {
       // Said while the lines still reach the foreground (-f before the tunnel was up).
-      reportFailure(err, log);
-      return err instanceof TunnelError ? err.exitCode : 255;
+      return reportFailure(err, log);
     } finally {
       await routing.close();
     }
   } catch (err) {
-    reportFailure(err, log);
-    return err instanceof TunnelError ? err.exitCode : 255;
+    return reportFailure(err, log);
   }
 }
 
-function reportFailure(err: unknown, log: Logger): void {
+/** Logs a run's failure in one line; returns its exit status. */
+function reportFailure(err: unknown, log: Logger): number {
   if (err instanceof TunnelError) {
     log.error(`safetunnel: ${err.message}`, { code: err.code });
-    return;
+    return err.exitCode;
   }
   log.error(`safetunnel: internal error: ${describeError(err)}; please report it with the -vvv output.`, { code: "INTERNAL" });
   if (log.debugEnabled(1) && err instanceof Error && err.stack) log.debug(1, err.stack);
+  return 255;
 }
 
 /** `exec` and `nc`: failures before the program or connection runs are one line and their exit status. */

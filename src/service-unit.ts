@@ -7,6 +7,10 @@
  * (ExitOnForwardFailure=yes). Pure: the command line in, the unit's text out.
  */
 import { TunnelError } from "./errors.ts";
+import { LONG_WITH_VALUE, WITH_VALUE } from "./cli/tunnel-args.ts";
+
+/** What every unit's tunnel gets first (ssh's first value wins): no waiting for an answer, and a forward that cannot listen is a failure. */
+const UNIT_OPTIONS = ["-o", "BatchMode=yes", "-o", "ExitOnForwardFailure=yes"];
 
 /** What the unit runs: this program (as selfCommand gives it) and the tunnel's words. */
 export interface UnitCommand {
@@ -83,7 +87,7 @@ export function unitArgs(args: readonly string[], absolute: (path: string) => st
     let rebuilt = "-";
     for (let j = 1; j < word.length; j++) {
       const flag = word[j]!;
-      if (FLAGS_WITH_VALUE.has(flag)) {
+      if (WITH_VALUE.has(flag)) {
         const attached = word.slice(j + 1);
         const value = attached !== "" ? attached : args[++i];
         if (rebuilt !== "-") kept.push(rebuilt);
@@ -97,17 +101,11 @@ export function unitArgs(args: readonly string[], absolute: (path: string) => st
     }
     if (rebuilt !== "-") kept.push(rebuilt);
   }
-  return ["-o", "BatchMode=yes", "-o", "ExitOnForwardFailure=yes", ...(hasN ? [] : ["-N"]), ...kept];
+  return [...UNIT_OPTIONS, ...(hasN ? [] : ["-N"]), ...kept];
 }
 
-/** ssh(1)'s flags that take a value (as cli/tunnel-args.ts reads them). */
-const FLAGS_WITH_VALUE = new Set("BbcDEeFIiJLlmOoPpQRSWw".split(""));
-
-/** Of those, the ones whose value is a file: -E log, -F config, -i identity. */
+/** Of the flags that take a value, the ones whose value is a file: -E log, -F config, -i identity. */
 const FILE_FLAGS = new Set(["E", "F", "i"]);
-
-/** safetunnel's long options that take a value. */
-const LONG_WITH_VALUE = new Set(["--pid-file", "--allow-ip", "--allow-users", "--socks-auth", "--max-connections"]);
 
 /**
  * A long option's value for the unit: --pid-file's file made absolute;
@@ -134,8 +132,8 @@ function longValue(name: string, value: string, file: (path: string) => string):
  */
 export function systemdUnit(command: UnitCommand): string {
   const args = unitArgs(command.args, command.absolute);
-  // The user's words, as the unit runs them (without the two options every unit gets).
-  const description = ["safetunnel", ...args.slice(4)].join(" ").replace(/%/g, "%%");
+  // The user's words, as the unit runs them (without the options every unit gets).
+  const description = ["safetunnel", ...args.slice(UNIT_OPTIONS.length)].join(" ").replace(/%/g, "%%");
   return [
     "# A systemd user unit for this tunnel. Save it as",
     "#   ~/.config/systemd/user/safetunnel.service",

@@ -13,7 +13,7 @@ import type { TtyLike } from "./ssh/prompt.ts";
 import { BACKGROUND_OF, BACKGROUND_TTY, handoffToForeground, type Handoff } from "./background/background-end.ts";
 import { readFileSync } from "node:fs";
 import { removePidFile, writePidFile } from "./background/pid-file.ts";
-import { openLogFile, openSyslog, type LogDestination } from "./log-destination.ts";
+import { logTarget, openLogFile, openSyslog, type LogDestination } from "./log-destination.ts";
 import { LiveStatus, type RunningTunnel } from "./status/live-status.ts";
 import { statusSummary } from "./status/status-line.ts";
 
@@ -59,11 +59,9 @@ export async function tunnelProcess(plan: TunnelPlan, io: TunnelProcessEnvironme
     });
     setSink(handoff.log);
   }
-  // As ssh: -y sends the log to syslog even with -E; -E to its file; -f alone to syslog.
-  let destination: LogDestination | undefined;
-  if (plan.syslog) destination = await openSyslog({ platform: process.platform, pid: process.pid, spawn });
-  else if (plan.logFile !== undefined) destination = openLogFile(plan.logFile);
-  else if (background) destination = await openSyslog({ platform: process.platform, pid: process.pid, spawn });
+  const target = logTarget(plan, background);
+  const destination: LogDestination | undefined =
+    target.kind === "syslog" ? await openSyslog({ platform: process.platform, pid: process.pid, spawn }) : target.kind === "file" ? openLogFile(target.path) : undefined;
   const opened = destination;
   if (opened !== undefined) {
     // -f: the foreground shows what happens until the tunnel is up; the -E file keeps it too.
@@ -72,7 +70,7 @@ export async function tunnelProcess(plan: TunnelPlan, io: TunnelProcessEnvironme
         ? opened.write
         : (line) => {
             handoff.log(line);
-            if (opened.name !== "syslog") opened.write(line);
+            if (target.kind === "file") opened.write(line);
           },
     );
   }

@@ -213,14 +213,16 @@ export async function serveForwards(
     }
   }
 
+  const outages = (): { outages: number; downMs: number } | undefined =>
+    reconnection === undefined ? undefined : { outages: reconnection.session.outages, downMs: reconnection.session.downMs };
   return new Promise<number>((resolve) => {
     let stopping = false;
     const stop = async (status: number, why: string): Promise<void> => {
       if (stopping) return;
       stopping = true;
       await shutdown(started, session);
-      const outages = reconnection === undefined ? undefined : { outages: reconnection.session.outages, downMs: reconnection.session.downMs };
-      log.info(`${why}: ${summaryLine(stats)}${outages === undefined ? "" : outageText(outages)}.`, { event: "summary", ...stats, ...outages });
+      const lost = outages();
+      log.info(`${why}: ${summaryLine(stats)}${lost === undefined ? "" : outageText(lost)}.`, { event: "summary", ...stats, ...lost });
       resolve(status);
     };
     run.onStopSignal((signal) => void stop(0, `Stopped by ${signal}`));
@@ -252,7 +254,7 @@ export async function serveForwards(
           if (!connection.up && session.up) connection = { up: true, since: Date.now() };
           return connection;
         },
-        outages: () => (reconnection === undefined ? undefined : { outages: reconnection.session.outages, downMs: reconnection.session.downMs }),
+        outages,
       };
       Promise.resolve()
         .then(() => run.onListening?.(status))

@@ -57,7 +57,10 @@ export type TunnelArgsResult =
 const LONG_SWITCHES = new Set(["--json", "--no-reconnect", "--help", "--version", "--print-unit"]);
 
 /** ssh(1) flags that take a value, and those that do not. */
-const WITH_VALUE = new Set("BbcDEeFIiJLlmOoPpQRSWw".split(""));
+export const WITH_VALUE: ReadonlySet<string> = new Set("BbcDEeFIiJLlmOoPpQRSWw".split(""));
+
+/** Long options that take a value (read by getopt below, one by one, so a value stays text). */
+export const LONG_WITH_VALUE: ReadonlySet<string> = new Set(["--allow-ip", "--allow-users", "--max-connections", "--socks-auth", "--pid-file"]);
 const WITHOUT_VALUE = new Set("46AaCfGgKkhMNnqsTtVvXxYy".split(""));
 
 /** Flags we implement; the others are accepted (ssh scripts pass them) and named in a warning. */

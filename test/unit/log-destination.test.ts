@@ -3,7 +3,7 @@ import { mkdtemp, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, test } from "node:test";
-import { openLogFile, syslogProblem, syslogSocket } from "../../src/log-destination.ts";
+import { logTarget, openLogFile, syslogProblem, syslogSocket } from "../../src/log-destination.ts";
 
 describe("syslog's socket and whether it is there", () => {
   test("each system's _PATH_LOG; none on Windows", () => {
@@ -45,5 +45,14 @@ describe("-E: the log file", () => {
 
   test("a file that cannot be opened is LOG_FILE, naming the file and the fix", () => {
     assert.throws(() => openLogFile("/nonexistent-dir/t.log"), { code: "LOG_FILE", message: /^-E: cannot open the log file '\/nonexistent-dir\/t\.log' \(.*\); give a file this account can write$/ });
+  });
+});
+
+describe("logTarget: where a run's log goes, as ssh decides", () => {
+  test("-y wins over -E; -E is its file; -f alone is syslog; otherwise stderr", () => {
+    assert.deepEqual(logTarget({ syslog: true, logFile: "/tmp/t.log" }, false), { kind: "syslog" });
+    assert.deepEqual(logTarget({ syslog: false, logFile: "/tmp/t.log" }, true), { kind: "file", path: "/tmp/t.log" });
+    assert.deepEqual(logTarget({ syslog: false, logFile: undefined }, true), { kind: "syslog" });
+    assert.deepEqual(logTarget({ syslog: false, logFile: undefined }, false), { kind: "stderr" });
   });
 });
